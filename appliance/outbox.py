@@ -138,6 +138,20 @@ class OutboxStats:
         }
 
 
+class _Corrupt(sqlite3.DatabaseError):
+    """quick_check found damage."""
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """Damage to the file itself, as opposed to a lock or a transient I/O error."""
+    if isinstance(exc, _Corrupt):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    return "malformed" in str(exc) or "not a database" in str(exc)
+
+
 def _digest(wire: dict[str, Any]) -> str:
     """What makes two versions of a record the same reading."""
     meaningful = {k: wire[k] for k in ("period_end", "final", "values")}
@@ -157,6 +171,8 @@ class Outbox:
         try:
             self._db = self._open()
         except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise  # locked, busy, I/O: the file is fine, let the service retry
             self._move_aside(str(exc))
             self._db = self._open()
 
@@ -170,7 +186,7 @@ class Outbox:
             db.execute("PRAGMA synchronous = FULL")
             verdict = db.execute("PRAGMA quick_check").fetchone()[0]
             if verdict != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {verdict}")
+                raise _Corrupt(f"quick_check: {verdict}")
             db.executescript(SCHEMA)
         except BaseException:
             db.close()
@@ -389,26 +405,33 @@ class Outbox:
             )
         dropped = 0
         for _ in range(1000):  # bounded: each round frees a chunk
-            over_size = self._live_bytes() > self.max_mb * 1e6
+            cap = self.max_mb * 1e6
+            live = self._live_bytes()
             low_disk = self._free_disk_mb() < self.min_free_disk_mb
-            if not (over_size or low_disk):
+            if live <= cap and not low_disk:
                 break
+            chunk = 500
+            if not low_disk:
+                # Shed down to 95% of the cap so one new reading does not shed again at once.
+                with self._lock:
+                    rows = self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] or 1
+                chunk = max(1, min(chunk, int((live - 0.95 * cap) / (live / rows)) + 1))
             with self._write() as db:
                 forgot = db.execute(
                     "DELETE FROM readings WHERE id IN (SELECT id FROM readings"
-                    " WHERE state != 'pending' ORDER BY seq LIMIT 2000)"
+                    " WHERE state != 'pending' ORDER BY seq LIMIT ?)", (chunk,)
                 ).rowcount
                 if forgot:
                     continue
                 shed = db.execute(
                     "DELETE FROM readings WHERE id IN (SELECT id FROM readings"
-                    " WHERE state = 'pending' ORDER BY seq LIMIT 500)"
+                    " WHERE state = 'pending' ORDER BY seq LIMIT ?)", (chunk,)
                 ).rowcount
                 if not shed:
                     break
                 self._bump(db, "dropped", shed)
                 dropped += shed
-            if low_disk and not over_size:
+            if low_disk and live <= cap:
                 # Freed pages stay inside the file; give them back to the disk.
                 with self._lock:
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -27,6 +27,14 @@ STALE_AFTER_S = 30.0
 
 SERVICES = ("collector", "relay", "watchdog", "led")
 
+# The systemd unit that runs each service (appliance/units/).
+UNITS = {
+    "collector": "sensor-bridge.service",
+    "relay": "sensor-bridge-relay.service",
+    "watchdog": "sensor-bridge-watchdog.service",
+    "led": "sensor-bridge-led.service",
+}
+
 
 def worst(states: list[str] | tuple[str, ...]) -> str:
     """The most serious of ``states`` (an unknown state counts as error)."""

@@ -1,0 +1,411 @@
+"""The collector service, ``sensor-bridge run``: poll the cameras, run the uplink, answer /health.
+
+A thin shell around the real parts. The ``schedule`` package starts each
+sensor's polls at its interval; polls run in a bounded thread pool so one slow
+camera never delays the others; the uplink drains the outbox in its own
+thread. The main loop only schedules, rewrites the status file every couple of
+seconds (its heartbeat for the LED and the watchdog) and pings systemd, so it
+keeps beating whatever a camera or the cloud API is doing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .clock import clock_synchronised
+from .config import Config, parse_listen
+from .notify import notify
+from .outbox import Outbox
+from .records import now_utc, utc_text
+from .status import effective_state, read_status, worst, write_status
+
+log = logging.getLogger("sensor-bridge.collector")
+
+STATUS_EVERY_S = 2.0
+LIMITS_EVERY_S = 60.0
+MAX_POLL_WORKERS = 16
+# Other services get this long after the collector starts before a missing
+# status file counts against the bridge's overall state.
+PEER_GRACE_S = 60.0
+
+
+@dataclass
+class SensorHealth:
+    """What the bridge knows about one sensor: the seed's "verify all sensors reporting"."""
+
+    id: str
+    state: str = "unknown"  # ok | failing | unknown
+    last_success: str | None = None
+    last_error: str | None = None
+    failing_kinds: frozenset[str] = frozenset()
+
+    def record(self, kind: str, ok: bool, error: str | None, at: str) -> str | None:
+        """Note one poll; returns a log line when the sensor's state changed."""
+        before = (self.state, self.last_error if self.state == "failing" else None)
+        if ok:
+            self.last_success = at
+            self.failing_kinds = self.failing_kinds - {kind}
+        else:
+            self.last_error = f"{kind}: {error}"
+            self.failing_kinds = self.failing_kinds | {kind}
+        self.state = "failing" if self.failing_kinds else "ok"
+        after = (self.state, self.last_error if self.state == "failing" else None)
+        if after == before:
+            return None
+        if self.state == "ok":
+            return f"sensor {self.id} is reporting again"
+        return f"sensor {self.id} failing: {self.last_error}"
+
+    def contract(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state,
+            "last_success": self.last_success,
+            "last_error": self.last_error,
+        }
+
+
+class _HealthServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _HealthServer6(_HealthServer):
+    address_family = socket.AF_INET6
+
+
+def host_facts(state_dir: str) -> dict[str, Any]:
+    """The heartbeat's ``host`` object (disk, memory, temperature, load)."""
+    import psutil
+
+    try:
+        disk_free = shutil.disk_usage(state_dir).free // 1_000_000
+    except OSError:
+        disk_free = None
+    try:
+        milli = int(Path("/sys/class/thermal/thermal_zone0/temp").read_text())
+        temp: float | None = round(milli / 1000, 1)
+    except (OSError, ValueError):
+        temp = None
+    return {
+        "disk_free_mb": disk_free,
+        "mem_used_pct": round(psutil.virtual_memory().percent, 1),
+        "cpu_temp_c": temp,
+        "load1": round(os.getloadavg()[0], 2),
+    }
+
+
+class Collector:
+    """Everything ``sensor-bridge run`` does, startable and stoppable from a test or the demo."""
+
+    def __init__(self, config: Config) -> None:
+        from .sources.milesight_http import CameraPoller
+        from .uplink import Uplink
+
+        self.config = config
+        self.started = time.time()
+        self.stop_event = threading.Event()
+        Path(config.paths.run_dir).mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb)
+        self.uplink = Uplink(config, self.outbox)
+        self.pollers = {s.id: CameraPoller(s, self.outbox) for s in config.sensors}
+        self.sensors = {s.id: SensorHealth(s.id) for s in config.sensors}
+        workers = min(MAX_POLL_WORKERS, max(1, len(config.sensors) * 2))
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll")
+        self.in_flight: dict[tuple[str, str], Future[Any]] = {}
+        self.time_synced = not config.bridge.require_time_sync
+        self.last_collection: str | None = None
+        self.dropped_at_start = self.outbox.counter("dropped")
+        self.last_drop_time: float | None = None
+        self.health_server: ThreadingHTTPServer | None = None
+        self._lock = threading.Lock()
+        self._status: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ polling
+
+    def _poll(self, sensor_id: str, kind: str) -> None:
+        outcome = self.pollers[sensor_id].poll(kind)
+        with self._lock:
+            line = self.sensors[sensor_id].record(kind, outcome.ok, outcome.error, utc_text(outcome.at))
+            if outcome.ok:
+                self.last_collection = utc_text(outcome.at)
+        if line:
+            (log.info if outcome.ok else log.warning)("%s", line)
+        if outcome.ok and outcome.records:
+            self.uplink.wake()
+
+    def submit_poll(self, sensor_id: str, kind: str) -> None:
+        """Start a poll unless the previous one of the same sensor and kind is still running."""
+        if not self.time_synced or self.stop_event.is_set():
+            return
+        key = (sensor_id, kind)
+        running = self.in_flight.get(key)
+        if running and not running.done():
+            return
+        self.in_flight[key] = self.pool.submit(self._guarded_poll, sensor_id, kind)
+
+    def _guarded_poll(self, sensor_id: str, kind: str) -> None:
+        try:
+            self._poll(sensor_id, kind)
+        except Exception:  # a bug must cost one poll, not the service
+            log.exception("poll of %s %s crashed", sensor_id, kind)
+
+    def _schedule(self) -> Any:
+        import schedule
+
+        scheduler = schedule.Scheduler()
+        for sensor in self.config.sensors:
+            for kind in sensor.collect:
+                every = sensor.live_interval_s if kind == "live_counts" else sensor.interval_s
+                scheduler.every(every).seconds.do(self.submit_poll, sensor.id, kind)
+        return scheduler
+
+    # ------------------------------------------------------------ state
+
+    def own_state(self, now: float) -> tuple[str, str]:
+        """The collector's state and a one-line reason a person can act on."""
+        uplink = self.uplink.snapshot()
+        stats = self.outbox.stats()
+        if not self.time_synced:
+            return "starting", "waiting for the clock to be synchronised (NTP)"
+        if stats.dropped > self.dropped_at_start:
+            self.dropped_at_start = stats.dropped
+            self.last_drop_time = now
+        if self.last_drop_time and now - self.last_drop_time < 3600:
+            return "error", f"outbox full: {stats.dropped} undelivered readings dropped"
+        try:
+            free_mb = shutil.disk_usage(self.config.paths.state_dir).free / 1e6
+        except OSError:
+            free_mb = float("inf")
+        if free_mb < self.config.outbox.min_free_disk_mb:
+            return "error", f"disk nearly full: {free_mb:.0f} MB free"
+        if uplink["state"] == "error":
+            return "error", f"uplink: {uplink['last_error']}"
+        sensors = list(self.sensors.values())
+        failing = [s for s in sensors if s.state == "failing"]
+        if sensors and len(failing) == len(sensors):
+            return "error", f"no sensor reachable ({failing[0].id}: {failing[0].last_error})"
+        if sensors and all(s.state == "unknown" for s in sensors):
+            return "starting", "waiting for the first poll"
+        if failing:
+            names = ", ".join(s.id for s in failing)
+            return "degraded", f"{len(failing)} of {len(sensors)} sensors failing: {names}"
+        if uplink["state"] != "ok":
+            return "degraded", f"uplink retrying, readings buffered: {uplink['last_error']}"
+        return "ok", "all sensors polled, outbox draining"
+
+    def overall_state(self, own: str, now: float) -> tuple[str, dict[str, str]]:
+        """The bridge's state: the worst of every enabled service's (maintenance wins)."""
+        states = {"collector": own}
+        for service in self.config.enabled_services():
+            if service == "collector":
+                continue
+            status = read_status(self.config.paths.run_dir, service)
+            if status is None and now - self.started < PEER_GRACE_S:
+                states[service] = "starting"
+            else:
+                states[service] = effective_state(status, now=now)
+        overall = worst([s for s in states.values() if s != "maintenance"])
+        if self._maintenance():
+            overall = "maintenance"
+        return overall, states
+
+    def _maintenance(self) -> bool:
+        try:
+            from .maintenance import maintenance_active
+        except ImportError:
+            return False
+        return bool(maintenance_active(self.config))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything status, /health and the heartbeat report (never a secret)."""
+        now = time.time()
+        own, reason = self.own_state(now)
+        overall, services = self.overall_state(own, now)
+        with self._lock:
+            sensors = [s.contract() for s in self.sensors.values()]
+            last_collection = self.last_collection
+        return {
+            "state": own,
+            "reason": reason,
+            "bridge_state": overall,
+            "services": services,
+            "bridge_id": self.config.bridge.id,
+            "version": __version__,
+            "uptime_s": round(now - self.started),
+            "time_synced": self.time_synced,
+            "last_collection": last_collection,
+            "sensors": sensors,
+            "outbox": self.outbox.stats(now).__dict__,
+            "outbox_reset": self.outbox.reset_reason,
+            "uplink": self.uplink.snapshot(),
+        }
+
+    def heartbeat_body(self, snap: dict[str, Any]) -> dict[str, Any]:
+        out = snap["outbox"]
+        return {
+            "schema": "sensor-bridge/heartbeat/v1",
+            "bridge_id": self.config.bridge.id,
+            "version": __version__,
+            "sent_at": utc_text(now_utc()),
+            "uptime_s": snap["uptime_s"],
+            "state": snap["bridge_state"],
+            "outbox": {k: round(out[k]) for k in ("pending", "oldest_pending_age_s", "dead_letter", "dropped")},
+            "sensors": snap["sensors"],
+            "host": host_facts(self.config.paths.state_dir),
+        }
+
+    def write_status(self) -> dict[str, Any]:
+        snap = self.snapshot()
+        with self._lock:
+            self._status = snap
+        details = {k: v for k, v in snap.items() if k != "state"}
+        write_status(self.config.paths.run_dir, "collector", snap["state"], **details)
+        notify("WATCHDOG=1", f"STATUS={snap['state']}: {snap['reason']}")
+        return snap
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """/health: 200 while the bridge is ok, degraded or starting; 503 otherwise."""
+        with self._lock:
+            snap = dict(self._status)
+        if not snap:
+            return 503, {"status": "starting"}
+        body = self.heartbeat_body(snap)
+        body.update(
+            status=snap["bridge_state"],
+            uptime=snap["uptime_s"],
+            last_collection=snap["last_collection"],
+            reason=snap["reason"],
+            services=snap["services"],
+            uplink={k: snap["uplink"].get(k) for k in ("state", "last_success", "last_error")},
+        )
+        code = 200 if snap["bridge_state"] in ("ok", "degraded", "starting") else 503
+        return code, body
+
+    # ------------------------------------------------------------ threads
+
+    def _serve_health(self) -> None:
+        listen = self.config.health.listen
+        if not listen:
+            return
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if self.path.split("?")[0] != "/health":
+                    self.send_error(404, "only /health lives here")
+                    return
+                code, body = collector.health()
+                data = json.dumps(body, indent=1).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        host, port = parse_listen(listen)
+        server_class = _HealthServer6 if ":" in host else _HealthServer
+        self.health_server = server_class((host, port), Handler)
+        threading.Thread(target=self.health_server.serve_forever, name="health", daemon=True).start()
+        log.info("health endpoint on http://%s/health", listen)
+
+    def _heartbeats(self) -> None:
+        while not self.stop_event.wait(self.config.uplink.heartbeat_s):
+            with self._lock:
+                snap = dict(self._status)
+            if snap:
+                try:
+                    self.uplink.send_heartbeat(self.heartbeat_body(snap))
+                except Exception:
+                    log.exception("heartbeat failed")
+
+    # ------------------------------------------------------------ the service
+
+    def run(self) -> int:
+        """Run until ``stop_event`` is set (SIGTERM/SIGINT in the service)."""
+        if self.outbox.reset_reason:
+            log.error("%s", self.outbox.reset_reason)
+        self.write_status()
+        self._serve_health()
+        uplink_thread = threading.Thread(
+            target=self.uplink.run, args=(self.stop_event,), name="uplink", daemon=True
+        )
+        uplink_thread.start()
+        if self.config.uplink.heartbeat_url:
+            threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True).start()
+        notify("READY=1")
+        log.info(
+            "collector up: %d sensor(s), delivering to %s", len(self.config.sensors), self.config.uplink.url
+        )
+        scheduler = None
+        next_status = next_limits = 0.0
+        while not self.stop_event.is_set():
+            now = time.time()
+            if not self.time_synced and clock_synchronised():
+                log.info("clock synchronised; polling starts")
+                self.time_synced = True
+            if self.time_synced and scheduler is None:
+                scheduler = self._schedule()
+                scheduler.run_all()
+            if scheduler is not None:
+                scheduler.run_pending()
+            if now >= next_limits:
+                next_limits = now + LIMITS_EVERY_S
+                self.outbox.enforce_limits()
+            if now >= next_status:
+                next_status = now + STATUS_EVERY_S
+                self.write_status()
+            self.stop_event.wait(0.2)
+        self._shutdown(uplink_thread)
+        return 0
+
+    def _shutdown(self, uplink_thread: threading.Thread) -> None:
+        log.info("stopping: waiting for in-flight polls and the current batch")
+        notify("STOPPING=1")
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        uplink_thread.join(timeout=self.config.uplink.timeout_s + 5)
+        if self.health_server:
+            self.health_server.shutdown()
+            self.health_server.server_close()
+        self.outbox.close()
+        log.info("stopped cleanly")
+
+
+def run_service(config: Config) -> int:
+    collector = Collector(config)
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        collector.stop_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return collector.run()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .cli import config_from
+
+    return run_service(config_from(args))
+
+
+def register(commands: argparse._SubParsersAction, config_commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser("run", help="the collector service: poll sensors, deliver, serve /health")
+    run.set_defaults(func=_run)

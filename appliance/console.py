@@ -1,0 +1,372 @@
+"""Maintenance over SSH: ``status``, ``doctor``, ``sensors test ID`` and ``outbox ...``.
+
+``status`` is the one screen a person reads first. ``doctor`` walks the seed's
+troubleshooting list by itself (sensors reachable, credentials, a sample read,
+the cloud API and its key, disk, clock, services, recent errors) and prints a
+PASS/WARN/FAIL line for each, with the fix next to every failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from .clock import clock_synchronised
+from .config import Config
+from .outbox import Outbox
+from .status import effective_state, read_status, worst
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+# ---------------------------------------------------------------- status
+
+
+def gather_status(config: Config) -> dict[str, Any]:
+    """What ``status`` shows: the services' files plus the outbox read directly."""
+    now = time.time()
+    services = {}
+    for service in config.enabled_services():
+        body = read_status(config.paths.run_dir, service)
+        services[service] = {
+            "state": effective_state(body, now=now),
+            "reason": (body or {}).get("reason") or ("not running" if body is None else ""),
+            "written_s_ago": round(now - body["written_at"]) if body and "written_at" in body else None,
+        }
+    collector = read_status(config.paths.run_dir, "collector") or {}
+    outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb)
+    try:
+        stats = outbox.stats(now).__dict__
+    finally:
+        outbox.close()
+    states = [s["state"] for s in services.values()]
+    overall = collector.get("bridge_state") if services["collector"]["state"] != "error" else None
+    return {
+        "bridge_id": config.bridge.id,
+        "state": overall or worst(states),
+        "services": services,
+        "sensors": collector.get("sensors")
+        or [{"id": s.id, "state": "unknown", "last_success": None, "last_error": None} for s in config.sensors],
+        "outbox": stats,
+        "uplink": collector.get("uplink", {}),
+        "last_collection": collector.get("last_collection"),
+        "time_synced": collector.get("time_synced"),
+    }
+
+
+def print_status(report: dict[str, Any]) -> None:
+    print(f"sensor-bridge {report['bridge_id']}: {report['state'].upper()}")
+    print("\nservices")
+    for name, s in report["services"].items():
+        seen = f"(written {s['written_s_ago']}s ago)" if s["written_s_ago"] is not None else ""
+        print(f"  {name:<10} {s['state']:<11} {s['reason']} {seen}".rstrip())
+    print("\nsensors")
+    if not report["sensors"]:
+        print("  none polled (this bridge only relays what devices push)")
+    for s in report["sensors"]:
+        line = f"  {s['id']:<16} {s['state']:<8} last success {s.get('last_success') or 'never'}"
+        if s["state"] == "failing":
+            line += f"\n  {'':<16} last error: {s.get('last_error')}"
+        print(line)
+    o = report["outbox"]
+    print("\noutbox")
+    print(
+        f"  pending {o['pending']} (oldest {_ago(o['oldest_pending_age_s']) if o['pending'] else '-'}),"
+        f" dead-letter {o['dead_letter']}, dropped {o['dropped']}, {o['size_mb']} MB"
+    )
+    u = report["uplink"]
+    print("\nuplink")
+    print(f"  state {u.get('state', 'unknown')}, last success {u.get('last_success') or 'never'}")
+    if u.get("last_error"):
+        print(f"  last error: {u['last_error']}")
+    if report.get("time_synced") is False:
+        print("\nclock: NOT synchronised yet; polling waits for NTP")
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .cli import config_from
+
+    report = gather_status(config_from(args))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_status(report)
+    return 0 if report["state"] in ("ok", "degraded", "starting", "maintenance") else 1
+
+
+# ---------------------------------------------------------------- doctor
+
+
+@dataclass
+class Finding:
+    verdict: str  # PASS | WARN | FAIL
+    check: str
+    detail: str
+    fix: str = ""
+
+
+def _tcp_reach(url: str, timeout: float) -> str | None:
+    """None when host:port accepts a connection, else why not."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return None
+    except socket.gaierror as exc:
+        return f"cannot resolve {parts.hostname}: {exc.strerror}"
+    except TimeoutError:
+        return f"{parts.hostname}:{port} did not answer within {timeout:g}s"
+    except OSError as exc:
+        return f"{parts.hostname}:{port}: {exc.strerror or exc}"
+
+
+def check_sensors(config: Config) -> list[Finding]:
+    from .sources.milesight_http import SensorError, read_sample
+
+    found = []
+    for sensor in config.sensors:
+        why = _tcp_reach(sensor.url, min(sensor.timeout_s, 5))
+        if why:
+            found.append(Finding("FAIL", f"sensor {sensor.id} reachable", why,
+                                 "check the camera's power and cable, its IP in the config, and the VLAN"))
+            continue
+        found.append(Finding("PASS", f"sensor {sensor.id} reachable", sensor.url))
+        kind = next((k for k in sensor.collect if k != "live_counts"), sensor.collect[0])
+        try:
+            rows = read_sample(sensor, kind, hours=2)
+        except SensorError as exc:
+            fix = ("fix username/password (or auth) for this sensor in the config"
+                   if "401" in str(exc) else "open the camera's web page; restart it if it is unresponsive")
+            found.append(Finding("FAIL", f"sensor {sensor.id} credentials and sample read", str(exc), fix))
+            continue
+        found.append(Finding("PASS", f"sensor {sensor.id} credentials and sample read",
+                             f"{kind}: {len(rows)} period(s) in the last 2 hours"))
+    return found
+
+
+def check_uplink(config: Config) -> list[Finding]:
+    """Reach the API and prove the key, without storing anything in the cloud."""
+    import requests
+
+    from . import __version__
+
+    why = _tcp_reach(config.uplink.url, min(config.uplink.timeout_s, 5))
+    if why:
+        return [Finding("FAIL", "cloud API reachable", why,
+                        "check the store's internet connection, DNS and firewall; readings wait in the outbox")]
+    headers = {"Authorization": f"Bearer {config.uplink.api_key}", "User-Agent": f"sensor-bridge/{__version__}",
+               "Content-Type": "application/json"}
+    # A batch with no records is malformed by contract: a receiver answers 400/422 once it
+    # has accepted the key, and 401/403 when it has not. Nothing is stored either way.
+    probe = {"schema": "sensor-bridge/ingest/v1", "bridge_id": config.bridge.id,
+             "batch_id": "doctor-probe", "sent_at": "1970-01-01T00:00:00Z", "records": []}
+    try:
+        answer = requests.post(config.uplink.url, json=probe, headers=headers,
+                               timeout=config.uplink.timeout_s, verify=config.uplink.verify_tls)
+    except requests.RequestException as exc:
+        return [Finding("FAIL", "cloud API reachable", type(exc).__name__,
+                        "check TLS (verify_tls), proxies and the URL")]
+    code = answer.status_code
+    if code in (401, 403):
+        return [Finding("PASS", "cloud API reachable", config.uplink.url),
+                Finding("FAIL", "cloud API key accepted", f"HTTP {code}",
+                        "put the bridge's key from the cloud app into [uplink] api_key")]
+    if code >= 500 or code == 404:
+        return [Finding("FAIL", "cloud API reachable", f"HTTP {code} from {config.uplink.url}",
+                        "check the URL path and the cloud app's status; readings wait in the outbox")]
+    return [Finding("PASS", "cloud API reachable", config.uplink.url),
+            Finding("PASS", "cloud API key accepted", f"probe answered HTTP {code}")]
+
+
+def check_host(config: Config) -> list[Finding]:
+    found = []
+    try:
+        free_mb = shutil.disk_usage(config.paths.state_dir).free / 1e6
+        verdict = "PASS" if free_mb >= config.outbox.min_free_disk_mb * 2 else (
+            "WARN" if free_mb >= config.outbox.min_free_disk_mb else "FAIL")
+        found.append(Finding(verdict, "disk space", f"{free_mb:.0f} MB free for {config.paths.state_dir}",
+                             "" if verdict == "PASS" else "delete old logs (journalctl --vacuum-size=50M)"))
+    except OSError as exc:
+        found.append(Finding("FAIL", "disk space", f"{config.paths.state_dir}: {exc.strerror}",
+                             "create the state directory (provision.sh does)"))
+    if clock_synchronised():
+        found.append(Finding("PASS", "clock synchronised", time.strftime("%Y-%m-%d %H:%M:%S %Z")))
+    else:
+        verdict = "FAIL" if config.bridge.require_time_sync else "WARN"
+        found.append(Finding(verdict, "clock synchronised", "NTP has not set the clock",
+                             "allow NTP (UDP 123) out of the store network; check `timedatectl`"))
+    return found
+
+
+def check_services(config: Config) -> list[Finding]:
+    found = []
+    for service in config.enabled_services():
+        body = read_status(config.paths.run_dir, service)
+        state = effective_state(body)
+        if body is None:
+            found.append(Finding("FAIL", f"service {service}", "not running (no status file)",
+                                 f"systemctl status {_unit(service)}"))
+        elif state in ("ok", "starting", "maintenance"):
+            found.append(Finding("PASS", f"service {service}", state))
+        else:
+            found.append(Finding("WARN" if state == "degraded" else "FAIL", f"service {service}",
+                                 f"{state}: {body.get('reason', 'status file stale')}",
+                                 f"journalctl -u {_unit(service)} -n 50"))
+    return found
+
+
+def check_outbox(config: Config) -> list[Finding]:
+    outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb)
+    try:
+        s = outbox.stats()
+        found = []
+        if s.pending and s.oldest_pending_age_s > 3600:
+            found.append(Finding("WARN", "outbox draining", f"{s.pending} pending, oldest {_ago(s.oldest_pending_age_s)}",
+                                 "see the uplink line of `sensor-bridge status`"))
+        else:
+            found.append(Finding("PASS", "outbox draining", f"{s.pending} pending"))
+        if s.dead_letter:
+            found.append(Finding("WARN", "dead-letter table", f"{s.dead_letter} entries",
+                                 "inspect with `sensor-bridge outbox list --dead`; `outbox retry-dead` after a fix"))
+        if s.dropped:
+            found.append(Finding("FAIL", "nothing dropped", f"{s.dropped} readings were shed",
+                                 "the uplink was down too long for outbox.max_mb; raise it or fix the uplink"))
+        return found
+    finally:
+        outbox.close()
+
+
+def check_recent_errors(config: Config) -> list[Finding]:
+    if not shutil.which("journalctl"):
+        return []
+    try:
+        out = subprocess.run(
+            ["journalctl", "-u", "sensor-bridge*", "-p", "warning", "--since", "-24h", "-n", "5",
+             "--no-pager", "-o", "cat"], capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if not out or out.startswith("-- No entries"):
+        return [Finding("PASS", "recent errors", "none in the last 24 h")]
+    return [Finding("WARN", "recent errors", out.splitlines()[-1],
+                    "journalctl -u 'sensor-bridge*' -p warning --since -24h")]
+
+
+def _unit(service: str) -> str:
+    from .status import UNITS
+
+    return UNITS.get(service, service)
+
+
+CHECKS: tuple[Callable[[Config], list[Finding]], ...] = (
+    check_host, check_services, check_sensors, check_uplink, check_outbox, check_recent_errors,
+)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .cli import config_from
+
+    config = config_from(args)
+    print(f"PASS config {config.source_path}: {len(config.sensors)} sensor(s)")
+    failed = 0
+    for check in CHECKS:
+        for f in check(config):
+            print(f"{f.verdict} {f.check}: {f.detail}")
+            if f.fix:
+                print(f"     fix: {f.fix}")
+            failed += f.verdict == "FAIL"
+    print(f"\n{failed} problem(s) found" if failed else "\nall checks passed")
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------- sensors / outbox
+
+
+def _sensors_test(args: argparse.Namespace) -> int:
+    from .cli import config_from
+    from .sources.milesight_http import SensorError, read_sample
+
+    config = config_from(args)
+    try:
+        sensor = config.sensor(args.id)
+    except KeyError as exc:
+        print(exc.args[0])
+        return 2
+    status = 0
+    for kind in sensor.collect:
+        try:
+            rows = read_sample(sensor, kind, hours=args.hours)
+        except SensorError as exc:
+            print(f"{sensor.id} {kind}: FAILED: {exc}")
+            status = 1
+            continue
+        print(f"{sensor.id} {kind}: {len(rows)} period(s)")
+        for r in rows:
+            w = r.wire()
+            mark = "final" if r.final else "growing"
+            print(f"  {w['period_start']} .. {w['period_end']} {mark:<7} {json.dumps(r.values)}")
+    return status
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    from .cli import config_from
+
+    config = config_from(args)
+    outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb)
+    try:
+        if args.action == "list":
+            if args.dead:
+                for d in outbox.dead_letters(args.limit):
+                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["created_at"]))
+                    print(f"#{d['seq']} {when} {d['origin']}: {d['reason']}\n    {d['preview'][:200]}")
+            else:
+                for body in outbox.pending_list(args.limit):
+                    print(f"{body['period_start']} {body['sensor_id']:<16} {body['kind']:<14}"
+                          f" rev {body['revision']} {'final' if body['final'] else 'growing'}")
+            s = outbox.stats()
+            print(f"pending {s.pending}, dead-letter {s.dead_letter}, dropped {s.dropped}")
+        elif args.action == "retry-dead":
+            print(f"queued {outbox.retry_dead()} dead-lettered reading(s) again")
+        elif args.action == "purge-dead":
+            print(f"forgot {outbox.purge_dead()} dead-letter entr(ies)")
+    finally:
+        outbox.close()
+    return 0
+
+
+def register(commands: argparse._SubParsersAction, config_commands: argparse._SubParsersAction) -> None:
+    status = commands.add_parser("status", help="one screen: services, sensors, outbox, uplink")
+    status.add_argument("--json", action="store_true", help="machine-readable")
+    status.set_defaults(func=_status)
+
+    doctor = commands.add_parser("doctor", help="run the troubleshooting checklist and suggest fixes")
+    doctor.set_defaults(func=_doctor)
+
+    sensors = commands.add_parser("sensors", help="talk to one sensor")
+    sensor_commands = sensors.add_subparsers(dest="sensors_command", metavar="ACTION", required=True)
+    test = sensor_commands.add_parser("test", help="one live read of a sensor; print the parsed periods")
+    test.add_argument("id", help="the sensor's id in the config")
+    test.add_argument("--hours", type=int, default=3, help="how far back to read (default 3)")
+    test.set_defaults(func=_sensors_test)
+
+    outbox = commands.add_parser("outbox", help="look into and repair the outbox")
+    outbox.add_argument("action", choices=("list", "retry-dead", "purge-dead"))
+    outbox.add_argument("--dead", action="store_true", help="with list: show the dead-letter table")
+    outbox.add_argument("--limit", type=int, default=50)
+    outbox.set_defaults(func=_outbox)

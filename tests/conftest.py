@@ -1,0 +1,81 @@
+"""Shared test plumbing: loopback ports, config files, and the `sensor-bridge` command.
+
+Tests drive the real programs; these helpers only start them and write their
+config files. Every address used is loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# The LED must never touch real pins in a test.
+os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "appliance"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def closed_port_url() -> str:
+    """A loopback URL that refuses connections: an unreachable sensor without leaving the host."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def write_config(path: Path, tables: dict[str, object]) -> Path:
+    """Write a TOML config from ``{"uplink": {...}, "sensors": [{...}], ...}``."""
+    lines: list[str] = []
+    for name, body in tables.items():
+        rows = body if isinstance(body, list) else [body]
+        for row in rows:
+            lines.append(f"[[{name}]]" if isinstance(body, list) else f"[{name}]")
+            for key, value in row.items():
+                lines.append(f"{key} = {toml_value(value)}")
+            lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def base_tables(tmp_path: Path, uplink_url: str, api_key: str = "test-key") -> dict[str, object]:
+    """A minimal valid config pointing at ``uplink_url``, with state under ``tmp_path``."""
+    return {
+        "bridge": {"id": "store-test", "timezone": "Europe/Lisbon", "require_time_sync": False},
+        "paths": {"state_dir": str(tmp_path / "state"), "run_dir": str(tmp_path / "run")},
+        "uplink": {"url": uplink_url, "api_key": api_key, "heartbeat_s": 1},
+        "health": {"listen": f"127.0.0.1:{free_port()}"},
+    }
+
+
+def run_cli(*args: str, timeout: float = 60, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, **kwargs)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path):
+    """Factory: ``config_file(tables)`` writes tmp_path/config.toml and returns its path."""
+
+    def make(tables: dict[str, object], name: str = "config.toml") -> Path:
+        return write_config(tmp_path / name, tables)
+
+    return make

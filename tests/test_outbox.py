@@ -1,0 +1,155 @@
+"""The outbox keeps every reading until the cloud has it: revisions, kills, limits, corruption."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from appliance.outbox import DeadEntry, Outbox
+from appliance.records import Record
+
+T0 = datetime(2025, 7, 22, 9, tzinfo=UTC)
+
+
+def reading(hour: int = 0, people_in: int = 5, final: bool = True, sensor: str = "cam-1") -> Record:
+    start = T0 + timedelta(hours=hour)
+    values = {"total": {"in": people_in, "out": 1}, "lines": {"1": {"in": people_in, "out": 1}}}
+    return Record(sensor, "line_counts", start, start + timedelta(hours=1), values, final, "poll")
+
+
+def test_a_growing_period_is_coalesced_while_pending_and_requeued_once_delivered(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    assert box.put([reading(people_in=3, final=False)]).added == 1
+    assert box.put([reading(people_in=3, final=False)]).unchanged == 1  # same values: nothing new
+    assert box.put([reading(people_in=7, final=False)]).updated == 1
+    [pending] = box.take(10)  # one row, not two: the newer values replaced the older
+    assert (pending.revision, pending.body["values"]["total"]["in"]) == (2, 7)
+    box.delivered([pending])
+    assert box.take(10) == []
+    box.put([reading(people_in=9, final=True)])
+    [again] = box.take(10)
+    assert (again.revision, again.body["final"]) == (3, True)
+
+
+def test_a_final_period_never_changes(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    box.put([reading(people_in=4, final=True)])
+    box.delivered(box.take(10))
+    result = box.put([reading(people_in=99, final=True)])
+    assert result.ignored_final == 1 and box.take(10) == []
+    assert box.counter("final_changes_ignored") == 1
+
+
+def test_a_record_updated_while_in_flight_stays_pending(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    box.put([reading(people_in=1, final=False)])
+    in_flight = box.take(10)
+    box.put([reading(people_in=2, final=False)])  # the camera's row grew meanwhile
+    assert box.delivered(in_flight) == 0
+    [still] = box.take(10)
+    assert still.revision == 2 and still.body["values"]["total"]["in"] == 2
+
+
+def test_oldest_first_and_cursor_moves_with_the_records(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    box.put([reading(hour=h) for h in range(5)], cursors=[("cam-1", "line_counts", "2025-07-22T13:00:00Z")])
+    assert [p.body["period_start"][11:13] for p in box.take(3)] == ["09", "10", "11"]
+    assert box.cursor("cam-1", "line_counts") == "2025-07-22T13:00:00Z"
+    assert box.cursor("cam-2", "line_counts") is None
+
+
+def test_rejected_records_go_to_dead_letter_and_can_be_retried(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    box.put([reading(hour=0), reading(hour=1)])
+    first, second = box.take(10)
+    assert box.reject([(first, "values.total.in: must be >= 0")]) == 1
+    box.add_dead([DeadEntry("milesight/door", "not JSON", "ff d8 ff e0")])
+    assert [p.id for p in box.take(10)] == [second.id]
+    dead = box.dead_letters()
+    assert {d["reason"] for d in dead} == {"values.total.in: must be >= 0", "not JSON"}
+    assert box.retry_dead() == 1
+    assert {p.id for p in box.take(10)} == {first.id, second.id}
+    assert box.stats().dead_letter == 1  # the raw message cannot be retried, only purged
+    assert box.purge_dead() == 1 and box.stats().dead_letter == 0
+
+
+def test_over_the_size_cap_the_oldest_are_shed_and_counted(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", max_mb=1)
+    big = {"total": {"in": 1, "out": 1}, "lines": {str(i): {"in": i, "out": i} for i in range(1, 60)}}
+    records = [
+        Record("cam-1", "line_counts", T0 + timedelta(hours=h), T0 + timedelta(hours=h + 1), big, True, "poll")
+        for h in range(3000)
+    ]
+    box.put(records)
+    dropped = box.enforce_limits()
+    stats = box.stats()
+    assert dropped > 0 and stats.dropped == dropped
+    assert stats.size_mb <= 1.0
+    assert stats.pending == 3000 - dropped
+    oldest_left = box.take(1)[0].body["period_start"]
+    assert oldest_left > "2025-07-22T09:00:00Z"  # the newest readings were kept
+
+
+def test_a_corrupt_file_is_moved_aside_and_a_fresh_outbox_starts(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = Outbox(path)
+    box.put([reading()])
+    box.close()
+    with open(path, "r+b") as f:  # scribble over the header, as a failing SD card might
+        f.write(b"\xde\xad\xbe\xef" * 64)
+    fresh = Outbox(path)
+    assert fresh.reset_reason and "corrupt" in fresh.reset_reason
+    assert fresh.stats().pending == 0
+    assert list(tmp_path.glob("outbox.db.corrupt-*")), "the damaged file is kept for a person to inspect"
+    fresh.put([reading()])
+    assert len(fresh.take(5)) == 1
+
+
+WRITER = """
+import sys
+from datetime import UTC, datetime, timedelta
+from appliance.outbox import Outbox
+from appliance.records import Record
+box = Outbox(sys.argv[1])
+t0 = datetime(2025, 1, 1, tzinfo=UTC)
+i = 0
+while True:
+    batch = [Record(sys.argv[2], "line_counts", t0 + timedelta(hours=i + k), t0 + timedelta(hours=i + k + 1),
+             {"total": {"in": i + k, "out": 0}, "lines": {}}, True, "poll") for k in range(20)]
+    box.put(batch, cursors=[(sys.argv[2], "line_counts", str(i + 19))])
+    print(i + 19, flush=True)
+    i += 20
+"""
+
+
+def test_sigkill_at_any_instant_loses_nothing_committed(tmp_path: Path) -> None:
+    """Two writer processes share the file; each is killed mid-stream, several times."""
+    path = tmp_path / "outbox.db"
+    acknowledged: dict[str, int] = {}
+    for round_ in range(4):
+        procs = {
+            name: subprocess.Popen([sys.executable, "-c", WRITER, str(path), name],
+                                   stdout=subprocess.PIPE, text=True)
+            for name in (f"a{round_}", f"b{round_}")
+        }
+        time.sleep(0.3 + 0.1 * round_)
+        for name, proc in procs.items():
+            proc.send_signal(signal.SIGKILL)
+            out, _ = proc.communicate()
+            lines = out.split()
+            acknowledged[name] = int(lines[-1]) if lines else -1
+    box = Outbox(path)
+    assert box.reset_reason is None
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    for name, last in acknowledged.items():
+        cursor = box.cursor(name, "line_counts")
+        assert last < 0 or int(cursor) >= last, f"{name}: acknowledged {last}, cursor {cursor}"
+        rows = sqlite3.connect(path).execute(
+            "SELECT COUNT(*) FROM readings WHERE sensor_id = ?", (name,)).fetchone()[0]
+        # the cursor and the records moved together: exactly the records up to the cursor exist
+        assert rows == (int(cursor) + 1 if cursor else 0)
