@@ -1,0 +1,25 @@
+// POST /api/bridge/v1/heartbeat: the appliance's periodic "I am alive" with
+// its state, outbox counters, per-sensor state and host figures. Stored as
+// the bridge's last heartbeat; stale_bridges() alerts when they stop.
+
+import { acceptBridgeRequest } from "./request";
+import { errorResponse, json } from "./http";
+import { bridgeSettings, type BridgeSettings } from "./settings";
+
+export async function handleHeartbeat(request: Request): Promise<Response> {
+  let settings: Pick<BridgeSettings, "retryAfterS"> = { retryAfterS: 30 };
+  try {
+    const full = bridgeSettings();
+    settings = full;
+    const { bridgeId, text, db } = await acceptBridgeRequest(request, full, { contentTypeOptional: true });
+    const { rows } = await db.query<{ at: Date }>(
+      "select public.record_bridge_heartbeat($1, $2::jsonb) as at",
+      [bridgeId, text],
+    );
+    const at = rows[0]?.at;
+    if (!at) throw new Error("record_bridge_heartbeat returned no row");
+    return json(200, { ok: true, received_at: at.toISOString() });
+  } catch (err) {
+    return errorResponse(err, settings);
+  }
+}

@@ -1,0 +1,519 @@
+"""The cloud side of the contract, running for real on loopback: fixtures and helpers.
+
+``cloud_stack`` (session) starts a throwaway PostgreSQL cluster in a temp dir
+on a free 127.0.0.1 port, applies ``cloud/supabase/migrations``, and serves the
+Next.js route handlers with ``cloud/nextjs/test-server`` (Node + tsx), connected
+as a login role that is only a member of ``service_role``, as on Supabase.
+``cloud_api`` (per test) registers a fresh bridge with ``cloud/bin/add-bridge``
+and yields its URLs, key and a SQL ``query`` helper.
+
+Use them from another test module by loading this module as a plugin::
+
+    pytest_plugins = ["cloud_helpers"]
+
+    def test_uplink_delivers(cloud_api): ...  # cloud_api.ingest_url, .api_key, .query(sql)
+
+Tests skip, naming what is missing, when PostgreSQL's server binaries, psql,
+node or npm are absent. ``npm ci`` runs once if ``cloud/nextjs/node_modules``
+is missing. Nothing here talks to any address but 127.0.0.1.
+
+(PYTEST_DONT_REWRITE: test modules import helpers from here before pytest
+loads it as a plugin; there are no asserts to rewrite.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import gzip
+import hashlib
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CLOUD = REPO / "cloud"
+NEXTJS = CLOUD / "nextjs"
+MIGRATIONS = CLOUD / "supabase" / "migrations"
+ADD_BRIDGE = CLOUD / "bin" / "add-bridge"
+API_ROLE = "bridge_api"  # the routes' login role: a member of service_role only
+
+INGEST_SCHEMA = "sensor-bridge/ingest/v1"
+HEARTBEAT_SCHEMA = "sensor-bridge/heartbeat/v1"
+
+
+# --------------------------------------------------------------------------
+# What the machine has
+# --------------------------------------------------------------------------
+
+
+def pg_bindir() -> Path | None:
+    """The newest /usr/lib/postgresql/<major>/bin that has initdb, pg_ctl and postgres."""
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    for path in candidates:
+        bindir = Path(path)
+        if all((bindir / tool).exists() for tool in ("initdb", "pg_ctl", "postgres", "psql")):
+            return bindir
+    return None
+
+
+def missing_tools() -> str | None:
+    """Why the cloud stack cannot run here, or None when it can."""
+    missing = []
+    if pg_bindir() is None:
+        missing.append("PostgreSQL server binaries (apt-get install postgresql)")
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        missing.append("node and npm (Node.js 20)")
+    if shutil.which("bash") is None:
+        missing.append("bash")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            missing.append("a 'postgres' user to run the server as (root cannot)")
+    return "cloud tests need " + ", ".join(missing) if missing else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def migration_files() -> list[Path]:
+    files = sorted(MIGRATIONS.glob("*.sql"))
+    if not files:
+        raise FileNotFoundError(f"no migrations in {MIGRATIONS}")
+    return files
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL
+# --------------------------------------------------------------------------
+
+
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def dollar_quoted(text: str) -> str:
+    """``text`` as a dollar-quoted SQL literal whose tag cannot occur in it."""
+    while True:
+        tag = f"$j{secrets.token_hex(4)}$"
+        if tag not in text:
+            return f"{tag}{text}{tag}"
+
+
+class PsqlError(RuntimeError):
+    def __init__(self, returncode: int, stderr: str) -> None:
+        super().__init__(f"psql exited {returncode}: {stderr.strip()}")
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class ThrowawayPostgres:
+    """A private PostgreSQL cluster in a temp dir, on 127.0.0.1:<free port>.
+
+    As root the server runs as the ``postgres`` user (PostgreSQL refuses root),
+    so the temp dir is handed to that user. ``fast`` turns off fsync: fine for
+    a cluster that is deleted afterwards, not for measuring commit costs.
+    """
+
+    def __init__(self, *, fast: bool = True) -> None:
+        bindir = pg_bindir()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql")
+        self.bindir = bindir
+        self.fast = fast
+        self.root = Path(tempfile.mkdtemp(prefix="sensor-bridge-pg-", dir="/tmp" if os.geteuid() == 0 else None))
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+        self.port = 0
+        self.started = False
+
+    def _as_server_user(self, argv: list[str]) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+    def start(self) -> ThrowawayPostgres:
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.root, pw.pw_uid, pw.pw_gid)
+        self.root.chmod(0o755)  # psql (as root) reads nothing here, but the socket dir must be reachable
+        subprocess.run(
+            self._as_server_user([str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
+                                  "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]),
+            check=True, capture_output=True, text=True, timeout=120,
+        )
+        options = [
+            "-c listen_addresses=127.0.0.1",
+            f"-c unix_socket_directories={self.root}",
+            "-c max_connections=60",
+            "-c shared_buffers=64MB",
+        ]
+        if self.fast:
+            options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        last_error = ""
+        for _ in range(3):  # a free port can be taken between choosing and binding it
+            self.port = free_port()
+            run = subprocess.run(
+                self._as_server_user([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+                                      "-w", "-t", "60", "-o", " ".join([f"-p {self.port}", *options]), "start"]),
+                capture_output=True, text=True, timeout=90,
+            )
+            if run.returncode == 0:
+                self.started = True
+                return self
+            last_error = run.stderr + (self.log.read_text() if self.log.exists() else "")
+        raise RuntimeError(f"PostgreSQL did not start: {last_error}")
+
+    def stop(self) -> None:
+        if self.started:
+            subprocess.run(
+                self._as_server_user([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+                                      "-w", "stop"]),
+                capture_output=True, timeout=60,
+            )
+            self.started = False
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(self, user: str = "postgres", database: str = "postgres") -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+
+    def psql(self, script: str, *, database: str = "postgres", user: str = "postgres",
+             check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run an SQL script (stdin) with psql; unaligned, tuples only, stop at the first error."""
+        run = subprocess.run(
+            [str(self.bindir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+             "-d", self.url(user, database)],
+            input=script, capture_output=True, text=True, timeout=timeout,
+            env={**os.environ, "PGTZ": "UTC", "PGAPPNAME": "sensor-bridge-tests"},
+        )
+        if check and run.returncode != 0:
+            raise PsqlError(run.returncode, run.stderr)
+        return run
+
+    def query(self, sql: str, *, database: str = "postgres", user: str = "postgres") -> list[tuple[Any, ...]]:
+        """Rows of a SELECT (or of DML with RETURNING) as tuples of JSON-typed values.
+
+        Numbers come back as int/float, booleans as bool, jsonb as dict/list,
+        timestamps as ISO text in UTC, NULL as None. Column names must be
+        distinct (each row travels as a JSON object).
+        """
+        body = sql.strip().rstrip(";")
+        out = self.psql(f"with q as ({body}) select coalesce(json_agg(q), '[]') from q;",
+                        database=database, user=user).stdout
+        return [tuple(row.values()) for row in json.loads(out)]
+
+    def apply_migrations(self, database: str = "postgres") -> None:
+        for path in migration_files():
+            self.psql(f"\\set ON_ERROR_STOP 1\n\\i {path}\n", database=database)
+
+
+# --------------------------------------------------------------------------
+# The Node test server (the route handlers without Next.js)
+# --------------------------------------------------------------------------
+
+
+def ensure_node_modules() -> None:
+    """``npm ci`` in cloud/nextjs once, when its node_modules is missing."""
+    if (NEXTJS / "node_modules" / ".bin" / "tsx").exists():
+        return
+    run = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NEXTJS,
+                         capture_output=True, text=True, timeout=600)
+    if run.returncode != 0:
+        raise RuntimeError(f"npm ci in {NEXTJS} failed:\n{run.stdout}\n{run.stderr}")
+
+
+class NodeRouteServer:
+    """``cloud/nextjs/test-server/server.ts`` on 127.0.0.1:<free port>."""
+
+    def __init__(self, database_url: str, env: Mapping[str, str] | None = None, log_dir: Path | None = None) -> None:
+        self.database_url = database_url
+        self.env = dict(env or {})
+        self.log = Path(tempfile.mkstemp(prefix="sensor-bridge-node-", suffix=".log", dir=log_dir)[1])
+        self.process: subprocess.Popen[bytes] | None = None
+        self.base_url = ""
+
+    def start(self, timeout: float = 60) -> NodeRouteServer:
+        ensure_node_modules()
+        env = {**os.environ, **self.env, "DATABASE_URL": self.database_url, "PORT": "0"}
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(NEXTJS / "node_modules" / ".bin" / "tsx"), "test-server/server.ts"],
+                cwd=NEXTJS, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(r"listening (http://127\.0\.0\.1:\d+)", self.log.read_text(errors="replace"))
+            if match:
+                self.base_url = match.group(1)
+                return self
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"test server did not start:\n{self.log.read_text(errors='replace')}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+        with contextlib.suppress(OSError):
+            self.log.unlink()
+
+
+# --------------------------------------------------------------------------
+# The whole stack
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class CloudApi:
+    """One registered bridge and where to send its requests."""
+
+    ingest_url: str
+    heartbeat_url: str
+    stale_url: str
+    api_key: str
+    bridge_id: str
+    stack: CloudStack = field(repr=False)
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` run as the database owner (see ThrowawayPostgres.query)."""
+        return self.stack.pg.query(sql)
+
+
+class CloudStack:
+    """PostgreSQL with the migration applied plus the route server in front of it."""
+
+    def __init__(self, *, fast: bool = True, server_env: Mapping[str, str] | None = None) -> None:
+        self.pg = ThrowawayPostgres(fast=fast)
+        self.cron_secret = secrets.token_urlsafe(16)
+        self.server_env = {"CRON_SECRET": self.cron_secret, **(server_env or {})}
+        self.server: NodeRouteServer | None = None
+
+    def start(self) -> CloudStack:
+        try:
+            self.pg.start()
+            self.pg.apply_migrations()
+            # The routes log in as a role that has only service_role's rights, as
+            # on Supabase, so the migration's grants and policies are what is tested.
+            self.pg.psql(f"create role {API_ROLE} login in role service_role;")
+            self.server = self.start_server()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_server(self, env: Mapping[str, str] | None = None, database_url: str | None = None) -> NodeRouteServer:
+        """Another route server on this database (or ``database_url``), e.g. with other limits."""
+        server = NodeRouteServer(database_url or self.pg.url(API_ROLE), {**self.server_env, **(env or {})},
+                                 log_dir=self.pg.root)
+        return server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        self.pg.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self.server is None:
+            raise RuntimeError("the cloud stack is not running")
+        return self.server.base_url
+
+    def add_bridge(self, bridge_id: str, *args: str) -> str:
+        """Register a bridge with cloud/bin/add-bridge; returns the printed key."""
+        run = subprocess.run(
+            ["bash", str(ADD_BRIDGE), bridge_id, "--key-only", *args],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "DATABASE_URL": self.pg.url(), "PATH": f"{self.pg.bindir}:{os.environ['PATH']}"},
+        )
+        if run.returncode != 0:
+            raise RuntimeError(f"add-bridge failed: {run.stderr}")
+        return run.stdout.strip()
+
+    def api(self, bridge_id: str | None = None) -> CloudApi:
+        bridge_id = bridge_id or f"test-{uuid.uuid4().hex[:12]}"
+        key = self.add_bridge(bridge_id)
+        return CloudApi(
+            ingest_url=f"{self.base_url}/api/bridge/v1/ingest",
+            heartbeat_url=f"{self.base_url}/api/bridge/v1/heartbeat",
+            stale_url=f"{self.base_url}/api/bridge/v1/stale",
+            api_key=key,
+            bridge_id=bridge_id,
+            stack=self,
+        )
+
+    def reset(self) -> None:
+        """Forget every bridge and reading, so a test sees only its own data."""
+        self.pg.psql("truncate public.bridge_readings, public.bridge_sensors, public.bridges;")
+
+    def ingest_sql(self, bridge_id: str, batch: Mapping[str, Any] | str) -> dict[str, Any]:
+        """Call ingest_bridge_batch directly (one psql session), as the routes' role."""
+        text = batch if isinstance(batch, str) else json.dumps(batch)
+        out = self.pg.psql(
+            f"select public.ingest_bridge_batch({sql_literal(bridge_id)}, {dollar_quoted(text)}::jsonb);",
+            user=API_ROLE,
+        ).stdout
+        return json.loads(out)
+
+
+@pytest.fixture(scope="session")
+def cloud_stack() -> Iterator[CloudStack]:
+    reason = missing_tools()
+    if reason:
+        pytest.skip(reason)
+    # No request budget here: an end-to-end test may heartbeat every second.
+    # The limit itself is tested on a server of its own (start_server).
+    stack = CloudStack(server_env={"BRIDGE_RATE_PER_MIN": "0"}).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def cloud_api(cloud_stack: CloudStack) -> CloudApi:
+    """A freshly registered bridge: .ingest_url, .heartbeat_url, .api_key, .bridge_id, .query(sql).
+
+    The database is emptied first: record ids are global (sensor, kind, period),
+    so two tests sending the same sensor's periods from different bridges
+    would otherwise collide (the second bridge's records are rejected).
+    """
+    cloud_stack.reset()
+    return cloud_stack.api()
+
+
+# --------------------------------------------------------------------------
+# Contract payloads (built from the contract, not from the appliance's code)
+# --------------------------------------------------------------------------
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def record_id(sensor_id: str, kind: str, period_start: str) -> str:
+    return hashlib.sha256(f"{sensor_id}|{kind}|{period_start}".encode()).hexdigest()
+
+
+DEFAULT_VALUES: dict[str, dict[str, Any]] = {
+    "line_counts": {"total": {"in": 7, "out": 5}, "lines": {"1": {"in": 4, "out": 3}, "2": {"in": 3, "out": 2}}},
+    "region_counts": {"regions": {"1": 3, "2": 0}},
+    "live_counts": {"in": 120, "out": 117, "sum": 3, "capacity": 50},
+    "occupancy": {"current_total": 4, "max": None, "regions": {"1": 4}},
+    "event": {"event": "tamper", "payload": {"device_sn": "6723D1", "alarm": True}},
+}
+
+
+def recent_period_start(periods_ago: int = 1, minutes: int = 5) -> datetime:
+    """The start of a whole ``minutes`` period, ``periods_ago`` periods before now."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    return now - timedelta(minutes=now.minute % minutes) - timedelta(minutes=minutes * periods_ago)
+
+
+def make_record(sensor_id: str = "entrance-1", kind: str = "line_counts", start: datetime | None = None, *,
+                revision: int = 1, final: bool = True, values: Mapping[str, Any] | None = None,
+                source: str = "poll", period_minutes: int = 5) -> dict[str, Any]:
+    """A valid contract record (live_counts as a snapshot: start == end, final)."""
+    start = start or recent_period_start()
+    end = start if kind == "live_counts" else start + timedelta(minutes=period_minutes)
+    period_start = utc_text(start)
+    return {
+        "id": record_id(sensor_id, kind, period_start),
+        "sensor_id": sensor_id,
+        "kind": kind,
+        "period_start": period_start,
+        "period_end": utc_text(end),
+        "final": True if kind == "live_counts" else final,
+        "revision": revision,
+        "source": source,
+        "observed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "values": json.loads(json.dumps(values if values is not None else DEFAULT_VALUES[kind])),
+    }
+
+
+def make_series(sensor_id: str, count: int, *, kind: str = "line_counts", revision: int = 1,
+                first: datetime | None = None, salt: str = "") -> list[dict[str, Any]]:
+    """``count`` consecutive 5-minute records of one sensor, oldest first."""
+    first = first or recent_period_start(count)
+    records = []
+    for i in range(count):
+        record = make_record(f"{sensor_id}{salt}", kind, first + timedelta(minutes=5 * i), revision=revision)
+        if kind == "line_counts":
+            record["values"]["total"]["in"] = i + revision
+        records.append(record)
+    return records
+
+
+def make_batch(bridge_id: str, records: Sequence[Mapping[str, Any]], batch_id: str | None = None) -> dict[str, Any]:
+    return {
+        "schema": INGEST_SCHEMA,
+        "bridge_id": bridge_id,
+        "batch_id": batch_id or uuid.uuid4().hex,
+        "sent_at": utc_text(datetime.now(UTC)),
+        "records": list(records),
+    }
+
+
+def make_heartbeat(bridge_id: str, state: str = "ok") -> dict[str, Any]:
+    return {
+        "schema": HEARTBEAT_SCHEMA,
+        "bridge_id": bridge_id,
+        "version": "0.1.0",
+        "sent_at": utc_text(datetime.now(UTC)),
+        "uptime_s": 42,
+        "state": state,
+        "outbox": {"pending": 3, "oldest_pending_age_s": 12, "dead_letter": 0, "dropped": 0},
+        "sensors": [{"id": "entrance-1", "state": "ok", "last_success": utc_text(datetime.now(UTC)),
+                     "last_error": None}],
+        "host": {"disk_free_mb": 20480, "mem_used_pct": 31.5, "cpu_temp_c": None, "load1": 0.2},
+    }
+
+
+def contract_headers(api_key: str, batch_id: str | None = None, *, gzipped: bool = False) -> dict[str, str]:
+    """The headers the appliance's uplink sends (ingest contract, "Batch")."""
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {api_key}",
+        "User-Agent": "sensor-bridge/0.1.0",
+    }
+    if batch_id is not None:
+        headers["Idempotency-Key"] = batch_id
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+    return headers
+
+
+def encode_body(payload: Mapping[str, Any], *, gzipped: bool = False) -> bytes:
+    raw = json.dumps(payload).encode()
+    return gzip.compress(raw) if gzipped else raw

@@ -1,0 +1,530 @@
+"""The cloud side of the ingest contract against a real PostgreSQL and the real route handlers.
+
+The SQL function is driven directly (valid, invalid, replayed, reordered and
+concurrent batches) and through HTTP on loopback (auth, gzip, size limits,
+malformed bodies, rate limit, heartbeat, staleness). Fixtures and payload
+builders live in cloud_helpers.py; nothing here imports the appliance.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+from cloud_helpers import (
+    API_ROLE,
+    NEXTJS,
+    CloudApi,
+    CloudStack,
+    NodeRouteServer,
+    PsqlError,
+    contract_headers,
+    encode_body,
+    free_port,
+    make_batch,
+    make_heartbeat,
+    make_record,
+    make_series,
+    recent_period_start,
+    record_id,
+    utc_text,
+)
+
+# cloud_stack and cloud_api are fixtures of cloud_helpers, loaded as a plugin
+pytest_plugins = ["cloud_helpers"]
+
+TIMEOUT = 30
+
+
+def post_batch(api: CloudApi, batch: dict[str, Any], *, gzipped: bool = False,
+               headers: dict[str, str] | None = None, url: str | None = None) -> requests.Response:
+    sent = contract_headers(api.api_key, batch.get("batch_id"), gzipped=gzipped)
+    sent.update(headers or {})
+    return requests.post(url or api.ingest_url, data=encode_body(batch, gzipped=gzipped), headers=sent,
+                         timeout=TIMEOUT)
+
+
+def stored(api: CloudApi) -> dict[str, tuple[Any, ...]]:
+    """id -> (revision, values, final, xmin) of the bridge's rows."""
+    rows = api.query(f"select id, revision, \"values\" as vals, final, xmin::text as x from bridge_readings "
+                     f"where bridge_id = '{api.bridge_id}'")
+    return {row[0]: row[1:] for row in rows}
+
+
+# --------------------------------------------------------------------------
+# Migration
+# --------------------------------------------------------------------------
+
+
+def test_migration_applies_on_plain_postgres_and_reapplies(cloud_stack: CloudStack) -> None:
+    # The session cluster started without Supabase's roles: the migration made them.
+    roles = cloud_stack.pg.query(
+        "select rolname from pg_roles where rolname in ('service_role', 'authenticated', 'anon') order by 1")
+    assert roles == [("anon",), ("authenticated",), ("service_role",)]
+    # Now the roles exist (as on Supabase): a fresh database takes it twice.
+    cloud_stack.pg.psql("create database migration_twice;")
+    cloud_stack.pg.apply_migrations("migration_twice")
+    cloud_stack.pg.apply_migrations("migration_twice")
+    tables = cloud_stack.pg.query(
+        "select c.relname, c.relrowsecurity from pg_class c where c.relname in "
+        "('bridges', 'bridge_readings', 'bridge_sensors') order by 1", database="migration_twice")
+    assert tables == [("bridge_readings", True), ("bridge_sensors", True), ("bridges", True)]
+    cloud_stack.pg.psql("drop database migration_twice;")
+
+
+# --------------------------------------------------------------------------
+# ingest_bridge_batch, called directly
+# --------------------------------------------------------------------------
+
+
+def test_valid_batch_of_every_kind_is_stored_typed(cloud_api: CloudApi, cloud_stack: CloudStack) -> None:
+    records = [make_record("entrée-1", kind) for kind in
+               ("line_counts", "region_counts", "live_counts", "occupancy", "event")]
+    result = cloud_stack.ingest_sql(cloud_api.bridge_id, make_batch(cloud_api.bridge_id, records))
+    assert result == {"accepted": [r["id"] for r in records], "rejected": [], "changed": 5}
+
+    rows = cloud_api.query(
+        "select id, sensor_id, kind, period_start, period_end, final, revision, source, observed_at, "
+        f"\"values\" as vals, bridge_id from bridge_readings where bridge_id = '{cloud_api.bridge_id}' order by kind")
+    by_kind = {row[2]: row for row in rows}
+    assert sorted(by_kind) == ["event", "line_counts", "live_counts", "occupancy", "region_counts"]
+    for record in records:
+        row = by_kind[record["kind"]]
+        assert row[0] == record["id"] and row[1] == "entrée-1"
+        assert datetime.fromisoformat(row[3]) == datetime.fromisoformat(record["period_start"])
+        assert datetime.fromisoformat(row[4]) == datetime.fromisoformat(record["period_end"])
+        assert row[5] is True and row[6] == 1 and row[7] == "poll"
+        assert row[9] == record["values"] and row[10] == cloud_api.bridge_id
+
+
+INVALID_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+    ("upper-case id", lambda r: r.update(id=r["id"].upper()), "id: must be 64 lowercase hex"),
+    ("id of another period", lambda r: r.update(id=record_id("x", "line_counts", r["period_start"])),
+     "id: is not sha256(sensor_id|kind|period_start)"),
+    ("unknown kind", lambda r: r.update(kind="people"), "kind: must be one of"),
+    ("offset instead of Z", lambda r: r.update(period_start=r["period_start"].replace("Z", "+00:00")),
+     "period_start: must be RFC 3339 UTC"),
+    ("fractional period_start", lambda r: r.update(period_start=r["period_start"].replace("Z", ".5Z")),
+     "period_start: must be RFC 3339 UTC"),
+    ("no such day", lambda r: r.update(period_start="2025-02-29T00:00:00Z"), "period_start: must be RFC 3339"),
+    ("end before start", lambda r: r.update(period_end="2000-01-01T00:00:00Z"), "period_end: is before"),
+    ("period_end without zone", lambda r: r.update(period_end=r["period_end"][:-1]), "period_end: must be RFC"),
+    ("final as string", lambda r: r.update(final="true"), "final: must be true or false"),
+    ("revision 0", lambda r: r.update(revision=0), "revision: must be an integer >= 1"),
+    ("revision 1.5", lambda r: r.update(revision=1.5), "revision: must be an integer >= 1"),
+    ("revision as string", lambda r: r.update(revision="2"), "revision: must be an integer >= 1"),
+    ("revision as object", lambda r: r.update(revision={"n": 2}), "revision: must be an integer >= 1"),
+    ("revision beyond bigint", lambda r: r.update(revision=2**70), "revision: must be an integer >= 1"),
+    ("unknown source", lambda r: r.update(source="ftp"), "source: must be one of"),
+    ("observed_at local", lambda r: r.update(observed_at="2025-07-22 10:00:00"), "observed_at: must be RFC"),
+    ("extra record key", lambda r: r.update(tz="Europe/Lisbon"), 'record: unknown key(s) ["tz"]'),
+    ("missing keys", lambda r: (r.pop("source"), r.pop("values")), "record: missing key(s) source, values"),
+    ("negative count", lambda r: r["values"]["total"].update({"in": -1}), "values.total: must be"),
+    ("float count", lambda r: r["values"]["lines"]["1"].update({"out": 1.0}), "values.lines: must map"),
+    ("line without out", lambda r: r["values"]["lines"]["2"].pop("out"), "values.lines: must map"),
+    ("extra values key", lambda r: r["values"].update(capacity=3), "values: line_counts needs exactly"),
+    ("values not object", lambda r: r.update(values=[1, 2]), "values: must be an object"),
+]
+
+
+def test_invalid_records_are_rejected_with_reasons_and_the_rest_stored(cloud_api: CloudApi,
+                                                                       cloud_stack: CloudStack) -> None:
+    good = make_record("good-1")
+    records = [good]
+    expected: dict[int, str] = {}
+    for i, (_, mutate, _error) in enumerate(INVALID_CASES):
+        record = make_record(f"bad-{i}")
+        mutate(record)
+        expected[len(records)] = _error
+        records.append(record)
+    other_kinds = [
+        (make_record("r", "region_counts", values={"regions": {"1": "3"}}), "values.regions: must map"),
+        (make_record("l", "live_counts", values={"in": 1, "out": 1, "sum": 0}), "values: live_counts needs"),
+        (make_record("o", "occupancy", values={"current_total": 1, "max": -2, "regions": {}}), "values.max:"),
+        (make_record("e", "event", values={"event": "x", "payload": "text"}), "values.payload: must be an object"),
+    ]
+    snapshot = make_record("snap", "live_counts")
+    snapshot["period_end"] = utc_text(datetime.fromisoformat(snapshot["period_start"]) + timedelta(minutes=1))
+    other_kinds.append((snapshot, "live_counts: a snapshot needs period_start == period_end"))
+    for record, error in other_kinds:
+        expected[len(records)] = error
+        records.append(record)
+
+    result = cloud_stack.ingest_sql(cloud_api.bridge_id, make_batch(cloud_api.bridge_id, records))
+    assert result["accepted"] == [good["id"]]
+    assert result["changed"] == 1
+    rejected = result["rejected"]
+    assert [r["id"] for r in rejected] == [records[i]["id"] for i in sorted(expected)]
+    for position, entry in zip(sorted(expected), rejected, strict=True):
+        assert expected[position] in entry["error"], (position, entry)
+    assert list(stored(cloud_api)) == [good["id"]]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda b: b.update(schema="sensor-bridge/ingest/v2"), "schema: must be"),
+    (lambda b: b.update(bridge_id="someone-else"), "bridge_id: does not match"),
+    (lambda b: b.update(records=[]), "records: must be a non-empty array"),
+    (lambda b: b.update(sent_at="yesterday"), "sent_at: must be RFC 3339"),
+    (lambda b: b.update(extra=1), 'batch: unknown key(s) ["extra"]'),
+    (lambda b: b["records"][0].pop("id"), "records: every record needs a string id"),
+])
+def test_malformed_envelope_raises_for_a_400(cloud_api: CloudApi, cloud_stack: CloudStack,
+                                             change: Callable[[dict[str, Any]], None], message: str) -> None:
+    batch = make_batch(cloud_api.bridge_id, [make_record()])
+    change(batch)
+    with pytest.raises(PsqlError) as raised:
+        cloud_stack.ingest_sql(cloud_api.bridge_id, batch)
+    assert message in raised.value.stderr
+    assert stored(cloud_api) == {}
+
+
+def test_replay_changes_nothing_not_even_physically(cloud_api: CloudApi, cloud_stack: CloudStack) -> None:
+    batch = make_batch(cloud_api.bridge_id, make_series("door", 20))
+    first = cloud_stack.ingest_sql(cloud_api.bridge_id, batch)
+    assert first["changed"] == 20 and first["rejected"] == []
+    before = stored(cloud_api)
+    received = cloud_api.query(f"select max(received_at) from bridge_readings where bridge_id = '{cloud_api.bridge_id}'")
+    again = cloud_stack.ingest_sql(cloud_api.bridge_id, batch)
+    assert again == {"accepted": first["accepted"], "rejected": [], "changed": 0}
+    assert stored(cloud_api) == before  # same xmin: not even rewritten
+    assert cloud_api.query(
+        f"select max(received_at) from bridge_readings where bridge_id = '{cloud_api.bridge_id}'") == received
+
+
+def test_lower_revision_never_overwrites_a_higher_one(cloud_api: CloudApi, cloud_stack: CloudStack) -> None:
+    start = recent_period_start(3)
+    v3 = make_record("door", start=start, revision=3, final=True, values={"total": {"in": 30, "out": 3}, "lines": {}})
+    v2 = make_record("door", start=start, revision=2, final=False, values={"total": {"in": 20, "out": 2}, "lines": {}})
+    v4 = make_record("door", start=start, revision=4, final=True, values={"total": {"in": 40, "out": 4}, "lines": {}})
+    assert cloud_stack.ingest_sql(cloud_api.bridge_id, make_batch(cloud_api.bridge_id, [v3]))["changed"] == 1
+    late = cloud_stack.ingest_sql(cloud_api.bridge_id, make_batch(cloud_api.bridge_id, [v2]))
+    # accepted, so the appliance forgets it, but the stored row keeps revision 3
+    assert late == {"accepted": [v2["id"]], "rejected": [], "changed": 0}
+    assert stored(cloud_api)[v3["id"]][:3] == (3, v3["values"], True)
+    newer = cloud_stack.ingest_sql(cloud_api.bridge_id, make_batch(cloud_api.bridge_id, [v4]))
+    assert newer["changed"] == 1
+    assert stored(cloud_api)[v3["id"]][:2] == (4, v4["values"])
+    # Both revisions of one period in one batch, newest first: the newest wins.
+    other = recent_period_start(4)
+    r5 = make_record("door", start=other, revision=5, values={"total": {"in": 5, "out": 5}, "lines": {}})
+    r1 = make_record("door", start=other, revision=1, values={"total": {"in": 1, "out": 1}, "lines": {}})
+    both = cloud_stack.ingest_sql(cloud_api.bridge_id, make_batch(cloud_api.bridge_id, [r5, r1]))
+    assert both["accepted"] == [r5["id"], r1["id"]] and both["changed"] == 1
+    assert stored(cloud_api)[r5["id"]][:2] == (5, r5["values"])
+
+
+def test_another_bridge_cannot_overwrite_a_reading(cloud_stack: CloudStack) -> None:
+    owner, intruder = cloud_stack.api(), cloud_stack.api()
+    record = make_record("entrance-1", revision=1)
+    cloud_stack.ingest_sql(owner.bridge_id, make_batch(owner.bridge_id, [record]))
+    higher = {**record, "revision": 9, "values": {"total": {"in": 999, "out": 0}, "lines": {}}}
+    result = cloud_stack.ingest_sql(intruder.bridge_id, make_batch(intruder.bridge_id, [higher]))
+    assert result["accepted"] == [] and result["changed"] == 0
+    assert "another bridge" in result["rejected"][0]["error"]
+    assert stored(owner)[record["id"]][:2] == (1, record["values"])
+
+
+def test_concurrent_overlapping_batches_keep_the_highest_revision(cloud_api: CloudApi,
+                                                                  cloud_stack: CloudStack) -> None:
+    first = recent_period_start(60)
+    workers = 6
+    batches = []
+    for revision in range(1, workers + 1):
+        records = make_series("busy", 60, revision=revision, first=first)
+        if revision % 2:
+            records.reverse()  # opposite lock order: must not deadlock
+        batches.append(make_batch(cloud_api.bridge_id, records))
+    results: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def send(batch: dict[str, Any]) -> None:
+        try:
+            results.append(cloud_stack.ingest_sql(cloud_api.bridge_id, batch))
+        except BaseException as exc:  # collected: an assert in a thread would be lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert errors == []
+    assert all(len(r["accepted"]) == 60 and r["rejected"] == [] for r in results) and len(results) == workers
+    rows = stored(cloud_api)
+    assert len(rows) == 60
+    assert {row[0] for row in rows.values()} == {workers}
+    assert sorted(row[1]["total"]["in"] for row in rows.values()) == [i + workers for i in range(60)]
+
+
+def test_service_role_only_writes_and_readers_never_see_key_hashes(cloud_api: CloudApi,
+                                                                   cloud_stack: CloudStack) -> None:
+    record = make_record()
+    cloud_stack.ingest_sql(cloud_api.bridge_id, make_batch(cloud_api.bridge_id, [record]))
+    pg = cloud_stack.pg
+
+    def as_role(role: str, sql: str) -> subprocess.CompletedProcess[str]:
+        return pg.psql(f"set role {role};\n{sql}", check=False)
+
+    read = as_role("authenticated", f"select count(*) from bridge_readings where bridge_id = '{cloud_api.bridge_id}';")
+    assert read.returncode == 0 and read.stdout.strip() == "1"
+    assert as_role("authenticated", "select id, last_heartbeat_at from bridges limit 1;").returncode == 0
+    for role, sql in [
+        ("authenticated", "select api_key_sha256 from bridges;"),
+        ("authenticated", "delete from bridge_readings;"),
+        ("authenticated", f"select ingest_bridge_batch('{cloud_api.bridge_id}', '{{}}');"),
+        ("authenticated", f"update bridges set label = 'x' where id = '{cloud_api.bridge_id}';"),
+        ("anon", "select count(*) from bridge_readings;"),
+    ]:
+        denied = as_role(role, sql)
+        assert denied.returncode != 0 and "permission denied" in denied.stderr, (role, sql)
+    # The organisation hook decides what readers see.
+    hidden = pg.psql(
+        "begin;\ncreate or replace function public.bridge_reader_can_see(p_bridge_id text) returns boolean "
+        "language sql stable as $$ select false $$;\nset local role authenticated;\n"
+        "select count(*) from bridge_readings;\nrollback;")
+    assert hidden.stdout.strip() == "0"
+    # The routes' login role (a member of service_role) writes without being the owner.
+    owner = pg.query(f"select r.rolsuper, r.rolbypassrls from pg_roles r where r.rolname = '{API_ROLE}'")
+    assert owner == [(False, False)]
+
+
+# --------------------------------------------------------------------------
+# The routes over HTTP
+# --------------------------------------------------------------------------
+
+
+def test_ingest_route_stores_plain_and_gzip_batches(cloud_api: CloudApi) -> None:
+    plain = make_batch(cloud_api.bridge_id, make_series("cam", 5))
+    answer = post_batch(cloud_api, plain)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"accepted": 5, "rejected": []}
+
+    unknown_kind = make_record("x")
+    unknown_kind["kind"] = "people"
+    zipped = make_batch(cloud_api.bridge_id, make_series("cam", 5, revision=2) + [unknown_kind])
+    answer = post_batch(cloud_api, zipped, gzipped=True)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["accepted"] == 5
+    assert body["rejected"] == [{"id": zipped["records"][-1]["id"], "error": body["rejected"][0]["error"]}]
+    assert body["rejected"][0]["error"].startswith("kind:")
+    assert {row[0] for row in stored(cloud_api).values()} == {2}
+    # the same batch again (a retry after a lost response): same answer, nothing changes
+    before = stored(cloud_api)
+    assert post_batch(cloud_api, zipped, gzipped=True).json() == body
+    assert stored(cloud_api) == before
+
+
+def test_ingest_route_rejects_bad_credentials_with_401(cloud_api: CloudApi, cloud_stack: CloudStack) -> None:
+    batch = make_batch(cloud_api.bridge_id, [make_record()])
+    other = cloud_stack.api()
+    cases = {
+        "no header": {"Authorization": ""},
+        "not bearer": {"Authorization": f"Basic {cloud_api.api_key}"},
+        "wrong key": {"Authorization": "Bearer sbk_wrong"},
+        "another bridge's key": {"Authorization": f"Bearer {other.api_key}"},
+    }
+    for name, header in cases.items():
+        answer = post_batch(cloud_api, batch, headers=header)
+        assert answer.status_code == 401, name
+        assert cloud_api.api_key not in answer.text
+    unknown = make_batch("no-such-bridge", [make_record()])
+    assert post_batch(cloud_api, unknown).status_code == 401
+    # a rotated key replaces the old one at once; a disabled bridge is refused
+    new_key = cloud_stack.add_bridge(cloud_api.bridge_id, "--rotate")
+    assert post_batch(cloud_api, batch).status_code == 401
+    assert post_batch(cloud_api, batch, headers={"Authorization": f"Bearer {new_key}"}).status_code == 200
+    cloud_api.query(f"update bridges set disabled_at = now() where id = '{cloud_api.bridge_id}' returning id")
+    assert post_batch(cloud_api, batch, headers={"Authorization": f"Bearer {new_key}"}).status_code == 401
+    assert stored(cloud_api) != {}  # what it sent before stays
+
+
+def test_ingest_route_answers_413_for_oversize_bodies(cloud_api: CloudApi) -> None:
+    headers = contract_headers(cloud_api.api_key, "big")
+    padding = b'{"schema": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+    declared = requests.post(cloud_api.ingest_url, data=padding, headers=headers, timeout=TIMEOUT)
+    assert declared.status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # chunked: no Content-Length to refuse up front
+        for _ in range(5):
+            yield b" " * (1024 * 1024)
+
+    streamed = requests.post(cloud_api.ingest_url, data=chunks(), headers=headers, timeout=TIMEOUT)
+    assert streamed.status_code == 413
+
+    bomb = gzip.compress(b'{"schema": "' + b"0" * (17 * 1024 * 1024) + b'"}')
+    assert len(bomb) < 100_000
+    inflated = requests.post(cloud_api.ingest_url, data=bomb, timeout=TIMEOUT,
+                             headers={**headers, "Content-Encoding": "gzip"})
+    assert inflated.status_code == 413
+
+    many = make_batch(cloud_api.bridge_id, make_series("m", 2001, first=recent_period_start(3000)))
+    assert post_batch(cloud_api, many, gzipped=True).status_code == 413
+    assert stored(cloud_api) == {}
+
+
+def test_ingest_route_answers_400_for_malformed_requests(cloud_api: CloudApi) -> None:
+    batch = make_batch(cloud_api.bridge_id, [make_record()])
+    url, key, bid = cloud_api.ingest_url, cloud_api.api_key, batch["batch_id"]
+    base = contract_headers(key, bid)
+
+    def send(data: bytes, **headers: str) -> requests.Response:
+        return requests.post(url, data=data, headers={**base, **headers}, timeout=TIMEOUT)
+
+    good = json.dumps(batch).encode()
+    cases: dict[str, requests.Response] = {
+        "not json": send(b"{not json"),
+        "json array": send(b"[]"),
+        "no bridge_id": send(json.dumps({**batch, "bridge_id": None}).encode()),
+        "text/plain": send(good, **{"Content-Type": "text/plain"}),
+        "broken gzip": send(b"\x1f\x8b\x08garbage", **{"Content-Encoding": "gzip"}),
+        "brotli": send(good, **{"Content-Encoding": "br"}),
+        "not utf-8": send(good.replace(b'"poll"', b'"p\xffll"')),
+        "NUL in a string": send(good.replace(b'"poll"', b'"p\\u0000ll"')),
+        "Idempotency-Key missing": requests.post(url, data=good, timeout=TIMEOUT,
+                                                 headers={k: v for k, v in base.items() if k != "Idempotency-Key"}),
+        "Idempotency-Key not batch_id": send(good, **{"Idempotency-Key": "other"}),
+        "wrong schema": send(json.dumps({**batch, "schema": "v0"}).encode()),
+        "record without id": send(json.dumps({**batch, "records": [{"kind": "event"}]}).encode()),
+    }
+    for name, answer in cases.items():
+        assert answer.status_code == 400, (name, answer.status_code, answer.text)
+        assert answer.json()["error"], name
+    assert stored(cloud_api) == {}
+
+
+def test_heartbeat_is_stored_and_clears_staleness(cloud_api: CloudApi) -> None:
+    heartbeat = make_heartbeat(cloud_api.bridge_id, state="degraded")
+    stale_sql = f"select bridge_id, last_state from stale_bridges(interval '5 minutes') where bridge_id = '{cloud_api.bridge_id}'"
+    cloud_api.query(f"update bridges set created_at = now() - interval '1 hour' where id = '{cloud_api.bridge_id}' returning id")
+    assert cloud_api.query(stale_sql) == [(cloud_api.bridge_id, None)]  # never heard from
+
+    answer = requests.post(cloud_api.heartbeat_url, data=encode_body(heartbeat, gzipped=True), timeout=TIMEOUT,
+                           headers=contract_headers(cloud_api.api_key, gzipped=True))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["ok"] is True
+    row = cloud_api.query(f"select last_heartbeat_at, last_heartbeat from bridges where id = '{cloud_api.bridge_id}'")
+    assert row[0][0] is not None and row[0][1] == heartbeat
+    assert cloud_api.query(stale_sql) == []
+
+    cloud_api.query(f"update bridges set last_heartbeat_at = now() - interval '10 minutes' "
+                    f"where id = '{cloud_api.bridge_id}' returning id")
+    assert cloud_api.query(stale_sql) == [(cloud_api.bridge_id, "degraded")]
+
+    for change, error in [({"state": "sleepy"}, "state:"), ({"uptime_s": "long"}, "uptime_s:"),
+                          ({"outbox": {"pending": "many"}}, "outbox:"), ({"extra": 1}, "unknown key(s)")]:
+        answer = requests.post(cloud_api.heartbeat_url, data=encode_body({**heartbeat, **change}),
+                               timeout=TIMEOUT, headers=contract_headers(cloud_api.api_key))
+        assert answer.status_code == 400 and error in answer.json()["error"], (change, answer.text)
+    # the contract names only the auth header for heartbeats: no Content-Type is fine, a wrong one is not
+    bare = {"Authorization": f"Bearer {cloud_api.api_key}"}
+    assert requests.post(cloud_api.heartbeat_url, data=encode_body(heartbeat), headers=bare,
+                         timeout=TIMEOUT).status_code == 200
+    assert requests.post(cloud_api.heartbeat_url, data=encode_body(heartbeat), timeout=TIMEOUT,
+                         headers={**bare, "Content-Type": "text/plain"}).status_code == 400
+    wrong_key = requests.post(cloud_api.heartbeat_url, data=encode_body(heartbeat), timeout=TIMEOUT,
+                              headers=contract_headers("sbk_nope"))
+    assert wrong_key.status_code == 401
+
+
+def test_stale_sensors_and_the_stale_route(cloud_api: CloudApi, cloud_stack: CloudStack) -> None:
+    old = make_record("quiet-cam", start=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3))
+    fresh = make_record("busy-cam")
+    assert post_batch(cloud_api, make_batch(cloud_api.bridge_id, [old, fresh])).status_code == 200
+    stale_sql = ("select sensor_id, kind from stale_bridge_sensors(interval '2 hours') "
+                 f"where bridge_id = '{cloud_api.bridge_id}'")
+    assert cloud_api.query(stale_sql) == [("quiet-cam", "line_counts")]
+    # an unfinished newer period does not count as fresh data; a final one does
+    newer = make_record("quiet-cam", final=False)
+    post_batch(cloud_api, make_batch(cloud_api.bridge_id, [newer]))
+    assert cloud_api.query(stale_sql) == [("quiet-cam", "line_counts")]
+    post_batch(cloud_api, make_batch(cloud_api.bridge_id, [{**newer, "final": True, "revision": 2}]))
+    assert cloud_api.query(stale_sql) == []
+
+    cloud_api.query(f"update bridges set created_at = now() - interval '1 hour' where id = '{cloud_api.bridge_id}' returning id")
+    cron = {"Authorization": f"Bearer {cloud_stack.cron_secret}"}
+    answer = requests.get(cloud_api.stale_url, headers=cron, timeout=TIMEOUT)
+    assert answer.status_code == 503
+    assert cloud_api.bridge_id in [b["bridge_id"] for b in answer.json()["stale_bridges"]]
+    relaxed = requests.get(f"{cloud_api.stale_url}?bridge_minutes=5000000&sensor_hours=80000",
+                           headers=cron, timeout=TIMEOUT)
+    assert relaxed.status_code == 200 and relaxed.json()["ok"] is True
+    assert requests.get(f"{cloud_api.stale_url}?sensor_hours=1e9", headers=cron, timeout=TIMEOUT).status_code == 400
+    assert requests.get(cloud_api.stale_url, headers={"Authorization": "Bearer nope"},
+                        timeout=TIMEOUT).status_code == 401
+
+
+def test_concurrent_requests_through_the_route(cloud_api: CloudApi) -> None:
+    first = recent_period_start(40)
+    batches = [make_batch(cloud_api.bridge_id, make_series("door", 40, revision=r, first=first)) for r in range(1, 9)]
+    answers: list[requests.Response] = []
+
+    def send(batch: dict[str, Any]) -> None:
+        answers.append(post_batch(cloud_api, batch, gzipped=True))
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in reversed(batches)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert [a.status_code for a in answers] == [200] * 8
+    assert all(a.json() == {"accepted": 40, "rejected": []} for a in answers)
+    assert {row[0] for row in stored(cloud_api).values()} == {8}
+
+
+@pytest.fixture(scope="module")
+def limited_servers(cloud_stack: CloudStack) -> Iterator[tuple[NodeRouteServer, NodeRouteServer]]:
+    """A server with a tiny request budget, and one whose database is unreachable."""
+    limited = cloud_stack.start_server({"BRIDGE_RATE_PER_MIN": "6", "BRIDGE_RATE_BURST": "3"})
+    try:
+        dead = cloud_stack.start_server(database_url=f"postgresql://{API_ROLE}@127.0.0.1:{free_port()}/postgres")
+        try:
+            yield limited, dead
+        finally:
+            dead.stop()
+    finally:
+        limited.stop()
+
+
+def test_rate_limit_answers_429_with_retry_after(cloud_api: CloudApi,
+                                                 limited_servers: tuple[NodeRouteServer, NodeRouteServer]) -> None:
+    limited, _ = limited_servers
+    url = f"{limited.base_url}/api/bridge/v1/heartbeat"
+    codes = []
+    for _ in range(4):
+        answer = requests.post(url, data=encode_body(make_heartbeat(cloud_api.bridge_id)), timeout=TIMEOUT,
+                               headers=contract_headers(cloud_api.api_key))
+        codes.append(answer.status_code)
+    assert codes == [200, 200, 200, 429]
+    assert int(answer.headers["Retry-After"]) >= 1
+
+
+def test_database_down_answers_503_with_retry_after(cloud_api: CloudApi,
+                                                    limited_servers: tuple[NodeRouteServer, NodeRouteServer]) -> None:
+    _, dead = limited_servers
+    batch = make_batch(cloud_api.bridge_id, [make_record()])
+    answer = post_batch(cloud_api, batch, url=f"{dead.base_url}/api/bridge/v1/ingest")
+    assert answer.status_code == 503
+    assert int(answer.headers["Retry-After"]) > 0
+
+
+def test_route_code_typechecks_strict(cloud_stack: CloudStack) -> None:
+    run = subprocess.run([str(NEXTJS / "node_modules" / ".bin" / "tsc"), "--noEmit", "-p", str(NEXTJS)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_contract_helpers_follow_the_contract() -> None:
+    # the id rule against a value computed by hand, so helpers and SQL cannot drift together
+    assert record_id("entrance-1", "line_counts", "2025-07-22T09:00:00Z") == hashlib.sha256(
+        b"entrance-1|line_counts|2025-07-22T09:00:00Z").hexdigest()
+    snapshot = make_record("entrance-1", "live_counts")
+    assert snapshot["period_start"] == snapshot["period_end"] and snapshot["final"] is True
