@@ -30,6 +30,7 @@ PARTS = (
     "appliance.maintenance",
     "appliance.boot_config",
     "appliance.sim",
+    "appliance.demo",
 )
 
 

@@ -133,7 +133,7 @@ class WatchdogConfig:
 
 @dataclass
 class LedConfig:
-    backend: str = "none"
+    backend: str = "gpiozero"
     pin: int = 17
     rgb: list[int] | None = None
     active_high: bool = True
@@ -499,7 +499,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None, path: str | 
         problems.append(f"led.rgb: expected three BCM pin numbers like [17, 27, 22], got {_show(rgb)}")
         rgb = None
     led = LedConfig(
-        backend=t.string("backend", "none", ("gpiozero", "none")),
+        backend=t.string("backend", "gpiozero", ("gpiozero", "none")),
         pin=t.number("pin", 17, integer=True),
         rgb=rgb,
         active_high=t.boolean("active_high", True),

@@ -64,6 +64,7 @@ def base_tables(tmp_path: Path, uplink_url: str, api_key: str = "test-key") -> d
         "paths": {"state_dir": str(tmp_path / "state"), "run_dir": str(tmp_path / "run")},
         "uplink": {"url": uplink_url, "api_key": api_key, "heartbeat_s": 1},
         "health": {"listen": f"127.0.0.1:{free_port()}"},
+        "led": {"backend": "none"},
     }
 
 

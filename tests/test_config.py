@@ -40,7 +40,7 @@ def test_a_good_file_loads_with_the_documented_defaults(tmp_path: Path) -> None:
     assert (sensor.interval_s, sensor.backfill_h, sensor.auth) == (300, 168, "auto")
     assert config.uplink.batch_size == 500 and config.uplink.gzip and config.uplink.verify_tls
     assert config.mqtt is None and config.push is None
-    assert config.enabled_services() == ["collector", "watchdog"]
+    assert config.enabled_services() == ["collector", "watchdog", "led"]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,353 @@
+"""The LED service (``sensor-bridge led``): the bridge's state, readable from across the room.
+
+``PATTERNS`` below is the one table of states and what the LED does for each:
+the service shows it, ``sensor-bridge led table`` prints it as the README's
+markdown table, ``sensor-bridge led test`` plays every pattern once.
+
+The state shown is the worst of the enabled services' states (a stale or
+missing status file counts as error, after a minute's grace at startup);
+maintenance mode overrides it; a missing or invalid config file shows
+``no-config``, and the service keeps running and re-reading the file until it
+is fixed. A single LED on a pin is the default, an RGB LED adds colour. With no
+GPIO on the machine it says so once and keeps writing its status file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Config, LedConfig
+from .maintenance import maintenance_active
+from .notify import notify, watchdog_interval_s
+from .status import MAINTENANCE, effective_state, read_status, worst, write_status
+from .watchdog import ConfigWatch
+
+log = logging.getLogger(__name__)
+
+FPS = 25  # brightness steps per second of a fade
+STARTUP_GRACE_S = 60.0  # a service that has not written yet counts as starting this long
+LOOK_EVERY_S = 0.5
+WRITE_EVERY_S = 2.0
+# No config ever read: drive the documented default pin, so a fresh box can say "no-config".
+NO_CONFIG_LED = LedConfig(backend="gpiozero", pin=17)
+
+
+def _breathing(period_s: float) -> tuple[tuple[float, float], ...]:
+    half = round(period_s * FPS / 2)
+    rise = [((i + 1) / half, 1 / FPS) for i in range(half)]
+    return tuple(rise + rise[::-1][1:] + [(0.0, 1 / FPS)])
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One state's look: ``steps`` are (brightness 0..1, seconds), played round and round."""
+
+    meaning: str
+    led: str
+    colour: str
+    rgb: tuple[float, float, float]
+    steps: tuple[tuple[float, float], ...]
+
+
+PATTERNS: dict[str, Pattern] = {
+    "starting": Pattern(
+        "booting, waiting for time sync or first poll", "slow pulse / breathing (3 s)",
+        "blue", (0.0, 0.0, 1.0), _breathing(3.0),
+    ),
+    "ok": Pattern(
+        "all sensors polled recently, outbox draining", "solid on",
+        "green", (0.0, 1.0, 0.0), ((1.0, 1.0),),
+    ),
+    "degraded": Pattern(
+        "some sensors failing, or uplink down and data buffering safely", "slow blink (1 Hz)",
+        "yellow", (1.0, 0.6, 0.0), ((1.0, 0.5), (0.0, 0.5)),
+    ),
+    "error": Pattern(
+        "no sensor reachable, auth rejected, outbox shedding data, disk full", "fast blink (4 Hz)",
+        "red", (1.0, 0.0, 0.0), ((1.0, 0.125), (0.0, 0.125)),
+    ),
+    "no-config": Pattern(
+        "no valid config; the reason is in sensor-bridge-error.txt on the boot partition",
+        "double blink every 2 s", "magenta", (1.0, 0.0, 1.0),
+        ((1.0, 0.2), (0.0, 0.2), (1.0, 0.2), (0.0, 1.4)),
+    ),
+    MAINTENANCE: Pattern(
+        "a person switched maintenance mode on over SSH", "short flash every 5 s",
+        "white", (1.0, 1.0, 1.0), ((1.0, 0.2), (0.0, 4.8)),
+    ),
+}
+
+
+def markdown_table() -> str:
+    """The README's LED table, made from PATTERNS."""
+    rows = ["| state | meaning | LED | RGB LED |", "| --- | --- | --- | --- |"]
+    rows += [f"| {state} | {p.meaning} | {p.led} | {p.colour} |" for state, p in PATTERNS.items()]
+    return "\n".join(rows)
+
+
+# ------------------------------------------------------------------ the light
+
+
+def _pins(led: LedConfig) -> str:
+    return "GPIO" + (", ".join(str(p) for p in led.rgb) if led.rgb else str(led.pin))
+
+
+class Light:
+    """An LED or RGB LED on gpiozero, playing one pattern at a time from a small thread."""
+
+    def __init__(self, device: Any, rgb: bool, pwm: bool, description: str) -> None:
+        self.device = device
+        self.rgb = rgb
+        self.pwm = pwm
+        self.description = description
+        self.state: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def open(cls, led: LedConfig, pin_factory: Any = None) -> Light:
+        """Claim the pins; raises when there is no GPIO (or the pins are busy)."""
+        from gpiozero import LED, PWMLED, RGBLED
+        from gpiozero.exc import PinPWMUnsupported
+
+        common = {"active_high": led.active_high, "pin_factory": pin_factory}
+        where = _pins(led)
+        if led.rgb:
+            try:
+                return cls(RGBLED(*led.rgb, pwm=True, **common), True, True, f"RGB LED on {where}")
+            except PinPWMUnsupported:
+                device = RGBLED(*led.rgb, pwm=False, **common)
+                return cls(device, True, False, f"RGB LED on {where} (no PWM: fades show as blinks)")
+        try:
+            return cls(PWMLED(led.pin, **common), False, True, f"LED on {where}")
+        except PinPWMUnsupported:
+            device = LED(led.pin, **common)
+            return cls(device, False, False, f"LED on {where} (no PWM: fades show as blinks)")
+
+    def show(self, state: str) -> None:
+        """Play ``state``'s pattern from now on (nothing changes if it already plays)."""
+        if state == self.state:
+            return
+        self._halt()
+        self.state = state
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._play, args=(PATTERNS[state], self._stop), name=f"led-{state}", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._halt()
+        self.device.off()
+        self.device.close()
+
+    def _halt(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+        self.state = self._thread = None
+
+    def _play(self, pattern: Pattern, stop: threading.Event) -> None:
+        due = time.monotonic()
+        last: Any = None
+        while True:
+            for level, seconds in pattern.steps:
+                value = self._value(pattern, level)
+                if value != last:
+                    self.device.value = last = value
+                due += seconds
+                if stop.wait(max(0.0, due - time.monotonic())):
+                    return
+            if time.monotonic() - due > 1.0:
+                due = time.monotonic()  # fell far behind (a suspended process): no catch-up burst
+
+    def _value(self, pattern: Pattern, level: float) -> Any:
+        if not self.pwm:
+            level = 1.0 if level >= 0.5 else 0.0
+        if not self.rgb:
+            return level
+        return tuple(c * level if self.pwm else float(c * level >= 0.5) for c in pattern.rgb)
+
+
+# ------------------------------------------------------------------ the service
+
+
+class LedService:
+    """What ``sensor-bridge led`` does: work out the bridge's state, show it, report it."""
+
+    def __init__(self, watch: ConfigWatch) -> None:
+        self.watch = watch
+        self.started = time.monotonic()
+        self.light: Light | None = None
+        self.light_for: LedConfig | None = None
+        self.light_note = "not opened yet"
+        self.showing, self.reason = "starting", ""
+
+    def settings(self) -> LedConfig:
+        """The LED as configured; from a broken file what can be read of it, else the default pin."""
+        if self.watch.config:
+            return self.watch.config.led
+        partial = self.watch.partial("led")
+        return partial.led if partial else NO_CONFIG_LED
+
+    def bridge_state(self, config: Config | None) -> tuple[str, str]:
+        """(state to show, why)."""
+        if config is None:
+            problems = self.watch.problems or ["unreadable"]
+            return "no-config", f"config {self.watch.path}: {'; '.join(problems)}"
+        active = maintenance_active(config)
+        if active:
+            return MAINTENANCE, f"maintenance on until {active['until']} by {active['by']}"
+        states: dict[str, tuple[str, str]] = {}
+        for service in config.enabled_services():
+            if service == "led":
+                continue
+            status = read_status(config.paths.run_dir, service)
+            if status is None:
+                young = time.monotonic() - self.started < STARTUP_GRACE_S
+                states[service] = ("starting", "not started yet") if young else ("error", "no status file")
+                continue
+            state = effective_state(status)
+            if state == MAINTENANCE:  # maintenance just ended; the service catches up within seconds
+                state = "ok"
+            why = status.get("reason") if state == status.get("state") else "status file stale"
+            states[service] = (state, str(why or state))
+        overall = worst([state for state, _ in states.values()])
+        reasons = [f"{service}: {why}" for service, (state, why) in states.items() if state == overall]
+        return overall, "; ".join(reasons)
+
+    def step(self) -> None:
+        """One look: re-read the config if it changed, follow the LED settings, show the state."""
+        config = self.watch.poll()
+        wanted = self.settings()
+        if wanted != self.light_for:
+            self._reopen(wanted)
+        self.showing, self.reason = self.bridge_state(config)
+        if self.light:
+            self.light.show(self.showing)
+
+    def _reopen(self, led: LedConfig) -> None:
+        if self.light:
+            self.light.close()
+            self.light = None
+        self.light_for = led
+        if led.backend == "none":
+            self.light_note = "no LED configured (led.backend = none)"
+            return
+        try:
+            with warnings.catch_warnings(record=True) as fallbacks:  # one log line each, not a traceback
+                warnings.simplefilter("always")
+                try:
+                    self.light = Light.open(led)
+                finally:
+                    for warning in fallbacks:
+                        log.info("gpiozero: %s", warning.message)
+        except Exception as exc:  # no GPIO at all, a busy pin, a missing pin library
+            self.light_note = f"cannot drive the LED on {_pins(led)}: {type(exc).__name__}: {exc}"
+            log.warning("%s; the state is still reported in led.json", self.light_note)
+            return
+        self.light_note = self.light.description
+        log.info("showing the bridge's state on the %s", self.light.description)
+
+    def own_state(self) -> str:
+        if self.watch.problems:
+            return "no-config"
+        if self.light is None and self.light_for and self.light_for.backend != "none":
+            return "degraded"
+        return "ok"
+
+    def write_status(self) -> None:
+        write_status(
+            self.watch.paths.run_dir, "led", self.own_state(),
+            showing=self.showing, pattern=PATTERNS[self.showing].led, reason=self.reason,
+            light=self.light_note, config_problems=self.watch.problems,
+        )
+
+    def run(self, stop: threading.Event) -> int:
+        ping = watchdog_interval_s() or WRITE_EVERY_S
+        last_write = 0.0
+        last_shown = None
+        ready = False
+        try:
+            while not stop.is_set():
+                self.step()
+                now = time.monotonic()
+                if self.showing != last_shown or now - last_write >= min(WRITE_EVERY_S, ping):
+                    if self.showing != last_shown:
+                        log.info("showing %s: %s", self.showing, self.reason)
+                    last_shown, last_write = self.showing, now
+                    self.write_status()
+                    if not ready:
+                        notify("READY=1")
+                        ready = True
+                    notify("WATCHDOG=1", f"STATUS=showing {self.showing}")
+                stop.wait(LOOK_EVERY_S)
+        finally:
+            if self.light:
+                self.light.close()
+        notify("STOPPING=1")
+        return 0
+
+
+# ------------------------------------------------------------------ commands
+
+
+def _service(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return LedService(ConfigWatch(args.config)).run(stop)
+
+
+def _test(args: argparse.Namespace) -> int:
+    service = LedService(ConfigWatch(args.config))
+    service.watch.poll()
+    led = service.settings()
+    if led.backend == "none":
+        print(f"{args.config}: led.backend is \"none\": there is no LED to test", file=sys.stderr)
+        return 2
+    try:
+        light = Light.open(led)
+    except Exception as exc:
+        print(
+            f"cannot drive the LED: {type(exc).__name__}: {exc}\n"
+            "(if sensor-bridge-led.service runs, it holds the pin: systemctl stop it first)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"playing every pattern on the {light.description}, {args.each:g} s each", flush=True)
+    try:
+        for state, pattern in PATTERNS.items():
+            print(f"{state}: {pattern.led}, {pattern.colour} on an RGB LED", flush=True)
+            light.show(state)
+            time.sleep(args.each)
+    finally:
+        light.close()
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    print(markdown_table())
+    return 0
+
+
+def register(commands: argparse._SubParsersAction, config_commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("led", help="the LED service; `led test` plays every pattern, `led table` prints them")
+    actions = parser.add_subparsers(dest="led_action", metavar="ACTION")
+    parser.set_defaults(func=_service)
+    test = actions.add_parser("test", help="play every pattern once, printing its name")
+    test.add_argument("--each", type=float, default=5.0, metavar="S", help="seconds per pattern (default 5)")
+    test.set_defaults(func=_test)
+    actions.add_parser("table", help="print the state/pattern table as markdown").set_defaults(func=_table)
