@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -51,23 +51,25 @@ class SensorHealth:
     state: str = "unknown"  # ok | failing | unknown
     last_success: str | None = None
     last_error: str | None = None
-    failing_kinds: frozenset[str] = frozenset()
+    errors: dict[str, str] = field(default_factory=dict)  # kind -> why its last poll failed
 
     def record(self, kind: str, ok: bool, error: str | None, at: str) -> str | None:
-        """Note one poll; returns a log line when the sensor's state changed."""
-        before = (self.state, self.last_error if self.state == "failing" else None)
+        """Note one poll; returns a log line only when what is wrong with the sensor changed."""
+        before = set(self.errors.values())
         if ok:
             self.last_success = at
-            self.failing_kinds = self.failing_kinds - {kind}
+            self.errors.pop(kind, None)
         else:
+            self.errors[kind] = error or "failed"
             self.last_error = f"{kind}: {error}"
-            self.failing_kinds = self.failing_kinds | {kind}
-        self.state = "failing" if self.failing_kinds else "ok"
-        after = (self.state, self.last_error if self.state == "failing" else None)
+        self.state = "failing" if self.errors else "ok"
+        after = set(self.errors.values())
         if after == before:
             return None
-        if self.state == "ok":
+        if not after:
             return f"sensor {self.id} is reporting again"
+        if after <= before:
+            return None  # one kind recovered, the rest still fails the same way
         return f"sensor {self.id} failing: {self.last_error}"
 
     def contract(self) -> dict[str, Any]:

@@ -57,9 +57,10 @@ def local_to_utc(wall: datetime, zone: ZoneInfo, *, later: bool = False) -> date
     A time inside the spring-forward gap never happened on that clock, so it
     raises :class:`NonexistentLocalTime` instead of silently shifting by an
     hour. A time in the repeated fall-back hour is ambiguous; ``later=False``
-    picks its first occurrence and ``later=True`` its second. Period starts use
-    the first and exclusive period ends the second, so an hourly row for the
-    repeated hour covers both real hours (the camera counts them together).
+    (the default) picks its first occurrence, ``later=True`` its second. Both
+    period starts and exclusive period ends take the first occurrence, so the
+    camera's one row for the repeated wall-clock hour spans both real hours and
+    the periods around it stay contiguous.
     """
     if wall.tzinfo is not None:
         raise ValueError("local_to_utc wants a naive wall-clock time")

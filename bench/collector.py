@@ -1,0 +1,131 @@
+"""Benchmark: how long one poll cycle takes for 1, 50 and 200 cameras, and the collector's memory.
+
+Every simulated camera answers after 200 ms, like a busy real one. The
+baseline is the ideal cycle, N x latency / pool size: what a perfect pool of
+the collector's size would achieve. Then `sensor-bridge run` polls 50 cameras
+for a while and its peak RSS is sampled.
+
+Run: .venv/bin/python bench/collector.py
+Targets (2-core dev machine): 200 cameras within 2x ideal; RSS < 40 MB.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import wait
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import CLI, REPO, base_tables, write_config  # noqa: E402
+
+from appliance.collector import Collector  # noqa: E402
+from appliance.config import load_config  # noqa: E402
+from appliance.sim.receiver import SimReceiver  # noqa: E402
+
+LATENCY_S = 0.2
+CAMERA_FARM = """
+import sys, time
+from appliance.sim.camera import SimCamera
+cams = [SimCamera(timezone="Europe/Lisbon", username="admin", password="pw", latency_ms=%d, seed=i).start()
+        for i in range(int(sys.argv[1]))]
+print(" ".join(c.url for c in cams), flush=True)
+sys.stdin.read()
+"""
+
+
+def camera_farm(n: int) -> tuple[subprocess.Popen[str], list[str]]:
+    """N simulated cameras in their own process, so they do not share the collector's GIL."""
+    proc = subprocess.Popen([sys.executable, "-c", CAMERA_FARM % (LATENCY_S * 1000), str(n)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    urls = proc.stdout.readline().split()
+    assert len(urls) == n, "camera farm did not start"
+    return proc, urls
+
+
+def config_for(workdir: Path, urls: list[str], receiver_url: str, interval_s: float) -> Path:
+    tables = base_tables(workdir, receiver_url)
+    tables["sensors"] = [
+        {"id": f"cam-{i:03d}", "url": url, "username": "admin", "password": "pw", "interval_s": interval_s,
+         "collect": ["line_counts"], "backfill_h": 2}
+        for i, url in enumerate(urls)
+    ]
+    return write_config(workdir / "config.toml", tables)
+
+
+def poll_cycle(n: int, receiver: SimReceiver) -> tuple[float, float]:
+    farm, urls = camera_farm(n)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            collector = Collector(load_config(config_for(Path(tmp), urls, receiver.url, 300)))
+            collector.time_synced = True
+            pool = collector.pool._max_workers
+            for sensor_id in collector.pollers:  # warm-up: connections, first backfill
+                collector.submit_poll(sensor_id, "line_counts")
+            wait(list(collector.in_flight.values()))
+            start = time.perf_counter()
+            for sensor_id in collector.pollers:
+                collector.submit_poll(sensor_id, "line_counts")
+            wait(list(collector.in_flight.values()))
+            took = time.perf_counter() - start
+            failing = [s.id for s in collector.sensors.values() if s.state != "ok"]
+            assert not failing, f"polls failed: {failing[:3]}"
+            collector.pool.shutdown()
+            collector.outbox.close()
+            return took, n * LATENCY_S / pool
+    finally:
+        farm.stdin.close()
+        farm.wait()
+
+
+def peak_rss(n: int, seconds: float, receiver: SimReceiver) -> float:
+    farm, urls = camera_farm(n)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = config_for(Path(tmp), urls, receiver.url, 2)
+            proc = subprocess.Popen([*CLI, "-c", str(config), "run"], cwd=REPO,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            peak = 0.0
+            stop = time.monotonic() + seconds
+            while time.monotonic() < stop:
+                peak = max(peak, psutil.Process(proc.pid).memory_info().rss / 1e6)
+                time.sleep(0.1)
+            proc.terminate()
+            proc.wait(timeout=30)
+            return peak
+    finally:
+        farm.stdin.close()
+        farm.wait()
+
+
+def baseline_interpreter_rss() -> float:
+    """A bare python3 with requests imported: the floor any Python collector pays."""
+    proc = subprocess.Popen([sys.executable, "-c", "import requests, sqlite3, time; time.sleep(2)"])
+    time.sleep(1.5)
+    rss = psutil.Process(proc.pid).memory_info().rss / 1e6
+    proc.wait()
+    return rss
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp, SimReceiver(db_path=Path(tmp) / "rx.db", api_key="test-key") as rx:
+        print(f"poll cycle, every camera answering in {LATENCY_S * 1000:.0f} ms")
+        print(f"{'cameras':>8} {'measured s':>11} {'ideal s':>8} {'ratio':>6}")
+        for n in (1, 50, 200):
+            took, ideal = poll_cycle(n, rx)
+            print(f"{n:>8} {took:>11.2f} {ideal:>8.2f} {took / ideal:>6.2f}x")
+        threading.Event().wait(0.5)
+        rss = peak_rss(50, 20, rx)
+        base = baseline_interpreter_rss()
+        print("\npeak RSS of `sensor-bridge run`, 50 cameras polled every 2 s for 20 s")
+        print(f"{'collector MB':>13} {'python+requests MB':>19}")
+        print(f"{rss:>13.1f} {base:>19.1f}")
+
+
+if __name__ == "__main__":
+    main()
