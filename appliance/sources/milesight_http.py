@@ -167,7 +167,7 @@ def _count(text: str, row_no: int, column: str) -> int:
 
 def parse_counts_csv(text: str, kind: str) -> list[tuple[datetime, datetime, dict[str, Any]]]:
     """Rows of a dataloader CSV as (wall start, wall end inclusive, values); raises SensorError."""
-    stripped = text.strip()
+    stripped = text.lstrip("\ufeff").strip()
     if not stripped:
         raise SensorError("empty answer instead of CSV")
     if stripped.startswith("<") or "<html" in stripped[:500].lower():
