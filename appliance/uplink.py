@@ -87,6 +87,7 @@ class Uplink:
             "Content-Type": "application/json",
         })
         self.batch_size = self.settings.batch_size
+        self._too_large_at: int | None = None  # the smallest batch the API called too large
         self._batch_key: tuple[tuple[str, int], ...] = ()
         self._batch_id = ""
         self._failures = 0
@@ -159,8 +160,8 @@ class Uplink:
         if status in (401, 403):
             return self._failed("error", f"API key rejected ({status})", AUTH_RETRY_S)
         wait = self._backoff()
-        if answer.retry_after is not None:
-            wait = max(wait, answer.retry_after)
+        if answer.retry_after is not None:  # the API knows best; a little jitter spreads bridges
+            wait = answer.retry_after + random.uniform(0, 1)
         return self._failed("degraded", answer.error or "no answer", wait)
 
     def _stored(self, items: list[Pending], body: Any) -> DeliveryResult:
@@ -180,8 +181,9 @@ class Uplink:
             self.last_success = utc_text(now_utc())
             self.delivered_total += done
             self.next_try_at = 0.0
-            if self.batch_size < self.settings.batch_size:  # grow back after a 413, gently
-                self.batch_size = min(self.settings.batch_size, self.batch_size * 2)
+            if self.batch_size < self.settings.batch_size:  # grow back after a 413, never to what failed
+                ceiling = self.settings.batch_size if self._too_large_at is None else self._too_large_at - 1
+                self.batch_size = max(1, min(ceiling, self.batch_size * 2))
         return DeliveryResult(delivered=done, rejected=rejected)
 
     def _bisect(self, items: list[Pending], answer: _Answer) -> DeliveryResult:
@@ -205,6 +207,7 @@ class Uplink:
             rejected = self.outbox.reject([(items[0], "too large for the cloud API (413)")])
             return DeliveryResult(rejected=rejected)
         with self._lock:
+            self._too_large_at = len(items) if self._too_large_at is None else min(self._too_large_at, len(items))
             self.batch_size = max(1, len(items) // 2)
         log.info("cloud API says the batch is too large; sending %d at a time", self.batch_size)
         return self._deliver(items[: self.batch_size])
