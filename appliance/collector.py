@@ -113,13 +113,13 @@ def host_facts(state_dir: str) -> dict[str, Any]:
 class Collector:
     """Everything ``sensor-bridge run`` does, startable and stoppable from a test or the demo."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, stop_event: threading.Event | None = None) -> None:
         from .sources.milesight_http import CameraPoller
         from .uplink import Uplink
 
         self.config = config
         self.started = time.time()
-        self.stop_event = threading.Event()
+        self.stop_event = stop_event or threading.Event()
         Path(config.paths.run_dir).mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb)
         self.uplink = Uplink(config, self.outbox)
@@ -391,15 +391,16 @@ class Collector:
 
 
 def run_service(config: Config) -> int:
-    collector = Collector(config)
+    stop_event = threading.Event()
 
     def stop(signum: int, _frame: Any) -> None:
         log.info("received %s", signal.Signals(signum).name)
-        collector.stop_event.set()
+        stop_event.set()
 
+    # Before anything slow: a SIGTERM while the outbox opens must still end cleanly.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    return collector.run()
+    return Collector(config, stop_event).run()
 
 
 def _run(args: argparse.Namespace) -> int:

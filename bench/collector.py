@@ -1,8 +1,8 @@
 """Benchmark: how long one poll cycle takes for 1, 50 and 200 cameras, and the collector's memory.
 
 Every simulated camera answers after 200 ms, like a busy real one. The
-baseline is the ideal cycle, N x latency / pool size: what a perfect pool of
-the collector's size would achieve. Then `sensor-bridge run` polls 50 cameras
+baseline is the ideal cycle, ceil(N / pool size) x latency: what a perfect
+pool of the collector's size would achieve. Then `sensor-bridge run` polls 50 cameras
 for a while and its peak RSS is sampled.
 
 Run: .venv/bin/python bench/collector.py
@@ -11,6 +11,7 @@ Targets (2-core dev machine): 200 cameras within 2x ideal; RSS < 40 MB.
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import tempfile
@@ -77,7 +78,7 @@ def poll_cycle(n: int, receiver: SimReceiver) -> tuple[float, float]:
             assert not failing, f"polls failed: {failing[:3]}"
             collector.pool.shutdown()
             collector.outbox.close()
-            return took, n * LATENCY_S / pool
+            return took, math.ceil(n / pool) * LATENCY_S
     finally:
         farm.stdin.close()
         farm.wait()
