@@ -12,7 +12,7 @@ import json
 import random
 import signal
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,8 @@ def table_holds(api: Any, sensor_id: str, kind: str) -> dict[str, tuple[dict[str
     return {start: (json.loads(values), final in (True, "t")) for start, values, final in rows}
 
 
-def truth(camera: SimCamera, kind: str) -> dict[str, dict[str, Any]]:
-    now = now_utc()
-    return camera.expected(kind, (now - timedelta(hours=BACKFILL_H)).replace(minute=0, second=0), now)
+def truth(camera: SimCamera, kind: str, since: datetime) -> dict[str, dict[str, Any]]:
+    return camera.expected(kind, since, now_utc())
 
 
 def test_kills_and_outages_end_with_exactly_the_cameras_truth_in_postgres(tmp_path: Path, cloud_api: Any) -> None:
@@ -51,6 +50,7 @@ def test_kills_and_outages_end_with_exactly_the_cameras_truth_in_postgres(tmp_pa
         online = write_config(tmp_path / "online.toml", tables)
         offline = write_config(tmp_path / "offline.toml",
                                {**tables, "uplink": {**tables["uplink"], "url": closed_port_url()}})
+        since = (now_utc() - timedelta(hours=BACKFILL_H)).replace(minute=0, second=0)  # the first poll's reach
         rng = random.Random(5)
         for round_ in range(6):
             proc = start_collector(offline if round_ in (1, 2) else online)
@@ -63,7 +63,7 @@ def test_kills_and_outages_end_with_exactly_the_cameras_truth_in_postgres(tmp_pa
             status = tmp_path / "run" / "collector.json"
             wait_for(lambda: status.exists() and json.loads(status.read_text())["pid"] == proc.pid,
                      what="the last collector to start")
-            wait_for(lambda: all(table_holds(cloud_api, sensor_id, k).keys() >= truth(camera, k).keys()
+            wait_for(lambda: all(table_holds(cloud_api, sensor_id, k).keys() >= truth(camera, k, since).keys()
                                  for k in KINDS), timeout=90, what="every past period in bridge_readings")
             took = time.monotonic() - started
             wait_for(lambda: cloud_api.query(
@@ -73,7 +73,7 @@ def test_kills_and_outages_end_with_exactly_the_cameras_truth_in_postgres(tmp_pa
             code, out = stop(proc)
         assert code == 0, out
         for kind in KINDS:
-            expected = truth(camera, kind)
+            expected = truth(camera, kind, since)
             held = table_holds(cloud_api, sensor_id, kind)
             wrong = [p for p, values in expected.items() if held[p] != (values, True)]
             assert not wrong, f"{kind}: rows differ from the camera: {wrong[:3]}"

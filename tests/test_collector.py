@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +69,23 @@ def held(receiver: SimReceiver, sensor_id: str, kind: str) -> dict[str, dict[str
             if r["sensor_id"] == sensor_id and r["kind"] == kind}
 
 
-def truth(camera: SimCamera, kind: str) -> dict[str, dict[str, Any]]:
-    now = now_utc()
-    since = (now - timedelta(hours=BACKFILL_H)).replace(minute=0, second=0)  # backfill starts on the hour
-    return camera.expected(kind, since, now)
+def backfill_start() -> datetime:
+    """Where a first poll starting now reaches back to: backfill_h, floored to the hour.
+
+    Taken once, before the collector first runs: a test that crosses an hour
+    boundary must still expect the hour the first poll fetched."""
+    return (now_utc() - timedelta(hours=BACKFILL_H)).replace(minute=0, second=0)
 
 
-def assert_receiver_matches_truth(receiver: SimReceiver, camera: SimCamera, sensor_id: str) -> None:
+def truth(camera: SimCamera, kind: str, since: datetime) -> dict[str, dict[str, Any]]:
+    return camera.expected(kind, since, now_utc())
+
+
+def assert_receiver_matches_truth(receiver: SimReceiver, camera: SimCamera, sensor_id: str,
+                                  since: datetime) -> None:
     now_text = utc_text(now_utc())
     for kind in ("line_counts", "region_counts"):
-        expected = truth(camera, kind)
+        expected = truth(camera, kind, since)
         got = held(receiver, sensor_id, kind)
         assert expected, "the simulator should have complete periods to compare"
         missing = sorted(set(expected) - set(got))
@@ -110,6 +117,7 @@ def test_sigkill_storm_and_outage_end_with_exactly_the_cameras_truth(
     tables["uplink"]["batch_size"] = 7  # many small batches: kills land between them
     tables["sensors"] = [sensor_table("entrance", camera.url)]
     config = write_config(tmp_path / "config.toml", tables)
+    since = backfill_start()
     rng = random.Random(42)
     for round_ in range(8):
         receiver.set_down(round_ in (2, 3, 5))  # an outage across several kills
@@ -120,7 +128,7 @@ def test_sigkill_storm_and_outage_end_with_exactly_the_cameras_truth(
     receiver.set_down(False)
     proc = start_collector(config)
     try:
-        wait_for(lambda: all(held(receiver, "entrance", k).keys() >= truth(camera, k).keys()
+        wait_for(lambda: all(held(receiver, "entrance", k).keys() >= truth(camera, k, since).keys()
                              for k in ("line_counts", "region_counts")),
                  timeout=60, what="every past period to reach the receiver")
         time.sleep(1.5)  # one more poll cycle: nothing further may change
@@ -128,7 +136,7 @@ def test_sigkill_storm_and_outage_end_with_exactly_the_cameras_truth(
         code, out = stop(proc)
     assert code == 0, out
     assert "stopped cleanly" in out
-    assert_receiver_matches_truth(receiver, camera, "entrance")
+    assert_receiver_matches_truth(receiver, camera, "entrance", since)
 
 
 def test_status_file_health_and_systemd_notifications(
@@ -177,10 +185,11 @@ def test_one_dead_camera_does_not_hold_up_the_others(
             sensor_table("entrance", camera.url),
         ]
         config = write_config(tmp_path / "config.toml", tables)
+        since = backfill_start()
         proc = start_collector(config)
         try:
             wait_for(lambda: held(receiver, "entrance", "line_counts").keys()
-                     >= truth(camera, "line_counts").keys(), timeout=30, what="the healthy camera's data")
+                     >= truth(camera, "line_counts", since).keys(), timeout=30, what="the healthy camera's data")
             status = wait_for(lambda: _failing(tmp_path, {"slow-door", "unplugged"}), timeout=20,
                               what="both broken cameras to be reported failing")
         finally:

@@ -4,16 +4,22 @@ Three things are read: hourly people counting per line (``dw=vcalogcsv``),
 hourly counts per region (``dw=regionalcountlogcsv``) and the live counters
 (``get.vca.alarmstatus``). Firmware differs, so columns are found by name,
 never by position (``Tolal - In``, ``Total-In``, ``Line1 - In`` and
-``Line1-In`` all work), and anything that does not parse whole is refused
-rather than half-delivered.
+``Line1-In`` all work), and an answer that does not parse whole is refused
+rather than half-delivered: nothing is stored, the cursor stays, and the poll
+returns one line saying what was wrong ("answered an HTML page instead of CSV
+(camera busy?)", "CSV truncated: row 3 has 7 fields, header has 17").
 
 Time: the camera speaks its own wall-clock time with no offset. A row's start
 becomes UTC through the sensor's zone; its end second is inclusive, so the
-exclusive ``period_end`` is one second later. A row starting in the
-spring-forward gap cannot be real and is skipped. On the fall-back day the
-camera has one row for the repeated wall-clock hour, holding both real hours:
-it becomes one two-hour period (first occurrence to second), so periods stay
-contiguous and never overlap.
+exclusive ``period_end`` is one second after it.
+
+- Spring forward: a row starting in the skipped hour cannot be real and is
+  skipped (logged once if it holds counts); the periods around the gap meet.
+- Fall back: the camera has ONE row for the repeated wall-clock hour, holding
+  both real hours. It becomes one two-hour period from the first occurrence's
+  start to the second occurrence's end (Lisbon, 2025-10-26: 00:00Z..02:00Z),
+  so periods stay contiguous and never overlap. Should a camera send that hour
+  as two rows, they are added up into the same period.
 
 A row is final once the clock has passed its end by ``FINAL_GRACE_S`` (the
 camera's clock drifts a little from ours); before that it goes out with
@@ -21,8 +27,9 @@ camera's clock drifts a little from ours); before that it goes out with
 start in the future (the camera answers zeros for them) are never stored.
 
 Each (sensor, kind) keeps a cursor, the start of its last final period; the
-next poll reads from there (at most the camera's ~7 days back), and the
-readings and the cursor are committed together.
+next poll reads from there (at most the camera's ~7 days back; on a first
+start ``backfill_h`` back, on the hour), and the readings and the cursor are
+committed in one outbox transaction.
 """
 
 from __future__ import annotations
@@ -34,13 +41,15 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .. import __version__
 from ..config import SensorConfig
 from ..outbox import Outbox, PutResult
 from ..records import (
+    ONE_SECOND,
     NonexistentLocalTime,
     Record,
     local_to_utc,
@@ -55,11 +64,21 @@ log = logging.getLogger("sensor-bridge.milesight")
 FINAL_GRACE_S = 120
 HISTORY = timedelta(days=7)
 WALL_FORMAT = "%Y-%m-%d-%H:%M:%S"
+# A week of hourly rows is about 20 kB; an answer near this size is not a report.
+MAX_ANSWER_BYTES = 4_000_000
 
-LINE_QUERY = {"dw": "vcalogcsv", "report_type": "0", "statistics_type": "3", "linetype": "31"}
-REGION_QUERY = {"dw": "regionalcountlogcsv", "report_type": "0", "statistics_type": "3",
-                "region1": "1", "region2": "1", "region3": "1", "region4": "1"}
-LIVE_PATH = "/cgi-bin/operator/operator.cgi"
+# Built by hand: the firmware's own examples put the colons of the times in
+# the query verbatim, and not every camera decodes %3A.
+LINE_QUERY = "/dataloader.cgi?dw=vcalogcsv&report_type=0&statistics_type=3&linetype=31"
+REGION_QUERY = ("/dataloader.cgi?dw=regionalcountlogcsv&report_type=0&statistics_type=3"
+                "&region1=1&region2=1&region3=1&region4=1")
+LIVE_QUERY = "/cgi-bin/operator/operator.cgi?action=get.vca.alarmstatus"
+KINDS = ("line_counts", "region_counts", "live_counts")
+
+_COUNT = re.compile(r"[0-9]+")
+_LINE_COLUMN = re.compile(r"(?:(?P<total>total)|line(?P<line>\d+))[-_]?(?P<dir>in|out|sum)")
+_REGION_COLUMN = re.compile(r"region[-_]?(?P<region>\d+)")
+_ASSIGNMENT = re.compile(r"""(\w+)\s*=\s*(['"]?)([^'";\r\n]*)\2""")
 
 
 class SensorError(Exception):
@@ -81,164 +100,224 @@ class PollOutcome:
 
 
 class CameraClient:
-    """HTTP to one camera: Basic or Digest auth (``auto`` follows the 401 challenge)."""
+    """HTTP to one camera over one session: Basic or Digest auth (``auto`` follows the 401 challenge)."""
 
     def __init__(self, sensor: SensorConfig) -> None:
         import requests
 
         self.sensor = sensor
         self.session = requests.Session()
-        self.session.headers["User-Agent"] = "sensor-bridge"
+        self.session.trust_env = False  # cameras sit on the LAN: never a proxy, never ~/.netrc
+        self.session.headers["User-Agent"] = f"sensor-bridge/{__version__}"
         self.scheme = "digest" if sensor.auth == "digest" else "basic"
+        self._use(self.scheme)
 
-    def _auth(self) -> Any:
+    def _use(self, scheme: str) -> None:
         from requests.auth import HTTPBasicAuth, HTTPDigestAuth
 
-        cls = HTTPDigestAuth if self.scheme == "digest" else HTTPBasicAuth
-        return cls(self.sensor.username, self.sensor.password)
+        # One auth object for the session, so Digest reuses its nonce instead
+        # of costing every request a 401 round trip.
+        cls = HTTPDigestAuth if scheme == "digest" else HTTPBasicAuth
+        self.scheme = scheme
+        self.session.auth = cls(self.sensor.username, self.sensor.password)
 
-    def get(self, path: str, params: dict[str, str]) -> str:
+    def close(self) -> None:
+        self.session.close()
+
+    def get(self, path_and_query: str, what: str) -> str:
+        """The answer's text, or SensorError naming what went wrong."""
         import requests
 
-        url = self.sensor.url.rstrip("/") + path
-        for _ in range(2):
-            try:
-                answer = self.session.get(url, params=params, auth=self._auth(), timeout=self.sensor.timeout_s)
-            except requests.Timeout:
-                raise SensorError(f"timed out after {self.sensor.timeout_s:g}s") from None
-            except requests.ConnectionError as exc:
-                raise SensorError(_connection_reason(exc)) from None
-            except requests.RequestException as exc:
-                raise SensorError(f"request failed: {type(exc).__name__}") from None
-            challenge = answer.headers.get("WWW-Authenticate", "").lower()
-            if answer.status_code == 401 and self.sensor.auth == "auto" and self.scheme == "basic" \
-                    and challenge.startswith("digest"):
-                self.scheme = "digest"  # this firmware wants Digest; remember it
-                continue
-            break
-        if answer.status_code == 401:
-            raise SensorError("401: username or password rejected")
-        if answer.status_code != 200:
-            raise SensorError(f"HTTP {answer.status_code} from the camera")
+        url = self.sensor.url.rstrip("/") + path_and_query
+        timeout = self.sensor.timeout_s
         try:
-            return answer.content.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise SensorError("answer is not text (binary garbage)") from None
+            answer = self.session.get(url, timeout=timeout, stream=True)
+            if answer.status_code == 401 and self.sensor.auth == "auto" and self.scheme == "basic" \
+                    and _challenge(answer) == "digest":
+                answer.close()
+                log.info("%s: the camera wants Digest authentication; using it from now on", self.sensor.id)
+                self._use("digest")
+                answer = self.session.get(url, timeout=timeout, stream=True)
+            with answer:
+                self._check_status(answer, what)
+                return _read_text(answer)
+        except requests.RequestException as exc:
+            raise SensorError(_connection_reason(exc, timeout)) from None
+
+    def _check_status(self, answer: Any, what: str) -> None:
+        code = answer.status_code
+        if 200 <= code < 300:
+            return
+        if code == 401:
+            wanted = _challenge(answer)
+            if self.sensor.auth == "basic" and wanted == "digest":
+                raise SensorError('401: the camera wants Digest authentication; set auth = "auto" or "digest"')
+            if self.sensor.auth == "digest" and wanted == "basic":
+                raise SensorError('401: the camera wants Basic authentication; set auth = "auto" or "basic"')
+            raise SensorError("401: username or password rejected")
+        if code == 403:
+            raise SensorError(f"403: user {self.sensor.username!r} may not read the {what}")
+        if code == 404:
+            raise SensorError(f"404: the camera has no {what} (feature off, or not a Milesight camera?)")
+        reason = (answer.reason or "").strip()
+        raise SensorError(f"HTTP {code} {reason} from the camera".replace("  ", " "))
 
 
-def _connection_reason(exc: Exception) -> str:
-    text = str(exc)
-    if "Connection refused" in text:
+def _read_text(answer: Any) -> str:
+    chunks, size = [], 0
+    for chunk in answer.iter_content(65536):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise SensorError(f"answer larger than {MAX_ANSWER_BYTES // 1_000_000} MB; not a report")
+        chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _challenge(answer: Any) -> str:
+    """The auth scheme a 401 asks for: ``basic``, ``digest`` or ``""``."""
+    header = answer.headers.get("WWW-Authenticate", "").lower()
+    if "digest" in header:
+        return "digest"
+    return "basic" if "basic" in header else ""
+
+
+def _connection_reason(exc: Exception, timeout_s: float) -> str:
+    import requests
+
+    text = repr(exc).lower()
+    if isinstance(exc, requests.Timeout) or "timed out" in text:
+        return f"timed out after {timeout_s:g}s"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "answer cut off: the camera closed the connection mid-answer"
+    if "refused" in text:
         return "connection refused"
-    if "RemoteDisconnected" in text or "Connection reset" in text or "Connection aborted" in text:
+    if any(s in text for s in ("remotedisconnected", "reset by peer", "connection aborted", "badstatusline")):
         return "camera closed the connection without answering"
-    if "Name or service not known" in text or "NameResolution" in text:
+    if any(s in text for s in ("name or service not known", "nameresolution", "failed to resolve")):
         return "camera's host name does not resolve"
-    if "No route to host" in text:
+    if "no route to host" in text or "network is unreachable" in text:
         return "no route to the camera"
-    return "cannot connect: " + text.splitlines()[0][:120]
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS handshake with the camera failed (its certificate?)"
+    first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    return "cannot connect: " + first
 
 
 # ---------------------------------------------------------------- parsing
 
 
+def _refuse_non_text(text: str, what: str) -> None:
+    """Answers that are not text of the expected sort at all."""
+    if not text.strip():
+        raise SensorError(f"empty answer instead of {what}")
+    head = text.lstrip()[:500].lower()
+    if head.startswith("<") or "<html" in head:
+        raise SensorError(f"answered an HTML page instead of {what} (camera busy?)")
+    if "\x00" in text or "\ufffd" in text:
+        raise SensorError(f"answered binary data instead of {what}")
+
+
 def _normalise(column: str) -> str:
     """``Tolal - In`` -> ``total-in``, ``Line1-In`` -> ``line1-in``, ``REGION2`` -> ``region2``."""
-    name = re.sub(r"\s+", "", column).lower()
-    return name.replace("tolal", "total")
+    return re.sub(r"\s+", "", column).lower().replace("tolal", "total")
 
 
 def _wall(text: str, row_no: int, column: str) -> datetime:
-    try:
-        return datetime.strptime(text.strip(), "%Y/%m/%d %H:%M:%S")
-    except ValueError:
+    for pattern in ("%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M:%S"):
         try:
-            return datetime.strptime(text.strip(), "%Y-%m-%d %H:%M:%S")
+            return datetime.strptime(text.strip(), pattern)
         except ValueError:
-            raise SensorError(f"CSV row {row_no}: {column} {text.strip()!r} is not a time") from None
+            pass
+    raise SensorError(f"CSV row {row_no}: {column} {text.strip()[:30]!r} is not a time")
 
 
-def _count(text: str, row_no: int, column: str) -> int:
-    text = text.strip()
-    if not text.isdigit():
-        raise SensorError(f"CSV row {row_no}: {column} {text!r} is not a count")
-    return int(text)
+class _Columns:
+    """Where each count of one CSV header lives, found by name; SensorError if it is no report."""
+
+    def __init__(self, header: list[str], kind: str) -> None:
+        self.header = [c.strip() for c in header]
+        names = [_normalise(c) for c in header]
+        for needed, title in (("starttime", "StartTime"), ("endtime", "EndTime")):
+            if needed not in names:
+                raise SensorError(f"CSV header has no {title} column (not a counting report)")
+        self.start, self.end = names.index("starttime"), names.index("endtime")
+        self.kind = kind
+        self.lines: dict[str, dict[str, int]] = {}  # "total", "1", .. -> {"in": col, "out": col}
+        self.regions: dict[str, int] = {}
+        for i, name in enumerate(names):
+            if kind == "line_counts" and (m := _LINE_COLUMN.fullmatch(name)) and m["dir"] != "sum":
+                self.lines.setdefault("total" if m["total"] else str(int(m["line"])), {})[m["dir"]] = i
+            elif kind == "region_counts" and (m := _REGION_COLUMN.fullmatch(name)):
+                self.regions.setdefault(str(int(m["region"])), i)
+        if kind == "region_counts":
+            if not self.regions:
+                raise SensorError("CSV header has no Region columns (not a regional counting report)")
+            return
+        for who, cols in self.lines.items():
+            for direction in ("in", "out"):
+                if direction not in cols:
+                    label = "Total" if who == "total" else f"Line{who}"
+                    raise SensorError(f"CSV header has {label} columns but no {label} - {direction.title()}")
+        if not self.lines:
+            raise SensorError("CSV header has no Total or Line columns (not a line counting report)")
+
+    def _count(self, row: list[str], col: int, row_no: int) -> int:
+        text = row[col].strip()
+        if not _COUNT.fullmatch(text):
+            raise SensorError(f"CSV row {row_no}: {self.header[col]} {text[:20]!r} is not a count")
+        return int(text)
+
+    def values(self, row: list[str], row_no: int) -> dict[str, Any]:
+        if self.kind == "region_counts":
+            return {"regions": {n: self._count(row, c, row_no) for n, c in _numbered(self.regions)}}
+        lines = {n: {d: self._count(row, cols[d], row_no) for d in ("in", "out")}
+                 for n, cols in _numbered({k: v for k, v in self.lines.items() if k != "total"})}
+        if "total" in self.lines:
+            total = {d: self._count(row, self.lines["total"][d], row_no) for d in ("in", "out")}
+        else:
+            total = {d: sum(v[d] for v in lines.values()) for d in ("in", "out")}
+        return {"total": total, "lines": lines}
+
+
+def _numbered(items: dict[str, Any]) -> list[tuple[str, Any]]:
+    return sorted(items.items(), key=lambda kv: int(kv[0]))
 
 
 def parse_counts_csv(text: str, kind: str) -> list[tuple[datetime, datetime, dict[str, Any]]]:
     """Rows of a dataloader CSV as (wall start, wall end inclusive, values); raises SensorError."""
-    stripped = text.lstrip("\ufeff").strip()
-    if not stripped:
-        raise SensorError("empty answer instead of CSV")
-    if stripped.startswith("<") or "<html" in stripped[:500].lower():
-        raise SensorError("answered an HTML page instead of CSV (camera busy?)")
-    rows = list(csv.reader(io.StringIO(stripped)))
-    header = [_normalise(c) for c in rows[0]]
-    if "starttime" not in header or "endtime" not in header:
-        raise SensorError("CSV header has no StartTime/EndTime columns (not a counting report)")
-    index = {name: i for i, name in enumerate(header)}
+    _refuse_non_text(text, "CSV")
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text.lstrip("\ufeff").strip())) if any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise SensorError(f"answer is not CSV ({exc})") from None
+    columns = _Columns(rows[0], kind)
+    width = len(rows[0])
     out = []
     for row_no, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            raise SensorError(f"CSV truncated: row {row_no} has {len(row)} fields, header has {len(header)}")
-        start = _wall(row[index["starttime"]], row_no, "StartTime")
-        end = _wall(row[index["endtime"]], row_no, "EndTime")
+        if len(row) != width:
+            problem = "CSV truncated" if len(row) < width else "CSV"
+            raise SensorError(f"{problem}: row {row_no} has {len(row)} fields, header has {width}")
+        start = _wall(row[columns.start], row_no, "StartTime")
+        end = _wall(row[columns.end], row_no, "EndTime")
         if end < start:
             raise SensorError(f"CSV row {row_no}: EndTime before StartTime")
-        if kind == "line_counts":
-            values = _line_values(index, row, row_no)
-        else:
-            values = _region_values(index, row, row_no)
-        out.append((start, end, values))
+        out.append((start, end, columns.values(row, row_no)))
     return out
 
 
-def _line_values(index: dict[str, int], row: list[str], row_no: int) -> dict[str, Any]:
-    lines: dict[str, dict[str, int]] = {}
-    for name, i in index.items():
-        m = re.fullmatch(r"line(\d+)-(in|out)", name)
-        if m:
-            lines.setdefault(m.group(1), {})[m.group(2)] = _count(row[i], row_no, name)
-    lines = {n: v for n, v in lines.items() if set(v) == {"in", "out"}}
-    if "total-in" in index and "total-out" in index:
-        total = {"in": _count(row[index["total-in"]], row_no, "Total-In"),
-                 "out": _count(row[index["total-out"]], row_no, "Total-Out")}
-    elif lines:
-        total = {d: sum(v[d] for v in lines.values()) for d in ("in", "out")}
-    else:
-        raise SensorError("CSV header has no Total or Line columns (not a line counting report)")
-    return {"total": total, "lines": dict(sorted(lines.items(), key=lambda kv: int(kv[0])))}
-
-
-def _region_values(index: dict[str, int], row: list[str], row_no: int) -> dict[str, Any]:
-    regions = {}
-    for name, i in index.items():
-        m = re.fullmatch(r"region(\d+)", name)
-        if m:
-            regions[m.group(1)] = _count(row[i], row_no, name)
-    if not regions:
-        raise SensorError("CSV header has no Region columns (not a regional counting report)")
-    return {"regions": dict(sorted(regions.items(), key=lambda kv: int(kv[0])))}
-
-
-LIVE_KEYS = {"in": "current_in_count", "out": "current_out_count", "sum": "current_sum_count",
-             "capacity": "current_capacity_count"}
-
-
 def parse_live(text: str) -> dict[str, int]:
-    """``var current_in_count='2722';...`` -> ``{"in": 2722, ...}``; raises SensorError."""
-    if "<html" in text[:500].lower():
-        raise SensorError("answered an HTML page instead of live counters (camera busy?)")
-    found = dict(re.findall(r"var\s+(\w+)\s*=\s*'([^']*)'", text))
+    """``var current_in_count='2722';...`` -> ``{"in": 2722, "out": .., "sum": .., "capacity": ..}``."""
+    what = "live counters"
+    _refuse_non_text(text, what)
+    found = {name.lower(): value.strip() for name, _, value in _ASSIGNMENT.findall(text)}
     values = {}
-    for key, var in LIVE_KEYS.items():
+    for key in ("in", "out", "sum", "capacity"):
+        var = f"current_{key}_count"
         raw = found.get(var)
         if raw is None:
-            raise SensorError(f"live counters: {var} missing from the answer")
-        if not raw.strip().isdigit():
-            raise SensorError(f"live counters: {var} {raw!r} is not a count")
+            raise SensorError(f"{what}: {var} missing from the answer")
+        if not _COUNT.fullmatch(raw):
+            raise SensorError(f"{what}: {var} {raw[:20]!r} is not a count")
         values[key] = int(raw)
     return values
 
@@ -246,61 +325,82 @@ def parse_live(text: str) -> dict[str, int]:
 # ---------------------------------------------------------------- readings
 
 
+def _any_count(values: dict[str, Any]) -> bool:
+    return any(_any_count(v) if isinstance(v, dict) else v for v in values.values())
+
+
+def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two rows' counts added up, key by key."""
+    return {k: _add(v, b.get(k, {})) if isinstance(v, dict) else v + b.get(k, 0) for k, v in a.items()}
+
+
 def rows_to_records(
-    rows: list[tuple[datetime, datetime, dict[str, Any]]], sensor: SensorConfig, kind: str, now: datetime
+    rows: list[tuple[datetime, datetime, dict[str, Any]]], sensor: SensorConfig, kind: str, now: datetime,
+    gaps_logged: set[datetime] | None = None,
 ) -> tuple[list[Record], str | None]:
-    """Readings for the rows that have begun, and the new cursor (last final period's start)."""
+    """Readings for the rows that have begun, and the last final period's start (the new cursor)."""
     zone = ZoneInfo(sensor.timezone)
-    records: list[Record] = []
-    cursor = None
+    periods: dict[datetime, tuple[datetime, dict[str, Any]]] = {}
     for wall_start, wall_end, values in rows:
         try:
             start = local_to_utc(wall_start, zone)
+            end = local_to_utc(wall_end, zone, later=True) + ONE_SECOND
         except NonexistentLocalTime:
-            if _any_count(values):
-                log.warning("%s: %s row at %s lies in the DST gap; skipped", sensor.id, kind, wall_start)
+            if _any_count(values) and (gaps_logged is None or wall_start not in gaps_logged):
+                log.warning("%s: %s row at %s lies in the DST gap of %s; its counts are skipped",
+                            sensor.id, kind, wall_start, zone.key)
+                if gaps_logged is not None:
+                    gaps_logged.add(wall_start)
             continue
-        try:
-            end = local_to_utc(wall_end + timedelta(seconds=1), zone)
-        except NonexistentLocalTime:  # the period runs into the gap: it ends where the gap begins
-            end = local_to_utc(wall_end, zone) + timedelta(seconds=1)
         if start > now:
             continue  # the camera answers zeros for hours to come: not data
-        final = now >= end + timedelta(seconds=FINAL_GRACE_S)
-        records.append(Record(sensor.id, kind, start, end, values, final, "poll", observed_at=now))
-        if final:
-            cursor = utc_text(start)
-    return records, cursor
-
-
-def _any_count(values: dict[str, Any]) -> bool:
-    if "regions" in values:
-        return any(values["regions"].values())
-    return any(values["total"].values())
+        if start in periods:  # the repeated fall-back hour sent as two rows: one period
+            end, values = max(end, periods[start][0]), _add(periods[start][1], values)
+        periods[start] = (end, values)
+    grace = timedelta(seconds=FINAL_GRACE_S)
+    records = [Record(sensor.id, kind, start, end, values, now >= end + grace, "poll", observed_at=now)
+               for start, (end, values) in sorted(periods.items())]
+    finals = [r.period_start for r in records if r.final]
+    return records, utc_text(finals[-1]) if finals else None
 
 
 def _window(sensor: SensorConfig, cursor: str | None, now: datetime) -> tuple[str, str]:
+    """The query's ``time_start``/``time_end``: local wall time, never before the camera's history."""
     zone = ZoneInfo(sensor.timezone)
     if cursor:
         since = parse_utc(cursor)
     else:
-        since = (now - timedelta(hours=sensor.backfill_h)).replace(minute=0, second=0)
+        since = (now - timedelta(hours=sensor.backfill_h)).replace(minute=0, second=0, microsecond=0)
     since = max(since, now - HISTORY)
     start = since.astimezone(zone).replace(tzinfo=None)
     end = now.astimezone(zone).replace(tzinfo=None)
     return start.strftime(WALL_FORMAT), end.strftime(WALL_FORMAT)
 
 
-def _query(kind: str, start: str, end: str) -> dict[str, str]:
+def _query(kind: str, start: str, end: str) -> str:
     base = LINE_QUERY if kind == "line_counts" else REGION_QUERY
-    return {**base, "time_start": start, "time_end": end}
+    return f"{base}&time_start={start}&time_end={end}"
+
+
+def _what(kind: str) -> str:
+    return {"line_counts": "line counting report", "region_counts": "regional counting report",
+            "live_counts": "live counters"}[kind]
+
+
+def _live_record(sensor: SensorConfig, text: str, now: datetime) -> Record:
+    start, end = snapshot_period(now)
+    return Record(sensor.id, "live_counts", start, end, parse_live(text), True, "poll", observed_at=start)
 
 
 # ---------------------------------------------------------------- the poller
 
 
 class CameraPoller:
-    """Reads one camera and keeps what it says in the outbox; never raises for camera faults."""
+    """Reads one camera and keeps what it says in the outbox; never raises for camera faults.
+
+    Different sensors poll concurrently (each poller has its own session);
+    polls of one sensor (say its line and live counts) take turns.
+    """
 
     def __init__(self, sensor: SensorConfig, outbox: Outbox, clock: Callable[[], datetime] = now_utc) -> None:
         self.sensor = sensor
@@ -308,44 +408,56 @@ class CameraPoller:
         self.clock = clock
         self.client = CameraClient(sensor)
         self._busy = threading.Lock()
+        self._gaps_logged: set[datetime] = set()
+
+    def close(self) -> None:
+        self.client.close()
 
     def poll(self, kind: str) -> PollOutcome:
-        now = self.clock()
+        """Read ``kind`` once; store what is new and move the cursor, or say what went wrong."""
+        if kind not in KINDS:
+            raise ValueError(f"cannot poll {kind!r}; one of {', '.join(KINDS)}")
         with self._busy:
+            now = self.clock().astimezone(UTC).replace(microsecond=0)
             try:
                 if kind == "live_counts":
-                    records, cursors = self._live(now), []
+                    records = [_live_record(self.sensor, self.client.get(LIVE_QUERY, _what(kind)), now)]
+                    cursors = []
                 else:
                     records, cursors = self._history(kind, now)
-                stored = self.outbox.put(records, cursors=cursors)
             except SensorError as exc:
                 return PollOutcome(self.sensor.id, kind, False, now, error=str(exc))
+            stored = self.outbox.put(records, cursors=cursors)
         return PollOutcome(self.sensor.id, kind, True, now, records=len(records), stored=stored)
 
     def _history(self, kind: str, now: datetime) -> tuple[list[Record], list[tuple[str, str, str]]]:
-        start, end = _window(self.sensor, self.outbox.cursor(self.sensor.id, kind), now)
-        text = self.client.get("/dataloader.cgi", _query(kind, start, end))
-        records, cursor = rows_to_records(parse_counts_csv(text, kind), self.sensor, kind, now)
-        return records, [(self.sensor.id, kind, cursor)] if cursor else []
-
-    def _live(self, now: datetime) -> list[Record]:
-        text = self.client.get(LIVE_PATH, {"action": "get.vca.alarmstatus"})
-        start, end = snapshot_period(now)
-        return [Record(self.sensor.id, "live_counts", start, end, parse_live(text), True, "poll", observed_at=now)]
+        cursor = self.outbox.cursor(self.sensor.id, kind)
+        start, end = _window(self.sensor, cursor, now)
+        text = self.client.get(_query(kind, start, end), _what(kind))
+        rows = parse_counts_csv(text, kind)
+        records, newest = rows_to_records(rows, self.sensor, kind, now, self._gaps_logged)
+        if newest and (cursor is None or parse_utc(newest) > parse_utc(cursor)):
+            return records, [(self.sensor.id, kind, newest)]
+        return records, []
 
 
 def read_sample(
     sensor: SensorConfig, kind: str, hours: int = 3, clock: Callable[[], datetime] = now_utc
 ) -> list[Record]:
-    """One live read of the last ``hours`` for ``sensors test``; touches no outbox."""
-    now = clock()
+    """One live read of the last ``hours`` for ``sensors test``; touches no outbox.
+
+    Raises :class:`SensorError` with a one-line reason when the camera cannot be read.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"cannot read {kind!r}; one of {', '.join(KINDS)}")
+    now = clock().astimezone(UTC).replace(microsecond=0)
     client = CameraClient(sensor)
-    if kind == "live_counts":
-        start, end = snapshot_period(now)
-        values = parse_live(client.get(LIVE_PATH, {"action": "get.vca.alarmstatus"}))
-        return [Record(sensor.id, kind, start, end, values, True, "poll", observed_at=now)]
-    since = utc_text((now - timedelta(hours=hours)).replace(minute=0, second=0))
-    start, end = _window(sensor, since, now)
-    text = client.get("/dataloader.cgi", _query(kind, start, end))
-    records, _ = rows_to_records(parse_counts_csv(text, kind), sensor, kind, now)
-    return records
+    try:
+        if kind == "live_counts":
+            return [_live_record(sensor, client.get(LIVE_QUERY, _what(kind)), now)]
+        since = utc_text((now - timedelta(hours=hours)).replace(minute=0, second=0))
+        start, end = _window(sensor, since, now)
+        text = client.get(_query(kind, start, end), _what(kind))
+        return rows_to_records(parse_counts_csv(text, kind), sensor, kind, now)[0]
+    finally:
+        client.close()
