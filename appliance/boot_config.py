@@ -1,0 +1,306 @@
+"""``sensor-bridge config import``: take the config a person dropped on the boot partition.
+
+A person writes ``sensor-bridge.toml`` onto the SD card's boot partition (FAT,
+writable from any laptop). At every boot ``sensor-bridge-config.service`` runs
+this command before the other services start:
+
+* no file there: nothing happens, the installed config stays;
+* a valid file: it becomes ``/etc/sensor-bridge/config.toml`` (mode 0600,
+  owned by the service user), unless that already holds the same text; any old
+  ``sensor-bridge-error.txt`` is removed;
+* an invalid file: the installed config stays untouched and every problem,
+  each naming its key, is written to ``sensor-bridge-error.txt`` next to the
+  file, where the person reads it on the same laptop. The file itself stays
+  so it can be fixed in place.
+
+A FAT partition has no permissions, so secrets must not stay there: an imported
+file is renamed to ``sensor-bridge.toml.imported`` with its ``api_key`` and
+``password`` lines commented out (the bridge keeps them in /etc). If that copy
+is saved back as ``sensor-bridge.toml`` without the secrets written in again,
+the import refuses it rather than wiping them. A file whose secrets cannot be
+blanked line by line (inline tables, multi-line strings) is deleted instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import re
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import DEFAULT_PATH, SECRET_KEYS, ConfigError, parse_config
+from .records import now_utc, utc_text
+
+# Raspberry Pi OS since bookworm mounts the boot partition at /boot/firmware; older ones at /boot.
+BOOT_FILES = ("/boot/firmware/sensor-bridge.toml", "/boot/sensor-bridge.toml")
+ERROR_NAME = "sensor-bridge-error.txt"
+IMPORTED_SUFFIX = ".imported"
+SERVICE_USER = "sensor-bridge"
+REMOVED_MARK = "(removed after import"
+
+_SECRET_KEYS_RE = "|".join(SECRET_KEYS)
+_SECRET_LINE = re.compile(rf"""^(?P<indent>\s*)(?:[\w.-]+\.)?["']?(?P<key>{_SECRET_KEYS_RE})["']?\s*=.*$""")
+
+
+@dataclass
+class ImportResult:
+    """What ``config import`` did: ``outcome`` is none, installed, unchanged or invalid."""
+
+    outcome: str
+    message: str
+    problems: tuple[str, ...] = ()
+
+
+def find_boot_config(candidates: tuple[str, ...] = BOOT_FILES) -> Path | None:
+    """The first config file present on a boot partition, if any."""
+    for name in candidates:
+        if Path(name).is_file():
+            return Path(name)
+    return None
+
+
+def check_text(text: str, target: Path) -> list[str]:
+    """Problems with ``text`` as the config that will live at ``target`` (empty: valid)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return [f"not valid TOML: {exc}"]
+    if REMOVED_MARK in text:
+        # A retired copy saved back as is: importing it would wipe the secrets the bridge has.
+        lines = [n for n, line in enumerate(text.splitlines(), 1) if REMOVED_MARK in line]
+        return [
+            f"line {n}: a secret removed after an earlier import; replace this line with the real "
+            "value (api_key = \"...\" or password = \"...\")"
+            for n in lines
+        ]
+    try:
+        # Relative *_file paths are resolved where the config will live, not on the card.
+        parse_config(raw, base_dir=target.parent, path=str(target))
+    except ConfigError as exc:
+        return list(exc.problems)
+    return []
+
+
+def import_config(source: Path, target: Path, owner: str | None = SERVICE_USER) -> ImportResult:
+    """Install ``source`` as ``target`` if valid; otherwise explain why next to ``source``."""
+    error_file = source.parent / ERROR_NAME
+    try:
+        text = source.read_bytes().decode("utf-8").removeprefix("\ufeff")  # Notepad's BOM
+    except UnicodeDecodeError:
+        problems = ["the file is not UTF-8 text: save it as UTF-8 (plain text)"]
+    except OSError as exc:
+        return ImportResult("invalid", f"cannot read {source}: {exc.strerror}", (exc.strerror or "",))
+    else:
+        problems = check_text(text, target)
+    if problems:
+        _write_error(error_file, source, target, problems)
+        kept = "keeps its previous config" if target.exists() else "has no config yet"
+        return ImportResult(
+            "invalid",
+            f"{source} is invalid ({len(problems)} problem(s)); the bridge {kept}; "
+            f"details in {error_file}",
+            tuple(problems),
+        )
+
+    changed = not target.exists() or target.read_text() != text
+    if changed:
+        _install(target, text, owner)
+    _retire(source, target, text)
+    error_file.unlink(missing_ok=True)
+    if changed:
+        return ImportResult("installed", f"installed {source} as {target}")
+    return ImportResult("unchanged", f"{source} matches {target}; nothing to install")
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, text: str, mode: int, owner: str | None = None) -> None:
+    """Replace ``path`` with ``text`` so a power cut leaves the old or the new file, whole."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.chmod(tmp, mode)
+        except PermissionError:  # FAT mounted without permission support
+            pass
+        if owner:
+            user = pwd.getpwnam(owner)
+            os.chown(tmp, user.pw_uid, user.pw_gid)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _sync_dir(path.parent)
+
+
+def _service_owner(owner: str | None) -> str | None:
+    """The service user when it exists and we may chown to it (root); else leave ownership."""
+    if not owner or os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(owner)
+    except KeyError:
+        return None
+    return owner
+
+
+def _install(target: Path, text: str, owner: str | None) -> None:
+    owner = _service_owner(owner)
+    if not target.parent.exists():
+        target.parent.mkdir(mode=0o750, parents=True)
+    _write_atomic(target, text, 0o600, owner)
+
+
+def _blank_secrets(text: str) -> str | None:
+    """``text`` with every secret line commented out; None when that cannot be done safely."""
+    lines = []
+    for line in text.splitlines():
+        match = _SECRET_LINE.match(line)
+        if match:
+            line = f"{match['indent']}# {match['key']} = {REMOVED_MARK}; the bridge keeps it)"
+        lines.append(line)
+    blanked = "\n".join(lines) + "\n"
+    try:
+        if _count_secrets(tomllib.loads(blanked)):
+            return None
+    except tomllib.TOMLDecodeError:
+        return None
+    return blanked
+
+
+def _count_secrets(node: Any) -> int:
+    """How many non-empty ``api_key``/``password`` values a parsed TOML document holds."""
+    if isinstance(node, dict):
+        return sum(
+            1 if key in SECRET_KEYS and value not in ("", None) else _count_secrets(value)
+            for key, value in node.items()
+        )
+    if isinstance(node, list):
+        return sum(_count_secrets(item) for item in node)
+    return 0
+
+
+def _retire(source: Path, target: Path, text: str) -> None:
+    """Move the imported file aside with its secrets removed, or delete it."""
+    blanked = _blank_secrets(text)
+    if blanked is not None:
+        header = (
+            f"# Imported by sensor-bridge at {utc_text(now_utc())} into {target}.\n"
+            "# Its secrets (api_key, password) were removed from this copy; the bridge keeps them.\n"
+            "# To change the config: write the secrets back in, edit, and save this file as\n"
+            f"# {source.name} on the boot partition; it is imported at the next boot.\n\n"
+        )
+        _write_atomic(source.with_name(source.name + IMPORTED_SUFFIX), header + blanked, 0o600)
+    source.unlink()
+    _sync_dir(source.parent)
+
+
+def _write_error(error_file: Path, source: Path, target: Path, problems: list[str]) -> None:
+    if target.exists():
+        consequence = f"The bridge keeps running with its previous config ({target})."
+    else:
+        consequence = "The bridge has no config yet and waits for a valid file."
+    lines = [
+        f"sensor-bridge could not use {source.name} (checked {utc_text(now_utc())}).",
+        consequence,
+        f"Fix the lines below in {source.name}, save it, and restart the bridge:",
+        "",
+        *(f"  - {p}" for p in problems),
+        "",
+    ]
+    try:
+        _write_atomic(error_file, "\n".join(lines), 0o644)
+    except OSError as exc:  # a read-only card must not hide the problems from the journal
+        print(f"cannot write {error_file}: {exc.strerror}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- command
+
+
+def _import(args: argparse.Namespace) -> int:
+    source = Path(args.source) if args.source else find_boot_config()
+    target = Path(args.target or args.config)
+    if source is None:
+        print(
+            f"no {Path(BOOT_FILES[0]).name} on the boot partition "
+            f"({' or '.join(BOOT_FILES)}); keeping {target}"
+        )
+        return 0
+    if not source.is_file():
+        print(f"{source}: no such file", file=sys.stderr)
+        return 2
+    result = import_config(source, target)
+    if result.outcome == "invalid":
+        print(result.message, file=sys.stderr)
+        for problem in result.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(result.message)
+    _sync_broker(target)
+    if result.outcome == "installed" and not os.environ.get("INVOCATION_ID"):
+        # By hand on a running bridge (at boot the services start after this).
+        print("the services read it when they start: sudo systemctl restart 'sensor-bridge*'")
+    return 0
+
+
+def _sync_broker(target: Path) -> None:
+    """On a bridge with the MQTT broker, bring mosquitto's users and ACL in line with ``[mqtt]``.
+
+    An image is built before any config exists, so the relay's broker password is made here,
+    on the first boot that brings one (before mosquitto and the relay start).
+    """
+    from .broker import SNIPPET, Broker, BrokerError, broker_dir
+    from .config import MqttConfig, load_config
+
+    root = broker_dir()
+    if not (root / SNIPPET).exists():
+        return
+    try:
+        config = load_config(target)
+        broker = Broker(root, config.mqtt or MqttConfig(), have_config=True)
+        broker.setup(None)
+    except (ConfigError, BrokerError, OSError) as exc:
+        print(f"mosquitto not updated for the new config: {exc}; run `sensor-bridge mqtt setup`",
+              file=sys.stderr)
+        return
+    for line in broker.changes:
+        print(f"mqtt: {line}")
+
+
+def register(commands: argparse._SubParsersAction, config_commands: argparse._SubParsersAction) -> None:
+    imp = config_commands.add_parser(
+        "import",
+        help="install the config from the boot partition (what sensor-bridge-config.service runs)",
+        description=(
+            "Validate a config file and install it (mode 0600, service user). An invalid file "
+            f"leaves the installed config alone and writes {ERROR_NAME} next to it. The imported "
+            f"file is renamed to *.toml{IMPORTED_SUFFIX} with its secrets removed."
+        ),
+    )
+    imp.add_argument(
+        "--from", dest="source", metavar="PATH",
+        help=f"file to import (default: the first of {', '.join(BOOT_FILES)} that exists)",
+    )
+    imp.add_argument(
+        "--to", dest="target", metavar="PATH",
+        help=f"where to install it (default: the -c config, {DEFAULT_PATH})",
+    )
+    imp.set_defaults(func=_import)
