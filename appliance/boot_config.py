@@ -57,6 +57,15 @@ class ImportResult:
     problems: tuple[str, ...] = ()
 
 
+def rejected_boot_config(candidates: tuple[str, ...] = BOOT_FILES) -> Path | None:
+    """The error file left by a rejected import, while it is there (the old config still runs)."""
+    for candidate in candidates:
+        error = Path(candidate).with_name(ERROR_NAME)
+        if error.exists():
+            return error
+    return None
+
+
 def find_boot_config(candidates: tuple[str, ...] = BOOT_FILES) -> Path | None:
     """The first config file present on a boot partition, if any."""
     for name in candidates:

@@ -24,6 +24,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from .boot_config import rejected_boot_config
 from .config import Config, LedConfig
 from .maintenance import maintenance_active
 from .notify import notify, watchdog_interval_s
@@ -220,6 +221,9 @@ class LedService:
                 state = "ok"
             why = status.get("reason") if state == status.get("state") else "status file stale"
             states[service] = (state, str(why or state))
+        rejected = rejected_boot_config()
+        if rejected:  # the old config still runs, but the person's new file was refused
+            states["config"] = ("error", f"the new config was rejected: see {rejected}")
         overall = worst([state for state, _ in states.values()])
         reasons = [f"{service}: {why}" for service, (state, why) in states.items() if state == overall]
         return overall, "; ".join(reasons)
