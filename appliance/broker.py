@@ -1,0 +1,529 @@
+"""The store's MQTT broker: Debian's mosquitto, set up by ``sensor-bridge mqtt ...``.
+
+``mqtt setup`` writes mosquitto's part for this bridge from ``[mqtt]``: a
+listener on the configured port, no anonymous clients, a password file, an ACL
+in which each device may only publish under its own topic subtree and only
+the relay's user may subscribe, and persistence with room for a long relay
+outage. ``mqtt add-device NAME`` creates a device's credentials and prints
+exactly what to type into the device's web page; ``remove-device`` and
+``list`` do what they say. Every command is idempotent: a second run changes
+nothing and says so. A change is applied to a running broker at once
+(SIGHUP reloads passwords and ACL; a new listener needs a restart, and the
+command says so).
+
+Files, under the broker dir (``--broker-dir``, ``$SENSOR_BRIDGE_BROKER_DIR``,
+default ``/etc/mosquitto``, where Debian's mosquitto.conf includes ``conf.d``):
+
+* ``conf.d/sensor-bridge.conf``: listener, auth, ACL, persistence (0644)
+* ``sensor-bridge/passwd``, ``sensor-bridge/acl``: read by mosquitto (0640 root:mosquitto)
+* ``sensor-bridge/devices.json``: which devices exist, their topic and client id,
+  and the listener; never a password (0600)
+* ``sensor-bridge/relay.secret``: the relay's password when ``[mqtt]`` sets none;
+  generated on the first setup that has a config, never in an image (0640
+  root:sensor-bridge); the relay reads it by itself
+
+The files live under /etc/mosquitto rather than /etc/sensor-bridge because
+mosquitto drops to its own user, which cannot enter /etc/sensor-bridge (0750).
+Device passwords are only stored hashed: ``add-device`` shows one once, and
+``add-device NAME --new-password`` issues a new one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import grp
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, MqttConfig, load_config
+
+DEFAULT_DIR = "/etc/mosquitto"
+DIR_ENV = "SENSOR_BRIDGE_BROKER_DIR"
+SNIPPET = "conf.d/sensor-bridge.conf"
+OWN = "sensor-bridge"
+DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# A relay outage of a day with a few hundred devices fits; beyond, mosquitto drops the oldest.
+QUEUE_MESSAGES = 200_000
+QUEUE_BYTES = 256 * 1024 * 1024
+MAX_PACKET = 1024 * 1024
+
+
+class BrokerError(Exception):
+    """A broker change could not be made; the text says what and how to fix it."""
+
+
+def broker_dir(flag: str | None = None) -> Path:
+    """Where mosquitto's config lives: the flag, else ``$SENSOR_BRIDGE_BROKER_DIR``, else /etc/mosquitto."""
+    return Path(flag or os.environ.get(DIR_ENV) or DEFAULT_DIR)
+
+
+def relay_password(mqtt: MqttConfig, root: Path | None = None) -> str:
+    """The relay's broker password: ``[mqtt] password``, else the one ``mqtt setup`` generated."""
+    if mqtt.password:
+        return mqtt.password
+    try:
+        return (broker_dir(str(root) if root else None) / OWN / "relay.secret").read_text().strip()
+    except OSError:
+        return ""
+
+
+def password_matches(stored: str, password: str) -> bool:
+    """Does a mosquitto_passwd hash (``$6$`` sha512 or ``$7$`` PBKDF2-SHA512) belong to ``password``?"""
+    import base64
+
+    parts = stored.split("$")
+    try:
+        if len(parts) == 4 and parts[1] == "6":
+            salt, digest = base64.b64decode(parts[2]), base64.b64decode(parts[3])
+            return hmac.compare_digest(hashlib.sha512(password.encode() + salt).digest(), digest)
+        if len(parts) == 5 and parts[1] == "7":
+            salt, digest = base64.b64decode(parts[3]), base64.b64decode(parts[4])
+            mine = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, int(parts[2]))
+            return hmac.compare_digest(mine, digest)
+    except ValueError:
+        return False
+    return False
+
+
+def new_password() -> str:
+    """20 letters and digits (~119 bits): types into any device's web form."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(20))
+
+
+def topic_prefix(topics: list[str]) -> str:
+    """Where devices publish: under the first relay subscription that ends in ``/#``."""
+    for pattern in topics:
+        if pattern.endswith("/#") and "+" not in pattern and "#" not in pattern[:-2]:
+            return pattern[:-2]
+    return "milesight"
+
+
+@dataclass
+class Device:
+    name: str
+    topic: str
+    client_id: str
+    added_at: str
+
+    @property
+    def subtree(self) -> str:
+        return f"{self.topic}/#"  # also matches the topic itself
+
+
+class Broker:
+    """mosquitto's files for this bridge, rewritten from ``[mqtt]`` and the device list."""
+
+    def __init__(self, root: Path, mqtt: MqttConfig, have_config: bool) -> None:
+        self.root = root
+        self.mqtt = mqtt
+        self.have_config = have_config
+        self.own = root / OWN
+        self.conf = root / SNIPPET
+        self.passwd = self.own / "passwd"
+        self.acl = self.own / "acl"
+        self.registry_path = self.own / "devices.json"
+        self.secret = self.own / "relay.secret"
+        self.changes: list[str] = []
+        self.notes: list[str] = []
+
+    # ------------------------------------------------------------ state
+
+    @contextmanager
+    def locked(self) -> Iterator[dict[str, Any]]:
+        """The device list, with every other ``mqtt`` command waiting its turn."""
+        self.own.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.own, 0o755)  # mosquitto's user must reach passwd and acl
+        with open(self.own / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            registry = self._load()
+            yield registry
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            registry = json.loads(self.registry_path.read_text())
+        except FileNotFoundError:
+            registry = {}
+        except (OSError, ValueError) as exc:
+            raise BrokerError(f"{self.registry_path} is unreadable ({exc}); fix or remove it") from None
+        registry.setdefault("listener", {"port": self.mqtt.port, "bind": ""})
+        registry.setdefault("devices", {})
+        if self.have_config:
+            registry["listener"]["port"] = self.mqtt.port
+        return registry
+
+    def devices(self, registry: dict[str, Any]) -> list[Device]:
+        return [Device(name, **fields) for name, fields in sorted(registry["devices"].items())]
+
+    # ------------------------------------------------------------ files
+
+    def _write(self, path: Path, text: str, mode: int, group: str | None) -> None:
+        """Replace ``path`` when its text differs; always (re)apply mode and group."""
+        try:
+            same = path.read_text() == text
+        except OSError:
+            same = False
+        if not same:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+            self.changes.append(f"wrote {path}")
+        self._secure(path, mode, group)
+
+    @staticmethod
+    def _secure(path: Path, mode: int, group: str | None) -> None:
+        os.chmod(path, mode)
+        if group and os.geteuid() == 0:
+            try:
+                os.chown(path, 0, grp.getgrnam(group).gr_gid)
+            except KeyError:
+                pass  # no such group on this machine (a dev box): mode alone protects it
+
+    def snippet(self, registry: dict[str, Any]) -> str:
+        listener = registry["listener"]
+        bind = f" {listener['bind']}" if listener.get("bind") else ""
+        return f"""\
+# sensor-bridge: the MQTT listener for the store's devices. Written by `sensor-bridge mqtt
+# setup` from [mqtt]; run that again instead of editing (it rewrites this file).
+listener {listener['port']}{bind}
+allow_anonymous false
+password_file {self.passwd}
+acl_file {self.acl}
+# Queued QoS 1 messages for the relay survive a broker restart: saved on exit and every minute.
+persistence true
+autosave_interval 60
+# Room for a long relay outage (mosquitto's default keeps only 1000 messages per client).
+max_queued_messages {QUEUE_MESSAGES}
+max_queued_bytes {QUEUE_BYTES}
+# A report is a few KB; refuse anything absurd. Forget sessions of devices gone for a month.
+max_packet_size {MAX_PACKET}
+persistent_client_expiration 30d
+"""
+
+    def acl_text(self, registry: dict[str, Any]) -> str:
+        lines = [
+            "# sensor-bridge: who may do what on the store's broker. Written by `sensor-bridge mqtt`;",
+            "# change devices with `sensor-bridge mqtt add-device|remove-device`, not here.",
+            "",
+            "# The relay reads what devices publish, and nothing else.",
+            f"user {self.mqtt.username}",
+            *(f"topic read {pattern}" for pattern in self.mqtt.topics),
+        ]
+        for device in self.devices(registry):
+            lines += ["", f"# device {device.name}: publishes only under its own topic",
+                      f"user {device.name}", f"topic write {device.subtree}"]
+        return "\n".join(lines) + "\n"
+
+    def _relay_secret(self) -> str | None:
+        """The relay user's password, generating one on a configured bridge when none exists."""
+        if self.mqtt.password:
+            return self.mqtt.password
+        try:
+            return self.secret.read_text().strip()
+        except FileNotFoundError:
+            pass
+        if not self.have_config:
+            # Building an image: a password made now would be the same on every SD card.
+            self.notes.append("no config yet: the relay's password is made when `mqtt setup` runs with one")
+            return None
+        self._write(self.secret, new_password() + "\n", 0o640, "sensor-bridge")
+        return self.secret.read_text().strip()
+
+    def _passwd_users(self) -> dict[str, str]:
+        try:
+            text = self.passwd.read_text()
+        except FileNotFoundError:
+            return {}
+        users = {}
+        for line in text.splitlines():
+            user, sep, hashed = line.partition(":")
+            if sep and user.strip():
+                users[user.strip()] = hashed.strip()
+        return users
+
+    def _passwd(self, *args: str) -> None:
+        tool = shutil.which("mosquitto_passwd")
+        if not tool:
+            raise BrokerError("mosquitto_passwd not found: install mosquitto (apt-get install mosquitto)")
+        done = subprocess.run([tool, *args], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise BrokerError(f"mosquitto_passwd {args[0]} failed: {(done.stderr or done.stdout).strip()}")
+
+    def _sync_passwords(self, registry: dict[str, Any], fresh: dict[str, str]) -> None:
+        """Users in the password file: the relay, every device; ``fresh`` passwords replace old ones."""
+        if not self.passwd.exists():
+            self.passwd.touch()
+            self.changes.append(f"wrote {self.passwd}")
+        users = self._passwd_users()
+        relay = self._relay_secret()
+        if relay and not password_matches(users.get(self.mqtt.username, ""), relay):
+            self._passwd("-b", str(self.passwd), self.mqtt.username, relay)
+            self.changes.append(f"set the relay's password (user {self.mqtt.username})")
+        for name, password in fresh.items():
+            self._passwd("-b", str(self.passwd), name, password)
+            self.changes.append(f"set the password of device {name}")
+        wanted = set(registry["devices"]) | ({self.mqtt.username} if relay else set())
+        for stale in sorted(set(users) - wanted - set(fresh)):
+            self._passwd("-D", str(self.passwd), stale)
+            self.changes.append(f"removed user {stale} from {self.passwd}")
+        self._secure(self.passwd, 0o640, "mosquitto")
+
+    def apply(self, registry: dict[str, Any], fresh: dict[str, str] | None = None) -> None:
+        """Make every file match ``registry`` and ``[mqtt]``; reload a running broker if anything changed."""
+        before = len(self.changes)
+        listener_changed = not self.conf.exists() or self.conf.read_text() != self.snippet(registry)
+        self._write(self.conf, self.snippet(registry), 0o644, None)
+        self._write(self.acl, self.acl_text(registry), 0o640, "mosquitto")
+        self._sync_passwords(registry, fresh or {})
+        self._write(self.registry_path, json.dumps(registry, indent=1, sort_keys=True) + "\n", 0o600, None)
+        if len(self.changes) > before:
+            self._reload(listener_changed)
+
+    # ------------------------------------------------------------ the running broker
+
+    def running_pid(self) -> int | None:
+        """mosquitto's pid, from the pid_file its main config names (Debian: /run/mosquitto/...)."""
+        try:
+            main = (self.root / "mosquitto.conf").read_text()
+        except OSError:
+            return None
+        match = re.search(r"^\s*pid_file\s+(\S+)", main, re.MULTILINE)
+        try:
+            if match:
+                pid = int(Path(match.group(1)).read_text().strip())
+            elif self.root == Path(DEFAULT_DIR) and Path("/run/systemd/system").exists():
+                # trixie's mosquitto.conf names no pid_file; systemd knows the broker's pid.
+                pid = int(subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", "mosquitto.service"],
+                                         capture_output=True, text=True, timeout=10).stdout.strip() or 0)
+            else:
+                return None
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            return None
+        return pid if pid and comm == "mosquitto" else None
+
+    def _reload(self, listener_changed: bool) -> None:
+        pid = self.running_pid()
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except OSError as exc:
+            self.changes.append(f"could not reload mosquitto (pid {pid}): {exc.strerror}")
+            return
+        self.changes.append(f"reloaded mosquitto (pid {pid}): passwords and ACL apply now")
+        if not listener_changed:
+            return
+        # A reload does not move a listener. Under systemd, restart it; queued messages are on disk.
+        if self.root == Path(DEFAULT_DIR) and Path("/run/systemd/system").exists():
+            done = subprocess.run(["systemctl", "try-restart", "--no-block", "mosquitto.service"],
+                                  capture_output=True, text=True)
+            if done.returncode == 0:
+                self.changes.append("restarting mosquitto for the new listener")
+                return
+        self.changes.append("the listener changed: restart mosquitto (systemctl restart mosquitto)")
+
+    # ------------------------------------------------------------ commands
+
+    def setup(self, bind: str | None) -> None:
+        with self.locked() as registry:
+            if bind is not None:
+                registry["listener"]["bind"] = bind
+            self.apply(registry)
+
+    def add_device(self, name: str, rotate: bool) -> tuple[Device, str | None, dict[str, Any]]:
+        """The device (created if new) and its password when one was issued now."""
+        if not DEVICE_NAME.match(name):
+            raise BrokerError(
+                f"device name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        if name == self.mqtt.username:
+            raise BrokerError(f"device name {name!r} is the relay's own user ([mqtt] username)")
+        with self.locked() as registry:
+            password = None
+            if name not in registry["devices"]:
+                topic = f"{topic_prefix(self.mqtt.topics)}/{name}".lstrip("/")
+                registry["devices"][name] = {
+                    "topic": topic, "client_id": name, "added_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+                self.changes.append(f"added device {name}")
+                password = new_password()
+            elif rotate:
+                password = new_password()
+            self.apply(registry, {name: password} if password else {})
+            return Device(name, **registry["devices"][name]), password, registry["listener"]
+
+    def remove_device(self, name: str) -> bool:
+        with self.locked() as registry:
+            known = registry["devices"].pop(name, None) is not None
+            if known:
+                self.changes.append(f"removed device {name}")
+            self.apply(registry)
+            return known
+
+
+# ---------------------------------------------------------------- printing
+
+
+def lan_addresses() -> list[str]:
+    """This bridge's IPv4 addresses a device on the store network could reach."""
+    import psutil
+
+    found = []
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            ip = address.address
+            if address.family.name == "AF_INET" and not ip.startswith(("127.", "169.254.")):
+                found.append(ip)
+    return found
+
+
+def describe_device(device: Device, password: str | None, listener: dict[str, Any], relay_topics: list[str]) -> str:
+    bind = listener.get("bind") or ""
+    hosts = [bind] if bind and bind not in ("0.0.0.0", "::") else lan_addresses()
+    host = hosts[0] if hosts else "<this bridge's IP address>"
+    also = f"   (or {', '.join(hosts[1:])})" if len(hosts) > 1 else ""
+    shown = password or (
+        "(unchanged; shown only when issued. New one: sensor-bridge mqtt add-device "
+        f"{device.name} --new-password)"
+    )
+    lines = [
+        f"Device {device.name}: type this into its web page (Communication > MQTT):",
+        f"  Broker address:    {host}{also}",
+        f"  Broker port:       {listener['port']}",
+        f"  Client ID:         {device.client_id}",
+        "  User credentials:  on",
+        f"  Username:          {device.name}",
+        f"  Password:          {shown}",
+        f"  Topic:             {device.topic}",
+        "  QoS:               1",
+        "  TLS:               off",
+    ]
+    from .sources.milesight_push import topic_matches
+
+    if not any(topic_matches(pattern, device.topic) for pattern in relay_topics):
+        lines.append(f"Warning: the relay does not subscribe to {device.topic}; add it to [mqtt] topics.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _broker(args: argparse.Namespace) -> Broker:
+    path = Path(args.config)
+    if not path.exists():
+        # An image being built (provision.sh in the chroot): the config arrives at first boot.
+        broker = Broker(broker_dir(args.broker_dir), MqttConfig(), have_config=False)
+        broker.notes.append(f"no config at {path}: used the [mqtt] defaults (port {MqttConfig.port})")
+        return broker
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        raise SystemExit(2) from None
+    return Broker(broker_dir(args.broker_dir), config.mqtt or MqttConfig(), have_config=True)
+
+
+def _report(broker: Broker) -> None:
+    for line in broker.changes + broker.notes:
+        print(line)
+    if not broker.changes:
+        print(f"mosquitto config in {broker.root} is up to date")
+
+
+def _run(args: argparse.Namespace, action: Any) -> int:
+    broker = _broker(args)
+    try:
+        code = action(broker)
+    except BrokerError as exc:
+        _report(broker)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except PermissionError as exc:
+        print(f"error: {exc.filename}: permission denied (run as root)", file=sys.stderr)
+        return 1
+    return int(code or 0)
+
+
+def _setup(args: argparse.Namespace) -> int:
+    def act(broker: Broker) -> None:
+        broker.setup(args.bind)
+        _report(broker)
+
+    return _run(args, act)
+
+
+def _add(args: argparse.Namespace) -> int:
+    def act(broker: Broker) -> None:
+        device, password, listener = broker.add_device(args.name, args.new_password)
+        _report(broker)
+        print()
+        print(describe_device(device, password, listener, broker.mqtt.topics))
+
+    return _run(args, act)
+
+
+def _remove(args: argparse.Namespace) -> int:
+    def act(broker: Broker) -> None:
+        known = broker.remove_device(args.name)
+        if not known:
+            print(f"no device {args.name}: nothing to remove")
+        _report(broker)
+
+    return _run(args, act)
+
+
+def _list(args: argparse.Namespace) -> int:
+    def act(broker: Broker) -> None:
+        registry = broker._load()
+        listener = registry["listener"]
+        where = f"{listener.get('bind') or 'all addresses'} port {listener['port']}"
+        print(f"broker: {broker.root} (listener on {where}); relay user {broker.mqtt.username}")
+        devices = broker.devices(registry)
+        if not devices:
+            print("no devices: add one with `sensor-bridge mqtt add-device NAME`")
+            return
+        print(f"{'device':<24} {'topic':<40} {'client id':<24} added")
+        for d in devices:
+            print(f"{d.name:<24} {d.topic:<40} {d.client_id:<24} {d.added_at}")
+
+    return _run(args, act)
+
+
+def register(commands: argparse._SubParsersAction, config_commands: argparse._SubParsersAction) -> None:
+    mqtt = commands.add_parser("mqtt", help="the store's MQTT broker: setup, devices")
+    mqtt.add_argument(
+        "--broker-dir", default=None,
+        help=f"mosquitto's config dir (default ${DIR_ENV} or {DEFAULT_DIR})",
+    )
+    actions = mqtt.add_subparsers(dest="mqtt_command", metavar="ACTION")
+    setup = actions.add_parser("setup", help="write mosquitto's listener, ACL and relay user from [mqtt]")
+    setup.add_argument("--bind", default=None, help="listen on this address only (kept for later runs; '' = all)")
+    setup.set_defaults(func=_setup)
+    add = actions.add_parser("add-device", help="create a device's credentials; print what to type into it")
+    add.add_argument("name", help="the device's name: its username, client id and topic")
+    add.add_argument("--new-password", action="store_true", help="issue a new password for an existing device")
+    add.set_defaults(func=_add)
+    remove = actions.add_parser("remove-device", help="delete a device's credentials")
+    remove.add_argument("name")
+    remove.set_defaults(func=_remove)
+    listing = actions.add_parser("list", help="the devices allowed to publish")
+    listing.set_defaults(func=_list)
+    mqtt.set_defaults(func=lambda a: (mqtt.print_help(), 2)[1])

@@ -1,0 +1,142 @@
+"""`sensor-bridge mqtt setup|add-device|remove-device|list` against a real mosquitto.
+
+The commands are run as a person (or provision.sh) runs them; what matters is
+what mosquitto then does: who may connect, with which password, and that a
+second run of any command changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from conftest import free_port, write_config
+from mqtt_helpers import (
+    Mosquitto,
+    OutboxReader,
+    RelayProcess,
+    broker,  # noqa: F401 - the fixture
+    mosquitto_pub,
+    needs_mosquitto,
+    relay_tables,
+    wait_for,
+)
+
+from appliance.broker import password_matches
+
+pytestmark = needs_mosquitto
+REPORT = json.dumps({"device_info": {"device_sn": "SN1"}, "time_info": {"time": 1736496000}, "current_total": 1})
+
+
+def accepted(login, password: str | None = None) -> bool:
+    return mosquitto_pub(login, REPORT, password=password).returncode == 0
+
+
+def eventually(login, ok: bool, password: str | None = None) -> None:
+    """mosquitto applies a reload (SIGHUP) a moment after the command returns."""
+    wait_for(lambda: accepted(login, password) == ok, 10, f"{login.name} to be {'accepted' if ok else 'refused'}")
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int]]:
+    """Every file under the broker dir: its text and mtime (a no-op run must touch nothing)."""
+    return {str(p.relative_to(root)): (p.read_text(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file() and p.suffix not in (".db", ".log", ".pid")
+            and p.name != ".lock"}
+
+
+def test_setup_writes_what_the_config_says_and_a_second_run_changes_nothing(tmp_path):
+    port = free_port()
+    config = write_config(tmp_path / "config.toml",
+                          relay_tables(tmp_path, port, topics=["milesight/#", "vs133/#"], username="relay"))
+    server = Mosquitto(tmp_path / "mosquitto", config, port)
+    first = server.cli("setup", "--bind", "127.0.0.1")
+    assert "wrote" in first.stdout
+    before = snapshot(server.root)
+
+    conf = (server.root / "conf.d" / "sensor-bridge.conf").read_text()
+    for line in (f"listener {port} 127.0.0.1", "allow_anonymous false", "persistence true",
+                 f"password_file {server.root}/sensor-bridge/passwd", f"acl_file {server.root}/sensor-bridge/acl",
+                 "max_queued_messages 200000"):
+        assert line in conf.splitlines(), line
+    acl = (server.root / "sensor-bridge" / "acl").read_text()
+    assert "user relay\ntopic read milesight/#\ntopic read vs133/#\n" in acl
+    user, hashed = (server.root / "sensor-bridge" / "passwd").read_text().strip().split(":", 1)
+    assert user == "relay" and password_matches(hashed, "relay-test-password")
+    for name in ("passwd", "acl"):
+        assert stat.S_IMODE((server.root / "sensor-bridge" / name).stat().st_mode) == 0o640
+
+    again = server.cli("setup")  # no --bind: the stored one is kept
+    assert "up to date" in again.stdout
+    assert snapshot(server.root) == before
+
+
+def test_added_device_publishes_with_what_was_printed_and_not_after_removal(broker):  # noqa: F811
+    out = broker.cli("add-device", "entrance-1").stdout
+    for label in ("Broker address:    127.0.0.1", f"Broker port:       {broker.port}", "Client ID:         entrance-1",
+                  "Username:          entrance-1", "Topic:             milesight/entrance-1", "Password:"):
+        assert label in out, label
+    assert "reloaded mosquitto" in out  # the running broker knows the device at once
+    login = broker.add_device("entrance-1")  # a second time: idempotent, the password is not shown again
+    assert login.password.startswith("(unchanged")
+    login.password = [line.split()[-1] for line in out.splitlines() if "Password:" in line][0]
+
+    eventually(login, True)
+    listed = broker.cli("list").stdout
+    assert "entrance-1" in listed and "milesight/entrance-1" in listed
+
+    removed = broker.cli("remove-device", "entrance-1").stdout
+    assert "removed device entrance-1" in removed and "reloaded mosquitto" in removed
+    eventually(login, False)
+    assert "not authori" in mosquitto_pub(login, REPORT).stderr.lower()
+    assert "nothing to remove" in broker.cli("remove-device", "entrance-1").stdout
+    assert "no devices" in broker.cli("list").stdout
+
+
+def test_new_password_replaces_the_old_one(broker):  # noqa: F811
+    old = broker.add_device("checkout")
+    new = broker.add_device("checkout", "--new-password")
+    assert new.password != old.password and len(new.password) == 20
+    eventually(old, False)
+    assert accepted(new)
+
+
+def test_bad_device_names_are_refused_with_the_reason(broker):  # noqa: F811
+    for name, why in (("../etc", "device name"), ("two words", "device name"), ("sensor-bridge", "relay's own user")):
+        done = broker.cli("add-device", name, check=False)
+        assert done.returncode == 1 and why in done.stderr, (name, done.stderr)
+
+
+def test_relay_uses_the_generated_password_when_the_config_sets_none(tmp_path):
+    tables = relay_tables(tmp_path, None)
+    port = free_port()
+    tables["mqtt"] = {"host": "127.0.0.1", "port": port}  # no password: setup makes one
+    config = write_config(tmp_path / "config.toml", tables)
+    server = Mosquitto(tmp_path / "mosquitto", config, port)
+    assert "relay.secret" in server.cli("setup", "--bind", "127.0.0.1").stdout
+    secret = server.root / "sensor-bridge" / "relay.secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o640 and len(secret.read_text().strip()) == 20
+    assert "up to date" in server.cli("setup").stdout  # the secret is made once
+    server.start()
+    login = server.add_device("entrance")
+    relay = RelayProcess(config, tmp_path / "run", tmp_path / "relay.log",
+                         env={"SENSOR_BRIDGE_BROKER_DIR": str(server.root)}).start()
+    try:
+        relay.wait_connected()
+        eventually(login, True)
+        box = OutboxReader(tmp_path / "state" / "outbox.db")
+        wait_for(lambda: box.count() == 1, 20, "the device's reading")
+        assert relay.terminate() == 0
+    finally:
+        relay.cleanup()
+        server.stop()
+
+
+def test_setup_without_a_config_makes_no_password(tmp_path):
+    """An image being built has no config yet: a password made then would be on every SD card."""
+    server = Mosquitto(tmp_path / "mosquitto", tmp_path / "absent.toml", 1883)
+    out = server.cli("setup").stdout
+    assert "no config at" in out
+    assert "listener 1883\n" in (server.root / "conf.d" / "sensor-bridge.conf").read_text()
+    assert not (server.root / "sensor-bridge" / "relay.secret").exists()
+    assert (server.root / "sensor-bridge" / "passwd").read_text() == ""
