@@ -24,7 +24,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 TEST_PACKAGES=(mosquitto mosquitto-clients
     # the cloud side's tests: a throwaway PostgreSQL cluster
-    postgresql
+    postgresql openssl
     # image tests: a Debian rootfs, the install step in it (arm64 through qemu), a QEMU boot,
     # image/build.sh's artifacts
     debootstrap qemu-user-static binfmt-support qemu-system-x86 dosfstools mtools e2fsprogs

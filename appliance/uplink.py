@@ -6,7 +6,7 @@ honour Retry-After on 408/429/5xx and network errors; halve the batch on 413;
 bisect on 400/422 so only the bad records go to the dead-letter table; keep
 everything and retry slowly on 401/403. A batch keeps its Idempotency-Key for
 every retry, so a receiver that stored it before the connection dropped
-recognises the replay.
+recognises the replay; a batch that got its final answer never reuses it.
 """
 
 from __future__ import annotations
@@ -18,138 +18,192 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from . import __version__
 from .config import Config
 from .outbox import Outbox, Pending
-from .records import now_utc, utc_text
+from .records import utc_text
 
 log = logging.getLogger("sensor-bridge.uplink")
 
 SCHEMA = "sensor-bridge/ingest/v1"
 BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 300.0
-AUTH_RETRY_S = 300.0
-IDLE_WAIT_S = 5.0
+AUTH_RETRY_S = 300.0  # a rejected key needs a person; asking often only fills the cloud's logs
+MAX_RETRY_AFTER_S = 3600.0  # a broken Retry-After must not stall delivery for days
+IDLE_WAIT_S = 5.0  # the relay writes to the outbox from another process, without a wake()
+GROW_AFTER = 10  # full batches delivered in a row before a halved batch size doubles again
+TOO_LARGE_MEMORY_S = 3600.0  # how long a size that got 413 stays the ceiling
+# Readings in a row refused as malformed, none accepted in between, before the uplink stops
+# dead-lettering: then it is the bridge's config (bridge.id) or the cloud, not the readings.
+MALFORMED_STREAK = 10
+GZIP_LEVEL = 5  # past 5, a Pi spends much more time for a few percent less
 
 
 @dataclass(frozen=True)
 class DeliveryResult:
-    """What one attempt did: how many readings the cloud took, and how long to wait now."""
+    """What one attempt did: readings the cloud took or refused, and how long to wait now."""
 
     delivered: int = 0
     rejected: int = 0
     wait_s: float = 0.0
-    error: str | None = None
+    error: str | None = None  # set when the attempt failed and the wait is a backoff
+
+    def __add__(self, other: DeliveryResult) -> DeliveryResult:
+        return DeliveryResult(self.delivered + other.delivered, self.rejected + other.rejected,
+                              max(self.wait_s, other.wait_s), other.error or self.error)
 
 
+@dataclass(frozen=True)
 class _Answer:
     """One HTTP exchange, reduced to what the contract's table needs."""
 
-    def __init__(self, status: int | None, body: Any = None, retry_after: float | None = None,
-                 error: str | None = None) -> None:
-        self.status = status
-        self.body = body
-        self.retry_after = retry_after
-        self.error = error
+    status: int | None  # None: no answer at all (timeout, refused, reset)
+    body: Any = None
+    retry_after: float | None = None
+    error: str = ""
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as seconds from now: either delta-seconds or an HTTP date."""
+    """Retry-After as seconds from ``now``: either delta-seconds or an HTTP date."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # RFC 9110 dates are GMT; the parser leaves "-0000" naive
         return None
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
 class Uplink:
-    """Drains the outbox to ``config.uplink.url``; run it in a thread with :meth:`run`."""
+    """Drains the outbox to ``config.uplink.url``; the collector runs :meth:`run` in a thread.
 
-    def __init__(self, config: Config, outbox: Outbox) -> None:
-        import requests
+    ``clock`` (epoch seconds) is injectable so tests can move time for Retry-After
+    dates and the 413 memory without waiting.
+    """
 
+    def __init__(self, config: Config, outbox: Outbox, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.settings = config.uplink
         self.outbox = outbox
-        self.session = requests.Session()
-        self.session.headers.update({
+        self.clock = clock
+        self._session = self._new_session()
+        self._heartbeat_session: Any = None
+        self._heartbeat_error: str | None = None
+        self._stop = threading.Event()  # run() swaps in the collector's
+        self._wake = threading.Event()
+        self._lock = threading.Lock()  # guards what snapshot() reads
+        self._retry_key: tuple[tuple[str, int], ...] = ()
+        self._retry_id = ""
+        self._too_large_seen: tuple[int, float] | None = None  # (smallest size that got 413, when)
+        self._full_batches = 0
+        self._malformed_streak = 0
+        self.batch_size = self.settings.batch_size
+        self.state = "ok"
+        self.last_success: str | None = None
+        self.last_error: str | None = None
+        self.failures = 0
+        self.next_try_at = 0.0
+        self.delivered_total = 0
+        if not self.settings.verify_tls:
+            log.warning("TLS certificates of %s are NOT verified (uplink.verify_tls = false)", self.settings.url)
+
+    def _new_session(self) -> Any:
+        import requests
+        import urllib3
+
+        if not self.settings.verify_tls:  # said once above, not once per request
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        session = requests.Session()
+        session.headers.update({
             "Authorization": f"Bearer {self.settings.api_key}",
             "User-Agent": f"sensor-bridge/{__version__}",
             "Content-Type": "application/json",
         })
-        self.batch_size = self.settings.batch_size
-        self._too_large_at: int | None = None  # the smallest batch the API called too large
-        self._batch_key: tuple[tuple[str, int], ...] = ()
-        self._batch_id = ""
-        self._failures = 0
-        self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self.state = "ok"
-        self.last_success: str | None = None
-        self.last_error: str | None = None
-        self.next_try_at = 0.0
-        self.delivered_total = 0
+        return session
 
     # ------------------------------------------------------------ one request
 
-    def _post(self, url: str, body: dict[str, Any], idempotency_key: str | None = None) -> _Answer:
+    def _post(self, session: Any, url: str, body: dict[str, Any], headers: dict[str, str],
+              compress: bool) -> _Answer:
         import requests
 
         data = json.dumps(body, separators=(",", ":")).encode()
-        headers = {}
-        if self.settings.gzip:
-            data = gzip.compress(data, compresslevel=5)
-            headers["Content-Encoding"] = "gzip"
-        if idempotency_key:
-            headers["Idempotency-Key"] = idempotency_key
+        if compress:
+            data = gzip.compress(data, compresslevel=GZIP_LEVEL)
+            headers = {**headers, "Content-Encoding": "gzip"}
         try:
-            answer = self.session.post(url, data=data, headers=headers, timeout=self.settings.timeout_s,
-                                       verify=self.settings.verify_tls)
+            # No redirects: requests would turn a POST into a GET on 301/302, and a login
+            # page's 200 would then look like "stored" to us.
+            answer = session.post(url, data=data, headers=headers, timeout=self.settings.timeout_s,
+                                  verify=self.settings.verify_tls, allow_redirects=False)
         except requests.Timeout:
-            return _Answer(None, error=f"no answer within {self.settings.timeout_s:g}s")
+            return _Answer(None, error=f"no answer within {self.settings.timeout_s:g} s")
+        except requests.exceptions.SSLError as exc:
+            return _Answer(None, error=self._clean(f"TLS failed: {_root_cause(exc)}"))
         except requests.ConnectionError as exc:
-            return _Answer(None, error=f"cannot connect: {_root_cause(exc)}")
+            return _Answer(None, error=self._clean(f"cannot connect: {_root_cause(exc)}"))
         except requests.RequestException as exc:
-            return _Answer(None, error=f"request failed: {type(exc).__name__}")
+            return _Answer(None, error=self._clean(f"request failed: {type(exc).__name__}: {exc}"))
         try:
             parsed = answer.json()
         except ValueError:
             parsed = None
-        return _Answer(answer.status_code, parsed, parse_retry_after(answer.headers.get("Retry-After")),
-                       f"HTTP {answer.status_code}{_reason(parsed)}")
+        reason = parsed.get("error") if isinstance(parsed, dict) else None
+        error = f"HTTP {answer.status_code}" + (f": {reason}" if isinstance(reason, str) and reason else "")
+        if answer.is_redirect:
+            error += f" (redirected to {answer.headers.get('Location')}; put that URL in the config)"
+        return _Answer(answer.status_code, parsed,
+                       parse_retry_after(answer.headers.get("Retry-After"), self.clock()), self._clean(error))
 
-    def _batch(self, items: list[Pending]) -> dict[str, Any]:
+    def _clean(self, text: str) -> str:
+        """One line, short, and never the key (a receiver may echo what it was sent)."""
+        if self.settings.api_key:
+            text = text.replace(self.settings.api_key, "***")
+        return " ".join(text.split())[:240]
+
+    def _batch_id(self, items: list[Pending]) -> str:
+        """The same records (and revisions) as the batch that last failed transiently keep its id."""
         key = tuple((p.id, p.revision) for p in items)
-        if key != self._batch_key:  # a new batch; a retry of the same one keeps its id
-            self._batch_key, self._batch_id = key, str(uuid.uuid4())
-        return {
+        if key != self._retry_key:
+            self._retry_key, self._retry_id = key, str(uuid.uuid4())
+        return self._retry_id
+
+    def _send(self, items: list[Pending]) -> _Answer:
+        batch_id = self._batch_id(items)
+        body = {
             "schema": SCHEMA,
             "bridge_id": self.config.bridge.id,
-            "batch_id": self._batch_id,
-            "sent_at": utc_text(now_utc()),
+            "batch_id": batch_id,
+            "sent_at": utc_text_now(self.clock),
             "records": [p.body for p in items],
         }
+        return self._post(self._session, self.settings.url, body, {"Idempotency-Key": batch_id},
+                          self.settings.gzip)
 
     # ------------------------------------------------------------ the contract's table
 
     def deliver_once(self) -> DeliveryResult:
-        """Send the oldest pending batch and act on the answer."""
+        """Send the oldest pending batch and act on the answer; nothing pending is an idle wait."""
         items = self.outbox.take(self.batch_size)
         if not items:
             return DeliveryResult(wait_s=IDLE_WAIT_S)
         return self._deliver(items)
 
     def _deliver(self, items: list[Pending]) -> DeliveryResult:
-        answer = self._post(self.settings.url, self._batch(items), self._batch_id)
+        answer = self._send(items)
         status = answer.status
         if status is not None and 200 <= status < 300:
             return self._stored(items, answer.body)
@@ -158,98 +212,134 @@ class Uplink:
         if status == 413:
             return self._too_large(items, answer)
         if status in (401, 403):
-            return self._failed("error", f"API key rejected ({status})", AUTH_RETRY_S)
+            return self._failed("error", f"API key rejected ({status})", AUTH_RETRY_S * random.uniform(1, 1.1))
         wait = self._backoff()
-        if answer.retry_after is not None:  # the API knows best; a little jitter spreads bridges
-            wait = answer.retry_after + random.uniform(0, 1)
-        return self._failed("degraded", answer.error or "no answer", wait)
+        if answer.retry_after is not None:  # the API knows best; a second of jitter spreads the bridges
+            wait = min(answer.retry_after, MAX_RETRY_AFTER_S) + random.uniform(0, 1)
+        if status is None or status in (408, 429) or status >= 500:
+            return self._failed("degraded", answer.error, wait)
+        # Not in the contract (404 after a URL typo, 405, 3xx to a login page): a person must look.
+        return self._failed("error", f"unexpected answer {answer.error} from {self.settings.url}", wait)
 
     def _stored(self, items: list[Pending], body: Any) -> DeliveryResult:
+        """2xx: delete what was accepted, dead-letter what the body lists as rejected."""
         refused: dict[str, str] = {}
-        if isinstance(body, dict) and isinstance(body.get("rejected"), list):
-            for entry in body["rejected"]:
-                if isinstance(entry, dict) and isinstance(entry.get("id"), str):
-                    refused[entry["id"]] = str(entry.get("error") or "rejected by the cloud API")
-        taken = [p for p in items if p.id not in refused]
-        done = self.outbox.delivered(taken)
+        listed = body.get("rejected") if isinstance(body, dict) else None
+        for entry in listed if isinstance(listed, list) else ():
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                refused[entry["id"]] = self._clean(f"refused by the cloud API: {entry.get('error') or 'no reason'}")
+        done = self.outbox.delivered([p for p in items if p.id not in refused])
+        if done:
+            self._malformed_streak = 0
         rejected = self.outbox.reject([(p, refused[p.id]) for p in items if p.id in refused])
         if rejected:
-            log.warning("the cloud API refused %d reading(s); kept in the dead-letter table", rejected)
+            log.warning("the cloud API refused %d reading(s), kept in the dead-letter table; first: %s",
+                        rejected, next(iter(refused.values())))
+        self._answered()
         with self._lock:
-            self._failures = 0
-            self.state = "ok"
-            self.last_success = utc_text(now_utc())
+            self.last_success = utc_text_now(self.clock)
             self.delivered_total += done
-            self.next_try_at = 0.0
-            if self.batch_size < self.settings.batch_size:  # grow back after a 413, never to what failed
-                ceiling = self.settings.batch_size if self._too_large_at is None else self._too_large_at - 1
-                self.batch_size = max(1, min(ceiling, self.batch_size * 2))
-        return DeliveryResult(delivered=done, rejected=rejected)
+            self._grow(len(items))
+        # Nothing changed (every record got a newer revision in flight): take again, but not in a hot loop.
+        return DeliveryResult(delivered=done, rejected=rejected, wait_s=0.0 if done or rejected else 1.0)
 
     def _bisect(self, items: list[Pending], answer: _Answer) -> DeliveryResult:
-        """A malformed batch: split it until the bad records stand alone, then dead-letter them."""
+        """400/422: split the batch until each bad record stands alone, then dead-letter it.
+
+        Every half is a new batch; k bad records among n cost about 2k*log2(n)
+        requests, and a record is never sent again once the cloud called it malformed.
+        When MALFORMED_STREAK readings in a row were refused and none accepted, the
+        fault is not in the readings: keep the rest, say "error", and retry slowly.
+        """
+        if self._malformed_streak >= MALFORMED_STREAK:
+            return self._failed("error", f"the cloud API refuses every reading as malformed ({answer.error});"
+                                " holding them: check bridge.id and the cloud app", AUTH_RETRY_S)
+        self._answered()
         if len(items) == 1:
-            rejected = self.outbox.reject([(items[0], answer.error or "rejected as malformed")])
-            log.warning("reading %s refused as malformed: %s", items[0].id[:12], answer.error)
+            reason = self._clean(f"refused as malformed: {answer.error}")
+            self._malformed_streak += 1
+            rejected = self.outbox.reject([(items[0], reason)])
+            log.warning("reading %s (%s) %s; kept in the dead-letter table",
+                        items[0].id[:12], items[0].body.get("sensor_id"), reason)
             return DeliveryResult(rejected=rejected)
         half = len(items) // 2
         total = DeliveryResult()
         for part in (items[:half], items[half:]):
-            result = self._deliver(part)
-            total = DeliveryResult(total.delivered + result.delivered, total.rejected + result.rejected,
-                                   max(total.wait_s, result.wait_s), result.error or total.error)
-            if result.wait_s:  # the API went away mid-bisection: try the rest later
+            if self._stop.is_set():  # whatever is not answered yet simply stays pending
+                break
+            total += self._deliver(part)
+            if total.wait_s:  # the API went away mid-split: the rest waits for the next try
                 break
         return total
 
     def _too_large(self, items: list[Pending], answer: _Answer) -> DeliveryResult:
+        """413: halve the batch size and send the first half now; a lone record that is too large is dead."""
+        self._answered()
         if len(items) == 1:
-            rejected = self.outbox.reject([(items[0], "too large for the cloud API (413)")])
+            reason = self._clean(f"too large for the cloud API: {answer.error}")
+            rejected = self.outbox.reject([(items[0], reason)])
+            log.warning("reading %s %s; kept in the dead-letter table", items[0].id[:12], reason)
+            with self._lock:
+                self._too_large_seen = None  # that record was the trouble, not the batch size
             return DeliveryResult(rejected=rejected)
         with self._lock:
-            self._too_large_at = len(items) if self._too_large_at is None else min(self._too_large_at, len(items))
+            smallest = len(items) if self._too_large_seen is None else min(self._too_large_seen[0], len(items))
+            self._too_large_seen = (smallest, self.clock())
             self.batch_size = max(1, len(items) // 2)
-        log.info("cloud API says the batch is too large; sending %d at a time", self.batch_size)
+            self._full_batches = 0
+        log.info("the cloud API says %d readings are too large a batch; sending %d at a time",
+                 len(items), self.batch_size)
+        if self._stop.is_set():
+            return DeliveryResult()
         return self._deliver(items[: self.batch_size])
+
+    def _grow(self, sent: int) -> None:
+        """After a 413, double the batch size again once GROW_AFTER full batches went through,
+        never up to a size that got 413 within the last TOO_LARGE_MEMORY_S."""
+        if self.batch_size >= self.settings.batch_size or sent < self.batch_size:
+            return
+        self._full_batches += 1
+        if self._full_batches < GROW_AFTER:
+            return
+        self._full_batches = 0
+        ceiling = self.settings.batch_size
+        if self._too_large_seen is not None:
+            size, at = self._too_large_seen
+            if self.clock() - at < TOO_LARGE_MEMORY_S:
+                ceiling = min(ceiling, size - 1)
+            else:
+                self._too_large_seen = None
+        self.batch_size = max(self.batch_size, min(ceiling, self.batch_size * 2))
+
+    # ------------------------------------------------------------ state
+
+    def _answered(self) -> None:
+        """The API answered with a final verdict on a batch: reachable, key good, batch id done."""
+        self._retry_key = ()
+        with self._lock:
+            recovered = self.failures
+            self.failures = 0
+            self.state = "ok"
+            self.next_try_at = 0.0
+        if recovered:
+            log.info("uplink: the cloud API answers again after %d failed attempt(s)", recovered)
 
     def _backoff(self) -> float:
         """Exponential backoff with full jitter: a random wait up to base * 2^failures, capped."""
         with self._lock:
-            self._failures += 1
-            ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(self._failures - 1, 16))
+            ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(self.failures, 16))
         return random.uniform(0, ceiling)
 
     def _failed(self, state: str, error: str, wait_s: float) -> DeliveryResult:
         with self._lock:
-            if error != self.last_error or state != self.state:
-                (log.error if state == "error" else log.warning)("uplink: %s", error)
+            changed = error != self.last_error or state != self.state
+            self.failures += 1
             self.state = state
             self.last_error = error
-            self.next_try_at = time.time() + wait_s
+            self.next_try_at = self.clock() + wait_s
+        if changed:  # once per change, not once per retry
+            (log.error if state == "error" else log.warning)("uplink: %s; readings wait in the outbox", error)
         return DeliveryResult(wait_s=wait_s, error=error)
-
-    # ------------------------------------------------------------ the thread
-
-    def wake(self) -> None:
-        """New readings are in the outbox: stop idling (a backoff still holds)."""
-        self._wake.set()
-
-    def run(self, stop: threading.Event) -> None:
-        """Deliver until ``stop`` is set; an in-flight batch finishes or stays pending."""
-        while not stop.is_set():
-            try:
-                result = self.deliver_once()
-            except Exception:  # a bug must not end delivery for good
-                log.exception("uplink attempt crashed")
-                result = DeliveryResult(wait_s=self._backoff())
-            if result.delivered or result.rejected:
-                continue
-            deadline = time.monotonic() + result.wait_s
-            backing_off = result.error is not None
-            while not stop.is_set() and time.monotonic() < deadline:
-                if self._wake.wait(min(0.5, max(0.0, deadline - time.monotonic()))) and not backing_off:
-                    break
-            self._wake.clear()
 
     def snapshot(self) -> dict[str, Any]:
         """For status, /health and the heartbeat; never contains the key."""
@@ -258,35 +348,83 @@ class Uplink:
                 "state": self.state,
                 "last_success": self.last_success,
                 "last_error": self.last_error,
-                "consecutive_failures": self._failures,
-                "next_try_in_s": round(max(0.0, self.next_try_at - time.time()), 1),
+                "consecutive_failures": self.failures,
+                "next_try_in_s": round(max(0.0, self.next_try_at - self.clock()), 1),
                 "batch_size": self.batch_size,
                 "delivered_total": self.delivered_total,
             }
 
+    # ------------------------------------------------------------ the thread
+
+    def wake(self) -> None:
+        """New readings are in the outbox: stop idling now (a backoff still holds)."""
+        self._wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Deliver until ``stop`` is set.
+
+        A batch in flight when ``stop`` is set finishes and is marked (at most
+        ``timeout_s`` later); a bisection or halving stops between requests, and
+        whatever got no answer simply stays pending for the next start.
+        """
+        self._stop = stop
+        while not stop.is_set():
+            self._wake.clear()  # before take(): a wake during the attempt is not lost
+            try:
+                result = self.deliver_once()
+            except Exception as exc:  # a disk error or a bug must not end delivery for good
+                log.exception("uplink attempt failed")
+                result = self._failed("degraded", self._clean(f"uplink fault: {type(exc).__name__}: {exc}"),
+                                      self._backoff())
+            if result.wait_s > 0:
+                self._pause(stop, result.wait_s, wakeable=result.error is None)
+
+    def _pause(self, stop: threading.Event, seconds: float, wakeable: bool) -> None:
+        deadline = time.monotonic() + seconds
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            # Short slices: stop is the collector's event, so it cannot interrupt our wait itself.
+            if self._wake.wait(min(0.25, left)) and wakeable:
+                return
+
+    # ------------------------------------------------------------ heartbeat
+
     def send_heartbeat(self, body: dict[str, Any]) -> bool:
-        """POST the heartbeat to ``uplink.heartbeat_url``; False when it did not land."""
+        """POST the collector's heartbeat to ``uplink.heartbeat_url``; False when it did not land."""
         if not self.settings.heartbeat_url:
             return False
-        answer = self._post(self.settings.heartbeat_url, body)
+        if self._heartbeat_session is None:  # its own connection: it runs in another thread
+            self._heartbeat_session = self._new_session()
+        answer = self._post(self._heartbeat_session, self.settings.heartbeat_url, body, {}, compress=False)
         ok = answer.status is not None and 200 <= answer.status < 300
-        if not ok:
-            log.debug("heartbeat not accepted: %s", answer.error)
+        error = None if ok else answer.error
+        if error != self._heartbeat_error:
+            if error:
+                log.warning("heartbeat to %s not accepted: %s", self.settings.heartbeat_url, error)
+            else:
+                log.info("heartbeat accepted again")
+            self._heartbeat_error = error
         return ok
 
 
-def _reason(body: Any) -> str:
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return f": {body['error'][:200]}"
-    return ""
+def utc_text_now(clock: Callable[[], float]) -> str:
+    return utc_text(datetime.fromtimestamp(clock(), UTC))
 
 
 def _root_cause(exc: BaseException) -> str:
+    """The innermost reason of a requests/urllib3 error, in words a person knows."""
     while exc.__cause__ or exc.__context__:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     text = str(exc)
-    if "Connection refused" in text:
-        return "connection refused"
-    if "Name or service not known" in text or "NameResolutionError" in text:
-        return "name not resolved"
+    for needle, words in (("Connection refused", "connection refused"),
+                          ("Name or service not known", "name not resolved"),
+                          ("Temporary failure in name resolution", "name not resolved"),
+                          ("Network is unreachable", "network unreachable"),
+                          ("No route to host", "no route to host"),
+                          ("CERTIFICATE_VERIFY_FAILED", "certificate not trusted"),
+                          ("Connection reset", "connection reset")):
+        if needle in text:
+            return words
     return text[:160]

@@ -1,12 +1,14 @@
 """A reference receiver for the ingest contract: the cloud side, on one machine.
 
 Integrators point a bridge at it to see exactly what arrives; the demo prints
-each batch as it lands; the tests check the bridge against it. It validates
-every header and field as ingest-contract.md says, stores records in SQLite
-keeping the highest revision per id (a replay changes nothing), rejects bad
-records one by one, and can be told to misbehave: a script of answers
-(503, 429 with Retry-After, 413, 401 ...), a full outage, a record-count limit
-that answers 413, or a sensor whose batches it calls malformed.
+each batch as it lands; the tests check the bridge against it. It checks every
+header and field as ingest-contract.md says (the same rules, in the same
+order, as the cloud's Next.js routes), stores records in SQLite keeping the
+highest revision per id (a replay changes nothing), refuses bad records one by
+one while storing the good ones, and can be told to misbehave: a script of
+answers (503, 429 with Retry-After, 413, 401, a slow or lost answer), a full
+outage, a record-count limit that answers 413, poisoned record ids, or a
+sensor whose batches it calls malformed.
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ import hashlib
 import json
 import re
 import sqlite3
+import ssl
 import threading
+import time
+import zlib
 from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,12 +34,33 @@ SCHEMA = "sensor-bridge/ingest/v1"
 HEARTBEAT_SCHEMA = "sensor-bridge/heartbeat/v1"
 INGEST_PATH = "/api/bridge/v1/ingest"
 HEARTBEAT_PATH = "/api/bridge/v1/heartbeat"
-UTC_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
-UTC_Z_SECONDS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 KINDS = ("line_counts", "region_counts", "live_counts", "occupancy", "event")
 SOURCES = ("poll", "mqtt", "http-push")
-RECORD_FIELDS = {"id", "sensor_id", "kind", "period_start", "period_end", "final", "revision", "source",
-                 "observed_at", "values"}
+BRIDGE_STATES = ("ok", "degraded", "error", "starting", "no-config", "maintenance")
+BATCH_FIELDS = ("schema", "bridge_id", "batch_id", "sent_at", "records")
+RECORD_FIELDS = ("id", "sensor_id", "kind", "period_start", "period_end", "final", "revision", "source",
+                 "observed_at", "values")
+HEARTBEAT_FIELDS = ("schema", "bridge_id", "version", "sent_at", "uptime_s", "state", "outbox", "sensors", "host")
+UTC_TEXT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z$")
+RECORD_ID = re.compile(r"^[0-9a-f]{64}$")
+SEEN_KEPT = 10_000  # requests_seen() memory, so a receiver left running for days stays small
+
+
+# ---------------------------------------------------------------- the contract's rules
+
+
+def utc_problem(name: str, value: Any, whole_seconds: bool = False) -> str | None:
+    """Why ``value`` is not RFC 3339 UTC with ``Z`` (and a real date), or None."""
+    example = "e.g. 2025-07-22T09:00:00Z"
+    match = UTC_TEXT.match(value) if isinstance(value, str) else None
+    if not match or (whole_seconds and match.group(7)):
+        precision = ", whole seconds" if whole_seconds else ""
+        return f"{name}: must be RFC 3339 UTC with Z{precision}, {example}"
+    try:
+        datetime(*(int(g) for g in match.groups()[:6]))
+    except ValueError:
+        return f"{name}: {value} is not a real date and time"
+    return None
 
 
 def _count(v: Any) -> bool:
@@ -40,100 +68,248 @@ def _count(v: Any) -> bool:
 
 
 def _in_out(v: Any) -> bool:
-    return isinstance(v, dict) and set(v) == {"in", "out"} and all(_count(x) for x in v.values())
+    return isinstance(v, dict) and set(v) == {"in", "out"} and _count(v["in"]) and _count(v["out"])
 
 
-def _counts_by_number(v: Any) -> bool:
-    return isinstance(v, dict) and all(isinstance(k, str) and _count(x) for k, x in v.items())
+def _exact_keys(v: dict[str, Any], kind: str, keys: set[str]) -> str | None:
+    if set(v) != keys:
+        return f"values: {kind} needs exactly the keys {', '.join(sorted(keys))}"
+    return None
 
 
 def values_problem(kind: str, v: Any) -> str | None:
     """Why ``v`` is not a valid ``values`` object for ``kind`` (None when it is)."""
     if not isinstance(v, dict):
-        return "values: expected an object"
+        return "values: must be an object"
     if kind == "line_counts":
-        lines = v.get("lines")
-        ok = set(v) == {"total", "lines"} and _in_out(v["total"]) and isinstance(lines, dict) \
-            and all(_in_out(x) for x in lines.values())
-        return None if ok else "values: expected {total: {in, out}, lines: {n: {in, out}}} with counts >= 0"
-    if kind == "region_counts":
-        return None if set(v) == {"regions"} and _counts_by_number(v["regions"]) else \
-            "values: expected {regions: {n: count}}"
-    if kind == "live_counts":
-        return None if set(v) == {"in", "out", "sum", "capacity"} and all(_count(x) for x in v.values()) else \
-            "values: expected {in, out, sum, capacity} counts"
-    if kind == "occupancy":
-        ok = set(v) == {"current_total", "max", "regions"} and _count(v["current_total"]) \
-            and (v["max"] is None or _count(v["max"])) and _counts_by_number(v["regions"])
-        return None if ok else "values: expected {current_total, max, regions}"
-    ok = set(v) == {"event", "payload"} and isinstance(v["event"], str) and isinstance(v["payload"], dict)
-    return None if ok else "values: expected {event: string, payload: object}"
+        if problem := _exact_keys(v, kind, {"total", "lines"}):
+            return problem
+        if not _in_out(v["total"]):
+            return 'values.total: must be {"in": int >= 0, "out": int >= 0}'
+        if not isinstance(v["lines"], dict) or not all(_in_out(x) for x in v["lines"].values()):
+            return 'values.lines: must map each line to {"in": int >= 0, "out": int >= 0}'
+    elif kind in ("region_counts", "occupancy"):
+        keys = {"regions"} if kind == "region_counts" else {"current_total", "max", "regions"}
+        if problem := _exact_keys(v, kind, keys):
+            return problem
+        if kind == "occupancy" and not _count(v["current_total"]):
+            return "values.current_total: must be an int >= 0"
+        if kind == "occupancy" and v["max"] is not None and not _count(v["max"]):
+            return "values.max: must be an int >= 0 or null"
+        if not isinstance(v["regions"], dict) or not all(_count(x) for x in v["regions"].values()):
+            return "values.regions: must map each region to an int >= 0"
+    elif kind == "live_counts":
+        if problem := _exact_keys(v, kind, {"in", "out", "sum", "capacity"}):
+            return problem
+        if not all(_count(x) for x in v.values()):
+            return "values: in, out, sum and capacity must be ints >= 0"
+    else:
+        if problem := _exact_keys(v, kind, {"event", "payload"}):
+            return problem
+        if not isinstance(v["event"], str):
+            return "values.event: must be a string"
+        if not isinstance(v["payload"], dict):
+            return "values.payload: must be an object"
+    return None
 
 
 def record_problem(r: Any) -> str | None:
-    """Why record ``r`` breaks the contract (None when it does not)."""
+    """Why record ``r`` breaks the contract (None when it is valid); the message names the field."""
     if not isinstance(r, dict):
-        return "record: expected an object"
-    if set(r) != RECORD_FIELDS:
-        missing, extra = RECORD_FIELDS - set(r), set(r) - RECORD_FIELDS
-        return f"record fields: missing {sorted(missing)}, unknown {sorted(extra)}"
-    for name in ("sensor_id", "kind", "source", "id"):
-        if not isinstance(r[name], str) or not r[name]:
-            return f"{name}: expected a non-empty string"
+        return "record: must be an object"
+    unknown = sorted(set(r) - set(RECORD_FIELDS))
+    if unknown:
+        return f"record: unknown key(s) {', '.join(unknown)}"
+    missing = [k for k in RECORD_FIELDS if k not in r]
+    if missing:
+        return f"record: missing key(s) {', '.join(missing)}"
+    if not isinstance(r["id"], str) or not RECORD_ID.match(r["id"]):
+        return "id: must be 64 lowercase hex characters"
+    if not isinstance(r["sensor_id"], str) or not 1 <= len(r["sensor_id"]) <= 256:
+        return "sensor_id: must be a non-empty string of at most 256 characters"
     if r["kind"] not in KINDS:
-        return f"kind: {r['kind']!r} is not one of {', '.join(KINDS)}"
-    if r["source"] not in SOURCES:
-        return f"source: {r['source']!r} is not one of {', '.join(SOURCES)}"
-    for name in ("period_start", "period_end"):
-        if not isinstance(r[name], str) or not UTC_Z_SECONDS.match(r[name]):
-            return f"{name}: expected RFC 3339 UTC with Z, second precision"
-    if not isinstance(r["observed_at"], str) or not UTC_Z.match(r["observed_at"]):
-        return "observed_at: expected RFC 3339 UTC with Z"
-    if r["period_end"] < r["period_start"]:
-        return "period_end is before period_start"
-    if not isinstance(r["final"], bool):
-        return "final: expected true or false"
-    if not isinstance(r["revision"], int) or isinstance(r["revision"], bool) or r["revision"] < 1:
-        return "revision: expected an integer >= 1"
+        return f"kind: must be one of {', '.join(KINDS)}"
+    if problem := utc_problem("period_start", r["period_start"], whole_seconds=True):
+        return problem
     want = hashlib.sha256(f"{r['sensor_id']}|{r['kind']}|{r['period_start']}".encode()).hexdigest()
     if r["id"] != want:
-        return "id: not SHA-256 of sensor_id|kind|period_start"
-    if r["kind"] == "live_counts" and (r["period_start"] != r["period_end"] or not r["final"]):
-        return "live_counts: period_start must equal period_end and final must be true"
+        return "id: is not sha256(sensor_id|kind|period_start)"
+    if problem := utc_problem("period_end", r["period_end"]):
+        return problem
+    if _moment(r["period_end"]) < _moment(r["period_start"]):
+        return "period_end: is before period_start"
+    if not isinstance(r["final"], bool):
+        return "final: must be true or false"
+    if not _count(r["revision"]) or r["revision"] < 1:
+        return "revision: must be an integer >= 1"
+    if r["source"] not in SOURCES:
+        return f"source: must be one of {', '.join(SOURCES)}"
+    if problem := utc_problem("observed_at", r["observed_at"]):
+        return problem
+    if r["kind"] == "live_counts" and (_moment(r["period_end"]) != _moment(r["period_start"]) or not r["final"]):
+        return "live_counts: a snapshot needs period_start == period_end and final true"
     return values_problem(r["kind"], r["values"])
 
 
-class SimReceiver:
-    """The contract's receiving side on ``127.0.0.1`` (port 0 = free); use as a context manager."""
+def batch_problem(body: Any, idempotency_key: str | None) -> str | None:
+    """Why the batch envelope breaks the contract (the whole batch is refused with 400), or None."""
+    if not isinstance(body, dict):
+        return "body must be a JSON object"
+    unknown = sorted(set(body) - set(BATCH_FIELDS))
+    if unknown:
+        return f"batch: unknown key(s) {', '.join(unknown)}"
+    missing = [k for k in BATCH_FIELDS if k not in body]
+    if missing:
+        return f"batch: missing key(s) {', '.join(missing)}"
+    if body["schema"] != SCHEMA:
+        return f'schema: must be "{SCHEMA}"'
+    if not isinstance(body["bridge_id"], str) or not 1 <= len(body["bridge_id"]) <= 128:
+        return "bridge_id: must be a non-empty string"
+    if not isinstance(body["batch_id"], str) or not body["batch_id"]:
+        return "batch_id: must be a non-empty string"
+    if not idempotency_key:
+        return "Idempotency-Key header is required (the batch_id)"
+    if idempotency_key != body["batch_id"]:
+        return "Idempotency-Key must equal the body's batch_id"
+    if problem := utc_problem("sent_at", body["sent_at"]):
+        return problem
+    if not isinstance(body["records"], list) or not body["records"]:
+        return "records: must be a non-empty array"
+    # A record without a string id cannot be named in "rejected": the bridge must split to find it.
+    if any(not isinstance(r, dict) or not isinstance(r.get("id"), str) for r in body["records"]):
+        return "records: every record needs a string id"
+    return None
 
-    def __init__(self, db_path: str | Path | None = None, api_key: str = "demo-key", max_records: int = 1000,
-                 max_body_kb: int = 4096, host: str = "127.0.0.1", port: int = 0, announce: bool = False) -> None:
+
+def heartbeat_problem(b: Any) -> str | None:
+    """Why a heartbeat body breaks the contract, or None."""
+    if not isinstance(b, dict):
+        return "heartbeat: must be a JSON object"
+    unknown = sorted(set(b) - set(HEARTBEAT_FIELDS))
+    missing = [k for k in HEARTBEAT_FIELDS if k not in b]
+    if unknown or missing:
+        return f"heartbeat: unknown key(s) {', '.join(unknown) or '-'}; missing key(s) {', '.join(missing) or '-'}"
+    if b["schema"] != HEARTBEAT_SCHEMA:
+        return f'schema: must be "{HEARTBEAT_SCHEMA}"'
+    for name in ("bridge_id", "version"):
+        if not isinstance(b[name], str):
+            return f"{name}: must be a string"
+    if problem := utc_problem("sent_at", b["sent_at"]):
+        return problem
+    if not _number(b["uptime_s"]) or b["uptime_s"] < 0:
+        return "uptime_s: must be a number >= 0"
+    if b["state"] not in BRIDGE_STATES:
+        return f"state: must be one of {', '.join(BRIDGE_STATES)}"
+    outbox = b["outbox"]
+    keys = ("pending", "oldest_pending_age_s", "dead_letter", "dropped")
+    if not isinstance(outbox, dict) or not all(_number(outbox.get(k)) and outbox[k] >= 0 for k in keys):
+        return "outbox: must hold pending, oldest_pending_age_s, dead_letter and dropped as numbers >= 0"
+    sensors = b["sensors"]
+    if not isinstance(sensors, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("id"), str) and s.get("state") in ("ok", "failing", "unknown")
+        and all(s.get(k) is None or isinstance(s[k], str) for k in ("last_success", "last_error"))
+        for s in sensors
+    ):
+        return 'sensors: must be a list of {"id": string, "state": "ok|failing|unknown", "last_success", "last_error"}'
+    host = b["host"]
+    keys = ("disk_free_mb", "mem_used_pct", "cpu_temp_c", "load1")
+    if not isinstance(host, dict) or not all(k in host and (host[k] is None or _number(host[k])) for k in keys):
+        return "host: must hold disk_free_mb, mem_used_pct, cpu_temp_c and load1 as numbers or null"
+    return None
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text)  # already checked to be UTC with Z
+
+
+# ---------------------------------------------------------------- the receiver
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A scripted answer to one ingest request.
+
+    ``store``: handle the batch as usual first (default: only for a 2xx), so
+    ``Answer(504, store=True)`` is a batch the cloud kept while the answer got lost.
+    ``body``: the JSON (or raw bytes) to answer; None = the usual body.
+    ``hold``: keep the request open until this event is set (at most 30 s), e.g. to
+    change the outbox while a batch is in flight or to make the bridge time out.
+    """
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    store: bool | None = None
+    hold: threading.Event | None = None
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class HttpProblem(Exception):
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+
+
+class SimReceiver:
+    """The contract's receiving side on ``127.0.0.1`` (port 0 = a free one); a context manager.
+
+    ``url`` is the ingest endpoint, ``heartbeat_url`` the heartbeat's. Readings
+    live in SQLite at ``db_path`` (default: in memory). ``tls`` = (certificate
+    file, key file) serves https.
+    """
+
+    def __init__(self, db_path: str | Path | None = None, api_key: str = "demo-key", max_records: int = 2000,
+                 max_body_kb: int = 4096, max_json_kb: int = 16384, host: str = "127.0.0.1", port: int = 0,
+                 announce: bool = False, tls: tuple[str | Path, str | Path] | None = None) -> None:
         self.api_key = api_key
         self.max_records = max_records
         self.max_body = max_body_kb * 1024
+        self.max_json = max_json_kb * 1024
         self.announce = announce
-        self.db = sqlite3.connect(str(db_path) if db_path else ":memory:", check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS readings (id TEXT PRIMARY KEY, revision INTEGER, body TEXT)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS heartbeats (bridge_id TEXT PRIMARY KEY, body TEXT)")
         self.lock = threading.Lock()
-        self._script: deque[Any] = deque()
+        self.db = sqlite3.connect(str(db_path) if db_path else ":memory:", check_same_thread=False)
+        self.db.executescript("""
+            PRAGMA journal_mode = WAL;
+            CREATE TABLE IF NOT EXISTS readings (id TEXT PRIMARY KEY, revision INTEGER NOT NULL,
+                bridge_id TEXT NOT NULL, body TEXT NOT NULL, received_at REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS heartbeats (bridge_id TEXT PRIMARY KEY, body TEXT NOT NULL,
+                received_at REAL NOT NULL);
+        """)
+        self._script: deque[Answer] = deque()
         self.down = False
-        self.poison_ids: set[str] = set()
-        self.malformed_sensors: set[str] = set()
-        self.seen: list[dict[str, Any]] = []
+        self.poison_ids: set[str] = set()  # records refused one by one (in "rejected")
+        self.malformed_sensors: set[str] = set()  # any batch holding one of these sensors gets 400
+        self._seen: deque[dict[str, Any]] = deque(maxlen=SEEN_KEPT)
         self._server = _Server((host, port), _handler(self))
-        base = f"http://{host}:{self._server.server_address[1]}"
+        if tls:  # (certificate file, key file): an https cloud, e.g. to test certificate checks
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        base = f"{'https' if tls else 'http'}://{host}:{self._server.server_address[1]}"
         self.url = base + INGEST_PATH
         self.heartbeat_url = base + HEARTBEAT_PATH
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> SimReceiver:
-        threading.Thread(target=self._server.serve_forever, name="sim-receiver", daemon=True).start()
+        # A short poll interval: stop() waits for it, and tests start and stop many receivers.
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="sim-receiver",
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:
+        """Stop answering; what it stored stays readable through :meth:`records`."""
         self._server.shutdown()
         self._server.server_close()
 
@@ -145,10 +321,15 @@ class SimReceiver:
 
     # ------------------------------------------------------------ misbehaving on purpose
 
-    def script(self, *answers: int | tuple[int, dict[str, str]]) -> None:
-        """Answer the next ingest requests with these statuses (optionally with headers), in order."""
+    def script(self, *answers: int | tuple[int, dict[str, str]] | Answer) -> None:
+        """Answer the next ingest requests with these, one each, in order, before anything else.
+
+        ``script(503, (429, {"Retry-After": "2"}), 401, Answer(200, body=b""))``
+        """
         with self.lock:
-            self._script.extend(answers)
+            for a in answers:
+                self._script.append(a if isinstance(a, Answer) else
+                                    Answer(a[0], dict(a[1])) if isinstance(a, tuple) else Answer(a))
 
     def set_down(self, down: bool) -> None:
         """While down, every ingest request gets 503."""
@@ -157,125 +338,152 @@ class SimReceiver:
     # ------------------------------------------------------------ looking inside
 
     def records(self) -> dict[str, dict[str, Any]]:
+        """Every stored reading by id, as the bridge sent it (its highest revision)."""
         with self.lock:
             rows = self.db.execute("SELECT id, body FROM readings").fetchall()
         return {rid: json.loads(body) for rid, body in rows}
 
     def requests_seen(self) -> list[dict[str, Any]]:
+        """Ingest requests, oldest first: method, path, headers, batch (the envelope without
+        records), ids, status (None while the answer is still pending), error, at (monotonic)."""
         with self.lock:
-            return list(self.seen)
+            return [dict(s) for s in self._seen]
 
     def last_heartbeat(self, bridge_id: str | None = None) -> dict[str, Any] | None:
         with self.lock:
             row = self.db.execute(
-                "SELECT body FROM heartbeats" + (" WHERE bridge_id = ?" if bridge_id else ""),
-                (bridge_id,) if bridge_id else (),
+                "SELECT body FROM heartbeats" + (" WHERE bridge_id = ?" if bridge_id else "")
+                + " ORDER BY received_at DESC LIMIT 1", (bridge_id,) if bridge_id else (),
             ).fetchone()
         return json.loads(row[0]) if row else None
 
     # ------------------------------------------------------------ the contract
 
-    def ingest(self, headers: Any, raw: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
-        """Status, JSON body and extra headers for one POST to the ingest path."""
+    def ingest(self, headers: Any, raw: bytes, seen: dict[str, Any]) -> Reply:
+        """One POST to the ingest path: scripted answer, outage, then the contract."""
         with self.lock:
             scripted = self._script.popleft() if self._script else None
-        if scripted is not None:
-            code, extra = scripted if isinstance(scripted, tuple) else (scripted, {})
-            return code, {"error": f"scripted {code}"}, extra
+        if scripted is None:
+            return self._ingest(headers, raw, seen)
+        store = scripted.store if scripted.store is not None else 200 <= scripted.status < 300
+        usual = self._ingest(headers, raw, seen) if store else None
+        if scripted.hold is not None:
+            scripted.hold.wait(30)
+        if scripted.body is not None:
+            body = scripted.body
+        elif usual is not None and 200 <= scripted.status < 300:
+            body = usual.body
+        else:
+            body = {"error": f"scripted {scripted.status}"}
+        return Reply(scripted.status, body, dict(scripted.headers))
+
+    def _ingest(self, headers: Any, raw: bytes, seen: dict[str, Any]) -> Reply:
         if self.down:
-            return 503, {"error": "receiver is down"}, {}
-        if headers.get("Authorization") != f"Bearer {self.api_key}":
-            return 401, {"error": "missing or wrong API key"}, {}
-        body, problem = self._body(headers, raw)
-        if problem:
-            return (413 if problem.startswith("too large") else 400), {"error": problem}, {}
-        batch_problem = self._batch_problem(headers, body)
-        if batch_problem:
-            return (413 if batch_problem.startswith("too many") else 400), {"error": batch_problem}, {}
-        records = body["records"]
-        if any(isinstance(r, dict) and r.get("sensor_id") in self.malformed_sensors for r in records):
-            return 400, {"error": "batch contains a record this receiver calls malformed"}, {}
+            return Reply(503, {"error": "receiver is down (simulated outage)"})
+        try:
+            self._check_auth(headers)
+            body = self._json_body(headers, raw)
+            seen["batch"] = {k: v for k, v in body.items() if k != "records"} if isinstance(body, dict) else None
+            if problem := batch_problem(body, headers.get("Idempotency-Key")):
+                raise HttpProblem(400, problem)
+            if not headers.get("User-Agent", "").startswith("sensor-bridge/"):
+                raise HttpProblem(400, "User-Agent: must be sensor-bridge/<version>")
+            records = body["records"]
+            if len(records) > self.max_records:
+                raise HttpProblem(413, f"at most {self.max_records} records per batch; send smaller batches")
+            bad_sensor = next((r["sensor_id"] for r in records
+                               if isinstance(r.get("sensor_id"), str) and r["sensor_id"] in self.malformed_sensors),
+                              None)
+            if bad_sensor is not None:
+                raise HttpProblem(400, f"batch holds a reading of {bad_sensor}, which this receiver calls malformed")
+        except HttpProblem as problem:
+            return Reply(problem.status, {"error": problem.error})
         rejected, good = [], []
         for r in records:
-            why = record_problem(r) or ("poisoned by the test" if isinstance(r, dict) and r.get("id") in self.poison_ids
-                                        else None)
+            why = record_problem(r) or ("poisoned for this test run" if r["id"] in self.poison_ids else None)
             if why:
-                rejected.append({"id": r.get("id") if isinstance(r, dict) else None, "error": why})
+                rejected.append({"id": r["id"], "error": why})
             else:
                 good.append(r)
-        new, newer = self._store(good)
+        new, newer, holding = self._store(body["bridge_id"], good)
         if self.announce:
-            print(f"receiver: stored {len(good)} readings ({new} new, {newer} newer revisions) from "
-                  f"{body['bridge_id']}; holding {self._count()}", flush=True)
-        return 200, {"accepted": len(good), "rejected": rejected}, {}
+            refused = f"; refused {len(rejected)} ({rejected[0]['error']})" if rejected else ""
+            noun = "reading" if len(good) == 1 else "readings"
+            print(f"receiver: stored {len(good)} {noun} ({new} new, {newer} newer revisions, "
+                  f"{len(good) - new - newer} unchanged) from {body['bridge_id']}{refused}; holding {holding}",
+                  flush=True)
+        return Reply(200, {"accepted": len(good), "rejected": rejected})
 
-    def _body(self, headers: Any, raw: bytes) -> tuple[Any, str | None]:
-        if len(raw) > self.max_body:
-            return None, f"too large: {len(raw)} bytes"
-        if headers.get("Content-Encoding", "").lower() == "gzip":
-            try:
-                raw = gzip.decompress(raw)
-            except (OSError, EOFError):
-                return None, "Content-Encoding says gzip but the body is not"
-        if not headers.get("Content-Type", "").startswith("application/json"):
-            return None, "Content-Type must be application/json"
-        try:
-            return json.loads(raw), None
-        except ValueError:
-            return None, "body is not JSON"
-
-    def _batch_problem(self, headers: Any, body: Any) -> str | None:
-        if not isinstance(body, dict):
-            return "body: expected a JSON object"
-        if body.get("schema") != SCHEMA:
-            return f"schema: expected {SCHEMA}"
-        for name in ("bridge_id", "batch_id"):
-            if not isinstance(body.get(name), str) or not body[name]:
-                return f"{name}: expected a non-empty string"
-        if headers.get("Idempotency-Key") != body["batch_id"]:
-            return "Idempotency-Key header must equal batch_id"
-        if not isinstance(body.get("sent_at"), str) or not UTC_Z.match(body["sent_at"]):
-            return "sent_at: expected RFC 3339 UTC with Z"
-        records = body.get("records")
-        if not isinstance(records, list) or not records:
-            return "records: expected 1 or more records"
-        if len(records) > self.max_records:
-            return f"too many records: {len(records)} > {self.max_records}"
-        if not headers.get("User-Agent", "").startswith("sensor-bridge/"):
-            return "User-Agent: expected sensor-bridge/<version>"
-        return None
-
-    def _store(self, records: list[dict[str, Any]]) -> tuple[int, int]:
-        new = newer = 0
-        with self.lock:
-            for r in records:
-                row = self.db.execute("SELECT revision FROM readings WHERE id = ?", (r["id"],)).fetchone()
-                if row is None:
-                    new += 1
-                elif row[0] < r["revision"]:
-                    newer += 1
-                else:
-                    continue  # a replay or an older revision changes nothing
-                self.db.execute("INSERT OR REPLACE INTO readings (id, revision, body) VALUES (?, ?, ?)",
-                                (r["id"], r["revision"], json.dumps(r)))
-            self.db.commit()
-        return new, newer
-
-    def _count(self) -> int:
-        with self.lock:
-            return self.db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
-
-    def heartbeat(self, headers: Any, raw: bytes) -> tuple[int, dict[str, Any]]:
+    def _check_auth(self, headers: Any) -> None:
         if headers.get("Authorization") != f"Bearer {self.api_key}":
-            return 401, {"error": "missing or wrong API key"}
-        body, problem = self._body(headers, raw)
-        if problem or not isinstance(body, dict) or body.get("schema") != HEARTBEAT_SCHEMA:
-            return 400, {"error": problem or f"schema: expected {HEARTBEAT_SCHEMA}"}
+            raise HttpProblem(401, "missing or wrong API key")
+
+    def _json_body(self, headers: Any, raw: bytes) -> Any:
+        content_type = headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise HttpProblem(400, "Content-Type must be application/json")
+        encoding = headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding in ("gzip", "x-gzip"):
+            inflater = zlib.decompressobj(wbits=31)
+            try:
+                raw = inflater.decompress(raw, self.max_json + 1)
+            except zlib.error:
+                raise HttpProblem(400, "body is not valid gzip") from None
+            if len(raw) > self.max_json:
+                raise HttpProblem(413, f"body inflates beyond {self.max_json} bytes; send smaller batches")
+            if not inflater.eof:
+                raise HttpProblem(400, "body is not valid gzip (truncated)")
+        elif encoding != "identity":
+            raise HttpProblem(400, f"Content-Encoding {encoding} is not supported (use gzip or none)")
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise HttpProblem(400, "body is not UTF-8") from None
+        except ValueError:
+            raise HttpProblem(400, "body is not valid JSON") from None
+
+    def _store(self, bridge_id: str, records: list[dict[str, Any]]) -> tuple[int, int, int]:
+        """Upsert keeping the highest revision: (new ids, newer revisions, readings held)."""
+        best: dict[str, dict[str, Any]] = {}
+        for r in records:  # one batch may hold an id twice; its highest revision counts
+            if r["id"] not in best or r["revision"] > best[r["id"]]["revision"]:
+                best[r["id"]] = r
+        now = time.time()
         with self.lock:
-            self.db.execute("INSERT OR REPLACE INTO heartbeats (bridge_id, body) VALUES (?, ?)",
-                            (str(body.get("bridge_id")), json.dumps(body)))
+            known: dict[str, int] = {}
+            ids = list(best)
+            for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+                chunk = ids[i:i + 500]
+                known.update(self.db.execute(
+                    f"SELECT id, revision FROM readings WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+            changes = [r for r in best.values() if known.get(r["id"], 0) < r["revision"]]
+            self.db.executemany(
+                "INSERT INTO readings (id, revision, bridge_id, body, received_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, bridge_id = excluded.bridge_id,"
+                " body = excluded.body, received_at = excluded.received_at WHERE excluded.revision > revision",
+                [(r["id"], r["revision"], bridge_id, json.dumps(r), now) for r in changes],
+            )
             self.db.commit()
-        return 200, {"ok": True}
+            holding = self.db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] if self.announce else 0
+        new = sum(1 for r in changes if r["id"] not in known)
+        return new, len(changes) - new, holding
+
+    def heartbeat(self, headers: Any, raw: bytes) -> Reply:
+        try:
+            self._check_auth(headers)
+            body = self._json_body(headers, raw)
+            if problem := heartbeat_problem(body):
+                raise HttpProblem(400, problem)
+        except HttpProblem as problem:
+            return Reply(problem.status, {"error": problem.error})
+        with self.lock:
+            self.db.execute("INSERT OR REPLACE INTO heartbeats (bridge_id, body, received_at) VALUES (?, ?, ?)",
+                            (body["bridge_id"], json.dumps(body), time.time()))
+            self.db.commit()
+        if self.announce:
+            print(f"receiver: heartbeat from {body['bridge_id']}: {body['state']}, "
+                  f"{body['outbox']['pending']} pending", flush=True)
+        return Reply(200, {"ok": True})
 
 
 class _Server(ThreadingHTTPServer):
@@ -290,41 +498,98 @@ def _handler(receiver: SimReceiver) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length)
-            extra: dict[str, str] = {}
-            if self.path == INGEST_PATH:
-                code, body, extra = receiver.ingest(self.headers, raw)
-                try:
-                    parsed = json.loads(gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip"
-                                        else raw)
-                    ids = [r.get("id") for r in parsed.get("records", []) if isinstance(r, dict)]
-                except (ValueError, OSError, EOFError, AttributeError):
-                    ids = []
+            seen: dict[str, Any] = {"method": "POST", "path": self.path, "headers": dict(self.headers),
+                                    "batch": None, "ids": [], "status": None, "error": None,
+                                    "at": time.monotonic()}
+            ingest = self.path == INGEST_PATH
+            if ingest:
                 with receiver.lock:
-                    receiver.seen.append({"headers": dict(self.headers), "ids": ids, "status": code})
-            elif self.path == HEARTBEAT_PATH:
-                code, body = receiver.heartbeat(self.headers, raw)
-            else:
-                code, body = 404, {"error": "not found"}
-            data = json.dumps(body).encode()
-            self.send_response(code)
+                    receiver._seen.append(seen)
+            raw, reply = self._read_body()
+            try:
+                if reply is not None:
+                    pass
+                elif ingest:
+                    seen["ids"] = _ids(self.headers, raw)
+                    reply = receiver.ingest(self.headers, raw, seen)
+                elif self.path == HEARTBEAT_PATH:
+                    reply = receiver.heartbeat(self.headers, raw)
+                else:
+                    reply = Reply(404, {"error": f"nothing at {self.path}; ingest is {INGEST_PATH}"})
+            except Exception as exc:  # a receiver bug still answers, as a real API would (5xx)
+                reply = Reply(500, {"error": f"receiver fault: {type(exc).__name__}: {exc}"})
+            with receiver.lock:
+                seen["status"] = reply.status
+                seen["error"] = reply.body.get("error") if isinstance(reply.body, dict) else None
+            if receiver.announce and reply.status >= 300:
+                print(f"receiver: answered {reply.status} to {self.client_address[0]} {self.path}: "
+                      f"{seen['error']}", flush=True)
+            self._answer(reply)
+
+        def _read_body(self) -> tuple[bytes, Reply | None]:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower() \
+                    or self.headers.get("Content-Length") is None:
+                self.close_connection = True
+                return b"", Reply(411, {"error": "Content-Length is required"})
+            try:
+                length = int(self.headers["Content-Length"])
+            except ValueError:
+                self.close_connection = True
+                return b"", Reply(400, {"error": "Content-Length is not a number"})
+            if length > receiver.max_body:
+                # Read the body away before answering: closing on unread bytes makes the kernel
+                # reset the connection, and the sender could lose the 413 (and never halve).
+                self.close_connection = True
+                left = length
+                while left > 0 and (chunk := self.rfile.read(min(left, 1 << 16))):
+                    left -= len(chunk)
+                return b"", Reply(413, {"error": f"body larger than {receiver.max_body} bytes; "
+                                                 "send smaller batches"})
+            return self.rfile.read(length), None
+
+        def _answer(self, reply: Reply) -> None:
+            data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+            self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
-            for k, v in extra.items():
+            for k, v in reply.headers.items():
                 self.send_header(k, v)
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
 
     return Handler
 
 
+def _ids(headers: Any, raw: bytes) -> list[Any]:
+    """The record ids of a batch, for requests_seen(), whatever else is wrong with it."""
+    try:
+        if headers.get("Content-Encoding", "").lower() in ("gzip", "x-gzip"):
+            raw = gzip.decompress(raw)
+        records = json.loads(raw).get("records", [])
+        return [r.get("id") for r in records if isinstance(r, dict)]
+    except (ValueError, OSError, EOFError, AttributeError, TypeError):
+        return []
+
+
+# ---------------------------------------------------------------- sensor-bridge sim receiver
+
+
 def _serve(args: argparse.Namespace) -> int:
-    receiver = SimReceiver(db_path=args.db, api_key=args.api_key, max_records=args.max_records,
-                           host=args.host, port=args.port, announce=True)
+    try:
+        receiver = SimReceiver(db_path=args.db, api_key=args.api_key, max_records=args.max_records,
+                               host=args.host, port=args.port, announce=True)
+    except sqlite3.Error as exc:
+        print(f"sim receiver: cannot keep readings in --db {args.db}: {exc}")
+        return 1
+    except OSError as exc:
+        print(f"sim receiver: cannot listen on {args.host}:{args.port}: {exc.strerror}; pick another --port")
+        return 1
     receiver.start()
-    print(f"ingest receiver on {receiver.url} (heartbeat {receiver.heartbeat_url}), api key {args.api_key!r}; "
-          "Ctrl-C stops", flush=True)
+    print(f"ingest receiver listening; readings kept in {args.db or 'memory'}. Point a bridge at it with:\n"
+          f"  [uplink]\n  url = \"{receiver.url}\"\n  api_key = \"{args.api_key}\"\n"
+          f"  heartbeat_url = \"{receiver.heartbeat_url}\"\nCtrl-C stops.", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -336,9 +601,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def add_command(sim_commands: argparse._SubParsersAction) -> None:
     rx = sim_commands.add_parser("receiver", help="serve a reference cloud receiver (the ingest contract)")
-    rx.add_argument("--host", default="127.0.0.1")
-    rx.add_argument("--port", type=int, default=8088)
+    rx.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    rx.add_argument("--port", type=int, default=8088, help="port to listen on (default 8088)")
     rx.add_argument("--db", help="SQLite file to keep readings in (default: memory)")
-    rx.add_argument("--api-key", default="demo-key")
-    rx.add_argument("--max-records", type=int, default=1000, help="answer 413 to larger batches")
+    rx.add_argument("--api-key", default="demo-key", help="the key a bridge must send (default demo-key)")
+    rx.add_argument("--max-records", type=int, default=2000, help="answer 413 to larger batches (default 2000)")
     rx.set_defaults(func=_serve)
