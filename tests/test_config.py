@@ -50,7 +50,7 @@ def test_a_good_file_loads_with_the_documented_defaults(tmp_path: Path) -> None:
         (('id = "entrance-1"', 'id = "entrance-1"\ninterval_s = "often"'),
          "sensors[0].interval_s: expected a number, got 'often'"),
         (('id = "entrance-1"', 'id = "entrance-1"\ninterval_s = 0'), "sensors[0].interval_s: expected a number > 0"),
-        (('url = "http://127.0.0.1:9"', 'url = "192.168.1.100"'), "sensors[0].url: expected a URL like http://host[:port]"),
+        (('url = "http://127.0.0.1:9"', 'url = "192.168.1.100"'), "sensors[0].url: expected a URL like http://host[:port]"),  # example, refused
         (('timezone = "Europe/Lisbon"', 'timezone = "Europe/Atlantis"'), "bridge.timezone: unknown IANA timezone"),
         (('collect = ["line_counts", "live_counts"]', 'collect = ["people"]'),
          "sensors[0].collect: 'people' is not one of line_counts, region_counts, live_counts"),

@@ -78,7 +78,7 @@ def _ip(*args: str) -> None:
 class NetNs:
     """A namespace for the watchdog: loopback only, or with a veth link to a gateway namespace."""
 
-    GATEWAY, ADDRESS = "10.213.0.1", "10.213.0.2"
+    GATEWAY, ADDRESS = "10.213.0.1", "10.213.0.2"  # example: exists only in the test's namespaces
 
     def __init__(self, gateway: bool) -> None:
         n = f"{os.getpid() % 100000}x{next(_names)}"
