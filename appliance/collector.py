@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import threading
 import time
@@ -28,7 +27,7 @@ from typing import Any
 from . import __version__
 from .clock import clock_synchronised
 from .config import Config, parse_listen
-from .notify import notify
+from .notify import notify, stop_on_signals
 from .outbox import Outbox
 from .records import now_utc, utc_text
 from .status import effective_state, read_status, worst, write_status
@@ -391,16 +390,7 @@ class Collector:
 
 
 def run_service(config: Config) -> int:
-    stop_event = threading.Event()
-
-    def stop(signum: int, _frame: Any) -> None:
-        log.info("received %s", signal.Signals(signum).name)
-        stop_event.set()
-
-    # Before anything slow: a SIGTERM while the outbox opens must still end cleanly.
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    return Collector(config, stop_event).run()
+    return Collector(config, stop_on_signals()).run()
 
 
 def _run(args: argparse.Namespace) -> int:

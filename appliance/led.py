@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 import time
@@ -27,7 +26,7 @@ from typing import Any
 from .boot_config import rejected_boot_config
 from .config import Config, LedConfig
 from .maintenance import maintenance_active
-from .notify import notify, watchdog_interval_s
+from .notify import notify, stop_on_signals, watchdog_interval_s
 from .status import MAINTENANCE, effective_state, read_status, worst, write_status
 from .watchdog import ConfigWatch
 
@@ -305,13 +304,7 @@ class LedService:
 
 
 def _service(args: argparse.Namespace) -> int:
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
     return LedService(ConfigWatch(args.config)).run(stop)
 
 

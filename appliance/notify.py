@@ -8,8 +8,11 @@ systemd (no ``$NOTIFY_SOCKET``) every call does nothing.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import socket
+import threading
 
 
 def notify(*assignments: str) -> bool:
@@ -34,3 +37,20 @@ def watchdog_interval_s() -> float | None:
     if not usec or (pid and pid != str(os.getpid())):
         return None
     return int(usec) / 1e6 / 2
+
+
+def stop_on_signals(event: threading.Event | None = None) -> threading.Event:
+    """An event that SIGTERM (systemctl stop) and SIGINT (Ctrl-C) set, for a clean shutdown.
+
+    Install it first thing: a stop that arrives while a service is still
+    opening its files must end it cleanly too.
+    """
+    event = event or threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logging.getLogger("sensor-bridge").info("received %s", signal.Signals(signum).name)
+        event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return event

@@ -32,7 +32,6 @@ import binascii
 import hmac
 import json
 import logging
-import signal
 import socket
 import threading
 import time
@@ -46,7 +45,7 @@ from typing import Any
 from .broker import relay_password
 from .clock import clock_synchronised
 from .config import Config, parse_listen
-from .notify import notify
+from .notify import notify, stop_on_signals
 from .outbox import Outbox, PutResult
 from .records import utc_text
 from .sources.milesight_push import FirstSeen, Parsed, PushParser
@@ -535,13 +534,7 @@ def run_service(config: Config) -> int:
         log.error("nothing to relay: the config has neither [mqtt] nor [push]")
         return 2
     relay = Relay(config)
-
-    def stop(signum: int, _frame: Any) -> None:
-        log.info("received %s", signal.Signals(signum).name)
-        relay.stop_event.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop_on_signals(relay.stop_event)
     return relay.run()
 
 

@@ -24,7 +24,6 @@ import argparse
 import logging
 import shlex
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -38,7 +37,7 @@ from typing import Any
 
 from .config import Config, ConfigError, PathsConfig, load_config, parse_config
 from .maintenance import maintenance_active
-from .notify import notify, watchdog_interval_s
+from .notify import notify, stop_on_signals, watchdog_interval_s
 from .records import now_utc, utc_text
 from .status import STALE_AFTER_S, UNITS, read_json, read_status, write_json_atomic, write_status
 
@@ -567,14 +566,7 @@ class Watchdog:
 
 
 def _watchdog(args: argparse.Namespace) -> int:
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info("received %s", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
     probe = CommandProbe(args.network_probe) if args.network_probe else None
     return Watchdog(ConfigWatch(args.config), dry_run=args.dry_run, probe=probe).run(stop)
 
