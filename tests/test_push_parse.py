@@ -27,7 +27,7 @@ VENDOR_PERIODIC = b"""{
     "device":"Workplace Sensor",
     "device_sn":"369362028335",
     "device_mac":"00:16:28:FA:8E:68",
-    "ip_address":"192.168.0.99",  # example payload field, never contacted
+    "ip_address":"192.0.2.99",
 },
 "time_info":{
     "timezone":"UTC+8:00",

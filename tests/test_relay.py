@@ -42,7 +42,7 @@ def periodic(i: int, serial: str = "SN-ENTRANCE") -> str:
     start = T0 + timedelta(minutes=i)
     return json.dumps({
         "event": "Region People Counting", "report_type": "interval",
-        "device_info": {"device": "Workplace Sensor", "device_sn": serial, "ip_address": "192.168.0.99"},  # example payload field, never contacted
+        "device_info": {"device": "Workplace Sensor", "device_sn": serial, "ip_address": "192.0.2.99"},
         "time_info": {"timezone": "UTC+1:00", "dst_status": False,
                       "start_time": start.strftime("%Y/%m/%d %H:%M:%S"),
                       "end_time": (start + timedelta(minutes=1)).strftime("%Y/%m/%d %H:%M:%S")},
