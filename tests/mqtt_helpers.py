@@ -25,14 +25,12 @@ import socket
 import sqlite3
 import subprocess
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI, REPO, base_tables, closed_port_url, free_port, write_config
+from conftest import CLI, REPO, base_tables, closed_port_url, free_port, wait_for, write_config
 
 HAVE_MOSQUITTO = all(shutil.which(tool) for tool in ("mosquitto", "mosquitto_passwd", "mosquitto_pub"))
 needs_mosquitto = pytest.mark.skipif(
@@ -40,18 +38,6 @@ needs_mosquitto = pytest.mark.skipif(
     reason="needs Debian's mosquitto and mosquitto-clients: apt-get install mosquitto mosquitto-clients",
 )
 RELAY_PASSWORD = "relay-test-password"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    """Poll ``condition`` until it is truthy; fail the test naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def port_open(port: int) -> bool:

@@ -59,13 +59,3 @@ def drain(uplink: Uplink, limit: int = 500) -> None:
             return
         uplink.deliver_once()
     raise AssertionError(f"outbox did not drain: {uplink.snapshot()}")
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -11,7 +11,7 @@ import json
 import stat
 from pathlib import Path
 
-from conftest import free_port, write_config
+from conftest import free_port, wait_for, write_config
 from mqtt_helpers import (
     Mosquitto,
     OutboxReader,
@@ -20,7 +20,6 @@ from mqtt_helpers import (
     mosquitto_pub,
     needs_mosquitto,
     relay_tables,
-    wait_for,
 )
 
 from appliance.broker import password_matches

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from conftest import base_tables, closed_port_url, write_config
-from test_collector import sensor_table, start_collector, stop, wait_for
+from conftest import base_tables, closed_port_url, wait_for, write_config
+from test_collector import sensor_table, start_collector, stop
 
 from appliance.records import now_utc
 from appliance.sim.camera import SimCamera

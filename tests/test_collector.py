@@ -15,30 +15,19 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from conftest import CLI, REPO, base_tables, closed_port_url, write_config
+from conftest import CLI, REPO, base_tables, closed_port_url, wait_for, write_config
 
 from appliance.records import now_utc, utc_text
 from appliance.sim.camera import SimCamera
 from appliance.sim.receiver import SimReceiver
 
 BACKFILL_H = 30
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def sensor_table(sensor_id: str, url: str, **extra: Any) -> dict[str, Any]:

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CLI, REPO, run_cli
+from conftest import CLI, REPO, run_cli, wait_for
 from gpiozero.pins.mock import MockFactory, MockPWMPin
-from watchdog_helpers import Lab, lab_fixture, read_json, wait_for  # noqa: F401 - lab is a fixture
+from watchdog_helpers import Lab, lab_fixture, read_json  # noqa: F401 - lab is a fixture
 
 from appliance.config import LedConfig
 from appliance.led import PATTERNS, Light, markdown_table

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import write_config
+from conftest import wait_for, write_config
 from mqtt_helpers import (
     Device,
     OutboxReader,
@@ -28,7 +28,6 @@ from mqtt_helpers import (
     mosquitto_pub,
     needs_mosquitto,
     relay_tables,
-    wait_for,
 )
 
 from appliance.records import record_id, utc_text

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import CLI, REPO, free_port
-from receiver_helpers import KEY, Clock, drain, make_uplink, readings, wait_for
+from conftest import CLI, REPO, free_port, wait_for
+from receiver_helpers import KEY, Clock, drain, make_uplink, readings
 
 from appliance import __version__
 from appliance.records import Record, record_id
@@ -182,9 +182,9 @@ def test_the_run_loop_waits_as_long_as_retry_after_says(tmp_path: Path, receiver
     thread = threading.Thread(target=uplink.run, args=(stop,))
     thread.start()
     try:
-        wait_for("the 503", lambda: uplink.snapshot()["consecutive_failures"] == 1)
+        wait_for(lambda: uplink.snapshot()["consecutive_failures"] == 1, timeout=10, what="the 503")
         uplink.wake()  # new readings arrive during the backoff: the wait still holds
-        wait_for("the retry to deliver", lambda: len(receiver.records()) == 2)
+        wait_for(lambda: len(receiver.records()) == 2, timeout=10, what="the retry to deliver")
     finally:
         stop.set()
         thread.join(5)
@@ -388,7 +388,7 @@ def test_a_reading_updated_while_its_batch_is_in_flight_is_sent_again(tmp_path: 
     worker = threading.Thread(target=lambda: results.append(uplink.deliver_once()))
     worker.start()
     try:
-        wait_for("the batch to reach the receiver", lambda: receiver.requests_seen())
+        wait_for(lambda: receiver.requests_seen(), timeout=10, what="the batch to reach the receiver")
         [updated] = readings(1, people=50, final=False)  # the camera corrected hour 0 meanwhile
         assert outbox.put([updated]).updated == 1
     finally:
@@ -413,13 +413,13 @@ def test_the_run_loop_delivers_when_woken_and_stops_cleanly_mid_batch(tmp_path: 
     try:
         outbox.put(readings(5))
         uplink.wake()
-        wait_for("the readings to arrive", lambda: len(receiver.records()) == 5, timeout=3)
+        wait_for(lambda: len(receiver.records()) == 5, timeout=3, what="the readings to arrive")
 
         release = threading.Event()
         receiver.script(Answer(200, hold=release))
         outbox.put(readings(5, start=5))
         uplink.wake()
-        wait_for("the second batch to be in flight", lambda: len(receiver.requests_seen()) == 2, timeout=3)
+        wait_for(lambda: len(receiver.requests_seen()) == 2, timeout=3, what="the second batch to be in flight")
         stop.set()  # the service is stopping while the cloud still holds the batch
         release.set()
         thread.join(10)
@@ -438,7 +438,7 @@ def test_stop_ends_a_long_backoff_at_once(tmp_path: Path, receiver: SimReceiver)
     stop = threading.Event()
     thread = threading.Thread(target=uplink.run, args=(stop,))
     thread.start()
-    wait_for("the 503", lambda: uplink.snapshot()["consecutive_failures"] == 1)
+    wait_for(lambda: uplink.snapshot()["consecutive_failures"] == 1, timeout=10, what="the 503")
     stop.set()
     thread.join(2)
     assert not thread.is_alive() and outbox.stats().pending == 1

@@ -12,8 +12,8 @@ import re
 import socket
 
 import pytest
-from conftest import CLI
-from watchdog_helpers import Lab, lab_fixture, needs_netns, read_json, wait_for  # noqa: F401 - lab is a fixture
+from conftest import CLI, wait_for
+from watchdog_helpers import Lab, lab_fixture, needs_netns, read_json  # noqa: F401 - lab is a fixture
 
 PUSH = {"listen": "127.0.0.1:0", "password": "push-secret"}
 

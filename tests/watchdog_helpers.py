@@ -25,22 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI, REPO, base_tables, closed_port_url, write_config
+from conftest import CLI, REPO, base_tables, closed_port_url, wait_for, write_config
 
 HERE = Path(__file__).resolve()
 _names = itertools.count()
-
-
-def wait_for(predicate: Any, timeout: float = 20.0, what: str = "the condition") -> Any:
-    """Poll ``predicate`` until it returns something true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

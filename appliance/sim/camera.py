@@ -28,7 +28,6 @@ import argparse
 import base64
 import hashlib
 import secrets
-import signal
 import socket
 import sys
 import threading
@@ -41,6 +40,7 @@ from urllib.parse import parse_qs, urlsplit
 from urllib.request import parse_http_list, parse_keqv_list
 from zoneinfo import ZoneInfo
 
+from ..notify import stop_on_signals
 from ..records import NonexistentLocalTime, local_to_utc, now_utc, utc_text
 
 FAULTS = ("none", "html", "unauthorized", "garbage", "truncated", "slow", "reset")
@@ -443,8 +443,7 @@ def _serve(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms, seed=args.seed, fault=args.fault, host=args.host, port=args.port,
         announce=True,
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = stop_on_signals()
     camera.start()
     print(f"simulated Milesight camera on {camera.url} ({args.timezone}, auth {args.auth}, user "
           f"{args.username!r}, {args.lines} line(s), {args.regions} region(s), header {args.header_style})\n"
@@ -452,8 +451,6 @@ def _serve(args: argparse.Namespace) -> int:
           f"(one of {', '.join(FAULTS)})\nCtrl-C stops it.", flush=True)
     try:
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     finally:
         camera.stop()
     return 0

@@ -30,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ..notify import stop_on_signals
+
 SCHEMA = "sensor-bridge/ingest/v1"
 HEARTBEAT_SCHEMA = "sensor-bridge/heartbeat/v1"
 INGEST_PATH = "/api/bridge/v1/ingest"
@@ -591,9 +593,7 @@ def _serve(args: argparse.Namespace) -> int:
           f"  [uplink]\n  url = \"{receiver.url}\"\n  api_key = \"{args.api_key}\"\n"
           f"  heartbeat_url = \"{receiver.heartbeat_url}\"\nCtrl-C stops.", flush=True)
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        stop_on_signals().wait()
     finally:
         receiver.stop()
     return 0
