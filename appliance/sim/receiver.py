@@ -46,6 +46,7 @@ HEARTBEAT_FIELDS = ("schema", "bridge_id", "version", "sent_at", "uptime_s", "st
 UTC_TEXT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z$")
 RECORD_ID = re.compile(r"^[0-9a-f]{64}$")
 SEEN_KEPT = 10_000  # requests_seen() memory, so a receiver left running for days stays small
+BIGGEST = 2**63 - 1  # counts and revisions are stored as 64-bit integers, here and in the cloud
 
 
 # ---------------------------------------------------------------- the contract's rules
@@ -66,7 +67,12 @@ def utc_problem(name: str, value: Any, whole_seconds: bool = False) -> str | Non
 
 
 def _count(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= BIGGEST
+
+
+def _named(v: Any, each: Any) -> bool:
+    """A map of lines or regions: every name non-empty, every value passing ``each``."""
+    return isinstance(v, dict) and all(name and each(x) for name, x in v.items())
 
 
 def _in_out(v: Any) -> bool:
@@ -88,7 +94,7 @@ def values_problem(kind: str, v: Any) -> str | None:
             return problem
         if not _in_out(v["total"]):
             return 'values.total: must be {"in": int >= 0, "out": int >= 0}'
-        if not isinstance(v["lines"], dict) or not all(_in_out(x) for x in v["lines"].values()):
+        if not _named(v["lines"], _in_out):
             return 'values.lines: must map each line to {"in": int >= 0, "out": int >= 0}'
     elif kind in ("region_counts", "occupancy"):
         keys = {"regions"} if kind == "region_counts" else {"current_total", "max", "regions"}
@@ -98,7 +104,7 @@ def values_problem(kind: str, v: Any) -> str | None:
             return "values.current_total: must be an int >= 0"
         if kind == "occupancy" and v["max"] is not None and not _count(v["max"]):
             return "values.max: must be an int >= 0 or null"
-        if not isinstance(v["regions"], dict) or not all(_count(x) for x in v["regions"].values()):
+        if not _named(v["regions"], _count):
             return "values.regions: must map each region to an int >= 0"
     elif kind == "live_counts":
         if problem := _exact_keys(v, kind, {"in", "out", "sum", "capacity"}):
@@ -417,12 +423,14 @@ class SimReceiver:
         return Reply(200, {"accepted": len(good), "rejected": rejected})
 
     def _check_auth(self, headers: Any) -> None:
-        if headers.get("Authorization") != f"Bearer {self.api_key}":
+        scheme, _, key = headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or key.strip() != self.api_key:
             raise HttpProblem(401, "missing or wrong API key")
 
-    def _json_body(self, headers: Any, raw: bytes) -> Any:
-        content_type = headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
+    def _json_body(self, headers: Any, raw: bytes, content_type_optional: bool = False) -> Any:
+        if headers.get("Content-Type") is None and content_type_optional:
+            pass  # a heartbeat: the contract names only the auth header for it, a wrong type is still refused
+        elif headers.get("Content-Type", "").split(";")[0].strip().lower() != "application/json":
             raise HttpProblem(400, "Content-Type must be application/json")
         encoding = headers.get("Content-Encoding", "identity").strip().lower()
         if encoding in ("gzip", "x-gzip"):
@@ -473,7 +481,7 @@ class SimReceiver:
     def heartbeat(self, headers: Any, raw: bytes) -> Reply:
         try:
             self._check_auth(headers)
-            body = self._json_body(headers, raw)
+            body = self._json_body(headers, raw, content_type_optional=True)
             if problem := heartbeat_problem(body):
                 raise HttpProblem(400, problem)
         except HttpProblem as problem:
@@ -529,25 +537,47 @@ def _handler(receiver: SimReceiver) -> type[BaseHTTPRequestHandler]:
             self._answer(reply)
 
         def _read_body(self) -> tuple[bytes, Reply | None]:
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower() \
-                    or self.headers.get("Content-Length") is None:
-                self.close_connection = True
-                return b"", Reply(411, {"error": "Content-Length is required"})
+            chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+            if not chunked and self.headers.get("Content-Length") is None:
+                return b"", None  # no body at all: the checks below say what is missing
             try:
-                length = int(self.headers["Content-Length"])
+                raw = self._read_chunked() if chunked else self._read_sized(int(self.headers["Content-Length"]))
             except ValueError:
                 self.close_connection = True
-                return b"", Reply(400, {"error": "Content-Length is not a number"})
-            if length > receiver.max_body:
-                # Read the body away before answering: closing on unread bytes makes the kernel
-                # reset the connection, and the sender could lose the 413 (and never halve).
+                return b"", Reply(400, {"error": "Content-Length or a chunk size is not a number"})
+            if raw is None:
                 self.close_connection = True
-                left = length
-                while left > 0 and (chunk := self.rfile.read(min(left, 1 << 16))):
-                    left -= len(chunk)
                 return b"", Reply(413, {"error": f"body larger than {receiver.max_body} bytes; "
                                                  "send smaller batches"})
-            return self.rfile.read(length), None
+            return raw, None
+
+        def _read_sized(self, length: int) -> bytes | None:
+            """The body, or None when it is over the limit (read away all the same: closing on
+            unread bytes makes the kernel reset the connection, and the sender could lose the 413)."""
+            if length < 0:
+                raise ValueError(length)
+            if length <= receiver.max_body:
+                return self.rfile.read(length)
+            while length > 0 and (chunk := self.rfile.read(min(length, 1 << 16))):
+                length -= len(chunk)
+            return None
+
+        def _read_chunked(self) -> bytes | None:
+            """A chunked body (no Content-Length to refuse up front), or None when it grows over the limit."""
+            parts, total = [], 0
+            while True:
+                size = int(self.rfile.readline(1024).split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline(1024).strip():  # trailers, up to the blank line
+                        pass
+                    return b"".join(parts) if total <= receiver.max_body else None
+                total += size
+                data = self._read_sized(size) if total <= receiver.max_body else None
+                if data is None:  # over the limit: keep reading, keep nothing
+                    self._read_sized(size)
+                else:
+                    parts.append(data)
+                self.rfile.readline(1024)  # the CRLF after each chunk
 
         def _answer(self, reply: Reply) -> None:
             data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()

@@ -31,6 +31,11 @@ export async function handleIngest(request: Request): Promise<Response> {
     if (idempotencyKey !== body.batch_id) {
       throw new HttpError(400, "Idempotency-Key must equal the body's batch_id");
     }
+    // The contract names the sender; anything else is not an appliance
+    // speaking v1 (the simulated receiver refuses it the same way).
+    if (!(request.headers.get("user-agent") ?? "").startsWith("sensor-bridge/")) {
+      throw new HttpError(400, "User-Agent: must be sensor-bridge/<version>");
+    }
     if (Array.isArray(body.records) && body.records.length > full.maxRecords) {
       throw new HttpError(413, `at most ${full.maxRecords} records per batch; send smaller batches`);
     }
