@@ -113,7 +113,7 @@ class Record:
         return record_id(self.sensor_id, self.kind, utc_text(self.period_start))
 
     def wire(self) -> dict[str, Any]:
-        """The contract's record object (ingest-contract.md)."""
+        """The contract's record object (docs/ingest-contract.md)."""
         return {
             "id": self.id,
             "sensor_id": self.sensor_id,

@@ -1,4 +1,4 @@
-"""The uplink: deliver the outbox's readings to the cloud API, exactly per ingest-contract.md.
+"""The uplink: deliver the outbox's readings to the cloud API, exactly per docs/ingest-contract.md.
 
 Only a 2xx removes a reading from the outbox. Every other answer has one
 prescribed reaction (the contract's table): back off with full jitter and

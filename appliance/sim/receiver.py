@@ -2,7 +2,7 @@
 
 Integrators point a bridge at it to see exactly what arrives; the demo prints
 each batch as it lands; the tests check the bridge against it. It checks every
-header and field as ingest-contract.md says (the same rules, in the same
+header and field as docs/ingest-contract.md says (the same rules, in the same
 order, as the cloud's Next.js routes), stores records in SQLite keeping the
 highest revision per id (a replay changes nothing), refuses bad records one by
 one while storing the good ones, and can be told to misbehave: a script of

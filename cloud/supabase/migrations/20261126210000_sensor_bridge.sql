@@ -9,7 +9,7 @@
 -- cluster that lacks Supabase's roles, and it can be applied again over itself
 -- (psql users do that by accident; nothing is dropped or duplicated).
 --
--- The wire contract lives in design/ingest-contract.md; every rule the
+-- The wire contract lives in docs/ingest-contract.md; every rule the
 -- validation below enforces comes from there. A receiver "stores each record
 -- by id, keeping the highest revision; replaying a batch changes nothing".
 

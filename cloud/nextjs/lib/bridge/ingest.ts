@@ -1,4 +1,4 @@
-// POST /api/bridge/v1/ingest: one batch of records (ingest contract v1).
+// POST /api/bridge/v1/ingest: one batch of records (ingest contract v1, docs/ingest-contract.md).
 //
 // The route checks what HTTP owns (auth, size, encoding, Idempotency-Key)
 // and hands the JSON text to public.ingest_bridge_batch in one call; the SQL
