@@ -371,7 +371,8 @@ def mask_url(url: str) -> str:
     return head + base + question + query
 
 
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+# A URL, or a path with its query as HTTP libraries quote it ("url: /ingest?code=...").
+_URL_IN_TEXT = re.compile(r"""(?:[A-Za-z][A-Za-z0-9+.-]*://|(?<![\w/.~-])/)[^\s'"<>]+""")
 
 
 def mask_urls(text: str) -> str:
@@ -606,21 +607,34 @@ def read_bounded(path: str | Path, limit: int = MAX_CONFIG_BYTES, follow_symlink
         raise ConfigError(["file not found"], path) from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise ConfigError(["is a symbolic link; copy the file itself here, not a link"], path) from None
+            raise ConfigError(["the file is a symbolic link; put the file itself there, not a link"], path) from None
         raise ConfigError([f"cannot read: {exc.strerror}"], path) from None
-    with os.fdopen(fd, "rb") as handle:
+    try:
         info = os.fstat(fd)
         if not follow_symlinks and not stat.S_ISREG(info.st_mode):
-            raise ConfigError(["is not a regular file; copy the file itself here"], path)
+            raise ConfigError(["not a regular file (a folder, device or pipe); put a plain text file there"], path)
         size = info.st_size
-        try:
-            data = b"" if size > limit else handle.read(limit + 1)
-        except OSError as exc:
-            raise ConfigError([f"cannot read: {exc.strerror}"], path) from None
+        data = b"" if size > limit else _read_at_most(fd, limit + 1)
+    except OSError as exc:
+        raise ConfigError([f"cannot read: {exc.strerror}"], path) from None
+    finally:
+        os.close(fd)
     if size > limit or len(data) > limit:
         shown = f"{size} bytes" if size > limit else f"over {limit} bytes"
         raise ConfigError([f"the file is {shown}; at most {limit // 1024} KB is read"], path)
     return data
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 65536))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def load_config(path: str | Path = DEFAULT_PATH) -> Config:
