@@ -15,10 +15,10 @@ this command before the other services start:
 
 A FAT partition has no permissions, so secrets must not stay there: an imported
 file is renamed to ``sensor-bridge.toml.imported`` with its ``api_key`` and
-``password`` lines, and any line whose URL carries a query string, commented out
-(the bridge keeps them in /etc). If that copy
-is saved back as ``sensor-bridge.toml`` without the secrets written in again,
-the import refuses it rather than wiping them. A file whose secrets cannot be
+``password`` lines, and any line whose URL carries a query string, commented
+out (the bridge keeps them in /etc). If that copy is saved back as
+``sensor-bridge.toml`` without the secrets written in again, the import
+refuses it rather than wiping them. A file whose secrets cannot be
 blanked line by line (inline tables, multi-line strings) is deleted instead.
 
 The file is opened without following links and read only up to the config size

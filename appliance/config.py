@@ -1,4 +1,4 @@
-"""The one config file (TOML, keys in shared/design/config.md), loaded and checked.
+"""The one config file (TOML, keys in docs/config.md), loaded and checked.
 
 ``load_config(path)`` returns a :class:`Config` or raises :class:`ConfigError`
 listing every problem at once, each naming its key path (``sensors[2].url``)
