@@ -15,10 +15,15 @@ this command before the other services start:
 
 A FAT partition has no permissions, so secrets must not stay there: an imported
 file is renamed to ``sensor-bridge.toml.imported`` with its ``api_key`` and
-``password`` lines commented out (the bridge keeps them in /etc). If that copy
-is saved back as ``sensor-bridge.toml`` without the secrets written in again,
-the import refuses it rather than wiping them. A file whose secrets cannot be
+``password`` lines, and any line whose URL carries a query string, commented
+out (the bridge keeps them in /etc). If that copy is saved back as
+``sensor-bridge.toml`` without the secrets written in again, the import
+refuses it rather than wiping them. A file whose secrets cannot be
 blanked line by line (inline tables, multi-line strings) is deleted instead.
+
+The file is opened without following links and read only up to the config size
+limit: the service runs as root, and a link to /etc/shadow or a 100 MB file is
+refused unread, with the reason in the error file.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_PATH, SECRET_KEYS, ConfigError, parse_config
+from .config import DEFAULT_PATH, SECRET_KEYS, ConfigError, mask_urls, parse_config, read_bounded
 from .records import now_utc, utc_text
 
 # Raspberry Pi OS since bookworm mounts the boot partition at /boot/firmware; older ones at /boot.
@@ -44,8 +49,8 @@ IMPORTED_SUFFIX = ".imported"
 SERVICE_USER = "sensor-bridge"
 REMOVED_MARK = "(removed after import"
 
-_SECRET_KEYS_RE = "|".join(SECRET_KEYS)
-_SECRET_LINE = re.compile(rf"""^(?P<indent>\s*)(?:[\w.-]+\.)?["']?(?P<key>{_SECRET_KEYS_RE})["']?\s*=.*$""")
+_KEY_LINE = re.compile(r"""^(?P<indent>\s*)(?:[\w.-]+\.)?["']?(?P<key>[\w-]+)["']?\s*=(?P<value>.*)$""")
+_REMOVED_LINE = re.compile(r"#\s*(?P<key>[\w-]+)\s*=\s*\(removed after import")
 
 
 @dataclass
@@ -67,9 +72,9 @@ def rejected_boot_config(candidates: tuple[str, ...] = BOOT_FILES) -> Path | Non
 
 
 def find_boot_config(candidates: tuple[str, ...] = BOOT_FILES) -> Path | None:
-    """The first config file present on a boot partition, if any."""
+    """The first config file present on a boot partition, if any (a link too: it is refused)."""
     for name in candidates:
-        if Path(name).is_file():
+        if Path(name).is_file() or Path(name).is_symlink():
             return Path(name)
     return None
 
@@ -82,11 +87,12 @@ def check_text(text: str, target: Path) -> list[str]:
         return [f"not valid TOML: {exc}"]
     if REMOVED_MARK in text:
         # A retired copy saved back as is: importing it would wipe the secrets the bridge has.
-        lines = [n for n, line in enumerate(text.splitlines(), 1) if REMOVED_MARK in line]
+        removed = [(n, _REMOVED_LINE.search(line)) for n, line in enumerate(text.splitlines(), 1)
+                   if REMOVED_MARK in line]
         return [
             f"line {n}: a secret removed after an earlier import; replace this line with the real "
-            "value (api_key = \"...\" or password = \"...\")"
-            for n in lines
+            f"value ({found['key'] if found else 'key'} = \"...\")"
+            for n, found in removed
         ]
     try:
         # Relative *_file paths are resolved where the config will live, not on the card.
@@ -100,11 +106,11 @@ def import_config(source: Path, target: Path, owner: str | None = SERVICE_USER) 
     """Install ``source`` as ``target`` if valid; otherwise explain why next to ``source``."""
     error_file = source.parent / ERROR_NAME
     try:
-        text = source.read_bytes().decode("utf-8").removeprefix("\ufeff")  # Notepad's BOM
+        text = read_bounded(source, follow_symlinks=False).decode("utf-8").removeprefix("\ufeff")  # Notepad's BOM
     except UnicodeDecodeError:
         problems = ["the file is not UTF-8 text: save it as UTF-8 (plain text)"]
-    except OSError as exc:
-        return ImportResult("invalid", f"cannot read {source}: {exc.strerror}", (exc.strerror or "",))
+    except ConfigError as exc:
+        problems = exc.problems
     else:
         problems = check_text(text, target)
     if problems:
@@ -182,8 +188,8 @@ def _blank_secrets(text: str) -> str | None:
     """``text`` with every secret line commented out; None when that cannot be done safely."""
     lines = []
     for line in text.splitlines():
-        match = _SECRET_LINE.match(line)
-        if match:
+        match = _KEY_LINE.match(line)
+        if match and (match["key"] in SECRET_KEYS or mask_urls(match["value"]) != match["value"]):
             line = f"{match['indent']}# {match['key']} = {REMOVED_MARK}; the bridge keeps it)"
         lines.append(line)
     blanked = "\n".join(lines) + "\n"
@@ -196,7 +202,7 @@ def _blank_secrets(text: str) -> str | None:
 
 
 def _count_secrets(node: Any) -> int:
-    """How many non-empty ``api_key``/``password`` values a parsed TOML document holds."""
+    """How many non-empty ``api_key``/``password`` values and URLs with secrets a TOML document holds."""
     if isinstance(node, dict):
         return sum(
             1 if key in SECRET_KEYS and value not in ("", None) else _count_secrets(value)
@@ -204,7 +210,7 @@ def _count_secrets(node: Any) -> int:
         )
     if isinstance(node, list):
         return sum(_count_secrets(item) for item in node)
-    return 0
+    return int(isinstance(node, str) and mask_urls(node) != node)
 
 
 def _retire(source: Path, target: Path, text: str) -> None:
@@ -213,7 +219,8 @@ def _retire(source: Path, target: Path, text: str) -> None:
     if blanked is not None:
         header = (
             f"# Imported by sensor-bridge at {utc_text(now_utc())} into {target}.\n"
-            "# Its secrets (api_key, password) were removed from this copy; the bridge keeps them.\n"
+            "# Its secrets (api_key, password, URLs with a query string) were removed from this copy;\n"
+            "# the bridge keeps them.\n"
             "# To change the config: write the secrets back in, edit, and save this file as\n"
             f"# {source.name} on the boot partition; it is imported at the next boot.\n\n"
         )
@@ -253,7 +260,7 @@ def _import(args: argparse.Namespace) -> int:
             f"({' or '.join(BOOT_FILES)}); keeping {target}"
         )
         return 0
-    if not source.is_file():
+    if not source.exists() and not source.is_symlink():
         print(f"{source}: no such file", file=sys.stderr)
         return 2
     result = import_config(source, target)

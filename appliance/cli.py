@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from . import __version__
-from .config import DEFAULT_PATH, Config, ConfigError, load_config, masked
+from .config import DEFAULT_PATH, Config, ConfigError, load_config, mask_urls, masked
 
 # Parts that add sub-commands; a missing optional part is skipped.
 PARTS = (
@@ -86,12 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class MaskUrls(logging.Filter):
+    """Every log line shows URLs without their user:password@ or query-string values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "://" in message:
+            record.msg, record.args = mask_urls(message), None
+        if record.exc_info and not record.exc_text:
+            # An exception's text (requests puts the URL in it) is masked the same way.
+            record.exc_text = mask_urls(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
 def setup_logging(verbose: bool) -> None:
     # journald adds the time; a terminal user still wants to see which part spoke.
     fmt = "%(levelname)s %(name)s: %(message)s"
     if sys.stderr.isatty() or not os.environ.get("INVOCATION_ID"):
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(MaskUrls())
     for noisy in ("urllib3", "schedule"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

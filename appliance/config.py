@@ -6,13 +6,18 @@ and what was expected: a person fixing the file over SSH, or reading
 ``sensor-bridge-error.txt`` on the boot partition, sees all of it in one go.
 Unknown keys are errors, because a typo must never silently turn a sensor off.
 Secrets may come inline or from a ``*_file``; :func:`masked` shows a config
-with every secret hidden.
+with every secret hidden, and :func:`mask_urls` hides the ones a URL carries
+(user:password@, query-string values) wherever a URL is printed.
 """
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import os
+import re
 import socket
+import stat
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,16 +29,24 @@ DEFAULT_PATH = "/etc/sensor-bridge/config.toml"
 SENSOR_TYPES = ("milesight-camera",)
 POLLED_KINDS = ("line_counts", "region_counts", "live_counts")
 SECRET_KEYS = ("api_key", "password")
+# A store's config is a few KB (about 300 bytes a sensor): the limits stop a runaway file
+# (a copied log, 10,000 generated sensors) before it costs the Pi its memory. The collector
+# holds about 20 KB a sensor and the watchdog restarts it above watchdog.max_rss_mb.
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_SENSORS = 200
+MAX_MQTT_DEVICES = 500
+MAX_SECRET_FILE_BYTES = 4096
 
 
 class ConfigError(ValueError):
     """The config is unusable; ``problems`` holds one line per wrong key."""
 
     def __init__(self, problems: list[str], path: str | Path | None = None) -> None:
-        self.problems = problems
+        # A value echoed back (a bad URL, an unexpected string) must not print a password.
+        self.problems = [mask_urls(p) for p in problems]
         self.path = str(path) if path else None
         where = f"{self.path}: " if self.path else ""
-        super().__init__(where + "; ".join(problems))
+        super().__init__(where + "; ".join(self.problems))
 
     def report(self) -> str:
         head = f"Config {self.path} is invalid:" if self.path else "Config is invalid:"
@@ -257,10 +270,12 @@ class _Table:
             if not path.is_absolute():
                 path = self.base_dir / path
             try:
-                return path.read_text().strip()
-            except OSError as exc:
-                self.problems.append(f"{self.key(file_key)}: cannot read {path}: {exc.strerror}")
-                return ""
+                return read_bounded(path, MAX_SECRET_FILE_BYTES).decode("utf-8").strip()
+            except ConfigError as exc:
+                self.problems.append(f"{self.key(file_key)}: cannot read {path}: {exc.problems[0]}")
+            except UnicodeDecodeError:
+                self.problems.append(f"{self.key(file_key)}: {path} is not UTF-8 text")
+            return ""
         if inline is None:
             if required:
                 self.problems.append(f"{self.key(name)}: required (or {file_key})")
@@ -299,19 +314,70 @@ def _check_zone(table: _Table, name: str, zone: str) -> None:
         table.problems.append(f"{table.key(name)}: unknown IANA timezone {zone!r}")
 
 
-def _check_url(table: _Table, name: str, url: str, schemes: tuple[str, ...]) -> None:
+def _check_url(table: _Table, name: str, url: str, schemes: tuple[str, ...], credentials_fix: str) -> None:
+    """A URL the bridge may call; ``credentials_fix`` says where a user:password@ belongs instead."""
     if not url:
+        return
+    if "@" in url:
+        # Refused whole rather than split off: the URL is printed in logs and on the card.
+        table.problems.append(
+            f"{table.key(name)}: holds credentials ({mask_url(url)}); {credentials_fix}, "
+            "and write the URL without them"
+        )
         return
     parts = urlsplit(url)
     if parts.scheme not in schemes or not parts.hostname:
         table.problems.append(
-            f"{table.key(name)}: expected a URL like {schemes[0]}://host[:port], got {url!r}"
+            f"{table.key(name)}: expected a URL like {schemes[0]}://host[:port], got {mask_url(url)!r}"
         )
         return
     try:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        table.problems.append(f"{table.key(name)}: bad port in {url!r}")
+        table.problems.append(f"{table.key(name)}: bad port in {mask_url(url)!r}")
+        return
+    why = _link_local(parts.hostname)
+    if why:
+        table.problems.append(f"{table.key(name)}: {why}")
+
+
+def _link_local(host: str) -> str | None:
+    """Why a literal link-local address is refused (names are not resolved here)."""
+    try:
+        address = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+    if not address.is_link_local:
+        return None
+    # The bridge sends a sensor's password to its URL: on a cloud VM this address is the
+    # metadata service, and on a store network a camera here has no fixed address (it picked
+    # 169.254.x.x itself for lack of DHCP) and would vanish from the config when it re-picks.
+    return (
+        f"{host} is a link-local address (169.254.169.254 is a cloud metadata service), never a "
+        "camera or the cloud API; give the device a fixed address on the store network"
+    )
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its user:password@ and every query-string value shown as ``***``."""
+    head, sep, rest = url.partition("://")
+    head, rest = (head + sep, rest) if sep else ("", url)
+    if "@" in rest:
+        # Everything up to the last @: a password may itself hold @, / or ?.
+        rest = "***@" + rest.rpartition("@")[2]
+    base, question, query = rest.partition("?")
+    if question:
+        query = "&".join(f"{p.partition('=')[0]}=***" if "=" in p else "***" for p in query.split("&"))
+    return head + base + question + query
+
+
+# A URL, or a path with its query as HTTP libraries quote it ("url: /ingest?code=...").
+_URL_IN_TEXT = re.compile(r"""(?:[A-Za-z][A-Za-z0-9+.-]*://|(?<![\w/.~-])/)[^\s'"<>]+""")
+
+
+def mask_urls(text: str) -> str:
+    """``text`` with :func:`mask_url` applied to every URL in it (log lines, error messages)."""
+    return _URL_IN_TEXT.sub(lambda m: mask_url(m[0]), text)
 
 
 def _check_listen(table: _Table, name: str, listen: str) -> None:
@@ -322,6 +388,17 @@ def _check_listen(table: _Table, name: str, listen: str) -> None:
         table.problems.append(
             f"{table.key(name)}: expected host:port such as 0.0.0.0:8080, got {listen!r}"
         )
+
+
+def _at_most(items: list[Any], limit: int, key: str, problems: list[str]) -> list[Any]:
+    """``items`` when a bridge can serve that many; else nothing, and the limit named."""
+    if len(items) <= limit:
+        return items
+    problems.append(
+        f"{key}: {len(items)} configured, a bridge serves at most {limit}; "
+        "split them over more bridges"
+    )
+    return []
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -385,8 +462,8 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None, path: str | 
         gzip=t.boolean("gzip", True),
         verify_tls=t.boolean("verify_tls", True),
     )
-    _check_url(t, "url", uplink.url, ("https", "http"))
-    _check_url(t, "heartbeat_url", uplink.heartbeat_url, ("https", "http"))
+    for name, url in (("url", uplink.url), ("heartbeat_url", uplink.heartbeat_url)):
+        _check_url(t, name, url, ("https", "http"), "the API key goes in api_key")
     t.done()
 
     t = _Table(top.table("outbox"), "outbox", problems, base_dir)
@@ -406,6 +483,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None, path: str | 
     if not isinstance(raw_sensors, list):
         problems.append("sensors: expected [[sensors]] tables")
         raw_sensors = []
+    raw_sensors = _at_most(raw_sensors, MAX_SENSORS, "sensors", problems)
     seen: set[str] = set()
     for i, raw_sensor in enumerate(raw_sensors):
         t = _Table(raw_sensor, f"sensors[{i}]", problems, base_dir)
@@ -424,7 +502,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None, path: str | 
             timeout_s=t.number("timeout_s", 10),
         )
         _check_zone(t, "timezone", sensor.timezone)
-        _check_url(t, "url", sensor.url, ("http", "https"))
+        _check_url(t, "url", sensor.url, ("http", "https"), "put the user and password in username/password")
         if sensor.id in seen:
             problems.append(f"sensors[{i}].id: {sensor.id!r} is used by another sensor")
         seen.add(sensor.id)
@@ -442,6 +520,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None, path: str | 
         if not isinstance(raw_devices, list):
             problems.append("mqtt.devices: expected [[mqtt.devices]] tables")
             raw_devices = []
+        raw_devices = _at_most(raw_devices, MAX_MQTT_DEVICES, "mqtt.devices", problems)
         for j, raw_device in enumerate(raw_devices):
             d = _Table(raw_device, f"mqtt.devices[{j}]", problems, base_dir)
             device = MqttDevice(
@@ -514,15 +593,57 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None, path: str | 
     return Config(bridge, paths, uplink, outbox, health, sensors, mqtt, push, watchdog, led, path)
 
 
-def load_config(path: str | Path = DEFAULT_PATH) -> Config:
-    """Read and check the TOML file at ``path``."""
-    path = Path(path)
+def read_bounded(path: str | Path, limit: int = MAX_CONFIG_BYTES, follow_symlinks: bool = True) -> bytes:
+    """The file's bytes, never more than ``limit`` read; ConfigError saying why it cannot be used.
+
+    The size is checked before reading, and the read stops one byte past ``limit`` anyway
+    (a FIFO or /proc file has no size). Without ``follow_symlinks`` a symbolic link or anything
+    but a regular file is refused unread: a root service must not read what a link points at.
+    """
+    flags = os.O_RDONLY | (0 if follow_symlinks else os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
-        text = path.read_text()
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise ConfigError(["file not found"], path) from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(["the file is a symbolic link; put the file itself there, not a link"], path) from None
         raise ConfigError([f"cannot read: {exc.strerror}"], path) from None
+    try:
+        info = os.fstat(fd)
+        if not follow_symlinks and not stat.S_ISREG(info.st_mode):
+            raise ConfigError(["not a regular file (a folder, device or pipe); put a plain text file there"], path)
+        size = info.st_size
+        data = b"" if size > limit else _read_at_most(fd, limit + 1)
+    except OSError as exc:
+        raise ConfigError([f"cannot read: {exc.strerror}"], path) from None
+    finally:
+        os.close(fd)
+    if size > limit or len(data) > limit:
+        shown = f"{size} bytes" if size > limit else f"over {limit} bytes"
+        raise ConfigError([f"the file is {shown}; at most {limit // 1024} KB is read"], path)
+    return data
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 65536))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def load_config(path: str | Path = DEFAULT_PATH) -> Config:
+    """Read and check the TOML file at ``path`` (at most MAX_CONFIG_BYTES)."""
+    path = Path(path)
+    try:
+        text = read_bounded(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(["the file is not UTF-8 text: save it as UTF-8"], path) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -531,7 +652,7 @@ def load_config(path: str | Path = DEFAULT_PATH) -> Config:
 
 
 def masked(config: Config) -> dict[str, Any]:
-    """The config as plain data with every secret replaced by ``***``."""
+    """The config as plain data with every secret replaced by ``***``, URLs' ones too."""
 
     def hide(node: Any) -> Any:
         if isinstance(node, dict):
@@ -540,6 +661,8 @@ def masked(config: Config) -> dict[str, Any]:
             }
         if isinstance(node, list):
             return [hide(v) for v in node]
+        if isinstance(node, str):
+            return mask_urls(node)
         return node
 
     return hide(asdict(config))

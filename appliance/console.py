@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .clock import clock_synchronised
-from .config import Config
+from .config import Config, mask_urls
 from .outbox import Outbox
 from .status import effective_state, read_status, worst
 
@@ -287,7 +287,7 @@ def _doctor(args: argparse.Namespace) -> int:
     failed = 0
     for check in CHECKS:
         for f in check(config):
-            print(f"{f.verdict} {f.check}: {f.detail}")
+            print(mask_urls(f"{f.verdict} {f.check}: {f.detail}"))  # details quote URLs and errors
             if f.fix:
                 print(f"     fix: {f.fix}")
             failed += f.verdict == "FAIL"
