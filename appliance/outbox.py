@@ -39,10 +39,11 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .records import Record
+from .records import Record, refusal
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 # Delivered rows are kept this long so a re-read of the camera's history
 # (about 7 days) is recognised as "already delivered" and not sent again.
 KEEP_DELIVERED_S = 8 * 24 * 3600
+PREVIEW_CHARS = 1000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -108,6 +110,7 @@ class PutResult:
     updated: int = 0
     unchanged: int = 0
     ignored_final: int = 0
+    refused: int = 0  # records the cloud would refuse: dead-lettered, never queued
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,27 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     if code is not None:
         return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
     return "malformed" in str(exc) or "not a database" in str(exc)
+
+
+def _at_the_door(record: Record, now: float) -> DeadEntry | None:
+    """The dead letter saying why the cloud would refuse ``record``, or None to store it."""
+    problem = refusal(record, datetime.fromtimestamp(now, UTC))
+    if problem is None:
+        return None
+    try:
+        shown = json.dumps(record.wire())[:PREVIEW_CHARS]
+    except Exception:  # not even writable as JSON: the dataclass's own text, if that works
+        try:
+            shown = repr(record)[:PREVIEW_CHARS]
+        except Exception as exc:
+            shown = f"(no preview: {type(exc).__name__})"
+    # No record_id: nothing of it is in the readings table, so `retry` has nothing to requeue.
+    return DeadEntry(f"outbox ({record.source})", problem, shown)
+
+
+def _storable(text: Any) -> str:
+    """``text`` as SQLite can keep it: NUL and lone surrogates written as escapes."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _digest(wire: dict[str, Any]) -> str:
@@ -228,12 +252,19 @@ class Outbox:
         dead: Iterable[DeadEntry] = (),
     ) -> PutResult:
         """Store ``records``, move ``cursors`` (sensor_id, kind, position) and keep ``dead``
-        entries, all in one transaction: either everything is on disk or nothing is."""
+        entries, all in one transaction: either everything is on disk or nothing is.
+
+        Every record passes the door first (records.refusal): one the cloud would refuse is
+        kept as a dead letter with the reason instead, so no source can queue a poison reading."""
         added = updated = unchanged = ignored = 0
+        refused: list[DeadEntry] = []
         now = time.time()
         with self._write() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM readings").fetchone()[0]
             for record in records:
+                if (entry := _at_the_door(record, now)) is not None:
+                    refused.append(entry)
+                    continue
                 wire = record.wire()
                 digest = _digest(wire)
                 row = db.execute(
@@ -276,10 +307,12 @@ class Outbox:
                     " updated_at = excluded.updated_at",
                     (sensor_id, kind, position, now),
                 )
-            self._insert_dead(db, dead, now)
+            self._insert_dead(db, [*dead, *refused], now)
             if ignored:
                 self._bump(db, "final_changes_ignored", ignored)
-        return PutResult(added, updated, unchanged, ignored)
+        for entry in refused:
+            log.warning("refused a reading (%s): %s", entry.origin, entry.reason)
+        return PutResult(added, updated, unchanged, ignored, len(refused))
 
     def cursor(self, sensor_id: str, kind: str) -> str | None:
         """Where ``sensor_id``'s ``kind`` left off (the start of its last final period)."""
@@ -299,7 +332,7 @@ class Outbox:
             db.execute(
                 "INSERT INTO dead_letter (record_id, origin, reason, preview, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (entry.record_id, entry.origin, entry.reason, entry.preview, now),
+                (entry.record_id, _storable(entry.origin), _storable(entry.reason), _storable(entry.preview), now),
             )
 
     @staticmethod

@@ -9,11 +9,19 @@ create a second reading in the cloud.
 Time rules live here too: everything leaving this module is UTC with a ``Z``,
 and a camera's local wall-clock time is turned into UTC explicitly, DST gap
 and repeated hour included.
+
+The door is here as well: :func:`contract_problem` says why the cloud would
+refuse a record object (docs/ingest-contract.md plus what the cloud's
+PostgreSQL can store), and :func:`refusal` applies it to a Record. The outbox
+runs it on everything it is given, so nothing the cloud refuses is ever queued.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +35,9 @@ def utc_text(moment: datetime) -> str:
     """RFC 3339 UTC with a ``Z`` suffix, second precision: ``2025-07-22T09:00:00Z``."""
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment!r}: every stamp must carry its zone")
-    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    m = moment.astimezone(UTC)
+    # Not strftime: glibc's %Y writes year 5 as "5", and RFC 3339 needs four digits.
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}Z"
 
 
 def parse_utc(text: str) -> datetime:
@@ -149,3 +159,205 @@ def snapshot_period(moment: datetime) -> tuple[datetime, datetime]:
 
 
 ONE_SECOND = timedelta(seconds=1)
+
+
+# ---------------------------------------------------------------- the door
+
+RECORD_FIELDS = ("id", "sensor_id", "kind", "period_start", "period_end", "final", "revision", "source",
+                 "observed_at", "values")
+SENSOR_ID_MAX = 256  # bridge_record_error() in the cloud's migration: 1..256 characters
+BIGINT = (-(2**63), 2**63 - 1)  # PostgreSQL bigint: revision, and what a reader casts counts to
+VALUES_MAX_BYTES = 256 * 1024  # one record must fit a batch the cloud accepts (4 MB) many times over
+NESTING_MAX = 32
+# Readings outside these years come from a device whose clock was never set (1970, 2000 after a
+# reset is kept) or is wildly wrong; the cloud's dashboards and the stale-sensor check would be
+# misled by them for good, because a final period never changes again.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+# A period a device calls final cannot end later than now; devices' clocks drift a little.
+FINAL_FUTURE_GRACE = timedelta(minutes=10)
+_UTC_TEXT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+# PostgreSQL text and jsonb cannot hold U+0000; UTF-8 (SQLite, PostgreSQL) cannot hold a lone surrogate.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored as text (NUL, lone surrogate), or None."""
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    char = found.group()
+    what = "U+0000 (NUL)" if char == "\x00" else f"a lone surrogate U+{ord(char):04X}"
+    return f"contains {what} at character {found.start()}, which the cloud cannot store"
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """``text`` quoted for a reason: ASCII only, so a message about bad text is itself storable."""
+    quoted = json.dumps(text)
+    return quoted if len(quoted) <= limit else quoted[: limit - 4] + '..."'
+
+
+def _json_problem(node: Any) -> str | None:
+    """Why ``node`` is not JSON the cloud stores: types, text, integer range, depth."""
+    stack: list[tuple[Any, str, int]] = [(node, "record", 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if depth > NESTING_MAX:
+            return f"{where}: nested deeper than {NESTING_MAX} levels"
+        if item is None or isinstance(item, bool):
+            continue
+        if isinstance(item, str):
+            if problem := text_problem(item):
+                return f"{where}: {problem}"
+        elif isinstance(item, int):
+            if not BIGINT[0] <= item <= BIGINT[1]:
+                return f"{where}: an integer of {item.bit_length()} bits is beyond the cloud's 64-bit integers"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{where}: {item} is not a JSON number"
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                if not isinstance(key, str):
+                    return f"{where}: key {type(key).__name__} is not a string"
+                if problem := text_problem(key):
+                    return f"{where}: key {shown(key)} {problem}"
+                name = key if _PLAIN_KEY.match(key) else shown(key)
+                stack.append((value, name if where == "record" else f"{where}.{name}", depth + 1))
+        elif isinstance(item, list | tuple):
+            stack.extend((value, f"{where}[{i}]", depth + 1) for i, value in enumerate(item))
+        else:
+            return f"{where}: a {type(item).__name__} is not JSON"
+    return None
+
+
+def _moment_problem(name: str, text: Any, whole_seconds: bool = False) -> str | None:
+    """Why ``text`` is not RFC 3339 UTC (``Z``, four-digit year, a real date) within 2000..2099."""
+    match = _UTC_TEXT.match(text) if isinstance(text, str) else None
+    if match is None or (whole_seconds and match.group(7)):
+        precision = " and whole seconds" if whole_seconds else ""
+        return f"{name}: must be RFC 3339 UTC with Z{precision}, e.g. 2025-07-22T09:00:00Z, not {shown(str(text))}"
+    try:
+        moment = datetime(*(int(g) for g in match.groups()[:6]), tzinfo=UTC)
+    except ValueError:
+        return f"{name}: {text} is not a real date and time"
+    if not EARLIEST <= moment < LATEST:
+        return f"{name}: {text} is not a plausible time (years {EARLIEST.year}..{LATEST.year - 1})"
+    return None
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= BIGINT[1]
+
+
+def _count_map(value: Any, per_entry: Any) -> bool:
+    return isinstance(value, dict) and all(k != "" and per_entry(v) for k, v in value.items())
+
+
+def _in_out(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"in", "out"} and _count(value["in"]) and _count(value["out"])
+
+
+VALUE_KEYS = {
+    "line_counts": {"total", "lines"},
+    "region_counts": {"regions"},
+    "live_counts": {"in", "out", "sum", "capacity"},
+    "occupancy": {"current_total", "max", "regions"},
+    "event": {"event", "payload"},
+}
+
+
+def values_problem(kind: str, v: Any) -> str | None:
+    """Why ``v`` is not the contract's ``values`` for ``kind`` (counts: integers >= 0), or None."""
+    if not isinstance(v, dict):
+        return "values: must be an object"
+    if set(v) != VALUE_KEYS[kind]:
+        return f"values: {kind} needs exactly the keys {', '.join(sorted(VALUE_KEYS[kind]))}"
+    if kind == "line_counts" and not _in_out(v["total"]):
+        return 'values.total: must be {"in": int >= 0, "out": int >= 0}'
+    if kind == "line_counts" and not _count_map(v["lines"], _in_out):
+        return 'values.lines: must map each line to {"in": int >= 0, "out": int >= 0}'
+    if kind == "live_counts" and not all(_count(x) for x in v.values()):
+        return "values: in, out, sum and capacity must be ints >= 0"
+    if kind == "occupancy" and not _count(v["current_total"]):
+        return "values.current_total: must be an int >= 0"
+    if kind == "occupancy" and v["max"] is not None and not _count(v["max"]):
+        return "values.max: must be an int >= 0 or null"
+    if kind in ("region_counts", "occupancy") and not _count_map(v["regions"], _count):
+        return "values.regions: must map each region to an int >= 0"
+    if kind == "event" and not isinstance(v["event"], str):
+        return "values.event: must be a string"
+    if kind == "event" and not isinstance(v["payload"], dict):
+        return "values.payload: must be an object"
+    return None
+
+
+def sensor_id_problem(sensor_id: Any) -> str | None:
+    """Why ``sensor_id`` cannot name a sensor in the cloud, or None."""
+    if not isinstance(sensor_id, str) or not 1 <= len(sensor_id) <= SENSOR_ID_MAX:
+        size = f" (got {len(sensor_id)})" if isinstance(sensor_id, str) else ""
+        return f"sensor_id: must be a non-empty string of at most {SENSOR_ID_MAX} characters{size}"
+    if problem := text_problem(sensor_id):
+        return f"sensor_id {shown(sensor_id)}: {problem}"
+    return None
+
+
+def _fields_problem(r: dict[str, Any]) -> str | None:
+    """The contract's per-field rules, in the order the cloud checks them."""
+    if not isinstance(r["id"], str) or not _HEX64.match(r["id"]):
+        return "id: must be 64 lowercase hex characters"
+    if problem := sensor_id_problem(r["sensor_id"]):
+        return problem
+    if r["kind"] not in KINDS:
+        return f"kind: must be one of {', '.join(KINDS)}"
+    if problem := _moment_problem("period_start", r["period_start"], whole_seconds=True):
+        return problem
+    if r["id"] != record_id(r["sensor_id"], r["kind"], r["period_start"]):
+        return "id: is not sha256(sensor_id|kind|period_start)"
+    if problem := _moment_problem("period_end", r["period_end"]):
+        return problem
+    if not isinstance(r["final"], bool):
+        return "final: must be true or false"
+    if not isinstance(r["revision"], int) or isinstance(r["revision"], bool) or r["revision"] < 1:
+        return "revision: must be an integer >= 1"
+    if r["source"] not in SOURCES:
+        return f"source: must be one of {', '.join(SOURCES)}"
+    return _moment_problem("observed_at", r["observed_at"])
+
+
+def contract_problem(r: Any, now: datetime | None = None) -> str | None:
+    """Why the cloud would refuse the record object ``r`` (docs/ingest-contract.md and the
+    cloud's SQL), or None when it accepts it. ``now`` is the bridge's clock: a period that ends
+    after it (beyond a small grace) cannot be final yet."""
+    if not isinstance(r, dict):
+        return "record: must be an object"
+    if unknown := sorted(set(r) - set(RECORD_FIELDS), key=str):
+        return f"record: unknown key(s) {', '.join(shown(str(k)) for k in unknown)}"
+    if missing := [k for k in RECORD_FIELDS if k not in r]:
+        return f"record: missing key(s) {', '.join(missing)}"
+    if (problem := _json_problem(r)) or (problem := _fields_problem(r)):
+        return problem
+    start, end = parse_utc(r["period_start"]), parse_utc(r["period_end"])
+    if end < start:
+        return "period_end: is before period_start"
+    if r["final"] and end > (now or now_utc()) + FINAL_FUTURE_GRACE:
+        return f"final: the period ends at {r['period_end']}, after the bridge's clock; it cannot be final yet"
+    if r["kind"] == "live_counts" and (end != start or not r["final"]):
+        return "live_counts: a snapshot needs period_start == period_end and final true"
+    if problem := values_problem(r["kind"], r["values"]):
+        return problem
+    size = len(json.dumps(r["values"]))
+    if size > VALUES_MAX_BYTES:
+        return f"values: {size} bytes of JSON, over the limit of {VALUES_MAX_BYTES}"
+    return None
+
+
+def refusal(record: Record, now: datetime | None = None) -> str | None:
+    """Why the outbox must not keep ``record`` (the cloud would refuse it), or None."""
+    if problem := sensor_id_problem(record.sensor_id):
+        return problem  # before wire(): the id is a hash of the sensor id's UTF-8
+    try:
+        return contract_problem(record.wire(), now)
+    except Exception as exc:  # a record that cannot even be written out is refused, never raised
+        return f"cannot be written as a record ({type(exc).__name__}: {exc})"

@@ -28,6 +28,10 @@ What becomes what:
   nothing a device said is dropped.
 * Not JSON, not text, not an object, or a known report with unreadable values
   -> a dead-letter entry (origin, reason, preview).
+* A message whose records the cloud would refuse (records.refusal: U+0000 or a
+  lone surrogate anywhere, a sensor id over 256 characters, a time outside
+  2000..2099, a final period in the future, counts beyond 64 bits, ...) -> one
+  dead-letter entry naming the first problem; nothing of it is stored.
 
 Time: a period or moment written with an explicit offset (``...+08:00``) is
 taken as written. A naive wall time is converted with the device's own
@@ -76,7 +80,15 @@ from zoneinfo import ZoneInfo
 
 from ..config import MqttDevice
 from ..outbox import DeadEntry, Outbox
-from ..records import NonexistentLocalTime, Record, local_to_utc, parse_utc, utc_text
+from ..records import (
+    NonexistentLocalTime,
+    Record,
+    local_to_utc,
+    parse_utc,
+    refusal,
+    sensor_id_problem,
+    utc_text,
+)
 
 PREVIEW_CHARS = 1000
 # Keys every Milesight report carries around its data; they never make a message "unmapped".
@@ -102,6 +114,9 @@ class Parsed:
     dead: list[DeadEntry] = field(default_factory=list)
     # Outbox cursors to commit with the records: first receive times of timeless messages.
     cursors: list[tuple[str, str, str]] = field(default_factory=list)
+    # Where it came from and what it looked like, for a dead letter made later (at commit).
+    origin: str = ""
+    preview: str = ""
 
 
 # ---------------------------------------------------------------- bytes -> JSON object
@@ -172,18 +187,28 @@ def decode_payload(body: bytes) -> dict[str, Any]:
     text = text.lstrip("\ufeff").rstrip("\x00 \t\r\n")
     try:
         payload = json.loads(text, parse_constant=_no_constants, parse_float=_finite)
+    except BadMessage:
+        raise
     except json.JSONDecodeError as strict_error:
         try:
             payload = json.loads(_relaxed(text), parse_constant=_no_constants, parse_float=_finite)
+        except BadMessage:
+            raise
         except json.JSONDecodeError:
             raise BadMessage(
                 f"not JSON: {strict_error.msg} at line {strict_error.lineno} column {strict_error.colno}"
             ) from None
-    except RecursionError:
-        raise BadMessage("not JSON this bridge reads: nested too deeply") from None
+        except (RecursionError, ValueError) as exc:
+            raise BadMessage(f"not JSON this bridge reads: {_why(exc)}") from None
+    except (RecursionError, ValueError) as exc:  # nesting; Python's 4300-digit limit on integers
+        raise BadMessage(f"not JSON this bridge reads: {_why(exc)}") from None
     if not isinstance(payload, dict):
         raise BadMessage(f"expected a JSON object, got {type(payload).__name__}")
     return payload
+
+
+def _why(exc: BaseException) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
 
 
 def strip_snapshots(node: Any) -> Any:
@@ -416,25 +441,31 @@ class PushParser:
     def parse(
         self, body: bytes, *, source: str, topic: str, origin: str, received_at: datetime
     ) -> Parsed:
-        """Records for one message, or one dead-letter entry; never raises for bad input."""
+        """Records for one message, or one dead-letter entry; never raises for bad input.
+
+        The records pass the outbox's door here already (with the bridge's clock, like the outbox),
+        so the dead letter carries the message's origin and the device hears why."""
+        shown = preview(body)
         try:
             payload = strip_snapshots(decode_payload(body))
-        except BadMessage as exc:
-            return Parsed(dead=[DeadEntry(origin, str(exc), preview(body))])
+            shown = preview(json.dumps(payload, separators=(",", ":")).encode())  # without snapshots
+            parsed = self._records(payload, source, topic, received_at)
+            problem = next(filter(None, (refusal(r) for r in parsed.records)), None)
+            if problem is not None:
+                raise BadMessage(problem)
         except Exception as exc:  # a bug must not turn a message into one redelivered forever
-            return Parsed(dead=[DeadEntry(origin, f"cannot be read ({type(exc).__name__}: {exc})", preview(body))])
-        try:
-            return self._records(payload, source, topic, received_at)
-        except Exception as exc:
             reason = str(exc) if isinstance(exc, BadMessage) else f"cannot be read ({type(exc).__name__}: {exc})"
-            text = json.dumps(payload, separators=(",", ":"))
-            return Parsed(dead=[DeadEntry(origin, reason, preview(text.encode()))])
+            parsed = Parsed(dead=[DeadEntry(origin, reason, shown)])
+        parsed.origin, parsed.preview = origin, shown
+        return parsed
 
     def _records(self, payload: dict[str, Any], source: str, topic: str, received_at: datetime) -> Parsed:
         top = _ci(payload)
         serial = _ci(top.get("device_info")).get("device_sn")
         serial = "" if serial is None or isinstance(serial, dict | list) else str(serial).strip()
         sensor_id = self.sensor_for(topic, serial) or "unknown"
+        if problem := sensor_id_problem(sensor_id):  # before it is looked up in the outbox
+            raise BadMessage(f"{problem} (from device_info.device_sn or the topic)")
         clock = _Clock(top, self.zone)
         period = clock.period()
         moment = clock.moment()
