@@ -29,8 +29,8 @@ revision, as it grows. Rows that start after the camera's own now (it answers
 zeros for them) are never stored. When the clocks disagree by more than
 ``CLOCK_TOLERANCE`` (a bridge whose NTP is blocked, a camera never set),
 nothing is final, no cursor moves, live counters are not stored, and the
-sensor fails with the disagreement as its reason; the polls keep reading the
-camera's recent hours so they fill in as soon as the clocks agree again.
+sensor fails with the disagreement as its reason; the hours read meanwhile
+go out as not final and fill in as final once the clocks agree again.
 
 Each (sensor, kind) keeps a cursor, the start of its last final period; the
 next poll reads from there (at most the camera's ~7 days back; on a first
@@ -268,7 +268,7 @@ class CameraClient:
     def _late_reason(self) -> str:
         if self.cutter.closed:
             return "poll cut short: the bridge is stopping"
-        return f"answer took longer than {self.sensor.timeout_s:g} s (camera busy or trickling)"
+        return f"timed out: answer took longer than {self.sensor.timeout_s:g} s (camera busy or trickling?)"
 
     def _fetch(self, path_and_query: str, what: str, deadline: float) -> CameraAnswer:
         url = self.sensor.url.rstrip("/") + path_and_query
@@ -283,7 +283,7 @@ class CameraClient:
         with answer:
             self._check_status(answer, what)
             return CameraAnswer(_read_text(answer, deadline, self._late_reason),
-                                _camera_time(answer.headers.get("Date")))
+                                date_header_time(answer.headers.get("Date")))
 
     def _check_status(self, answer: Any, what: str) -> None:
         code = answer.status_code
@@ -316,7 +316,7 @@ def _read_text(answer: Any, deadline: float, late: Callable[[], str]) -> str:
     return b"".join(chunks).decode("utf-8", errors="replace")
 
 
-def _camera_time(header: str | None) -> datetime | None:
+def date_header_time(header: str | None) -> datetime | None:
     """The HTTP Date header (always GMT) as aware UTC, or None when absent or unreadable."""
     if not header:
         return None
@@ -632,7 +632,6 @@ class CameraPoller:
         self.zone = ZoneInfo(sensor.timezone)
         self._busy = threading.Lock()
         self._gaps_logged: set[datetime] = set()
-        self._skew = timedelta(0)  # bridge minus camera while they disagree: where the camera's hours are
 
     def close(self) -> None:
         """Cut a poll in flight and refuse new ones (the bridge is stopping)."""
@@ -661,9 +660,7 @@ class CameraPoller:
                            error=problem)
 
     def _judge(self, now: datetime, answer: CameraAnswer, rows: list[Any]) -> ClockCheck:
-        clocks = check_clocks(now, answer.camera_time, newest_counted(rows, self.zone), self.zone)
-        self._skew = clocks.skew if clocks.problem else timedelta(0)
-        return clocks
+        return check_clocks(now, answer.camera_time, newest_counted(rows, self.zone), self.zone)
 
     def _live(self, now: datetime) -> tuple[list[Record], list[tuple[str, str, str]], str | None]:
         answer = self.client.get(LIVE_QUERY, _what("live_counts"))
@@ -674,7 +671,7 @@ class CameraPoller:
 
     def _history(self, kind: str, now: datetime) -> tuple[list[Record], list[tuple[str, str, str]], str | None]:
         cursor = self.outbox.cursor(self.sensor.id, kind)
-        start, end = _window(self.sensor, cursor, now - self._skew)
+        start, end = _window(self.sensor, cursor, now)
         answer = self.client.get(_query(kind, start, end), _what(kind))
         rows = parse_counts_csv(answer.text, kind)
         clocks = self._judge(now, answer, rows)
