@@ -162,6 +162,7 @@ def test_trickling_cameras_are_cut_and_the_healthy_one_keeps_its_cadence(tmp_pat
     assert proc.returncode == 0, out
     assert took < 5, f"SIGTERM took {took:.1f} s with polls in flight"
     assert "stopped cleanly" in out
+    assert "poll skipped, the camera is still busy with an earlier one" in out, "skips are counted and said"
     for cam in hostile:
         held = [c["held_s"] for c in cam.connections if c["held_s"] is not None]
         assert held and max(held) < TIMEOUT_S + 1.5, f"{cam.mode}: a connection was held {max(held):.1f} s"
