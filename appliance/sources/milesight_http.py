@@ -563,7 +563,6 @@ class ClockCheck:
     """
 
     now: datetime
-    skew: timedelta  # bridge minus camera; zero when the camera did not say its time
     problem: str | None = None
 
 
@@ -578,12 +577,12 @@ def check_clocks(bridge_now: datetime, camera_time: datetime | None, newest_coun
     if camera_time is None:
         if newest_counted is not None and newest_counted - bridge_now > CLOCK_TOLERANCE:
             behind = newest_counted - bridge_now
-            return ClockCheck(bridge_now, -behind, f"bridge clock is at least {_span(behind)} behind the camera's "
-                                                   "counts; readings held as not final")
-        return ClockCheck(bridge_now, timedelta(0))
+            return ClockCheck(bridge_now, f"bridge clock is at least {_span(behind)} behind the camera's "
+                                          "counts; readings held as not final")
+        return ClockCheck(bridge_now)
     skew = bridge_now - camera_time
     if abs(skew) <= CLOCK_TOLERANCE:
-        return ClockCheck(min(bridge_now, camera_time), skew)
+        return ClockCheck(min(bridge_now, camera_time))
     local_offset = bridge_now.astimezone(zone).utcoffset() or timedelta(0)
     if local_offset and abs(skew + local_offset) <= CLOCK_TOLERANCE:
         # Rows are local wall time whatever the camera's zone setting says; a
@@ -595,7 +594,7 @@ def check_clocks(bridge_now: datetime, camera_time: datetime | None, newest_coun
         side = "ahead" if skew > timedelta(0) else "behind"
         problem = (f"bridge clock and camera clock disagree by {_span(abs(skew))} (bridge {side}); "
                    "readings held as not final")
-    return ClockCheck(camera_time, skew, problem)
+    return ClockCheck(camera_time, problem)
 
 
 def _span(delta: timedelta) -> str:
