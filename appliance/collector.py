@@ -1,9 +1,9 @@
 """The collector service, ``sensor-bridge run``: poll the cameras, run the uplink, answer /health.
 
 A thin shell around the real parts. The ``schedule`` package starts each
-sensor's polls at its interval; polls run in a bounded thread pool so one slow
-camera never delays the others; the uplink drains the outbox in its own
-thread. The main loop only schedules, rewrites the status file every couple of
+sensor's polls at its interval; each sensor's polls run in its own lane, one at
+a time, so a slow camera holds only its own and never delays the others; the
+uplink drains the outbox in its own thread. The main loop only schedules, rewrites the status file every couple of
 seconds (its heartbeat for the LED and the watchdog) and pings systemd, so it
 keeps beating whatever a camera or the cloud API is doing.
 """
@@ -18,7 +18,6 @@ import shutil
 import socket
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 from . import __version__
 from .clock import clock_synchronised
 from .config import Config, parse_listen
+from .lanes import PollLanes
 from .notify import notify, stop_on_signals
 from .outbox import Outbox
 from .records import now_utc, utc_text
@@ -36,7 +36,8 @@ log = logging.getLogger("sensor-bridge.collector")
 
 STATUS_EVERY_S = 2.0
 LIMITS_EVERY_S = 60.0
-MAX_POLL_WORKERS = 16
+# On SIGTERM, polls in flight are cut; this long at most is spent waiting for them.
+STOP_POLLS_GRACE_S = 3.0
 # Other services get this long after the collector starts before a missing
 # status file counts against the bridge's overall state.
 PEER_GRACE_S = 60.0
@@ -124,9 +125,7 @@ class Collector:
         self.uplink = Uplink(config, self.outbox)
         self.pollers = {s.id: CameraPoller(s, self.outbox) for s in config.sensors}
         self.sensors = {s.id: SensorHealth(s.id) for s in config.sensors}
-        workers = min(MAX_POLL_WORKERS, max(1, len(config.sensors) * 2))
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll")
-        self.in_flight: dict[tuple[str, str], Future[Any]] = {}
+        self.lanes = PollLanes(list(self.pollers), self._guarded_poll)
         self.time_synced = not config.bridge.require_time_sync
         self.last_collection: str | None = None
         self.dropped_at_start = self.outbox.counter("dropped")
@@ -145,24 +144,25 @@ class Collector:
                 self.last_collection = utc_text(outcome.at)
         if line:
             (log.info if outcome.ok else log.warning)("%s", line)
-        if outcome.ok and outcome.records:
+        if outcome.records:
             self.uplink.wake()
 
     def submit_poll(self, sensor_id: str, kind: str) -> None:
-        """Start a poll unless the previous one of the same sensor and kind is still running."""
+        """Queue a poll in the sensor's lane; skipped (and counted) while the same one waits or runs."""
         if not self.time_synced or self.stop_event.is_set():
             return
-        key = (sensor_id, kind)
-        running = self.in_flight.get(key)
-        if running and not running.done():
-            return
-        self.in_flight[key] = self.pool.submit(self._guarded_poll, sensor_id, kind)
+        self.lanes.submit(sensor_id, kind)
 
     def _guarded_poll(self, sensor_id: str, kind: str) -> None:
         try:
             self._poll(sensor_id, kind)
         except Exception:  # a bug must cost one poll, not the service
-            log.exception("poll of %s %s crashed", sensor_id, kind)
+            if not self.stop_event.is_set():  # a poll cut by shutdown may find the outbox closed
+                log.exception("poll of %s %s crashed", sensor_id, kind)
+
+    def _cut_polls(self) -> None:
+        for poller in self.pollers.values():
+            poller.close()
 
     def _schedule(self) -> Any:
         import schedule
@@ -378,9 +378,11 @@ class Collector:
         return 0
 
     def _shutdown(self, uplink_thread: threading.Thread) -> None:
-        log.info("stopping: waiting for in-flight polls and the current batch")
+        log.info("stopping: cutting in-flight polls, waiting for the current batch")
         notify("STOPPING=1")
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        stuck = self.lanes.close(STOP_POLLS_GRACE_S, self._cut_polls)
+        if stuck:
+            log.warning("left behind stuck polls of %s", ", ".join(stuck))
         uplink_thread.join(timeout=self.config.uplink.timeout_s + 5)
         if self.health_server:
             self.health_server.shutdown()

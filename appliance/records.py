@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,8 +49,13 @@ def parse_utc(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+# Test hook, never set on a bridge: tests start the collector with its clock
+# skewed by this many seconds (no faketime on the image). Read once, here only.
+_TEST_CLOCK_OFFSET = timedelta(seconds=float(os.environ.get("SENSOR_BRIDGE_TEST_CLOCK_OFFSET_S") or 0))
+
+
 def now_utc() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    return (datetime.now(UTC) + _TEST_CLOCK_OFFSET).replace(microsecond=0)
 
 
 def record_id(sensor_id: str, kind: str, period_start: str) -> str:

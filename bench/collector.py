@@ -1,8 +1,8 @@
 """Benchmark: how long one poll cycle takes for 1, 50 and 200 cameras, and the collector's memory.
 
 Every simulated camera answers after 200 ms, like a busy real one. The
-baseline is the ideal cycle, ceil(N / pool size) x latency: what a perfect
-pool of the collector's size would achieve. Then `sensor-bridge run` polls 50 cameras
+baseline is the ideal cycle, one latency: every sensor polls in its own lane,
+so a perfect collector polls them all at once. Then `sensor-bridge run` polls 50 cameras
 for a while and its peak RSS is sampled.
 
 Run: .venv/bin/python bench/collector.py
@@ -11,13 +11,11 @@ Targets (2-core dev machine): 200 cameras within 2x ideal; RSS < 40 MB.
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import wait
 from pathlib import Path
 
 import psutil
@@ -65,20 +63,19 @@ def poll_cycle(n: int, receiver: SimReceiver) -> tuple[float, float]:
         with tempfile.TemporaryDirectory() as tmp:
             collector = Collector(load_config(config_for(Path(tmp), urls, receiver.url, 300)))
             collector.time_synced = True
-            pool = collector.pool._max_workers
             for sensor_id in collector.pollers:  # warm-up: connections, first backfill
                 collector.submit_poll(sensor_id, "line_counts")
-            wait(list(collector.in_flight.values()))
+            collector.lanes.wait_idle(120)
             start = time.perf_counter()
             for sensor_id in collector.pollers:
                 collector.submit_poll(sensor_id, "line_counts")
-            wait(list(collector.in_flight.values()))
+            collector.lanes.wait_idle(120)
             took = time.perf_counter() - start
             failing = [s.id for s in collector.sensors.values() if s.state != "ok"]
             assert not failing, f"polls failed: {failing[:3]}"
-            collector.pool.shutdown()
+            collector.lanes.close(5, collector._cut_polls)
             collector.outbox.close()
-            return took, math.ceil(n / pool) * LATENCY_S
+            return took, LATENCY_S
     finally:
         farm.stdin.close()
         farm.wait()

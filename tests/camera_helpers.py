@@ -50,6 +50,9 @@ class OddFirmware:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def date_time_string(self, timestamp: float | None = None) -> str:
+                return front.camera.date_header()  # the camera's clock, as the simulator's own answers
+
             def do_GET(self) -> None:  # noqa: N802
                 front.paths.append(self.path)
                 if front.body is None:

@@ -69,6 +69,16 @@ def test_expected_holds_only_final_periods_starting_in_the_range() -> None:
             cam.expected("live_counts", NOON, NOON)
 
 
+def test_every_answer_tells_the_cameras_own_time_in_its_date_header() -> None:
+    clock = Clock(NOON)
+    with SimCamera(password="pw", clock=clock) as cam:
+        assert report(cam, "2025-07-22-12:00:00", "2025-07-22-13:00:00").headers["Date"] == \
+            "Tue, 22 Jul 2025 12:30:00 GMT"
+        clock.advance(days=1, minutes=1)
+        assert requests.get(f"{cam.url}{LINES}", timeout=5).headers["Date"] == "Wed, 23 Jul 2025 12:31:00 GMT", \
+            "refusals carry it too"
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_truncated_answers_always_break_a_row_visibly(seed: int) -> None:
     clock = Clock(NOON + timedelta(minutes=7 * seed))

@@ -17,9 +17,11 @@ variants (``header_style``):
 
 Its counts are a pure function of (seed, wall-clock hour), and the current
 hour grows with the clock, so ``expected()`` tells exactly what a correct
-bridge must have delivered. Faults can be switched on at start, with
-``set_fault()`` or over HTTP while it runs (``POST /_sim/fault``, body = the
-fault's name): html, unauthorized, garbage, truncated, slow, reset.
+bridge must have delivered. Every answer's Date header is the camera's own
+clock, so a bridge can check its clock against it. Faults can be switched on
+at start, with ``set_fault()`` or over HTTP while it runs (``POST
+/_sim/fault``, body = the fault's name): html, unauthorized, garbage,
+truncated, slow, reset.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -222,6 +225,10 @@ class SimCamera:
             wall += timedelta(hours=1)
         return out
 
+    def date_header(self) -> str:
+        """The HTTP Date of every answer: the camera's clock, in GMT as HTTP wants."""
+        return formatdate(self.clock().timestamp(), usegmt=True)
+
     def live_values(self) -> dict[str, int]:
         """Today's running totals, as the live counters report them."""
         now = self.clock()
@@ -375,6 +382,10 @@ def _handler(camera: SimCamera) -> type[BaseHTTPRequestHandler]:
             finally:
                 with camera._lock:
                     camera._connections.discard(self.connection)
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            """The Date header tells the camera's own time, as a real camera's does."""
+            return camera.date_header()
 
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             self._log(str(code))

@@ -21,15 +21,25 @@ exclusive ``period_end`` is one second after it.
   so periods stay contiguous and never overlap. Should a camera send that hour
   as two rows, they are added up into the same period.
 
-A row is final once the clock has passed its end by ``FINAL_GRACE_S`` (the
-camera's clock drifts a little from ours); before that it goes out with
-``final = false`` and again, with a higher revision, as it grows. Rows that
-start in the future (the camera answers zeros for them) are never stored.
+The clock is checked, not trusted. Every answer carries the camera's own
+time (its HTTP Date header; without one, its newest counted hour at least).
+A row is final once both clocks have passed its end by ``FINAL_GRACE_S``;
+before that it goes out with ``final = false`` and again, with a higher
+revision, as it grows. Rows that start after the camera's own now (it answers
+zeros for them) are never stored. When the clocks disagree by more than
+``CLOCK_TOLERANCE`` (a bridge whose NTP is blocked, a camera never set),
+nothing is final, no cursor moves, live counters are not stored, and the
+sensor fails with the disagreement as its reason; the hours read meanwhile
+go out as not final and fill in as final once the clocks agree again.
 
 Each (sensor, kind) keeps a cursor, the start of its last final period; the
 next poll reads from there (at most the camera's ~7 days back; on a first
 start ``backfill_h`` back, on the hour), and the readings and the cursor are
-committed in one outbox transaction.
+committed in one outbox transaction. A cursor ahead of the camera's own time
+(left by a bad clock) is pulled back ``backfill_h`` before the camera's now.
+
+Every request, connect to last body byte, has ``timeout_s`` in all: a camera
+trickling its answer is cut at that deadline rather than holding a poll.
 """
 
 from __future__ import annotations
@@ -38,10 +48,14 @@ import csv
 import io
 import logging
 import re
+import socket
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -62,6 +76,9 @@ from ..records import (
 log = logging.getLogger("sensor-bridge.milesight")
 
 FINAL_GRACE_S = 120
+# Further apart than this, the bridge's and the camera's clocks are not trusted
+# to say a period is over (NTP blocked, a Pi without RTC, a camera never set).
+CLOCK_TOLERANCE = timedelta(minutes=10)
 HISTORY = timedelta(days=7)
 WALL_FORMAT = "%Y-%m-%d-%H:%M:%S"
 # A week of hourly rows is about 20 kB; an answer near this size is not a report.
@@ -99,16 +116,111 @@ class PollOutcome:
 # ---------------------------------------------------------------- talking to the camera
 
 
+@dataclass(frozen=True)
+class CameraAnswer:
+    """What one request brought back: the text, and the camera's own time from its Date header."""
+
+    text: str
+    camera_time: datetime | None
+
+
+class _Cutter:
+    """Shuts down one camera's sockets on demand: a request past its deadline, or the bridge stopping.
+
+    ``requests``' timeout only bounds the gap between two reads, so a camera
+    sending a byte every few seconds would hold a poll forever; shutting the
+    socket wakes the blocked read at once, whatever phase (connect, headers,
+    body) it is in.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self.closed = False  # the bridge is stopping: every socket is cut as soon as it exists
+        self.expired = threading.Event()  # the current request's; set when it passes its deadline
+
+    def start_request(self) -> threading.Event:
+        """A fresh deadline flag, so a late timer of an earlier request cannot fail this one."""
+        with self._lock:
+            self.expired = threading.Event()
+            return self.expired
+
+    def track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.add(sock)
+            cut_now = self.closed or self.expired.is_set()
+        if cut_now:  # connected after the deadline passed
+            _shut(sock)
+
+    def cut(self, expired: threading.Event | None = None, *, for_good: bool = False) -> None:
+        with self._lock:
+            if expired is not None and expired is not self.expired:
+                return  # that request is over
+            self.closed = self.closed or for_good
+            self.expired.set()
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+def _cuttable_adapter(cutter: _Cutter) -> Any:
+    """A requests adapter whose new connections tell ``cutter`` their socket."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class Tracked:
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()  # type: ignore[misc]
+            cutter.track(sock)
+            return sock
+
+    class Connection(Tracked, HTTPConnection):
+        pass
+
+    class TLSConnection(Tracked, HTTPSConnection):
+        pass
+
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    class TLSPool(HTTPSConnectionPool):
+        ConnectionCls = TLSConnection
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": TLSPool}
+
+    return Adapter()
+
+
 class CameraClient:
-    """HTTP to one camera over one session: Basic or Digest auth (``auto`` follows the 401 challenge)."""
+    """HTTP to one camera over one session: Basic or Digest auth (``auto`` follows the 401 challenge).
+
+    Every request, connect to last body byte, must finish within the sensor's
+    ``timeout_s`` and stay under ``MAX_ANSWER_BYTES``; past either it is cut
+    and the poll fails with a reason ("answer took longer than 10 s").
+    """
 
     def __init__(self, sensor: SensorConfig) -> None:
         import requests
 
         self.sensor = sensor
+        self.cutter = _Cutter()
         self.session = requests.Session()
         self.session.trust_env = False  # cameras sit on the LAN: never a proxy, never ~/.netrc
         self.session.headers["User-Agent"] = f"sensor-bridge/{__version__}"
+        adapter = _cuttable_adapter(self.cutter)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.scheme = "digest" if sensor.auth == "digest" else "basic"
         self._use(self.scheme)
 
@@ -122,27 +234,56 @@ class CameraClient:
         self.session.auth = cls(self.sensor.username, self.sensor.password)
 
     def close(self) -> None:
+        """Cut any request in flight (it fails at once) and refuse new ones: the bridge is stopping."""
+        self.cutter.cut(for_good=True)
         self.session.close()
 
-    def get(self, path_and_query: str, what: str) -> str:
-        """The answer's text, or SensorError naming what went wrong."""
+    def get(self, path_and_query: str, what: str) -> CameraAnswer:
+        """The answer, or SensorError naming what went wrong, within ``timeout_s`` in all."""
         import requests
 
+        timeout = self.sensor.timeout_s
+        if self.cutter.closed:
+            raise SensorError("not polled: the bridge is stopping")
+        expired = self.cutter.start_request()
+        timer = threading.Timer(timeout, self.cutter.cut, args=(expired,))
+        timer.daemon = True
+        timer.start()
+        try:
+            answer = self._fetch(path_and_query, what, time.monotonic() + timeout)
+        except requests.ConnectTimeout:
+            raise SensorError(f"no connection within {timeout:g} s (camera off or unreachable?)") from None
+        except (requests.RequestException, SensorError) as exc:
+            if expired.is_set() or isinstance(exc, requests.Timeout):
+                raise SensorError(self._late_reason()) from None
+            if isinstance(exc, SensorError):
+                raise
+            raise SensorError(_connection_reason(exc)) from None
+        finally:
+            timer.cancel()
+        if expired.is_set():  # a body read until close ends quietly when cut
+            raise SensorError(self._late_reason())
+        return answer
+
+    def _late_reason(self) -> str:
+        if self.cutter.closed:
+            return "poll cut short: the bridge is stopping"
+        return f"timed out: answer took longer than {self.sensor.timeout_s:g} s (camera busy or trickling?)"
+
+    def _fetch(self, path_and_query: str, what: str, deadline: float) -> CameraAnswer:
         url = self.sensor.url.rstrip("/") + path_and_query
         timeout = self.sensor.timeout_s
-        try:
+        answer = self.session.get(url, timeout=timeout, stream=True)
+        if answer.status_code == 401 and self.sensor.auth == "auto" and self.scheme == "basic" \
+                and _challenge(answer) == "digest":
+            answer.close()
+            log.info("%s: the camera wants Digest authentication; using it from now on", self.sensor.id)
+            self._use("digest")
             answer = self.session.get(url, timeout=timeout, stream=True)
-            if answer.status_code == 401 and self.sensor.auth == "auto" and self.scheme == "basic" \
-                    and _challenge(answer) == "digest":
-                answer.close()
-                log.info("%s: the camera wants Digest authentication; using it from now on", self.sensor.id)
-                self._use("digest")
-                answer = self.session.get(url, timeout=timeout, stream=True)
-            with answer:
-                self._check_status(answer, what)
-                return _read_text(answer)
-        except requests.RequestException as exc:
-            raise SensorError(_connection_reason(exc, timeout)) from None
+        with answer:
+            self._check_status(answer, what)
+            return CameraAnswer(_read_text(answer, deadline, self._late_reason),
+                                date_header_time(answer.headers.get("Date")))
 
     def _check_status(self, answer: Any, what: str) -> None:
         code = answer.status_code
@@ -163,14 +304,29 @@ class CameraClient:
         raise SensorError(f"HTTP {code} {reason} from the camera".replace("  ", " "))
 
 
-def _read_text(answer: Any) -> str:
+def _read_text(answer: Any, deadline: float, late: Callable[[], str]) -> str:
     chunks, size = [], 0
     for chunk in answer.iter_content(65536):
         size += len(chunk)
         if size > MAX_ANSWER_BYTES:
             raise SensorError(f"answer larger than {MAX_ANSWER_BYTES // 1_000_000} MB; not a report")
+        if time.monotonic() > deadline:
+            raise SensorError(late())
         chunks.append(chunk)
     return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def date_header_time(header: str | None) -> datetime | None:
+    """The HTTP Date header (always GMT) as aware UTC, or None when absent or unreadable."""
+    if not header:
+        return None
+    try:
+        moment = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # "-0000": UTC, source unknown
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0)
 
 
 def _challenge(answer: Any) -> str:
@@ -181,12 +337,10 @@ def _challenge(answer: Any) -> str:
     return "basic" if "basic" in header else ""
 
 
-def _connection_reason(exc: Exception, timeout_s: float) -> str:
+def _connection_reason(exc: Exception) -> str:
     import requests
 
     text = repr(exc).lower()
-    if isinstance(exc, requests.Timeout) or "timed out" in text:
-        return f"timed out after {timeout_s:g}s"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         return "answer cut off: the camera closed the connection mid-answer"
     if "refused" in text:
@@ -336,9 +490,10 @@ def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def rows_to_records(
     rows: list[tuple[datetime, datetime, dict[str, Any]]], sensor: SensorConfig, kind: str, now: datetime,
-    gaps_logged: set[datetime] | None = None,
+    gaps_logged: set[datetime] | None = None, hold: bool = False,
 ) -> tuple[list[Record], str | None]:
-    """Readings for the rows that have begun, and the last final period's start (the new cursor)."""
+    """Readings for the rows that have begun by ``now``, and the last final period's start (the new
+    cursor); with ``hold`` (clocks in doubt) nothing is final and there is no new cursor."""
     zone = ZoneInfo(sensor.timezone)
     periods: dict[datetime, tuple[datetime, dict[str, Any]]] = {}
     for wall_start, wall_end, values in rows:
@@ -358,7 +513,8 @@ def rows_to_records(
             end, values = max(end, periods[start][0]), _add(periods[start][1], values)
         periods[start] = (end, values)
     grace = timedelta(seconds=FINAL_GRACE_S)
-    records = [Record(sensor.id, kind, start, end, values, now >= end + grace, "poll", observed_at=now)
+    records = [Record(sensor.id, kind, start, end, values, not hold and now >= end + grace, "poll",
+                      observed_at=now)
                for start, (end, values) in sorted(periods.items())]
     finals = [r.period_start for r in records if r.final]
     return records, utc_text(finals[-1]) if finals else None
@@ -392,6 +548,71 @@ def _live_record(sensor: SensorConfig, text: str, now: datetime) -> Record:
     return Record(sensor.id, "live_counts", start, end, parse_live(text), True, "poll", observed_at=start)
 
 
+# ---------------------------------------------------------------- whose clock to believe
+
+
+@dataclass(frozen=True)
+class ClockCheck:
+    """The bridge's clock against the camera's, from one answer.
+
+    ``now`` is the moment the answer's rows are judged at: the earlier of the
+    two clocks when they agree (a period is final only once both have passed
+    its end), the camera's own time when they do not (rows after it are the
+    camera's zeros for hours to come). ``problem`` says why readings are held
+    as not final, or is None.
+    """
+
+    now: datetime
+    problem: str | None = None
+
+
+def check_clocks(bridge_now: datetime, camera_time: datetime | None, newest_counted: datetime | None,
+                 zone: ZoneInfo) -> ClockCheck:
+    """Compare the clocks: the camera's Date header when it sends one, else its newest counted hour.
+
+    Without a Date header only a bridge clock behind the camera shows (counts
+    in hours the bridge thinks are still to come); one ahead cannot be told
+    from a quiet store.
+    """
+    if camera_time is None:
+        if newest_counted is not None and newest_counted - bridge_now > CLOCK_TOLERANCE:
+            behind = newest_counted - bridge_now
+            return ClockCheck(bridge_now, f"bridge clock is at least {_span(behind)} behind the camera's "
+                                          "counts; readings held as not final")
+        return ClockCheck(bridge_now)
+    skew = bridge_now - camera_time
+    if abs(skew) <= CLOCK_TOLERANCE:
+        return ClockCheck(min(bridge_now, camera_time))
+    local_offset = bridge_now.astimezone(zone).utcoffset() or timedelta(0)
+    if local_offset and abs(skew + local_offset) <= CLOCK_TOLERANCE:
+        # Rows are local wall time whatever the camera's zone setting says; a
+        # Date header off by exactly the zone's offset is that setting, not the
+        # bridge, and only a person can tell which clock to fix.
+        problem = (f"camera's Date header is {_span(abs(skew))} off the bridge clock, as if it sent local time "
+                   f"as GMT (check the camera's time zone setting); readings held as not final")
+    else:
+        side = "ahead" if skew > timedelta(0) else "behind"
+        problem = (f"bridge clock and camera clock disagree by {_span(abs(skew))} (bridge {side}); "
+                   "readings held as not final")
+    return ClockCheck(camera_time, problem)
+
+
+def _span(delta: timedelta) -> str:
+    minutes = round(delta.total_seconds() / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def newest_counted(rows: list[tuple[datetime, datetime, dict[str, Any]]], zone: ZoneInfo) -> datetime | None:
+    """UTC start of the newest row holding any count: the camera's clock had reached at least that."""
+    for wall_start, _, values in reversed(sorted(rows, key=lambda row: row[0])):
+        if _any_count(values):
+            try:
+                return local_to_utc(wall_start, zone)
+            except NonexistentLocalTime:
+                continue
+    return None
+
+
 # ---------------------------------------------------------------- the poller
 
 
@@ -407,38 +628,70 @@ class CameraPoller:
         self.outbox = outbox
         self.clock = clock
         self.client = CameraClient(sensor)
+        self.zone = ZoneInfo(sensor.timezone)
         self._busy = threading.Lock()
         self._gaps_logged: set[datetime] = set()
 
     def close(self) -> None:
+        """Cut a poll in flight and refuse new ones (the bridge is stopping)."""
         self.client.close()
 
     def poll(self, kind: str) -> PollOutcome:
-        """Read ``kind`` once; store what is new and move the cursor, or say what went wrong."""
+        """Read ``kind`` once; store what is new and move the cursor, or say what went wrong.
+
+        When the bridge's and the camera's clocks disagree, what was read is
+        stored as not final, the cursor stays, live counters are not stored,
+        and the outcome fails with the disagreement as its reason.
+        """
         if kind not in KINDS:
             raise ValueError(f"cannot poll {kind!r}; one of {', '.join(KINDS)}")
         with self._busy:
             now = self.clock().astimezone(UTC).replace(microsecond=0)
             try:
                 if kind == "live_counts":
-                    records = [_live_record(self.sensor, self.client.get(LIVE_QUERY, _what(kind)), now)]
-                    cursors = []
+                    records, cursors, problem = self._live(now)
                 else:
-                    records, cursors = self._history(kind, now)
+                    records, cursors, problem = self._history(kind, now)
             except SensorError as exc:
                 return PollOutcome(self.sensor.id, kind, False, now, error=str(exc))
             stored = self.outbox.put(records, cursors=cursors)
-        return PollOutcome(self.sensor.id, kind, True, now, records=len(records), stored=stored)
+        return PollOutcome(self.sensor.id, kind, problem is None, now, records=len(records), stored=stored,
+                           error=problem)
 
-    def _history(self, kind: str, now: datetime) -> tuple[list[Record], list[tuple[str, str, str]]]:
+    def _judge(self, now: datetime, answer: CameraAnswer, rows: list[Any]) -> ClockCheck:
+        return check_clocks(now, answer.camera_time, newest_counted(rows, self.zone), self.zone)
+
+    def _live(self, now: datetime) -> tuple[list[Record], list[tuple[str, str, str]], str | None]:
+        answer = self.client.get(LIVE_QUERY, _what("live_counts"))
+        clocks = self._judge(now, answer, [])
+        record = _live_record(self.sensor, answer.text, clocks.now)
+        # A snapshot is final by nature: with the clocks in doubt its stamp is too.
+        return ([] if clocks.problem else [record]), [], clocks.problem
+
+    def _history(self, kind: str, now: datetime) -> tuple[list[Record], list[tuple[str, str, str]], str | None]:
         cursor = self.outbox.cursor(self.sensor.id, kind)
         start, end = _window(self.sensor, cursor, now)
-        text = self.client.get(_query(kind, start, end), _what(kind))
-        rows = parse_counts_csv(text, kind)
-        records, newest = rows_to_records(rows, self.sensor, kind, now, self._gaps_logged)
+        answer = self.client.get(_query(kind, start, end), _what(kind))
+        rows = parse_counts_csv(answer.text, kind)
+        clocks = self._judge(now, answer, rows)
+        records, newest = rows_to_records(rows, self.sensor, kind, clocks.now, self._gaps_logged,
+                                          hold=clocks.problem is not None)
+        if cursor and parse_utc(cursor) > clocks.now:
+            cursor = self._pull_back(kind, cursor, clocks.now)
+            return [r for r in records if r.period_start > parse_utc(cursor)], [(self.sensor.id, kind, cursor)], \
+                clocks.problem
+        if clocks.problem and cursor:  # the cursor's period is final already: keep it out of the held ones
+            records = [r for r in records if r.period_start > parse_utc(cursor)]
         if newest and (cursor is None or parse_utc(newest) > parse_utc(cursor)):
-            return records, [(self.sensor.id, kind, newest)]
-        return records, []
+            return records, [(self.sensor.id, kind, newest)], clocks.problem
+        return records, [], clocks.problem
+
+    def _pull_back(self, kind: str, cursor: str, camera_now: datetime) -> str:
+        """A cursor ahead of the camera's own time (left by a bad clock) goes back ``backfill_h``."""
+        since = (camera_now - timedelta(hours=self.sensor.backfill_h)).replace(minute=0, second=0)
+        log.warning("%s: the %s cursor %s lies ahead of the camera's clock (%s); reading again from %s",
+                    self.sensor.id, kind, cursor, utc_text(camera_now), utc_text(since))
+        return utc_text(since)
 
 
 def read_sample(
@@ -454,10 +707,10 @@ def read_sample(
     client = CameraClient(sensor)
     try:
         if kind == "live_counts":
-            return [_live_record(sensor, client.get(LIVE_QUERY, _what(kind)), now)]
+            return [_live_record(sensor, client.get(LIVE_QUERY, _what(kind)).text, now)]
         since = utc_text((now - timedelta(hours=hours)).replace(minute=0, second=0))
         start, end = _window(sensor, since, now)
-        text = client.get(_query(kind, start, end), _what(kind))
+        text = client.get(_query(kind, start, end), _what(kind)).text
         return rows_to_records(parse_counts_csv(text, kind), sensor, kind, now)[0]
     finally:
         client.close()
