@@ -133,8 +133,7 @@ def number(default: float, doc: str, *, minimum: float = 0, integer: bool = Fals
     rule = "an integer" if integer else ""
     if minimum:
         rule = f"{rule} >= {minimum:g}".strip()
-    read: Reader = lambda t, name, d: t.number(name, d, minimum, integer)  # noqa: E731
-    return _key(Key(doc, read, check, rule=rule), default)
+    return _key(Key(doc, lambda t, name, d: t.number(name, d, minimum, integer), check, rule=rule), default)
 
 
 def texts(default: list[str], doc: str, *, choices: tuple[str, ...] = (), check: Check | None = None) -> Any:
@@ -172,16 +171,16 @@ def _zone(zone: str) -> str | None:
     return None
 
 
-def _url(schemes: tuple[str, ...], credentials_fix: str, secret: bool = False) -> Check:
+def _url(schemes: tuple[str, ...], credentials_fix: str, hidden: bool = False) -> Check:
     """A URL the bridge may call; ``credentials_fix`` says where a user:password@ belongs instead.
 
-    A ``secret`` URL (its path is the secret) is never quoted back in a problem.
+    A ``hidden`` URL (a secret: its path is the token) is never quoted back in a problem.
     """
 
     def check(url: str) -> str | None:
         if not url:
             return None
-        shown = "***" if secret else mask_url(url)
+        shown = "***" if hidden else mask_url(url)
         if "@" in url:
             # Refused whole rather than split off: the URL is printed in logs and on the card.
             return f"holds credentials ({shown}); {credentials_fix}, and write the URL without them"
@@ -409,7 +408,7 @@ class LedConfig:
 @dataclass
 class AlertsConfig:
     ping_url: str = secret("a URL called every `ping_s` (a dead man's switch such as healthchecks.io); "
-                           "`\"\"`: none", check=_url(("https", "http"), "the token belongs in the path", secret=True))
+                           "`\"\"`: none", check=_url(("https", "http"), "the token belongs in the path", hidden=True))
     ping_s: float = number(60, "seconds between pings", minimum=1)
 
 
