@@ -39,7 +39,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_PATH, SECRET_KEYS, ConfigError, mask_urls, parse_config, read_bounded
+from .config import (
+    DEFAULT_PATH,
+    SECRET_KEYS,
+    ConfigError,
+    MqttConfig,
+    load_config,
+    mask_urls,
+    parse_config,
+    read_bounded,
+)
 from .records import now_utc, utc_text
 
 # Raspberry Pi OS since bookworm mounts the boot partition at /boot/firmware; older ones at /boot.
@@ -284,7 +293,6 @@ def _sync_broker(target: Path) -> None:
     on the first boot that brings one (before mosquitto and the relay start).
     """
     from .broker import SNIPPET, Broker, BrokerError, broker_dir
-    from .config import MqttConfig, load_config
 
     root = broker_dir()
     if not (root / SNIPPET).exists():
@@ -301,8 +309,9 @@ def _sync_broker(target: Path) -> None:
         print(f"mqtt: {line}")
 
 
-def register(commands: argparse._SubParsersAction, config_commands: argparse._SubParsersAction) -> None:
-    imp = config_commands.add_parser(
+def add_import_command(config_actions: argparse._SubParsersAction) -> None:
+    """``sensor-bridge config import``."""
+    imp = config_actions.add_parser(
         "import",
         help="install the config from the boot partition (what sensor-bridge-config.service runs)",
         description=(

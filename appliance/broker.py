@@ -507,7 +507,7 @@ def _list(args: argparse.Namespace) -> int:
     return _run(args, act)
 
 
-def register(commands: argparse._SubParsersAction, config_commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     mqtt = commands.add_parser("mqtt", help="the store's MQTT broker: setup, devices")
     mqtt.add_argument(
         "--broker-dir", default=None,

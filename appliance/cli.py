@@ -1,7 +1,8 @@
 """``sensor-bridge``: one command for every service and maintenance tool.
 
 Each part of the appliance registers its own sub-commands (a module-level
-``register(commands)`` function), so this file only knows the list of parts.
+``register(commands)`` function), so this file only knows the list of parts;
+``config`` (config.py) and its ``import`` (boot_config.py) come first.
 Those modules keep heavy imports (paho, gpiozero, requests) inside their
 handlers: the LED service should not pay for the MQTT client's memory.
 """
@@ -10,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import os
 import sys
 from typing import Any
 
 from . import __version__
-from .config import DEFAULT_PATH, Config, ConfigError, load_config, mask_urls, masked
+from .boot_config import add_import_command
+from .config import DEFAULT_PATH, add_commands, mask_urls
 
 # Parts that add sub-commands; a missing optional part is skipped.
 PARTS = (
@@ -28,30 +29,9 @@ PARTS = (
     "appliance.watchdog",
     "appliance.led",
     "appliance.maintenance",
-    "appliance.boot_config",
     "appliance.sim",
     "appliance.demo",
 )
-
-
-def config_from(args: argparse.Namespace) -> Config:
-    """The config named by ``-c`` (or the default path); exits with the errors if invalid."""
-    try:
-        return load_config(args.config)
-    except ConfigError as exc:
-        print(exc.report(), file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def _config_check(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc.report(), file=sys.stderr)
-        return 2
-    print(json.dumps(masked(config), indent=2))
-    print(f"{args.config}: OK ({len(config.sensors)} sensor(s))", file=sys.stderr)
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,11 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sensor-bridge {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    config = commands.add_parser("config", help="check the config file")
-    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION")
-    check = config_commands.add_parser("check", help="validate; print it with secrets masked")
-    check.set_defaults(func=_config_check)
-    config.set_defaults(func=lambda a: (config.print_help(), 2)[1], config_commands=config_commands)
+    add_import_command(add_commands(commands))  # config check|enabled|reference, and import
 
     for name in PARTS:
         try:
@@ -82,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         register: Any = getattr(part, "register", None)
         if register:
-            register(commands, config_commands)
+            register(commands)
     return parser
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import __version__
 from .clock import clock_synchronised
-from .config import Config, parse_listen
+from .config import Config, config_from_args, parse_listen
 from .lanes import PollLanes
 from .notify import notify, stop_on_signals
 from .outbox import Outbox
@@ -396,11 +396,9 @@ def run_service(config: Config) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .cli import config_from
-
-    return run_service(config_from(args))
+    return run_service(config_from_args(args))
 
 
-def register(commands: argparse._SubParsersAction, config_commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="the collector service: poll sensors, deliver, serve /health")
     run.set_defaults(func=_run)

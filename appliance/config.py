@@ -8,27 +8,42 @@ Unknown keys are errors, because a typo must never silently turn a sensor off.
 Secrets may come inline or from a ``*_file``; :func:`masked` shows a config
 with every secret hidden, and :func:`mask_urls` hides the ones a URL carries
 (user:password@, query-string values) wherever a URL is printed.
+
+The dataclasses below are the whole model. Each key states its default, its
+checks and its documentation once, on its field (``text``, ``number``, ``flag``,
+``secret``...); the parser and ``sensor-bridge config reference`` (the key
+reference in docs/config.md) both read them. A new table is one dataclass and
+one line in :class:`Config`.
 """
 
 from __future__ import annotations
 
+import argparse
 import errno
 import ipaddress
+import json
+import logging
 import os
 import re
 import socket
 import stat
+import sys
+import time
 import tomllib
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .status import UNITS
+
+log = logging.getLogger("sensor-bridge.config")
 
 DEFAULT_PATH = "/etc/sensor-bridge/config.toml"
 SENSOR_TYPES = ("milesight-camera",)
 POLLED_KINDS = ("line_counts", "region_counts", "live_counts")
-SECRET_KEYS = ("api_key", "password")
 # A store's config is a few KB (about 300 bytes a sensor): the limits stop a runaway file
 # (a copied log, 10,000 generated sensors) before it costs the Pi its memory. The collector
 # holds about 20 KB a sensor and the watchdog restarts it above watchdog.max_rss_mb.
@@ -36,6 +51,9 @@ MAX_CONFIG_BYTES = 256 * 1024
 MAX_SENSORS = 200
 MAX_MQTT_DEVICES = 500
 MAX_SECRET_FILE_BYTES = 4096
+RELOAD_EVERY_S = 60.0  # ConfigWatch re-reads the file this often even when it looks unchanged
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -53,117 +71,365 @@ class ConfigError(ValueError):
         return "\n".join([head, *(f"  - {p}" for p in self.problems)])
 
 
+# ---------------------------------------------------------------- how a key is declared
+
+Reader = Callable[["_Table", str, Any], Any]  # (table, key name, default) -> the value read
+Check = Callable[[Any], "str | None"]  # a value read -> what is wrong with it, or None
+REQUIRED: Any = MISSING  # the default of a key that must be written
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a table: how it is read and checked, and its line in the reference."""
+
+    doc: str
+    read: Reader
+    check: Check | None = None
+    shown: str = ""  # the default as the reference shows it, when not the value itself
+    inherit: str = ""  # "bridge.timezone": left out, the key takes that key's value
+    rule: str = ""  # the bound the reference adds to ``doc`` ("an integer >= 1")
+    secret: bool = False  # written inline or as KEY_file; never shown
+
+
+@dataclass(frozen=True)
+class Section:
+    """A table of the file: ``[name]``, or ``[[name]]`` (a list of tables) when ``limit`` is set."""
+
+    model: type
+    doc: str = ""  # a paragraph under its heading in the reference
+    required: str = ""  # why it must be there
+    optional: str = ""  # what it turns on; left out, the table is None
+    limit: int = 0
+    unique: str = ""  # a key whose value must differ between the tables of a list...
+    each: str = ""  # ...and what one of them is called ("sensor")
+
+
+def _key(key: Key, default: Any = MISSING, **options: Any) -> Any:
+    """A dataclass field carrying ``key``; a function as ``default`` is called for each value."""
+    metadata = {"key": key}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata, **options)
+    if callable(default):
+        if not key.shown:
+            raise TypeError(f"a computed default needs shown=, for the reference: {key.doc!r}")
+        return field(default_factory=default, metadata=metadata, **options)
+    return field(default=default, metadata=metadata, **options)
+
+
+def text(default: Any, doc: str, *, choices: tuple[str, ...] = (), check: Check | None = None,
+         shown: str = "", inherit: str = "") -> Any:
+    """A string key; ``REQUIRED``, a string, or a function giving the default when read."""
+    return _key(Key(doc, lambda t, name, d: t.string(name, d, choices), check, shown, inherit), default)
+
+
+def flag(default: bool, doc: str) -> Any:
+    """A ``true``/``false`` key."""
+    return _key(Key(doc, lambda t, name, d: t.boolean(name, d)), default)
+
+
+def number(default: float, doc: str, *, minimum: float = 0, integer: bool = False,
+           check: Check | None = None) -> Any:
+    """A number >= ``minimum`` (durations, ``*_s``, also above zero)."""
+    rule = "an integer" if integer else ""
+    if minimum:
+        rule = f"{rule} >= {minimum:g}".strip()
+    return _key(Key(doc, lambda t, name, d: t.number(name, d, minimum, integer), check, rule=rule), default)
+
+
+def texts(default: list[str], doc: str, *, choices: tuple[str, ...] = (), check: Check | None = None) -> Any:
+    """A list of strings, each one of ``choices`` when given."""
+    return _key(Key(doc, lambda t, name, d: t.string_list(name, d, choices), check), default)
+
+
+def secret(doc: str, *, required: bool = False, check: Check | None = None) -> Any:
+    """A secret: inline or from ``KEY_file``, masked wherever the config is shown."""
+    key = Key(doc, lambda t, name, d: t.secret(name, required), check, secret=True)
+    if required:
+        return _key(key, REQUIRED, repr=False, kw_only=True)
+    return _key(key, "", repr=False)
+
+
+def table(model: type, *, required: str = "", optional: str = "") -> Any:
+    """``[name]``: always there (defaults when left out), ``required`` or ``optional``."""
+    return field(metadata={"section": Section(model, required=required, optional=optional)})
+
+
+def tables(model: type, doc: str, *, limit: int, unique: str = "", each: str = "") -> Any:
+    """``[[name]]``: zero or more tables of ``model``, at most ``limit``; ``unique`` differs in each."""
+    section = Section(model, doc, limit=limit, unique=unique, each=each)
+    return field(default_factory=list, metadata={"section": section})
+
+
+# ---------------------------------------------------------------- what a value may be
+
+
+def _zone(zone: str) -> str | None:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown IANA timezone {zone!r}"
+    return None
+
+
+def _url(schemes: tuple[str, ...], credentials_fix: str, hidden: bool = False) -> Check:
+    """A URL the bridge may call; ``credentials_fix`` says where a user:password@ belongs instead.
+
+    A ``hidden`` URL (a secret: its path is the token) is never quoted back in a problem.
+    """
+
+    def check(url: str) -> str | None:
+        if not url:
+            return None
+        shown = "***" if hidden else mask_url(url)
+        if "@" in url:
+            # Refused whole rather than split off: the URL is printed in logs and on the card.
+            return f"holds credentials ({shown}); {credentials_fix}, and write the URL without them"
+        parts = urlsplit(url)
+        if parts.scheme not in schemes or not parts.hostname:
+            return f"expected a URL like {schemes[0]}://host[:port], got {shown!r}"
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            return f"bad port in {shown!r}"
+        return _link_local(parts.hostname)
+
+    return check
+
+
+def _listen(listen: str) -> str | None:
+    if not listen:
+        return None
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return f"expected host:port such as 0.0.0.0:8080, got {listen!r}"
+    return None
+
+
+def _not_empty(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def _some_kind(kinds: list[str]) -> str | None:
+    return None if kinds else f"empty; list at least one of {', '.join(POLLED_KINDS)}"
+
+
+def _bcm_pin(pin: int) -> str | None:
+    return None if 0 <= pin <= 27 else f"expected a BCM pin number 0..27, got {pin}"
+
+
+def _read_rgb(t: _Table, name: str, default: Any) -> list[int] | None:
+    rgb = t.table(name)
+    if rgb is not None and (
+        not isinstance(rgb, list) or len(rgb) != 3 or not all(isinstance(p, int) and 0 <= p <= 27 for p in rgb)
+    ):
+        t.problems.append(f"{t.key(name)}: expected three BCM pin numbers like [17, 27, 22], got {_show(rgb)}")
+        return None
+    return rgb
+
+
+def _link_local(host: str) -> str | None:
+    """Why a literal link-local address is refused (names are not resolved here)."""
+    try:
+        address = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+    if not address.is_link_local:
+        return None
+    # The bridge sends a sensor's password to its URL: on a cloud VM this address is the
+    # metadata service, and on a store network a camera here has no fixed address (it picked
+    # 169.254.x.x itself for lack of DHCP) and would vanish from the config when it re-picks.
+    return (
+        f"{host} is a link-local address (169.254.169.254 is a cloud metadata service), never a "
+        "camera or the cloud API; give the device a fixed address on the store network"
+    )
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its user:password@ and every query-string value shown as ``***``."""
+    head, sep, rest = url.partition("://")
+    head, rest = (head + sep, rest) if sep else ("", url)
+    if "@" in rest:
+        # Everything up to the last @: a password may itself hold @, / or ?.
+        rest = "***@" + rest.rpartition("@")[2]
+    base, question, query = rest.partition("?")
+    if question:
+        query = "&".join(f"{p.partition('=')[0]}=***" if "=" in p else "***" for p in query.split("&"))
+    return head + base + question + query
+
+
+# A URL, or a path with its query as HTTP libraries quote it ("url: /ingest?code=...").
+_URL_IN_TEXT = re.compile(r"""(?:[A-Za-z][A-Za-z0-9+.-]*://|(?<![\w/.~-])/)[^\s'"<>]+""")
+
+
+def mask_urls(text: str) -> str:
+    """``text`` with :func:`mask_url` applied to every URL in it (log lines, error messages)."""
+    return _URL_IN_TEXT.sub(lambda m: mask_url(m[0]), text)
+
+
+def system_timezone() -> str:
+    """The machine's own IANA zone name, or UTC when it cannot be told."""
+    try:
+        name = Path("/etc/timezone").read_text().strip()
+        ZoneInfo(name)
+        return name
+    except (OSError, ZoneInfoNotFoundError, ValueError):
+        pass
+    try:
+        target = os.readlink("/etc/localtime")
+        name = target.split("zoneinfo/", 1)[1]
+        ZoneInfo(name)
+        return name
+    except (OSError, IndexError, ZoneInfoNotFoundError, ValueError):
+        return "UTC"
+
+
+# ---------------------------------------------------------------- the tables
+
+
 @dataclass
 class BridgeConfig:
-    id: str
-    timezone: str
-    require_time_sync: bool = True
+    id: str = text(socket.gethostname, "the bridge's id in the cloud (`bridge_id` of the ingest contract); "
+                   "not empty", check=_not_empty, shown="the hostname")
+    timezone: str = text(system_timezone, "default zone for sensors that do not set one, and for pushed "
+                         "reports that name none", check=_zone, shown="the system's zone")
+    require_time_sync: bool = flag(True, "hold stamping readings until the clock is NTP-synced "
+                                   "(a Pi has no real-time clock)")
 
 
 @dataclass
 class PathsConfig:
-    state_dir: str = "/var/lib/sensor-bridge"
-    run_dir: str = "/run/sensor-bridge"
+    state_dir: str = text("/var/lib/sensor-bridge", "the outbox database, cursors, watchdog memory, maintenance mode")
+    run_dir: str = text("/run/sensor-bridge", "the services' status files")
+
+
+_CLOUD_URL = _url(("https", "http"), "the API key goes in api_key")
 
 
 @dataclass
 class UplinkConfig:
-    url: str
-    api_key: str = field(repr=False)
-    heartbeat_url: str = ""
-    heartbeat_s: float = 60
-    batch_size: int = 500
-    timeout_s: float = 15
-    gzip: bool = True
-    verify_tls: bool = True
+    url: str = text(REQUIRED, "the cloud's ingest endpoint, `https://` or `http://`, "
+                    "e.g. `https://example.vercel.app/api/bridge/v1/ingest`", check=_CLOUD_URL)
+    api_key: str = secret("the bridge's key (`cloud/bin/add-bridge` prints it)", required=True)
+    heartbeat_url: str = text("", "where heartbeats go; `\"\"`: none are sent", check=_CLOUD_URL)
+    heartbeat_s: float = number(60, "seconds between heartbeats")
+    batch_size: int = number(500, "most records per batch", minimum=1, integer=True)
+    timeout_s: float = number(15, "one request's time limit")
+    gzip: bool = flag(True, "compress batches")
+    verify_tls: bool = flag(True, "check the cloud's TLS certificate")
 
 
 @dataclass
 class OutboxConfig:
-    max_mb: float = 256
-    min_free_disk_mb: float = 200
+    max_mb: float = number(256, "the outbox's size cap; beyond it the oldest readings are shed, counted "
+                           "and reported", minimum=1)
+    min_free_disk_mb: float = number(200, "shed the oldest readings when the disk has less free space than this")
 
 
 @dataclass
 class HealthConfig:
-    listen: str = "0.0.0.0:8080"
+    listen: str = text("0.0.0.0:8080", "`host:port` of `GET /health`; `\"\"` turns it off", check=_listen)
 
 
 @dataclass
 class SensorConfig:
-    id: str
-    url: str
-    type: str = "milesight-camera"
-    username: str = "admin"
-    password: str = field(default="", repr=False)
-    auth: str = "auto"
-    timezone: str = "UTC"
-    interval_s: float = 300
-    collect: list[str] = field(default_factory=lambda: ["line_counts", "region_counts"])
-    live_interval_s: float = 60
-    backfill_h: float = 168
-    timeout_s: float = 10
+    id: str = text(REQUIRED, "the sensor's id in readings; unique in the file, and across all bridges of one cloud")
+    url: str = text(REQUIRED, "scheme, host and optional port, e.g. `http://192.168.1.100`",
+                    check=_url(("http", "https"), "put the user and password in username/password"))
+    type: str = text("milesight-camera", "the only type: a camera or counter polled over HTTP "
+                     "(`dataloader.cgi`)", choices=SENSOR_TYPES)
+    username: str = text("admin", "the camera's user")
+    password: str = secret("the camera user's password")
+    auth: str = text("auto", "`auto` (follow the camera's 401 challenge), `basic` or `digest`",
+                     choices=("auto", "basic", "digest"))
+    timezone: str = text("UTC", "the camera's own wall-clock zone", check=_zone, inherit="bridge.timezone")
+    interval_s: float = number(300, "seconds between polls of the history reports")
+    collect: list[str] = texts(["line_counts", "region_counts"], "what to read: any of `line_counts`, "
+                               "`region_counts`, `live_counts`; not empty", choices=POLLED_KINDS, check=_some_kind)
+    live_interval_s: float = number(60, "seconds between `live_counts` snapshots")
+    backfill_h: float = number(168, "hours to read back on a first start (at most the camera's ~7 days)")
+    timeout_s: float = number(10, "one request's time limit")
 
 
 @dataclass
 class MqttDevice:
-    sensor_id: str
-    serial: str = ""
-    topic: str = ""
+    sensor_id: str = text(REQUIRED, "the id its readings get")
+    serial: str = text("", "the device's serial (`device_info.device_sn`)")
+    topic: str = text("", "an MQTT topic filter (for HTTP pushes: the URL path)")
+
+    def problem(self) -> str | None:
+        if self.serial or self.topic:
+            return None
+        return "set serial or topic to say which device this is"
 
 
 @dataclass
 class MqttConfig:
-    host: str = "127.0.0.1"
-    port: int = 1883
-    username: str = "sensor-bridge"
-    password: str = field(default="", repr=False)
-    topics: list[str] = field(default_factory=lambda: ["milesight/#"])
-    client_id: str = "sensor-bridge-relay"
-    devices: list[MqttDevice] = field(default_factory=list)
+    host: str = text("127.0.0.1", "the broker (the bridge's own mosquitto)")
+    port: int = number(1883, "the broker's port", minimum=1, integer=True)
+    username: str = text("sensor-bridge", "the relay's broker account")
+    password: str = secret("the relay's broker password")
+    topics: list[str] = texts(["milesight/#"], "topic filters to subscribe to")
+    client_id: str = text("sensor-bridge-relay", "the relay's MQTT client id")
+    devices: list[MqttDevice] = tables(
+        MqttDevice, "Which sensor id a pushed message gets. Without a matching entry it is the message's "
+        "`device_info.device_sn`, else its topic. Set `serial`, `topic` or both.", limit=MAX_MQTT_DEVICES,
+    )
 
 
 @dataclass
 class PushConfig:
-    listen: str = "0.0.0.0:8090"
-    username: str = "milesight"
-    password: str = field(default="", repr=False)
-    max_body_kb: int = 512
+    listen: str = text("0.0.0.0:8090", "`host:port` devices POST to", check=_listen)
+    username: str = text("milesight", "devices authenticate with HTTP Basic")
+    password: str = secret("the password devices send", required=True)
+    max_body_kb: int = number(512, "largest body accepted", minimum=1, integer=True)
 
 
 @dataclass
 class WatchdogConfig:
-    stall_s: float = 900
-    check_s: float = 10
-    max_rss_mb: float = 200
-    network_down_s: float = 1800
-    reboot: bool = True
-    max_reboots: int = 3
-    reboot_window_s: float = 21600
-    restart_cmd: str = "systemctl restart {unit}"
-    reboot_cmd: str = "systemctl reboot"
+    stall_s: float = number(900, "a service whose status has not advanced this long is stalled")
+    check_s: float = number(10, "how often the watchdog looks")
+    max_rss_mb: float = number(200, "a service using more memory is restarted", minimum=1)
+    network_down_s: float = number(1800, "link or gateway gone this long -> reboot")
+    reboot: bool = flag(True, "may the watchdog reboot at all")
+    max_reboots: int = number(3, "reboots allowed per `reboot_window_s`", integer=True)
+    reboot_window_s: float = number(21600, "the window `max_reboots` counts in")
+    restart_cmd: str = text("systemctl restart {unit}", "`{unit}` is the stalled service's unit")
+    reboot_cmd: str = text("systemctl reboot", "how to reboot")
 
 
 @dataclass
 class LedConfig:
-    backend: str = "gpiozero"
-    pin: int = 17
-    rgb: list[int] | None = None
-    active_high: bool = True
+    backend: str = text("gpiozero", "`gpiozero` or `none` (no LED service)", choices=("gpiozero", "none"))
+    pin: int = number(17, "BCM number 0..27 of a single LED", integer=True, check=_bcm_pin)
+    rgb: list[int] | None = _key(Key("three BCM pins `[17, 27, 22]` for an RGB LED instead", _read_rgb), None)
+    active_high: bool = flag(True, "the LED lights when its pin is high")
 
 
 @dataclass
+class AlertsConfig:
+    ping_url: str = secret("a URL called every `ping_s` (a dead man's switch such as healthchecks.io); "
+                           "`\"\"`: none", check=_url(("https", "http"), "the token belongs in the path", hidden=True))
+    ping_s: float = number(60, "seconds between pings", minimum=1)
+
+
+@dataclass(kw_only=True)
 class Config:
-    bridge: BridgeConfig
-    paths: PathsConfig
-    uplink: UplinkConfig
-    outbox: OutboxConfig
-    health: HealthConfig
-    sensors: list[SensorConfig]
-    mqtt: MqttConfig | None
-    push: PushConfig | None
-    watchdog: WatchdogConfig
-    led: LedConfig
+    """The whole file: one field per table, in the order the reference lists them."""
+
+    bridge: BridgeConfig = table(BridgeConfig)
+    paths: PathsConfig = table(PathsConfig)
+    uplink: UplinkConfig = table(UplinkConfig, required="where readings are delivered")
+    outbox: OutboxConfig = table(OutboxConfig)
+    health: HealthConfig = table(HealthConfig)
+    sensors: list[SensorConfig] = tables(
+        SensorConfig, "No sensors is valid: a bridge may only relay what devices push.", limit=MAX_SENSORS,
+        unique="id", each="sensor",
+    )
+    mqtt: MqttConfig | None = table(MqttConfig, optional="the relay; absent = relay off")
+    push: PushConfig | None = table(PushConfig, optional="an HTTP receiver for devices set to POST")
+    watchdog: WatchdogConfig = table(WatchdogConfig)
+    led: LedConfig = table(LedConfig)
+    alerts: AlertsConfig = table(AlertsConfig)
     source_path: str | None = None
 
     @property
@@ -187,20 +453,56 @@ class Config:
         return services
 
 
-# ---------------------------------------------------------------- checking
+def _sections(model: type) -> list[tuple[str, Section]]:
+    """The tables ``model`` holds: (name, section)."""
+    return [(f.name, f.metadata["section"]) for f in fields(model) if "section" in f.metadata]
+
+
+def _secret_names(model: type) -> set[str]:
+    names = {f.name for f in fields(model) if "key" in f.metadata and f.metadata["key"].secret}
+    for _, section in _sections(model):
+        names |= _secret_names(section.model)
+    return names
+
+
+SECRET_KEYS = tuple(sorted(_secret_names(Config)))
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass
+class _Reading:
+    """One pass over a file: the problems found, the tables read so far, where ``*_file`` paths start."""
+
+    base_dir: Path
+    problems: list[str] = field(default_factory=list)
+    tables: dict[str, Any] = field(default_factory=dict)
+
+    def default(self, f: Field[Any], key: Key) -> Any:
+        """``f``'s default: another key's value (``inherit``), its own, or None when required."""
+        table_name, _, name = key.inherit.partition(".")
+        if self.tables.get(table_name) is not None:
+            return getattr(self.tables[table_name], name)
+        if f.default is not MISSING:
+            return f.default
+        if f.default_factory is not MISSING:
+            return f.default_factory()
+        return None
 
 
 class _Table:
     """One TOML table being checked: takes keys, records problems, then flags leftovers."""
 
-    def __init__(self, raw: Any, path: str, problems: list[str], base_dir: Path) -> None:
+    def __init__(self, raw: Any, path: str, reading: _Reading) -> None:
         self.path = path
-        self.problems = problems
-        self.base_dir = base_dir
+        self.reading = reading
+        self.problems = reading.problems
+        self.base_dir = reading.base_dir
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
-            problems.append(f"{path}: expected a table, got {_show(raw)}")
+            self.problems.append(f"{path}: expected a table, got {_show(raw)}")
             raw = {}
         self.raw = dict(raw)
 
@@ -307,89 +609,6 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def _check_zone(table: _Table, name: str, zone: str) -> None:
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        table.problems.append(f"{table.key(name)}: unknown IANA timezone {zone!r}")
-
-
-def _check_url(table: _Table, name: str, url: str, schemes: tuple[str, ...], credentials_fix: str) -> None:
-    """A URL the bridge may call; ``credentials_fix`` says where a user:password@ belongs instead."""
-    if not url:
-        return
-    if "@" in url:
-        # Refused whole rather than split off: the URL is printed in logs and on the card.
-        table.problems.append(
-            f"{table.key(name)}: holds credentials ({mask_url(url)}); {credentials_fix}, "
-            "and write the URL without them"
-        )
-        return
-    parts = urlsplit(url)
-    if parts.scheme not in schemes or not parts.hostname:
-        table.problems.append(
-            f"{table.key(name)}: expected a URL like {schemes[0]}://host[:port], got {mask_url(url)!r}"
-        )
-        return
-    try:
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        table.problems.append(f"{table.key(name)}: bad port in {mask_url(url)!r}")
-        return
-    why = _link_local(parts.hostname)
-    if why:
-        table.problems.append(f"{table.key(name)}: {why}")
-
-
-def _link_local(host: str) -> str | None:
-    """Why a literal link-local address is refused (names are not resolved here)."""
-    try:
-        address = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return None
-    if not address.is_link_local:
-        return None
-    # The bridge sends a sensor's password to its URL: on a cloud VM this address is the
-    # metadata service, and on a store network a camera here has no fixed address (it picked
-    # 169.254.x.x itself for lack of DHCP) and would vanish from the config when it re-picks.
-    return (
-        f"{host} is a link-local address (169.254.169.254 is a cloud metadata service), never a "
-        "camera or the cloud API; give the device a fixed address on the store network"
-    )
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its user:password@ and every query-string value shown as ``***``."""
-    head, sep, rest = url.partition("://")
-    head, rest = (head + sep, rest) if sep else ("", url)
-    if "@" in rest:
-        # Everything up to the last @: a password may itself hold @, / or ?.
-        rest = "***@" + rest.rpartition("@")[2]
-    base, question, query = rest.partition("?")
-    if question:
-        query = "&".join(f"{p.partition('=')[0]}=***" if "=" in p else "***" for p in query.split("&"))
-    return head + base + question + query
-
-
-# A URL, or a path with its query as HTTP libraries quote it ("url: /ingest?code=...").
-_URL_IN_TEXT = re.compile(r"""(?:[A-Za-z][A-Za-z0-9+.-]*://|(?<![\w/.~-])/)[^\s'"<>]+""")
-
-
-def mask_urls(text: str) -> str:
-    """``text`` with :func:`mask_url` applied to every URL in it (log lines, error messages)."""
-    return _URL_IN_TEXT.sub(lambda m: mask_url(m[0]), text)
-
-
-def _check_listen(table: _Table, name: str, listen: str) -> None:
-    if not listen:
-        return
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        table.problems.append(
-            f"{table.key(name)}: expected host:port such as 0.0.0.0:8080, got {listen!r}"
-        )
-
-
 def _at_most(items: list[Any], limit: int, key: str, problems: list[str]) -> list[Any]:
     """``items`` when a bridge can serve that many; else nothing, and the limit named."""
     if len(items) <= limit:
@@ -401,196 +620,85 @@ def _at_most(items: list[Any], limit: int, key: str, problems: list[str]) -> lis
     return []
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``"0.0.0.0:8080"`` -> ``("0.0.0.0", 8080)``; ``[::1]:8080`` works too."""
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]"), int(port)
+def _read_table(model: type[T], raw: Any, path: str, reading: _Reading) -> T:
+    """One table's keys, each read and checked as its field declares; then unknown keys."""
+    t = _Table(raw, path, reading)
+    made = model(**{f.name: _read_field(t, f) for f in fields(model)})
+    t.done()
+    problem = getattr(made, "problem", None)
+    if problem and (text := problem()):
+        reading.problems.append(f"{path}: {text}")
+    return made
 
 
-def system_timezone() -> str:
-    """The machine's own IANA zone name, or UTC when it cannot be told."""
-    try:
-        name = Path("/etc/timezone").read_text().strip()
-        ZoneInfo(name)
-        return name
-    except (OSError, ZoneInfoNotFoundError, ValueError):
-        pass
-    try:
-        target = os.readlink("/etc/localtime")
-        name = target.split("zoneinfo/", 1)[1]
-        ZoneInfo(name)
-        return name
-    except (OSError, IndexError, ZoneInfoNotFoundError, ValueError):
-        return "UTC"
+def _read_field(t: _Table, f: Field[Any]) -> Any:
+    if "section" in f.metadata:
+        return _read_section(t, f.name, f.metadata["section"])
+    key: Key = f.metadata["key"]
+    value = key.read(t, f.name, t.reading.default(f, key))
+    problem = key.check(value) if key.check else None
+    if problem:
+        t.problems.append(f"{t.key(f.name)}: {problem}")
+    return value
+
+
+def _read_section(parent: _Table, name: str, section: Section) -> Any:
+    raw = parent.table(name)
+    path = parent.key(name)
+    if section.limit:
+        return _read_list(parent, raw or [], path, section)
+    if raw is None and section.optional:
+        return None
+    if raw is None and section.required:
+        parent.problems.append(f"{path}: required table ({section.required})")
+        return None
+    return _read_table(section.model, raw, path, parent.reading)
+
+
+def _read_list(parent: _Table, raw: Any, path: str, section: Section) -> list[Any]:
+    """``[[path]]`` tables, at most ``section.limit``; values of ``section.unique`` told apart."""
+    if not isinstance(raw, list):
+        parent.problems.append(f"{path}: expected [[{path}]] tables")
+        return []
+    items = [
+        _read_table(section.model, item, f"{path}[{i}]", parent.reading)
+        for i, item in enumerate(_at_most(raw, section.limit, path, parent.problems))
+    ]
+    seen: set[Any] = set()
+    for i, item in enumerate(items if section.unique else []):
+        value = getattr(item, section.unique)
+        if value in seen:
+            parent.problems.append(f"{path}[{i}].{section.unique}: {value!r} is used by another {section.each}")
+        seen.add(value)
+    return items
 
 
 def parse_config(raw: dict[str, Any], base_dir: Path | None = None, path: str | None = None) -> Config:
     """Check an already-parsed TOML document; raise ConfigError naming every bad key."""
-    problems: list[str] = []
-    base_dir = base_dir or Path.cwd()
-    top = _Table(raw, "", problems, base_dir)
-
-    t = _Table(top.table("bridge"), "bridge", problems, base_dir)
-    bridge = BridgeConfig(
-        id=t.string("id", socket.gethostname()),
-        timezone=t.string("timezone", system_timezone()),
-        require_time_sync=t.boolean("require_time_sync", True),
-    )
-    _check_zone(t, "timezone", bridge.timezone)
-    if not bridge.id.strip():
-        problems.append("bridge.id: must not be empty")
-    t.done()
-
-    t = _Table(top.table("paths"), "paths", problems, base_dir)
-    paths = PathsConfig(
-        state_dir=t.string("state_dir", PathsConfig.state_dir),
-        run_dir=t.string("run_dir", PathsConfig.run_dir),
-    )
-    t.done()
-
-    raw_uplink = top.table("uplink")
-    if raw_uplink is None:
-        problems.append("uplink: required table (where readings are delivered)")
-    t = _Table(raw_uplink, "uplink", problems, base_dir)
-    uplink = UplinkConfig(
-        url=t.string("url", None if raw_uplink is not None else ""),
-        api_key=t.secret("api_key", required=raw_uplink is not None),
-        heartbeat_url=t.string("heartbeat_url", ""),
-        heartbeat_s=t.number("heartbeat_s", 60),
-        batch_size=t.number("batch_size", 500, minimum=1, integer=True),
-        timeout_s=t.number("timeout_s", 15),
-        gzip=t.boolean("gzip", True),
-        verify_tls=t.boolean("verify_tls", True),
-    )
-    for name, url in (("url", uplink.url), ("heartbeat_url", uplink.heartbeat_url)):
-        _check_url(t, name, url, ("https", "http"), "the API key goes in api_key")
-    t.done()
-
-    t = _Table(top.table("outbox"), "outbox", problems, base_dir)
-    outbox = OutboxConfig(
-        max_mb=t.number("max_mb", 256, minimum=1),
-        min_free_disk_mb=t.number("min_free_disk_mb", 200),
-    )
-    t.done()
-
-    t = _Table(top.table("health"), "health", problems, base_dir)
-    health = HealthConfig(listen=t.string("listen", HealthConfig.listen))
-    _check_listen(t, "listen", health.listen)
-    t.done()
-
-    sensors: list[SensorConfig] = []
-    raw_sensors = top.table("sensors") or []
-    if not isinstance(raw_sensors, list):
-        problems.append("sensors: expected [[sensors]] tables")
-        raw_sensors = []
-    raw_sensors = _at_most(raw_sensors, MAX_SENSORS, "sensors", problems)
-    seen: set[str] = set()
-    for i, raw_sensor in enumerate(raw_sensors):
-        t = _Table(raw_sensor, f"sensors[{i}]", problems, base_dir)
-        sensor = SensorConfig(
-            id=t.string("id"),
-            type=t.string("type", "milesight-camera", SENSOR_TYPES),
-            url=t.string("url"),
-            username=t.string("username", "admin"),
-            password=t.secret("password", required=False),
-            auth=t.string("auth", "auto", ("auto", "basic", "digest")),
-            timezone=t.string("timezone", bridge.timezone),
-            interval_s=t.number("interval_s", 300),
-            collect=t.string_list("collect", ["line_counts", "region_counts"], POLLED_KINDS),
-            live_interval_s=t.number("live_interval_s", 60),
-            backfill_h=t.number("backfill_h", 168),
-            timeout_s=t.number("timeout_s", 10),
-        )
-        _check_zone(t, "timezone", sensor.timezone)
-        _check_url(t, "url", sensor.url, ("http", "https"), "put the user and password in username/password")
-        if sensor.id in seen:
-            problems.append(f"sensors[{i}].id: {sensor.id!r} is used by another sensor")
-        seen.add(sensor.id)
-        if not sensor.collect:
-            problems.append(f"sensors[{i}].collect: empty; list at least one of {', '.join(POLLED_KINDS)}")
-        t.done()
-        sensors.append(sensor)
-
-    mqtt = None
-    raw_mqtt = top.table("mqtt")
-    if raw_mqtt is not None:
-        t = _Table(raw_mqtt, "mqtt", problems, base_dir)
-        devices = []
-        raw_devices = t.table("devices") or []
-        if not isinstance(raw_devices, list):
-            problems.append("mqtt.devices: expected [[mqtt.devices]] tables")
-            raw_devices = []
-        raw_devices = _at_most(raw_devices, MAX_MQTT_DEVICES, "mqtt.devices", problems)
-        for j, raw_device in enumerate(raw_devices):
-            d = _Table(raw_device, f"mqtt.devices[{j}]", problems, base_dir)
-            device = MqttDevice(
-                sensor_id=d.string("sensor_id"),
-                serial=d.string("serial", ""),
-                topic=d.string("topic", ""),
-            )
-            if not device.serial and not device.topic:
-                problems.append(f"mqtt.devices[{j}]: set serial or topic to say which device this is")
-            d.done()
-            devices.append(device)
-        mqtt = MqttConfig(
-            host=t.string("host", "127.0.0.1"),
-            port=t.number("port", 1883, minimum=1, integer=True),
-            username=t.string("username", "sensor-bridge"),
-            password=t.secret("password", required=False),
-            topics=t.string_list("topics", ["milesight/#"]),
-            client_id=t.string("client_id", "sensor-bridge-relay"),
-            devices=devices,
-        )
-        t.done()
-
-    push = None
-    raw_push = top.table("push")
-    if raw_push is not None:
-        t = _Table(raw_push, "push", problems, base_dir)
-        push = PushConfig(
-            listen=t.string("listen", PushConfig.listen),
-            username=t.string("username", "milesight"),
-            password=t.secret("password", required=True),
-            max_body_kb=t.number("max_body_kb", 512, minimum=1, integer=True),
-        )
-        _check_listen(t, "listen", push.listen)
-        t.done()
-
-    t = _Table(top.table("watchdog"), "watchdog", problems, base_dir)
-    watchdog = WatchdogConfig(
-        stall_s=t.number("stall_s", 900),
-        check_s=t.number("check_s", 10),
-        max_rss_mb=t.number("max_rss_mb", 200, minimum=1),
-        network_down_s=t.number("network_down_s", 1800),
-        reboot=t.boolean("reboot", True),
-        max_reboots=t.number("max_reboots", 3, integer=True),
-        reboot_window_s=t.number("reboot_window_s", 21600),
-        restart_cmd=t.string("restart_cmd", WatchdogConfig.restart_cmd),
-        reboot_cmd=t.string("reboot_cmd", WatchdogConfig.reboot_cmd),
-    )
-    t.done()
-
-    t = _Table(top.table("led"), "led", problems, base_dir)
-    rgb = t.table("rgb")
-    if rgb is not None and (
-        not isinstance(rgb, list) or len(rgb) != 3 or not all(isinstance(p, int) and 0 <= p <= 27 for p in rgb)
-    ):
-        problems.append(f"led.rgb: expected three BCM pin numbers like [17, 27, 22], got {_show(rgb)}")
-        rgb = None
-    led = LedConfig(
-        backend=t.string("backend", "gpiozero", ("gpiozero", "none")),
-        pin=t.number("pin", 17, integer=True),
-        rgb=rgb,
-        active_high=t.boolean("active_high", True),
-    )
-    if not 0 <= led.pin <= 27:
-        problems.append(f"led.pin: expected a BCM pin number 0..27, got {led.pin}")
-    t.done()
-
+    reading = _Reading(base_dir or Path.cwd())
+    top = _Table(raw, "", reading)
+    for name, section in _sections(Config):  # in order: a sensor's timezone defaults to the bridge's
+        reading.tables[name] = _read_section(top, name, section)
     top.done()
-    if problems:
-        raise ConfigError(problems, path)
-    return Config(bridge, paths, uplink, outbox, health, sensors, mqtt, push, watchdog, led, path)
+    if reading.problems:
+        raise ConfigError(reading.problems, path)
+    return Config(**reading.tables, source_path=path)
+
+
+def parse_table(model: type[T], raw: Any, base_dir: Path | None = None) -> T:
+    """Table ``model`` of a file read alone (what it inherits takes defaults); ConfigError if it is wrong."""
+    name = next(name for name, section in _sections(Config) if section.model is model)
+    reading = _Reading(base_dir or Path.cwd())
+    made = _read_table(model, raw, name, reading)
+    if reading.problems:
+        raise ConfigError(reading.problems)
+    return made
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``"0.0.0.0:8080"`` -> ``("0.0.0.0", 8080)``; ``[::1]:8080`` works too."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def read_bounded(path: str | Path, limit: int = MAX_CONFIG_BYTES, follow_symlinks: bool = True) -> bytes:
@@ -666,3 +774,167 @@ def masked(config: Config) -> dict[str, Any]:
         return node
 
     return hide(asdict(config))
+
+
+# ---------------------------------------------------------------- the reference in docs/config.md
+
+
+def reference() -> str:
+    """The key reference of docs/config.md, as markdown, from the tables above."""
+    lines = [
+        "Limits, so that a slip (a copied log, generated sensors) never costs the Pi its memory",
+        "or a secret:",
+        "",
+        f"- the file is at most {MAX_CONFIG_BYTES // 1024} KB, a `*_file` secret at most "
+        f"{MAX_SECRET_FILE_BYTES // 1024} KB;",
+        f"- at most {MAX_SENSORS} `[[sensors]]` and {MAX_MQTT_DEVICES} `[[mqtt.devices]]`: "
+        "split more over several bridges;",
+        "- a URL holds no credentials (`user:password@`): they go in the keys meant for them;",
+        "- a URL names no link-local address (`169.254.x.x`, `fe80::`): 169.254.169.254 is a cloud",
+        "  metadata service, and a camera there has no fixed address.",
+    ]
+    for name, section in _sections(Config):
+        lines += ["", *_section_reference(name, section, "##")]
+    return "\n".join(lines)
+
+
+def _section_reference(path: str, section: Section, level: str) -> list[str]:
+    title = f"`[[{path}]]`" if section.limit else f"`[{path}]`"
+    if section.limit:
+        title += f" (zero or more, at most {section.limit})"
+    elif section.required:
+        title += " (required)"
+    elif section.optional:
+        title += f" (optional: {section.optional})"
+    lines = [f"{level} {title}", ""]
+    if section.doc:
+        lines += [section.doc, ""]
+    lines += ["| key | default | meaning |", "| --- | --- | --- |"]
+    for f in fields(section.model):
+        if "key" in f.metadata:
+            key: Key = f.metadata["key"]
+            name = f"`{f.name}` / `{f.name}_file`" if key.secret else f"`{f.name}`"
+            meaning = "; ".join(part for part in (key.doc, key.rule) if part)
+            lines.append(f"| {name} | {_shown_default(f, key)} | {meaning} |")
+    for name, inner in _sections(section.model):
+        lines += ["", *_section_reference(f"{path}.{name}", inner, level + "#")]
+    return lines
+
+
+def _shown_default(f: Field[Any], key: Key) -> str:
+    if key.shown:
+        return key.shown
+    if key.inherit:
+        return f"`{key.inherit}`"
+    if f.default is MISSING and f.default_factory is MISSING:
+        return "required"
+    value = f.default if f.default is not MISSING else f.default_factory()
+    if value is None:
+        return "not set"
+    if isinstance(value, str):
+        return f"`{value}`" if value else '`""`'
+    return f"`{json.dumps(value)}`"  # true, 60, ["milesight/#"]: as TOML writes them
+
+
+# ---------------------------------------------------------------- for the services and commands
+
+
+class ConfigWatch:
+    """The config file, re-read when it changes; tells a broken file apart from a good one.
+
+    ``poll()`` returns the config while the file is valid and None while it is
+    missing or invalid (``problems`` then says why). ``config`` keeps the last
+    valid one and ``partial(LedConfig)`` what can still be read of a broken file, so
+    a service knows where to write its status and which pin its LED is on.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config: Config | None = None
+        self.problems: list[str] | None = ["not read yet"]
+        self._seen: tuple[int, int, int] | None | str = "never"
+        self._loaded_at = 0.0
+
+    def poll(self) -> Config | None:
+        try:
+            st = self.path.stat()
+            seen: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            seen = None
+        if seen != self._seen or time.monotonic() - self._loaded_at > RELOAD_EVERY_S:
+            self._seen, self._loaded_at = seen, time.monotonic()
+            try:
+                self.config, self.problems = load_config(self.path), None
+            except ConfigError as exc:
+                if self.problems != exc.problems:
+                    log.error("%s", exc.report().replace("\n", " "))
+                self.problems = exc.problems
+        return None if self.problems else self.config
+
+    def partial(self, model: type[T]) -> T | None:
+        """Table ``model`` (``LedConfig``) of the file, if that table is valid, whatever the rest is."""
+        try:
+            raw = tomllib.loads(read_bounded(self.path).decode("utf-8"))
+            name = next(name for name, section in _sections(Config) if section.model is model)
+            body = raw.get(name)
+            if not isinstance(body, dict):
+                return None
+            return parse_table(model, body, self.path.parent)
+        except (OSError, ValueError):  # ConfigError, TOMLDecodeError and UnicodeDecodeError are ValueErrors
+            return None
+
+    @property
+    def paths(self) -> PathsConfig:
+        if self.config:
+            return self.config.paths
+        return self.partial(PathsConfig) or PathsConfig()
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config named by ``-c`` (or the default path); exits with the errors if invalid."""
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return 2
+    print(json.dumps(masked(config), indent=2))
+    print(f"{args.config}: OK ({len(config.sensors)} sensor(s))", file=sys.stderr)
+    return 0
+
+
+def _enabled(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        # Without a config nothing runs, except the LED, which shows that there is none.
+        print(f"{exc.report()}\n{args.service}: {'runs to show no-config' if args.service == 'led' else 'off'}")
+        return 0 if args.service == "led" else 1
+    enabled = args.service in config.enabled_services()
+    print(f"{args.service}: {'on' if enabled else 'off'} in {args.config}")
+    return 0 if enabled else 1
+
+
+def _reference(args: argparse.Namespace) -> int:
+    print(reference())
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """``sensor-bridge config ACTION``; returns the actions, to which boot_config adds ``import``."""
+    parser = commands.add_parser("config", help="check, install or document the config file")
+    actions = parser.add_subparsers(dest="config_command", metavar="ACTION")
+    parser.set_defaults(func=lambda a: (parser.print_help(), 2)[1])
+    actions.add_parser("check", help="validate; print it with secrets masked").set_defaults(func=_check)
+    enabled = actions.add_parser("enabled", help="exit 0 if the config turns SERVICE on (the units' ExecCondition)")
+    enabled.add_argument("service", choices=sorted(UNITS))
+    enabled.set_defaults(func=_enabled)
+    actions.add_parser("reference", help="print docs/config.md's key reference").set_defaults(func=_reference)
+    return actions

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .clock import clock_synchronised
-from .config import Config, mask_urls
+from .config import Config, config_from_args, mask_urls
 from .outbox import Outbox
 from .status import effective_state, read_status, worst
 
@@ -100,9 +100,7 @@ def print_status(report: dict[str, Any]) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .cli import config_from
-
-    report = gather_status(config_from(args))
+    report = gather_status(config_from_args(args))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -280,9 +278,7 @@ CHECKS: tuple[Callable[[Config], list[Finding]], ...] = (
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from .cli import config_from
-
-    config = config_from(args)
+    config = config_from_args(args)
     print(f"PASS config {config.source_path}: {len(config.sensors)} sensor(s)")
     failed = 0
     for check in CHECKS:
@@ -299,10 +295,9 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _sensors_test(args: argparse.Namespace) -> int:
-    from .cli import config_from
     from .sources.milesight_http import SensorError, read_sample
 
-    config = config_from(args)
+    config = config_from_args(args)
     try:
         sensor = config.sensor(args.id)
     except KeyError as exc:
@@ -325,9 +320,7 @@ def _sensors_test(args: argparse.Namespace) -> int:
 
 
 def _outbox(args: argparse.Namespace) -> int:
-    from .cli import config_from
-
-    config = config_from(args)
+    config = config_from_args(args)
     outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb)
     try:
         if args.action == "list":
@@ -350,7 +343,7 @@ def _outbox(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction, config_commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     status = commands.add_parser("status", help="one screen: services, sensors, outbox, uplink")
     status.add_argument("--json", action="store_true", help="machine-readable")
     status.set_defaults(func=_status)

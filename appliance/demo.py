@@ -146,7 +146,7 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.seconds)
 
 
-def register(commands: argparse._SubParsersAction, config_commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="simulated cameras -> collector -> local receiver, on this machine")
     demo.add_argument("--seconds", type=float, help="stop by itself after this long")
     demo.set_defaults(func=_demo)

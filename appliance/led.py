@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .boot_config import rejected_boot_config
-from .config import Config, LedConfig
+from .config import Config, ConfigWatch, LedConfig
 from .maintenance import maintenance_active
 from .notify import notify, stop_on_signals, watchdog_interval_s
 from .status import MAINTENANCE, effective_state, read_status, worst, write_status
-from .watchdog import ConfigWatch
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("sensor-bridge.led")
 
 FPS = 25  # brightness steps per second of a fade
 STARTUP_GRACE_S = 60.0  # a service that has not written yet counts as starting this long
@@ -195,8 +194,7 @@ class LedService:
         """The LED as configured; from a broken file what can be read of it, else the default pin."""
         if self.watch.config:
             return self.watch.config.led
-        partial = self.watch.partial("led")
-        return partial.led if partial else NO_CONFIG_LED
+        return self.watch.partial(LedConfig) or NO_CONFIG_LED
 
     def bridge_state(self, config: Config | None) -> tuple[str, str]:
         """(state to show, why)."""
@@ -340,7 +338,7 @@ def _table(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction, config_commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("led", help="the LED service; `led test` plays every pattern, `led table` prints them")
     actions = parser.add_subparsers(dest="led_action", metavar="ACTION")
     parser.set_defaults(func=_service)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .config import Config
+from .config import Config, config_from_args
 from .status import read_json, write_json_atomic
 
 FILE_NAME = "maintenance.json"
@@ -112,9 +112,7 @@ def _duration_arg(text: str) -> float:
 
 
 def _on(args: argparse.Namespace) -> int:
-    from .cli import config_from
-
-    config = config_from(args)
+    config = config_from_args(args)
     try:
         active = switch_on(config, args.for_s, _who())
     except OSError as exc:
@@ -129,9 +127,7 @@ def _on(args: argparse.Namespace) -> int:
 
 
 def _off(args: argparse.Namespace) -> int:
-    from .cli import config_from
-
-    config = config_from(args)
+    config = config_from_args(args)
     try:
         was_on = switch_off(config)
     except OSError as exc:
@@ -142,9 +138,7 @@ def _off(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .cli import config_from
-
-    config = config_from(args)
+    config = config_from_args(args)
     active = maintenance_active(config)
     if active:
         print(
@@ -158,7 +152,7 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction, config_commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "maintenance", help="stop the watchdog from acting while you work (on [--for 2h] | off | status)"
     )

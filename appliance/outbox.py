@@ -45,7 +45,7 @@ from typing import Any
 
 from .records import Record, refusal
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("sensor-bridge.outbox")
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 

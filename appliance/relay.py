@@ -49,7 +49,7 @@ from typing import Any
 
 from .broker import relay_password
 from .clock import clock_synchronised
-from .config import Config, parse_listen
+from .config import Config, config_from_args, parse_listen
 from .notify import notify, stop_on_signals
 from .outbox import DeadEntry, Outbox, PutResult
 from .records import utc_text
@@ -605,11 +605,9 @@ def run_service(config: Config) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .cli import config_from
-
-    return run_service(config_from(args))
+    return run_service(config_from_args(args))
 
 
-def register(commands: argparse._SubParsersAction, config_commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     relay = commands.add_parser("relay", help="the relay service: MQTT and HTTP pushes from devices -> outbox")
     relay.set_defaults(func=_run)

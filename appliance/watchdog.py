@@ -29,78 +29,22 @@ import struct
 import subprocess
 import threading
 import time
-import tomllib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import Config, ConfigError, PathsConfig, load_config, parse_config
+from .config import Config, ConfigWatch
 from .maintenance import maintenance_active
 from .notify import notify, stop_on_signals, watchdog_interval_s
 from .records import now_utc, utc_text
 from .status import STALE_AFTER_S, UNITS, read_json, read_status, write_json_atomic, write_status
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("sensor-bridge.watchdog")
 
 BUDGET_FILE = "watchdog-reboots.json"
 RECENT_DECISIONS = 20
 COMMAND_TIMEOUT_S = 300.0  # a restart_cmd still running after this is killed
-RELOAD_EVERY_S = 60.0  # re-read the config this often even when the file looks unchanged
-
-
-# ------------------------------------------------------------------ the config, kept fresh
-
-
-class ConfigWatch:
-    """The config file, re-read when it changes; tells a broken file apart from a good one.
-
-    ``poll()`` returns the config while the file is valid and None while it is
-    missing or invalid (``problems`` then says why). ``config`` keeps the last
-    valid one and ``partial(table)`` what can still be read of a broken file, so
-    a service knows where to write its status and which pin its LED is on.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.config: Config | None = None
-        self.problems: list[str] | None = ["not read yet"]
-        self._seen: tuple[int, int, int] | None | str = "never"
-        self._loaded_at = 0.0
-
-    def poll(self) -> Config | None:
-        try:
-            st = self.path.stat()
-            seen: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except OSError:
-            seen = None
-        if seen != self._seen or time.monotonic() - self._loaded_at > RELOAD_EVERY_S:
-            self._seen, self._loaded_at = seen, time.monotonic()
-            try:
-                self.config, self.problems = load_config(self.path), None
-            except ConfigError as exc:
-                if self.problems != exc.problems:
-                    log.error("%s", exc.report().replace("\n", " "))
-                self.problems = exc.problems
-        return None if self.problems else self.config
-
-    def partial(self, table: str) -> Config | None:
-        """A config built from only ``table`` of the file (defaults elsewhere) if that table is valid."""
-        try:
-            raw = tomllib.loads(self.path.read_text())
-            body = raw.get(table)
-            if not isinstance(body, dict):
-                return None
-            return parse_config({"uplink": {"url": "http://localhost", "api_key": "-"}, table: body})
-        except (OSError, ValueError):  # ConfigError and TOMLDecodeError are ValueErrors
-            return None
-
-    @property
-    def paths(self) -> PathsConfig:
-        if self.config:
-            return self.config.paths
-        partial = self.partial("paths")
-        return partial.paths if partial else PathsConfig()
 
 
 # ------------------------------------------------------------------ the network
@@ -571,19 +515,7 @@ def _watchdog(args: argparse.Namespace) -> int:
     return Watchdog(ConfigWatch(args.config), dry_run=args.dry_run, probe=probe).run(stop)
 
 
-def _config_enabled(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        # Without a config nothing runs, except the LED, which shows that there is none.
-        print(f"{exc.report()}\n{args.service}: {'runs to show no-config' if args.service == 'led' else 'off'}")
-        return 0 if args.service == "led" else 1
-    enabled = args.service in config.enabled_services()
-    print(f"{args.service}: {'on' if enabled else 'off'} in {args.config}")
-    return 0 if enabled else 1
-
-
-def register(commands: argparse._SubParsersAction, config_commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "watchdog", help="the watchdog service: restart stalled services, reboot when only that helps"
     )
@@ -593,8 +525,3 @@ def register(commands: argparse._SubParsersAction, config_commands: argparse._Su
         help="judge the network by CMD's exit status (0: up) instead of the default route's gateway",
     )
     parser.set_defaults(func=_watchdog)
-    enabled = config_commands.add_parser(
-        "enabled", help="exit 0 if the config turns SERVICE on (the units' ExecCondition)"
-    )
-    enabled.add_argument("service", choices=sorted(UNITS))
-    enabled.set_defaults(func=_config_enabled)

@@ -115,3 +115,38 @@ def test_config_check_lists_errors_and_fails(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "sensors[0].bogus: unknown key" in done.stderr
     assert "s3cret" not in done.stderr + done.stdout
+
+
+def test_left_out_tables_take_exactly_the_model_s_defaults(tmp_path: Path) -> None:
+    from appliance.config import AlertsConfig, LedConfig, OutboxConfig, PathsConfig, WatchdogConfig
+
+    config = load_config(write(tmp_path, GOOD))
+    assert (config.paths, config.outbox, config.watchdog, config.led, config.alerts) == (
+        PathsConfig(), OutboxConfig(), WatchdogConfig(), LedConfig(), AlertsConfig())
+    assert config.uplink.heartbeat_s == 60 and config.alerts.ping_s == 60
+
+
+def test_a_broken_file_still_tells_the_led_its_pin_and_the_services_their_run_dir(tmp_path: Path) -> None:
+    from appliance.config import ConfigWatch, LedConfig
+
+    broken = GOOD.replace("[uplink]", "[uplink]\nurll = 1") + '\n[led]\npin = 5\n[paths]\nrun_dir = "/tmp/x"\n'
+    watch = ConfigWatch(write(tmp_path, broken))
+    assert watch.poll() is None and "uplink.urll: unknown key" in (watch.problems or [])
+    assert watch.partial(LedConfig) == LedConfig(pin=5)
+    assert watch.paths.run_dir == "/tmp/x"
+    watch = ConfigWatch(write(tmp_path, broken.replace("pin = 5", "pin = 99")))
+    assert watch.partial(LedConfig) is None
+
+
+def test_an_alerts_ping_url_is_a_masked_secret(tmp_path: Path) -> None:
+    url = "https://hc-ping.example/ping/0f3c-secret-token"
+    done = run_cli("-c", str(write(tmp_path, GOOD + f'\n[alerts]\nping_url = "{url}"\nping_s = 30\n')),
+                   "config", "check")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["alerts"] == {"ping_url": "***", "ping_s": 30}
+    bad = run_cli("-c", str(write(tmp_path, GOOD + '\n[alerts]\nping_url = "hc-ping.example/secret-token"\nping_s = 0\n')),
+                  "config", "check")
+    assert bad.returncode == 2
+    assert "alerts.ping_url: expected a URL like https://host[:port], got '***'" in bad.stderr
+    assert "alerts.ping_s: expected a number >= 1, got 0" in bad.stderr
+    assert "secret-token" not in bad.stderr + bad.stdout

@@ -11,7 +11,7 @@ import argparse
 import importlib
 
 
-def register(commands: argparse._SubParsersAction, config_commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     sim = commands.add_parser("sim", help="run a simulated camera or cloud receiver")
     sim_commands = sim.add_subparsers(dest="sim_command", metavar="WHAT")
     sim.set_defaults(func=lambda a: (sim.print_help(), 2)[1])
