@@ -592,13 +592,13 @@ class Outbox:
                 log.error("outbox: reading %s %s; moved to the dead-letter table", rid[:12], reason)
 
     def newest_pending(self, avoid_sensors: set[str], avoid_ids: set[str]) -> Pending | None:
-        """A recent pending record, preferably of a sensor not in ``avoid_sensors``: the uplink's probe."""
+        """A recent pending record for the uplink's probe: preferably of a sensor not in
+        ``avoid_sensors``, then preferably not in ``avoid_ids``."""
         good, _ = self._read_pending(
             "SELECT id, revision, CAST(body AS BLOB) FROM readings WHERE state = 'pending'"
             " ORDER BY seq DESC LIMIT 200", ())
-        candidates = [p for p in good if p.id not in avoid_ids]
-        preferred = [p for p in candidates if p.body.get("sensor_id") not in avoid_sensors]
-        return (preferred or candidates or [None])[0]
+        good.sort(key=lambda p: (p.body.get("sensor_id") in avoid_sensors, p.id in avoid_ids))
+        return good[0] if good else None
 
     def delivered(self, sent: Iterable[Pending], now: float | None = None) -> int:
         """The cloud has these; a record that got a newer revision meanwhile stays pending."""
