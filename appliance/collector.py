@@ -41,6 +41,7 @@ MAX_POLL_WORKERS = 16
 # Other services get this long after the collector starts before a missing
 # status file counts against the bridge's overall state.
 PEER_GRACE_S = 60.0
+DISK_FULL_MB = 0.1  # less free than this on the state directory is a full disk, whatever writes still fit
 
 
 @dataclass
@@ -186,7 +187,11 @@ class Collector:
         """The collector's state and a one-line reason a person can act on."""
         uplink = self.uplink.snapshot()
         stats = self.outbox.stats()
-        if self.outbox.disk_full:
+        try:
+            free_mb = shutil.disk_usage(self.config.paths.state_dir).free / 1e6
+        except OSError:
+            free_mb = float("inf")
+        if self.outbox.disk_full or free_mb < DISK_FULL_MB:
             return "error", (f"disk full: {self.config.paths.state_dir} has no room for readings;"
                              f" {stats.pending} pending kept, {stats.dropped} dropped so far")
         damage = self.outbox.reset_reason
@@ -198,11 +203,7 @@ class Collector:
             self.dropped_at_start = stats.dropped
             self.last_drop_time = now
         if self.last_drop_time and now - self.last_drop_time < 3600:
-            return "error", f"{stats.dropped} undelivered readings dropped (outbox over its limits or disk full)"
-        try:
-            free_mb = shutil.disk_usage(self.config.paths.state_dir).free / 1e6
-        except OSError:
-            free_mb = float("inf")
+            return "error", f"{stats.dropped} undelivered readings dropped (outbox limits, or no room on the disk)"
         if free_mb < self.config.outbox.min_free_disk_mb:
             return "error", f"disk nearly full: {free_mb:.0f} MB free"
         if uplink["state"] == "error":
