@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import requests
 from conftest import CLI, REPO, base_tables, run_cli, wait_for, write_config
-from test_outbox import reading
+from receiver_helpers import KEY, drain, make_uplink, readings
+from test_outbox import flip_body_byte, reading
 
 from appliance.outbox import Outbox
 from appliance.records import now_utc
@@ -153,3 +154,23 @@ def test_a_full_disk_is_a_state_not_a_crash(tmp_path: Path, small_disk: Path) ->
         assert rc == 0, out
         assert "Traceback" not in out, out
 
+
+
+def test_a_damaged_byte_in_a_stored_reading_is_listed_and_delivery_goes_on(tmp_path: Path) -> None:
+    with SimReceiver(db_path=tmp_path / "cloud.db", api_key=KEY) as receiver:
+        uplink, box = make_uplink(tmp_path, receiver.url, outbox=Outbox(tmp_path / "state" / "outbox.db"))
+        box.put(readings(30))
+        victim = box.take(30)[12]
+        box.close()
+        flip_body_byte(tmp_path / "state" / "outbox.db", victim.id)
+        config = write_config(tmp_path / "config.toml", base_tables(tmp_path, receiver.url, api_key=KEY))
+
+        listed = run_cli("-c", str(config), "outbox", "list")
+        assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+        assert f"UNREADABLE {victim.id[:16]}" in listed.stdout and "pending 30" in listed.stdout
+
+        uplink.outbox = Outbox(tmp_path / "state" / "outbox.db")
+        drain(uplink)
+        assert len(receiver.records()) == 29 and victim.id not in receiver.records()
+        dead = run_cli("-c", str(config), "outbox", "list", "--dead")
+        assert "cannot be read" in dead.stdout and victim.id[:12] not in receiver.records()
