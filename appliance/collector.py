@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import socket
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from .clock import clock_synchronised
 from .config import Config, config_from_args, parse_listen
 from .lanes import PollLanes
 from .notify import notify, stop_on_signals
-from .outbox import Outbox
+from .outbox import Outbox, OutboxFull
 from .records import now_utc, utc_text
 from .status import effective_state, read_status, worst, write_status
 
@@ -41,6 +42,7 @@ STOP_POLLS_GRACE_S = 3.0
 # Other services get this long after the collector starts before a missing
 # status file counts against the bridge's overall state.
 PEER_GRACE_S = 60.0
+DISK_FULL_MB = 0.1  # less free than this on the state directory is a full disk, whatever writes still fit
 
 
 @dataclass
@@ -156,6 +158,11 @@ class Collector:
     def _guarded_poll(self, sensor_id: str, kind: str) -> None:
         try:
             self._poll(sensor_id, kind)
+        except OutboxFull:
+            # History is read again from the camera's cursor once there is room; a live count
+            # is a moment that never comes back, so it counts as dropped.
+            if kind == "live_counts":
+                self.outbox.count_lost(1)
         except Exception:  # a bug must cost one poll, not the service
             if not self.stop_event.is_set():  # a poll cut by shutdown may find the outbox closed
                 log.exception("poll of %s %s crashed", sensor_id, kind)
@@ -180,17 +187,23 @@ class Collector:
         """The collector's state and a one-line reason a person can act on."""
         uplink = self.uplink.snapshot()
         stats = self.outbox.stats()
+        try:
+            free_mb = shutil.disk_usage(self.config.paths.state_dir).free / 1e6
+        except OSError:
+            free_mb = float("inf")
+        if self.outbox.disk_full or free_mb < DISK_FULL_MB:
+            return "error", (f"disk full: {self.config.paths.state_dir} has no room for readings;"
+                             f" {stats.pending} pending kept, {stats.dropped} dropped so far")
+        damage = self.outbox.reset_reason
+        if damage:
+            return "error", damage
         if not self.time_synced:
             return "starting", "waiting for the clock to be synchronised (NTP)"
         if stats.dropped > self.dropped_at_start:
             self.dropped_at_start = stats.dropped
             self.last_drop_time = now
         if self.last_drop_time and now - self.last_drop_time < 3600:
-            return "error", f"outbox full: {stats.dropped} undelivered readings dropped"
-        try:
-            free_mb = shutil.disk_usage(self.config.paths.state_dir).free / 1e6
-        except OSError:
-            free_mb = float("inf")
+            return "error", f"{stats.dropped} undelivered readings dropped (outbox limits, or no room on the disk)"
         if free_mb < self.config.outbox.min_free_disk_mb:
             return "error", f"disk nearly full: {free_mb:.0f} MB free"
         if uplink["state"] == "error":
@@ -367,15 +380,28 @@ class Collector:
                 scheduler.run_all()
             if scheduler is not None:
                 scheduler.run_pending()
-            if now >= next_limits:
+            if now >= next_limits or (self.outbox.disk_full and now >= next_status):
                 next_limits = now + LIMITS_EVERY_S
-                self.outbox.enforce_limits()
+                self._housekeeping()
             if now >= next_status:
                 next_status = now + STATUS_EVERY_S
-                self.write_status()
+                self._guarded(self.write_status)
             self.stop_event.wait(0.2)
         self._shutdown(uplink_thread)
         return 0
+
+    def _housekeeping(self) -> None:
+        """Shed what the limits say; on a full disk, look for room again (it flushes lost counts)."""
+        if self.outbox.disk_full and not self.outbox.check_room():
+            return
+        self._guarded(self.outbox.enforce_limits)
+
+    def _guarded(self, chore: Any) -> None:
+        """A disk or database fault costs one round of ``chore``, never the service."""
+        try:
+            chore()
+        except (sqlite3.Error, OSError) as exc:
+            log.error("%s failed: %s", getattr(chore, "__name__", "chore"), exc)
 
     def _shutdown(self, uplink_thread: threading.Thread) -> None:
         log.info("stopping: cutting in-flight polls, waiting for the current batch")

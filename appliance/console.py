@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from .clock import clock_synchronised
 from .config import Config, config_from_args, mask_urls
-from .outbox import Outbox
+from .outbox import Outbox, OutboxDamage
 from .status import effective_state, read_status, worst
 
 
@@ -50,16 +50,18 @@ def gather_status(config: Config) -> dict[str, Any]:
             "written_s_ago": round(now - body["written_at"]) if body and "written_at" in body else None,
         }
     collector = read_status(config.paths.run_dir, "collector") or {}
-    outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb)
+    outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb, readonly=True)
     try:
         stats = outbox.stats(now).__dict__
+        damage = outbox.reset_reason or outbox.damage
     finally:
         outbox.close()
     states = [s["state"] for s in services.values()]
     overall = collector.get("bridge_state") if services["collector"]["state"] != "error" else None
     return {
         "bridge_id": config.bridge.id,
-        "state": overall or worst(states),
+        "state": "error" if damage else overall or worst(states),
+        "outbox_damage": damage,
         "services": services,
         "sensors": collector.get("sensors")
         or [{"id": s.id, "state": "unknown", "last_success": None, "last_error": None} for s in config.sensors],
@@ -90,6 +92,8 @@ def print_status(report: dict[str, Any]) -> None:
         f"  pending {o['pending']} (oldest {_ago(o['oldest_pending_age_s']) if o['pending'] else '-'}),"
         f" dead-letter {o['dead_letter']}, dropped {o['dropped']}, {o['size_mb']} MB"
     )
+    if report.get("outbox_damage"):
+        print(f"  DAMAGE: {report['outbox_damage']}")
     u = report["uplink"]
     print("\nuplink")
     print(f"  state {u.get('state', 'unknown')}, last success {u.get('last_success') or 'never'}")
@@ -230,10 +234,14 @@ def check_services(config: Config) -> list[Finding]:
 
 
 def check_outbox(config: Config) -> list[Finding]:
-    outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb)
+    outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb, readonly=True)
     try:
         s = outbox.stats()
         found = []
+        damage = outbox.reset_reason or outbox.damage
+        if damage:
+            found.append(Finding("FAIL", "outbox undamaged", damage,
+                                 "look at the moved-aside file, then `sensor-bridge outbox ack-corrupt`"))
         if s.pending and s.oldest_pending_age_s > 3600:
             found.append(Finding("WARN", "outbox draining", f"{s.pending} pending, oldest {_ago(s.oldest_pending_age_s)}",
                                  "see the uplink line of `sensor-bridge status`"))
@@ -321,19 +329,19 @@ def _sensors_test(args: argparse.Namespace) -> int:
 
 def _outbox(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb)
+    if args.action == "ack-corrupt":
+        notes = OutboxDamage(config.outbox_path)
+        for note in notes.notes():
+            print(f"acknowledged: {note.get('reason')} ({note.get('at')})")
+        print(f"{notes.clear()} outbox damage note(s) cleared")
+        return 0
+    readonly = args.action == "list"
+    outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb, readonly=readonly)
     try:
+        if outbox.damage:
+            print(f"DAMAGE: {outbox.damage}")
         if args.action == "list":
-            if args.dead:
-                for d in outbox.dead_letters(args.limit):
-                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["created_at"]))
-                    print(f"#{d['seq']} {when} {d['origin']}: {d['reason']}\n    {d['preview'][:200]}")
-            else:
-                for body in outbox.pending_list(args.limit):
-                    print(f"{body['period_start']} {body['sensor_id']:<16} {body['kind']:<14}"
-                          f" rev {body['revision']} {'final' if body['final'] else 'growing'}")
-            s = outbox.stats()
-            print(f"pending {s.pending}, dead-letter {s.dead_letter}, dropped {s.dropped}")
+            _outbox_list(outbox, args.dead, args.limit)
         elif args.action == "retry-dead":
             print(f"queued {outbox.retry_dead()} dead-lettered reading(s) again")
         elif args.action == "purge-dead":
@@ -341,6 +349,24 @@ def _outbox(args: argparse.Namespace) -> int:
     finally:
         outbox.close()
     return 0
+
+
+def _outbox_list(outbox: Outbox, dead: bool, limit: int) -> None:
+    if dead:
+        for d in outbox.dead_letters(limit):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["created_at"]))
+            print(f"#{d['seq']} {when} {d['origin']}: {d['reason']}\n    {d['preview'][:200]}")
+    else:
+        for body in outbox.pending_list(limit):
+            if "unreadable" in body:
+                print(f"UNREADABLE {body['id'][:16]}: {body['unreadable']} (the service moves it to the dead letters)")
+                continue
+            print(f"{body['period_start']} {body['sensor_id']:<16} {body['kind']:<14}"
+                  f" rev {body['revision']} {'final' if body['final'] else 'growing'}")
+    s = outbox.stats()
+    print(f"pending {s.pending}, dead-letter {s.dead_letter}, dropped {s.dropped}")
+    if outbox.reset_reason:
+        print(f"DAMAGE: {outbox.reset_reason}")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -359,7 +385,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     test.set_defaults(func=_sensors_test)
 
     outbox = commands.add_parser("outbox", help="look into and repair the outbox")
-    outbox.add_argument("action", choices=("list", "retry-dead", "purge-dead"))
+    outbox.add_argument("action", choices=("list", "retry-dead", "purge-dead", "ack-corrupt"),
+                        help="ack-corrupt: a person has seen the outbox damage note; stop reporting it")
     outbox.add_argument("--dead", action="store_true", help="with list: show the dead-letter table")
     outbox.add_argument("--limit", type=int, default=50)
     outbox.set_defaults(func=_outbox)

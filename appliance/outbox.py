@@ -18,41 +18,73 @@ and by then the relay has already acknowledged those MQTT messages and the
 poller has moved its cursor past those rows, so they would be gone for good.
 
 Shedding: beyond ``max_mb`` of live data, or with less than
-``min_free_disk_mb`` free on its disk, the outbox first forgets delivered rows
-and then drops the oldest pending ones, counting every dropped record in the
-``dropped`` counter that status, heartbeat and /health report.
+``min_free_disk_mb`` free on its disk (when the outbox itself is big enough to
+make up the shortfall), the outbox forgets, in this order: the oldest dead
+letters and first-seen cursors (junk), delivered rows, and only then the
+oldest pending readings. Every forgotten thing is counted; a dropped reading
+in the ``dropped`` counter that status, heartbeat and /health report. Dead
+letters and first-seen cursors also have caps of their own, so junk can never
+crowd out readings.
 
-A corrupt file is moved aside (``outbox.db.corrupt-<time>``) with a loud
-error and a fresh outbox started, so a damaged SD card sector can never put
-the service into a crash loop.
+Delivery memory (delivered rows, so a re-read of a camera's history is known
+as already delivered) is kept by the readings' own periods, never by the wall
+clock alone, and not forgotten at all while the clock looks wrong.
+
+A full disk is a state, not a crash: a write that finds no room raises
+:class:`OutboxFull` and the outbox says so (``disk_full``) until a write
+succeeds again; readings a caller could not keep are counted as dropped once
+the counter can be written.
+
+Damage: a corrupt file is moved aside (``outbox.db.corrupt-<time>``) and a
+fresh outbox started, so a damaged SD card sector can never put the service
+into a crash loop; a write-ahead log cut short is reported. Both stay visible
+(``damage.json`` beside the outbox, read by every service's status) until a
+person runs ``sensor-bridge outbox ack-corrupt``. A stored record that cannot
+be read is moved to the dead-letter table and delivery goes on. Read-only
+tools open the file with ``readonly=True`` and never change it.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .records import Record, refusal
+from .records import Record, parse_utc, refusal, utc_text
+from .status import read_json, write_json_atomic
 
 log = logging.getLogger("sensor-bridge.outbox")
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
-# Delivered rows are kept this long so a re-read of the camera's history
-# (about 7 days) is recognised as "already delivered" and not sent again.
+# Delivered rows are kept until their period is this much older than the newest period of
+# the same sensor and kind, so a re-read of the camera's history (about 7 days) is
+# recognised as "already delivered" and not sent again.
 KEEP_DELIVERED_S = 8 * 24 * 3600
 PREVIEW_CHARS = 1000
+# Data stamped further ahead of the bridge's clock than this does not count as "newest
+# period"; and a clock this far behind the outbox's newest write looks wrong.
+CLOCK_SLACK_S = 24 * 3600
+# Junk has caps of its own, whatever max_mb says.
+DEAD_LETTER_SHARE = 0.1  # of max_mb
+MAX_DEAD_LETTERS = 10_000
+FIRST_SEEN = "first-seen:"  # the relay's cursor kind prefix (sources.milesight_push)
+MAX_FIRST_SEEN = 50_000
+KEEP_FIRST_SEEN_S = 8 * 24 * 3600  # MQTT redelivery and re-publishes come within hours, not weeks
+PREVIEW_BYTES = 1000
+TAKE_ROUNDS = 20  # bounded: each round moves at least one unreadable record out of the way
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -130,6 +162,8 @@ class OutboxStats:
     dropped: int
     delivered_kept: int
     size_mb: float
+    junk_shed: int = 0  # dead letters and first-seen cursors forgotten to respect the caps
+    disk_full: bool = False
 
     def contract(self) -> dict[str, Any]:
         """The heartbeat's ``outbox`` object."""
@@ -143,6 +177,10 @@ class OutboxStats:
 
 class _Corrupt(sqlite3.DatabaseError):
     """quick_check found damage."""
+
+
+class OutboxFull(sqlite3.OperationalError):
+    """The disk has no room for this write; nothing of it was stored."""
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
@@ -176,22 +214,136 @@ def _storable(text: Any) -> str:
     return str(text).encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
+        return True
+    return "disk is full" in str(exc)
+
+
 def _digest(wire: dict[str, Any]) -> str:
     """What makes two versions of a record the same reading."""
     meaningful = {k: wire[k] for k in ("period_end", "final", "values")}
     return hashlib.sha256(json.dumps(meaningful, sort_keys=True).encode()).hexdigest()
 
 
-class Outbox:
-    """The durable store-and-forward queue; safe to share between threads and processes."""
+def _shift(stamp: str, seconds: float) -> str:
+    return utc_text(parse_utc(stamp) + timedelta(seconds=seconds))
 
-    def __init__(self, path: str | Path, max_mb: float = 256, min_free_disk_mb: float = 200) -> None:
+
+def _epoch_text(epoch: float) -> str:
+    return utc_text(datetime.fromtimestamp(epoch, UTC).replace(microsecond=0))
+
+
+def torn_wal(path: str | Path) -> str | None:
+    """Why ``path``'s write-ahead log was cut short, or None when it is whole (or absent).
+
+    A WAL is a 32-byte header and frames of 24 bytes plus one page; anything
+    else means its tail was lost (a power cut on a card that reorders writes, a
+    copy cut short). SQLite would silently ignore the torn tail.
+    """
+    wal = Path(f"{path}-wal")
+    try:
+        size = wal.stat().st_size
+        with open(wal, "rb") as f:
+            header = f.read(32)
+    except OSError:
+        return None
+    if size == 0:
+        return None
+    if len(header) < 32:
+        return f"its write-ahead log {wal.name} is only {size} bytes, less than a header"
+    page_size = struct.unpack(">I", header[8:12])[0]
+    frame = 24 + page_size
+    # A writer killed between a frame's header and its page (two writes) leaves exactly a
+    # header behind: that transaction never committed, so nothing acknowledged is missing.
+    if (size - 32) % frame in (0, 24):
+        return None
+    time.sleep(0.2)  # a writer in another process may be appending this very moment
+    try:
+        if wal.stat().st_size != size:
+            return None
+    except OSError:
+        return None
+    return (f"its write-ahead log {wal.name} was cut short ({size} bytes is not a whole number of"
+            f" {frame}-byte frames): the last writes before the cut may be lost")
+
+
+class OutboxDamage:
+    """What went wrong with the outbox file, kept on disk until a person acknowledges it.
+
+    Every service's status reads it, so the reset or damage shows in ``status``,
+    /health, the heartbeat and the LED until ``sensor-bridge outbox ack-corrupt``.
+    """
+
+    def __init__(self, outbox_path: str | Path) -> None:
+        self.path = Path(outbox_path).with_name("damage.json")
+
+    def notes(self) -> list[dict[str, Any]]:
+        body = read_json(self.path) or {}
+        notes = body.get("notes")
+        return [n for n in notes if isinstance(n, dict)] if isinstance(notes, list) else []
+
+    def add(self, what: str, reason: str) -> None:
+        notes = [*self.notes(), {"what": what, "reason": reason, "at": _epoch_text(time.time())}]
+        try:
+            write_json_atomic(self.path, {"notes": notes[-20:]})
+        except OSError as exc:  # a full disk: the log line is all there is
+            log.error("cannot keep the outbox damage note in %s: %s", self.path, exc)
+
+    def summary(self) -> str | None:
+        notes = self.notes()
+        if not notes:
+            return None
+        latest = notes[-1]
+        more = f" (and {len(notes) - 1} earlier)" if len(notes) > 1 else ""
+        return f"{latest['reason']} at {latest.get('at')}{more}; once looked at: sensor-bridge outbox ack-corrupt"
+
+    def clear(self) -> int:
+        count = len(self.notes())
+        self.path.unlink(missing_ok=True)
+        return count
+
+
+def _decode(rid: str, raw: bytes) -> dict[str, Any]:
+    """A stored record's body, or ValueError saying why it cannot be read."""
+    body = json.loads(raw.decode())
+    if not isinstance(body, dict) or body.get("id") != rid:
+        raise ValueError("the stored body is not this record")
+    return body
+
+
+def _preview(raw: bytes) -> str:
+    return raw[:PREVIEW_BYTES].decode("utf-8", "backslashreplace")
+
+
+class Outbox:
+    """The durable store-and-forward queue; safe to share between threads and processes.
+
+    ``readonly=True`` (status, ``outbox list``, doctor) opens the file read-only and
+    never moves or changes it; a damaged or missing file reads as an empty outbox
+    with :attr:`damage` saying why.
+    """
+
+    def __init__(self, path: str | Path, max_mb: float = 256, min_free_disk_mb: float = 200,
+                 readonly: bool = False) -> None:
         self.path = Path(path)
         self.max_mb = max_mb
         self.min_free_disk_mb = min_free_disk_mb
-        self.reset_reason: str | None = None
+        self.readonly = readonly
+        self.damage: str | None = None
+        self.notes = OutboxDamage(self.path)
+        self.full_since: float | None = None
+        self._lost = 0  # readings callers could not store, not yet in the dropped counter
+        self._clock_warned = False
         self._lock = threading.RLock()
+        if readonly:
+            self._db = self._open_readonly()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        torn = torn_wal(self.path)
         try:
             self._db = self._open()
         except sqlite3.DatabaseError as exc:
@@ -199,6 +351,15 @@ class Outbox:
                 raise  # locked, busy, I/O: the file is fine, let the service retry
             self._move_aside(str(exc))
             self._db = self._open()
+        if torn:
+            reason = f"outbox {self.path}: {torn}"
+            log.error("%s", reason)
+            self.notes.add("torn-wal", reason)
+
+    @property
+    def reset_reason(self) -> str | None:
+        """The unacknowledged damage or reset of this outbox, in one line; None when there is none."""
+        return self.notes.summary()
 
     # ------------------------------------------------------------ opening
 
@@ -206,6 +367,8 @@ class Outbox:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA busy_timeout = 30000")
+            # Only takes effect on a new file: lets shedding give space back without a VACUUM.
+            db.execute("PRAGMA auto_vacuum = INCREMENTAL")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")
             verdict = db.execute("PRAGMA quick_check").fetchone()[0]
@@ -217,6 +380,29 @@ class Outbox:
             raise
         return db
 
+    def _open_readonly(self) -> sqlite3.Connection:
+        if self.path.exists():
+            torn = torn_wal(self.path)
+            try:
+                db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
+                                     isolation_level=None, check_same_thread=False)
+                try:
+                    verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+                    if verdict != "ok":
+                        raise _Corrupt(f"quick_check: {verdict}")
+                    db.execute("SELECT COUNT(*) FROM readings, counters, dead_letter LIMIT 1").fetchone()
+                except BaseException:
+                    db.close()
+                    raise
+                self.damage = torn and f"outbox {self.path}: {torn}"
+                return db
+            except sqlite3.DatabaseError as exc:
+                verb = "is damaged" if _is_corruption(exc) else "cannot be read"
+                self.damage = f"outbox {self.path} {verb} ({exc}); the collector moves it aside when it starts"
+        db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        db.executescript(SCHEMA)
+        return db
+
     def _move_aside(self, why: str) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S")
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
@@ -224,8 +410,9 @@ class Outbox:
             src = Path(str(self.path) + suffix)
             if src.exists():
                 os.replace(src, Path(str(aside) + suffix))
-        self.reset_reason = f"outbox {self.path} was corrupt ({why}); moved to {aside}, started empty"
-        log.error("%s", self.reset_reason)
+        reason = f"outbox {self.path} was corrupt ({why}); moved to {aside}, started empty"
+        log.error("%s", reason)
+        self.notes.add("corrupt", reason)
 
     def close(self) -> None:
         with self._lock:
@@ -233,15 +420,40 @@ class Outbox:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; the lock keeps this process's threads in line."""
+        """One write transaction; the lock keeps this process's threads in line.
+
+        No room on the disk raises :class:`OutboxFull` (nothing of the transaction is
+        kept) and sets :attr:`disk_full` until a later write succeeds; that write also
+        adds the readings counted by :meth:`count_lost` to ``dropped``.
+        """
+        if self.readonly:
+            raise sqlite3.OperationalError(f"outbox {self.path} is open read-only")
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    lost = self._lost
+                    if lost:
+                        self._bump(self._db, "dropped", lost)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except (sqlite3.OperationalError, OSError) as exc:
+                if not _is_disk_full(exc):
+                    raise
+                if self.full_since is None:
+                    self.full_since = time.time()
+                    log.error("disk full: the outbox %s cannot store anything (%s)", self.path, exc)
+                raise OutboxFull(f"disk full: {exc}") from exc
+            self._lost -= lost
+            if self.full_since is not None:
+                log.info("disk has room again: the outbox stores readings")
+                self.full_since = None
+            if lost:
+                log.error("%d reading(s) could not be stored while the disk was full; counted as dropped", lost)
 
     # ------------------------------------------------------------ writing
 
@@ -343,20 +555,88 @@ class Outbox:
             (name, by),
         )
 
+
+    def set_counter(self, name: str, value: int) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
+    # ------------------------------------------------------------ a full disk
+
+    @property
+    def disk_full(self) -> bool:
+        """The last write found no room on the disk (and none has succeeded since)."""
+        return self.full_since is not None
+
+    def count_lost(self, readings: int) -> None:
+        """``readings`` a caller could not store and cannot get again (a live count):
+        they join ``dropped`` with the next write that succeeds."""
+        with self._lock:
+            self._lost += readings
+
+    def check_room(self) -> bool:
+        """Try one small write: True when the disk has room (again); flushes the lost count."""
+        try:
+            with self._write() as db:
+                self._bump(db, "room_checks", 1)
+        except OutboxFull:
+            return False
+        return True
+
     # ------------------------------------------------------------ delivering
 
-    def take(self, limit: int) -> list[Pending]:
-        """The ``limit`` oldest pending records, oldest first (they stay pending)."""
+    def _read_pending(self, sql: str, args: tuple[Any, ...]) -> tuple[list[Pending], list[tuple[str, int, bytes, str]]]:
+        """Rows (id, revision, body bytes) -> readable records, and the unreadable ones with why."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, revision, body FROM readings WHERE state = 'pending' ORDER BY seq LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [Pending(rid, rev, json.loads(body)) for rid, rev, body in rows]
+            rows = self._db.execute(sql, args).fetchall()
+        good, bad = [], []
+        for rid, revision, raw in rows:
+            try:
+                good.append(Pending(rid, revision, _decode(rid, bytes(raw))))
+            except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+                bad.append((rid, revision, bytes(raw), f"stored record cannot be read ({exc})"))
+        return good, bad
 
-    def delivered(self, sent: Iterable[Pending]) -> int:
-        """The cloud has these; a record that got a newer revision meanwhile stays pending."""
+    def take(self, limit: int) -> list[Pending]:
+        """The ``limit`` oldest pending records, oldest first (they stay pending).
+
+        A stored record that cannot be read (a damaged byte on the card) is moved to
+        the dead-letter table with its raw bytes and why, so it never stops delivery.
+        """
+        good: list[Pending] = []
+        for _ in range(TAKE_ROUNDS):
+            good, bad = self._read_pending(
+                "SELECT id, revision, CAST(body AS BLOB) FROM readings WHERE state = 'pending'"
+                " ORDER BY seq LIMIT ?", (limit,))
+            if not bad or self.readonly:
+                break
+            self._bury(bad)
+        return good
+
+    def _bury(self, bad: list[tuple[str, int, bytes, str]]) -> None:
         now = time.time()
+        with self._write() as db:
+            for rid, revision, raw, reason in bad:
+                db.execute("UPDATE readings SET state = 'dead' WHERE id = ? AND revision = ? AND state = 'pending'",
+                           (rid, revision))
+                self._insert_dead(db, [DeadEntry("outbox", reason, _preview(raw), rid)], now)
+                log.error("outbox: reading %s %s; moved to the dead-letter table", rid[:12], reason)
+
+    def newest_pending(self, avoid_sensors: set[str], avoid_ids: set[str]) -> Pending | None:
+        """A recent pending record for the uplink's probe: preferably of a sensor not in
+        ``avoid_sensors``, then preferably not in ``avoid_ids``."""
+        good, _ = self._read_pending(
+            "SELECT id, revision, CAST(body AS BLOB) FROM readings WHERE state = 'pending'"
+            " ORDER BY seq DESC LIMIT 200", ())
+        good.sort(key=lambda p: (p.body.get("sensor_id") in avoid_sensors, p.id in avoid_ids))
+        return good[0] if good else None
+
+    def delivered(self, sent: Iterable[Pending], now: float | None = None) -> int:
+        """The cloud has these; a record that got a newer revision meanwhile stays pending."""
+        now = time.time() if now is None else now
         with self._write() as db:
             done = 0
             for item in sent:
@@ -389,12 +669,13 @@ class Outbox:
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, record_id, origin, reason, preview, created_at FROM dead_letter"
-                " ORDER BY seq DESC LIMIT ?",
+                "SELECT seq, record_id, origin, CAST(reason AS BLOB), CAST(preview AS BLOB), created_at"
+                " FROM dead_letter ORDER BY seq DESC LIMIT ?",
                 (limit,),
             ).fetchall()
         keys = ("seq", "record_id", "origin", "reason", "preview", "created_at")
-        return [dict(zip(keys, row, strict=True)) for row in rows]
+        return [dict(zip(keys, (*row[:3], _preview(bytes(row[3])), _preview(bytes(row[4])), row[5]), strict=True))
+                for row in rows]
 
     def retry_dead(self) -> int:
         """Queue every dead-lettered record again (raw messages cannot be retried)."""
@@ -425,53 +706,165 @@ class Outbox:
         st = os.statvfs(self.path.parent)
         return st.f_bavail * st.f_frsize / 1e6
 
+    def _file_bytes(self) -> int:
+        return sum(Path(f"{self.path}{s}").stat().st_size for s in ("", "-wal") if Path(f"{self.path}{s}").exists())
+
     def enforce_limits(self, now: float | None = None) -> int:
-        """Forget old delivered rows; shed the oldest pending when over a limit.
+        """Forget old delivery memory and junk beyond its caps; shed when over a limit.
 
         Returns how many pending records were dropped (also added to ``dropped``).
+        A full disk is not an error here: what cannot be freed now is freed next time.
         """
         now = time.time() if now is None else now
+        try:
+            self._forget_old_deliveries(now)
+            self._cap_junk(now)
+            return self._shed()
+        except OutboxFull:
+            log.warning("outbox: the disk is full; shedding waits until there is room to write")
+            return 0
+
+    def _clock_looks_wrong(self, now: float) -> bool:
+        """The clock is well behind the outbox's own newest write: it jumped back (or was ahead)."""
+        with self._lock:
+            newest = self._db.execute("SELECT MAX(MAX(queued_at), COALESCE(MAX(delivered_at), 0))"
+                                      " FROM readings").fetchone()[0]
+        wrong = newest is not None and now < newest - CLOCK_SLACK_S
+        if wrong and not self._clock_warned:
+            log.warning("outbox: the clock reads %s, before the outbox's newest write (%s);"
+                        " delivery memory is kept until it is right", _epoch_text(now), _epoch_text(newest))
+        self._clock_warned = wrong
+        return wrong
+
+    def _forget_old_deliveries(self, now: float) -> None:
+        """Delivered rows whose period is KEEP_DELIVERED_S older than their sensor's newest period.
+
+        Periods come from the data, so a jump of the bridge's clock does not age them;
+        periods stamped in the future of the clock (a camera's clock ahead) are ignored.
+        """
+        if self._clock_looks_wrong(now):
+            return
         with self._write() as db:
             db.execute(
-                "DELETE FROM readings WHERE state = 'delivered' AND delivered_at < ?",
-                (now - KEEP_DELIVERED_S,),
-            )
-        dropped = 0
-        for _ in range(1000):  # bounded: each round frees a chunk
-            cap = self.max_mb * 1e6
-            live = self._live_bytes()
-            low_disk = self._free_disk_mb() < self.min_free_disk_mb
-            if live <= cap and not low_disk:
-                break
-            chunk = 500
-            if not low_disk:
-                # Shed down to 95% of the cap so one new reading does not shed again at once.
-                with self._lock:
-                    rows = self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] or 1
-                chunk = max(1, min(chunk, int((live - 0.95 * cap) / (live / rows)) + 1))
+                "WITH newest AS (SELECT sensor_id, kind, strftime('%Y-%m-%dT%H:%M:%SZ', MAX(period_start), ?)"
+                " AS cutoff FROM readings WHERE period_start <= ? GROUP BY sensor_id, kind)"
+                " DELETE FROM readings WHERE state = 'delivered' AND period_start < (SELECT cutoff FROM newest"
+                " WHERE newest.sensor_id = readings.sensor_id AND newest.kind = readings.kind)",
+                (f"-{KEEP_DELIVERED_S} seconds", _epoch_text(now + CLOCK_SLACK_S)))
+
+    def _cap_junk(self, now: float) -> None:
+        """Dead letters and first-seen cursors within their own caps, oldest forgotten first."""
+        with self._lock:
+            count, size = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(length(CAST(preview AS BLOB)) + length(CAST(reason AS BLOB))"
+                " + 100), 0) FROM dead_letter").fetchone()
+            seen, newest = self._db.execute(
+                "SELECT COUNT(*), MAX(position) FROM cursors WHERE kind LIKE 'first-seen:%'"
+                " AND position <= ?", (_epoch_text(now + CLOCK_SLACK_S),)).fetchone()
+        budget = DEAD_LETTER_SHARE * self.max_mb * 1e6
+        over = max(count - MAX_DEAD_LETTERS, int((size - budget) / (size / count)) + 1 if size > budget else 0)
+        if over > 0:
             with self._write() as db:
-                forgot = db.execute(
-                    "DELETE FROM readings WHERE id IN (SELECT id FROM readings"
-                    " WHERE state != 'pending' ORDER BY seq LIMIT ?)", (chunk,)
-                ).rowcount
-                if forgot:
-                    continue
-                shed = db.execute(
-                    "DELETE FROM readings WHERE id IN (SELECT id FROM readings"
-                    " WHERE state = 'pending' ORDER BY seq LIMIT ?)", (chunk,)
-                ).rowcount
-                if not shed:
-                    break
-                self._bump(db, "dropped", shed)
-                dropped += shed
-            if low_disk and live <= cap:
-                # Freed pages stay inside the file; give them back to the disk.
-                with self._lock:
-                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                    self._db.execute("VACUUM")
+                self._forget_dead(db, over)
+        if seen:
+            stale = "" if self._clock_looks_wrong(now) else _shift(newest, -KEEP_FIRST_SEEN_S)
+            with self._write() as db:
+                forgot = db.execute("DELETE FROM cursors WHERE kind LIKE 'first-seen:%' AND position < ?",
+                                    (stale,)).rowcount
+                forgot += self._forget_first_seen(db, seen - forgot - MAX_FIRST_SEEN)
+                self._bump(db, "junk_shed", forgot)
+
+    def _forget_dead(self, db: sqlite3.Connection, rows: int) -> int:
+        """The ``rows`` oldest dead letters (and the refused readings they hold)."""
+        doomed = "SELECT seq FROM dead_letter ORDER BY seq LIMIT ?"
+        db.execute("DELETE FROM readings WHERE state = 'dead' AND id IN"
+                   f" (SELECT record_id FROM dead_letter WHERE seq IN ({doomed}))", (rows,))
+        forgot = db.execute(f"DELETE FROM dead_letter WHERE seq IN ({doomed})", (rows,)).rowcount
+        self._bump(db, "junk_shed", forgot)
+        if forgot:
+            log.warning("outbox: forgot the %d oldest dead letter(s) to keep junk within its cap", forgot)
+        return forgot
+
+    def _forget_first_seen(self, db: sqlite3.Connection, rows: int) -> int:
+        if rows <= 0:
+            return 0
+        return db.execute(
+            "DELETE FROM cursors WHERE rowid IN (SELECT rowid FROM cursors WHERE kind LIKE 'first-seen:%'"
+            " ORDER BY position LIMIT ?)", (rows,)).rowcount
+
+    def _target_bytes(self) -> tuple[int, bool]:
+        """How many live bytes the outbox may hold now, and whether the disk is low."""
+        live = self._live_bytes()
+        cap = self.max_mb * 1e6
+        target = live if live <= cap else int(0.95 * cap)  # 95%: one new reading must not shed again
+        shortfall = (self.min_free_disk_mb - self._free_disk_mb()) * 1e6
+        # Shedding helps a low disk only when the outbox is what fills it: readings are never
+        # dropped to make room for someone else's files.
+        if 0 < shortfall <= self._file_bytes():
+            target = min(target, int(live - shortfall))
+        return target, shortfall > 0
+
+    def _shed(self) -> int:
+        """Junk first, then delivered rows, then the oldest pending readings (counted as dropped)."""
+        with self._lock:
+            target, low_disk = self._target_bytes()
+        dropped = shed_any = 0
+        for _ in range(1000):  # bounded: each round frees a chunk
+            with self._lock:
+                excess = self._live_bytes() - target
+            if excess <= 0:
+                break
+            with self._write() as db:
+                what, count = self._shed_step(db, excess)
+            if not count:
+                break
+            shed_any += count
+            if what == "pending":
+                dropped += count
+        if low_disk and shed_any:
+            self._give_back_space()
         if dropped:
             log.error("outbox over its limits: dropped the %d oldest undelivered records", dropped)
         return dropped
+
+    def _shed_step(self, db: sqlite3.Connection, excess: int) -> tuple[str, int]:
+        """Forget one chunk of the least valuable rows there are."""
+
+        everything = sum(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                         for t in ("readings", "dead_letter", "cursors")) or 1
+        per_row = self._live_bytes() / everything  # a row costs at least its share of the pages
+
+        def rows(table: str, where: str, size: str) -> int:
+            n, total = db.execute(f"SELECT COUNT(*), COALESCE(SUM({size}), 0) FROM {table} WHERE {where}").fetchone()
+            return max(1, min(500, int(excess / max(per_row, total / n + 1)) + 1)) if n else 0
+
+        if n := rows("dead_letter", "1", "length(CAST(preview AS BLOB)) + 100"):
+            return "dead", self._forget_dead(db, n)
+        if n := rows("cursors", "kind LIKE 'first-seen:%'", "100"):
+            forgot = self._forget_first_seen(db, n)
+            self._bump(db, "junk_shed", forgot)
+            return "first-seen", forgot
+        for state in ("delivered", "pending"):
+            if n := rows("readings", f"state = '{state}'", "length(CAST(body AS BLOB)) + 150"):
+                forgot = db.execute("DELETE FROM readings WHERE id IN (SELECT id FROM readings"
+                                    f" WHERE state = '{state}' ORDER BY seq LIMIT ?)", (n,)).rowcount
+                if state == "pending":
+                    self._bump(db, "dropped", forgot)
+                return state, forgot
+        return "", 0
+
+    def _give_back_space(self) -> None:
+        """Freed pages stay inside the file; give them back to the disk if that needs no room."""
+        with self._lock:
+            incremental = self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+            try:
+                if incremental:
+                    self._db.execute("PRAGMA incremental_vacuum")
+                elif self._free_disk_mb() * 1e6 > 2 * self._file_bytes():
+                    self._db.execute("VACUUM")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as exc:
+                log.warning("outbox: cannot give freed space back to the disk now: %s", exc)
 
     # ------------------------------------------------------------ reading
 
@@ -491,15 +884,26 @@ class Outbox:
                 "SELECT COUNT(*) FROM readings WHERE state = 'delivered'"
             ).fetchone()[0]
             size = self._live_bytes()
+            lost = self._lost
         return OutboxStats(
             pending=pending,
             oldest_pending_age_s=max(0.0, now - oldest) if oldest else 0.0,
             dead_letter=dead,
-            dropped=self.counter("dropped"),
+            dropped=self.counter("dropped") + lost,
             delivered_kept=kept,
             size_mb=round(size / 1e6, 2),
+            junk_shed=self.counter("junk_shed"),
+            disk_full=self.disk_full,
         )
 
     def pending_list(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The oldest pending records, for ``sensor-bridge outbox list``."""
-        return [p.body for p in self.take(limit)]
+        """The oldest pending records, for ``sensor-bridge outbox list``; an unreadable one
+        is ``{"id": ..., "unreadable": why}`` (the services move it to the dead letters)."""
+        good, bad = self._read_pending(
+            "SELECT id, revision, CAST(body AS BLOB) FROM readings WHERE state = 'pending'"
+            " ORDER BY seq LIMIT ?", (limit,))
+        listed = {p.id: p.body for p in good} | {rid: {"id": rid, "unreadable": why} for rid, _, _, why in bad}
+        with self._lock:
+            order = [r[0] for r in self._db.execute(
+                "SELECT id FROM readings WHERE state = 'pending' ORDER BY seq LIMIT ?", (limit,))]
+        return [listed[i] for i in order if i in listed]

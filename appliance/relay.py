@@ -509,6 +509,8 @@ class Relay:
             return "error", f"outbox writes stalled for {c.oldest_age():.0f}s"
         if self.http_error:
             return "error", self.http_error
+        if self.outbox.reset_reason:  # until a person runs `sensor-bridge outbox ack-corrupt`
+            return "error", self.outbox.reset_reason
         if not self.time_synced:
             return "starting", "waiting for the clock to be synchronised (NTP)"
         if m is not None and m.refused:

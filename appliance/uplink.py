@@ -39,9 +39,12 @@ MAX_RETRY_AFTER_S = 3600.0  # a broken Retry-After must not stall delivery for d
 IDLE_WAIT_S = 5.0  # the relay writes to the outbox from another process, without a wake()
 GROW_AFTER = 10  # full batches delivered in a row before a halved batch size doubles again
 TOO_LARGE_MEMORY_S = 3600.0  # how long a size that got 413 stays the ceiling
-# Readings in a row refused as malformed, none accepted in between, before the uplink stops
-# dead-lettering: then it is the bridge's config (bridge.id) or the cloud, not the readings.
+# Readings in a row refused as malformed, none accepted in between, before the uplink asks
+# whether the cloud takes anything at all: it sends one other reading (the newest, of another
+# sensor if there is one) alone. Taken: these readings are bad, dead-letter on. Refused too: it
+# is the bridge's config (bridge.id) or the cloud, not the readings: hold everything.
 MALFORMED_STREAK = 10
+STREAK_COUNTER = "uplink_refused_streak"  # kept in the outbox: a restart must not dead-letter 10 more
 GZIP_LEVEL = 5  # past 5, a Pi spends much more time for a few percent less
 
 
@@ -109,7 +112,8 @@ class Uplink:
         self._retry_id = ""
         self._too_large_seen: tuple[int, float] | None = None  # (smallest size that got 413, when)
         self._full_batches = 0
-        self._malformed_streak = 0
+        self._malformed_streak = outbox.counter(STREAK_COUNTER)
+        self._refused_sensors: set[str] = set()
         self.batch_size = self.settings.batch_size
         self.state = "ok"
         self.last_success: str | None = None
@@ -230,7 +234,7 @@ class Uplink:
                 refused[entry["id"]] = self._clean(f"refused by the cloud API: {entry.get('error') or 'no reason'}")
         done = self.outbox.delivered([p for p in items if p.id not in refused])
         if done:
-            self._malformed_streak = 0
+            self._set_streak(0)
         rejected = self.outbox.reject([(p, refused[p.id]) for p in items if p.id in refused])
         if rejected:
             log.warning("the cloud API refused %d reading(s), kept in the dead-letter table; first: %s",
@@ -248,16 +252,19 @@ class Uplink:
 
         Every half is a new batch; k bad records among n cost about 2k*log2(n)
         requests, and a record is never sent again once the cloud called it malformed.
-        When MALFORMED_STREAK readings in a row were refused and none accepted, the
-        fault is not in the readings: keep the rest, say "error", and retry slowly.
+        After MALFORMED_STREAK refused readings in a row, one other reading is sent
+        alone first (:meth:`_probe`): only when the cloud refuses that one too does
+        the uplink hold everything, so a few bad readings never hold the good ones.
         """
         if self._malformed_streak >= MALFORMED_STREAK:
-            return self._failed("error", f"the cloud API refuses every reading as malformed ({answer.error});"
-                                " holding them: check bridge.id and the cloud app", AUTH_RETRY_S)
+            held = self._probe(items, answer)
+            if held is not None:
+                return held
         self._answered()
         if len(items) == 1:
             reason = self._clean(f"refused as malformed: {answer.error}")
-            self._malformed_streak += 1
+            self._set_streak(self._malformed_streak + 1)
+            self._refused_sensors.add(str(items[0].body.get("sensor_id")))
             rejected = self.outbox.reject([(items[0], reason)])
             log.warning("reading %s (%s) %s; kept in the dead-letter table",
                         items[0].id[:12], items[0].body.get("sensor_id"), reason)
@@ -271,6 +278,34 @@ class Uplink:
             if total.wait_s:  # the API went away mid-split: the rest waits for the next try
                 break
         return total
+
+    def _probe(self, items: list[Pending], answer: _Answer) -> DeliveryResult | None:
+        """Does the cloud take any reading? None: yes (one was delivered), go on dead-lettering.
+
+        Otherwise what to do now: hold everything (it refused the probe too, or there
+        is nothing else to try), or the probe's own transient failure.
+        """
+        probe = self.outbox.newest_pending(self._refused_sensors, {p.id for p in items})
+        if probe is not None:
+            reply = self._send([probe])
+            if reply.status is not None and 200 <= reply.status < 300:
+                result = self._stored([probe], reply.body)
+                if result.delivered:
+                    log.info("uplink: the cloud API took reading %s alone; the refused ones are bad, not the config",
+                             probe.id[:12])
+                    return None
+            elif reply.status not in (400, 422):  # no verdict (5xx, no answer, ...): try again later
+                return self._failed("degraded", reply.error, self._backoff())
+        return self._failed("error", f"the cloud API refuses every reading as malformed ({answer.error});"
+                            " holding them: check bridge.id and the cloud app", AUTH_RETRY_S)
+
+    def _set_streak(self, value: int) -> None:
+        if value == self._malformed_streak:
+            return
+        self._malformed_streak = value
+        if not value:
+            self._refused_sensors.clear()
+        self.outbox.set_counter(STREAK_COUNTER, value)
 
     def _too_large(self, items: list[Pending], answer: _Answer) -> DeliveryResult:
         """413: halve the batch size and send the first half now; a lone record that is too large is dead."""

@@ -153,3 +153,97 @@ def test_sigkill_at_any_instant_loses_nothing_committed(tmp_path: Path) -> None:
             "SELECT COUNT(*) FROM readings WHERE sensor_id = ?", (name,)).fetchone()[0]
         # the cursor and the records moved together: exactly the records up to the cursor exist
         assert rows == (int(cursor) + 1 if cursor else 0)
+
+
+# ---------------------------------------------------------------- junk, clocks, damage (issue 15)
+
+
+def test_a_junk_flood_never_evicts_a_real_reading(tmp_path: Path) -> None:
+    """3,000 refused pushes (4 MB of dead letters) and thousands of first-seen cursors under
+    max_mb = 1: the junk is shed, oldest first and counted, and every reading stays."""
+    box = Outbox(tmp_path / "o.db", max_mb=1)
+    box.put([reading(hour=h) for h in range(800)])
+    raw = "7b 22 62 6f 67 75 73 22 " * 170  # a hex preview of a 1.4 kB message nobody can parse
+    for burst in range(30):
+        box.add_dead([DeadEntry("milesight/door", f"not JSON (#{burst}-{i})", raw) for i in range(100)])
+    moments = [(T0 + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ") for m in range(0, 30 * 24 * 60, 10)]
+    box.put([], cursors=[("door", f"first-seen:{i:08x}", at) for i, at in enumerate(moments)])
+    assert box.stats().size_mb > 4, "the junk alone is four times the cap"
+
+    assert box.enforce_limits() == 0
+    stats = box.stats()
+    assert stats.pending == 800 and stats.dropped == 0, "no real reading was dropped"
+    assert stats.size_mb <= 1.0
+    assert 0 < stats.dead_letter < 3000 and stats.junk_shed >= 3000 - stats.dead_letter
+    newest_dead = box.dead_letters(1)[0]["reason"]
+    assert newest_dead == "not JSON (#29-99)", "the oldest dead letters went first"
+    newest_seen = moments[-1]
+    kept = sqlite3.connect(tmp_path / "o.db").execute(
+        "SELECT MIN(position), COUNT(*) FROM cursors WHERE kind LIKE 'first-seen:%'").fetchone()
+    assert kept[1] > 0 and kept[0] >= (datetime.fromisoformat(newest_seen) - timedelta(days=8)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"), "stale first-seen cursors are forgotten, recent ones kept"
+
+
+def test_a_clock_a_year_ahead_and_back_keeps_the_delivery_memory(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    week = [reading(hour=h) for h in range(7 * 24)]
+    box.put(week)
+    now = time.time()
+    assert box.delivered(box.take(1000)) == len(week)
+
+    for clock in (now + 365 * 86400, now, now - 365 * 86400, now + 3600):  # ahead, corrected, behind, right
+        box.enforce_limits(now=clock)
+        assert box.stats(now=clock).delivered_kept == len(week), f"delivery memory kept at clock {clock}"
+    again = box.put(week)  # the camera's history read again after the clock was put right
+    assert again.unchanged == len(week) and box.take(10) == [], "nothing is sent twice"
+
+    later = [reading(hour=9 * 24)]  # the camera's own time moved on 9 days
+    box.put(later)
+    box.enforce_limits(now=now)
+    assert box.stats().delivered_kept == len(week) - 24, "a delivered period 8 days older than the newest is forgotten"
+
+
+def flip_body_byte(path: Path, record_id: str) -> None:
+    """Damage one byte inside a stored record's JSON, as a failing SD card sector might."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b'{"id": "' + record_id.encode())
+    assert at >= 0, "the record's body is in the file"
+    data[at] = 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_byte_in_a_stored_reading_costs_that_reading_only(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = Outbox(path)
+    box.put([reading(hour=h) for h in range(20)])
+    victim = box.take(20)[7]
+    box.close()
+    flip_body_byte(path, victim.id)
+    assert sqlite3.connect(path).execute("PRAGMA quick_check").fetchone()[0] == "ok"
+
+    box = Outbox(path)
+    taken = box.take(100)
+    assert len(taken) == 19 and victim.id not in {p.id for p in taken}
+    [dead] = box.dead_letters()
+    assert dead["record_id"] == victim.id and "cannot be read" in dead["reason"]
+    assert '"id": "' + victim.id in dead["preview"], "the raw bytes are kept for a person to look at"
+    assert box.delivered(taken) == 19 and box.stats().pending == 0
+
+
+def test_a_torn_write_ahead_log_is_reported_until_acknowledged(tmp_path: Path) -> None:
+    live = Outbox(tmp_path / "live" / "outbox.db")
+    live.put([reading(hour=h) for h in range(30)])
+    card = tmp_path / "card"
+    card.mkdir()
+    for suffix in ("", "-wal"):  # the card as a power cut left it: the log's last frame half written
+        (card / f"outbox.db{suffix}").write_bytes((tmp_path / "live" / f"outbox.db{suffix}").read_bytes())
+    live.close()
+    wal = card / "outbox.db-wal"
+    assert wal.stat().st_size > 4096
+    with open(wal, "r+b") as f:
+        f.truncate(wal.stat().st_size - 1000)
+
+    box = Outbox(card / "outbox.db")
+    assert box.reset_reason and "write-ahead log" in box.reset_reason and "cut short" in box.reset_reason
+    box.close()
+    assert "cut short" in (Outbox(card / "outbox.db").reset_reason or ""), "still reported after a restart"

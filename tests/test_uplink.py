@@ -300,6 +300,42 @@ def test_when_the_cloud_calls_every_reading_malformed_the_rest_is_held(tmp_path:
     assert len(receiver.records()) == 40 and uplink.snapshot()["state"] == "ok"
 
 
+@pytest.mark.parametrize("arrival", ["one by one", "all at once"])
+def test_refused_readings_ahead_of_good_ones_never_hold_the_queue(tmp_path: Path, receiver: SimReceiver,
+                                                                   arrival: str) -> None:
+    """A device pushing junk the cloud refuses (400) ahead of the cameras' readings: the junk goes to
+    the dead letters, every camera reading reaches the cloud, and the uplink says ok."""
+    uplink, outbox = make_uplink(tmp_path, receiver.url, batch_size=16)
+    receiver.malformed_sensors.add("door-junk")
+    junk = readings(MALFORMED_STREAK + 2, sensor="door-junk")
+    good = readings(120, sensor="entrance")
+    if arrival == "one by one":  # each push is sent, and refused, before the next arrives
+        for record in junk[:MALFORMED_STREAK]:
+            outbox.put([record])
+            assert uplink.deliver_once().rejected == 1
+        outbox.put(junk[MALFORMED_STREAK:] + good)
+    else:
+        outbox.put(junk + good)
+    drain(uplink)
+    assert set(receiver.records()) == {r.id for r in good}, "every camera reading reached the cloud"
+    assert {d["record_id"] for d in outbox.dead_letters()} == {r.id for r in junk}
+    assert outbox.stats().pending == 0 and uplink.snapshot()["state"] == "ok"
+
+
+def test_a_restart_does_not_dead_letter_more_of_a_wholesale_refused_outbox(tmp_path: Path,
+                                                                         receiver: SimReceiver) -> None:
+    uplink, outbox = make_uplink(tmp_path, receiver.url, batch_size=8)
+    outbox.put(readings(40))
+    receiver.malformed_sensors.add("cam-1")
+    for _ in range(MALFORMED_STREAK):
+        if uplink.deliver_once().wait_s:
+            break
+    assert outbox.stats().dead_letter == MALFORMED_STREAK
+    restarted, _ = make_uplink(tmp_path, receiver.url, batch_size=8, outbox=outbox)
+    assert restarted.deliver_once().wait_s >= AUTH_RETRY_S
+    assert outbox.stats().dead_letter == MALFORMED_STREAK and restarted.snapshot()["state"] == "error"
+
+
 def test_records_the_cloud_refuses_one_by_one_go_to_dead_letter(tmp_path: Path, receiver: SimReceiver) -> None:
     uplink, outbox = make_uplink(tmp_path, receiver.url)
     outbox.put(readings(4))
