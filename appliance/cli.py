@@ -31,6 +31,7 @@ PARTS = (
     "appliance.boot_config",
     "appliance.sim",
     "appliance.demo",
+    "appliance.alerts",
 )
 
 

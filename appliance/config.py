@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 DEFAULT_PATH = "/etc/sensor-bridge/config.toml"
 SENSOR_TYPES = ("milesight-camera",)
 POLLED_KINDS = ("line_counts", "region_counts", "live_counts")
-SECRET_KEYS = ("api_key", "password")
+SECRET_KEYS = ("api_key", "password", "ping_url")
 
 
 class ConfigError(ValueError):
@@ -140,6 +140,25 @@ class LedConfig:
 
 
 @dataclass
+class AlertsConfig:
+    """[alerts]: the bridge's own dead-man's-switch ping (appliance/alerts.py)."""
+
+    ping_url: str = field(default="", repr=False)
+    ping_s: float = 60
+
+
+def _parse_alerts(raw: Any, problems: list[str], base_dir: Path) -> AlertsConfig:
+    t = _Table(raw, "alerts", problems, base_dir)
+    alerts = AlertsConfig(ping_url=t.secret("ping_url", required=False), ping_s=t.number("ping_s", 60))
+    parts = urlsplit(alerts.ping_url)
+    if alerts.ping_url and (parts.scheme not in ("https", "http") or not parts.hostname):
+        # the URL itself is a secret: say what is wrong without repeating it
+        problems.append("alerts.ping_url: expected a URL like https://hc-ping.com/<uuid>")
+    t.done()
+    return alerts
+
+
+@dataclass
 class Config:
     bridge: BridgeConfig
     paths: PathsConfig
@@ -152,6 +171,7 @@ class Config:
     watchdog: WatchdogConfig
     led: LedConfig
     source_path: str | None = None
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     @property
     def outbox_path(self) -> Path:
@@ -508,10 +528,11 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None, path: str | 
         problems.append(f"led.pin: expected a BCM pin number 0..27, got {led.pin}")
     t.done()
 
+    alerts = _parse_alerts(top.table("alerts"), problems, base_dir)
     top.done()
     if problems:
         raise ConfigError(problems, path)
-    return Config(bridge, paths, uplink, outbox, health, sensors, mqtt, push, watchdog, led, path)
+    return Config(bridge, paths, uplink, outbox, health, sensors, mqtt, push, watchdog, led, path, alerts=alerts)
 
 
 def load_config(path: str | Path = DEFAULT_PATH) -> Config:

@@ -20,7 +20,15 @@ from typing import Any
 
 import pytest
 import requests
-from cloud_helpers import CLOUD, CloudApi, CloudStack, NodeRouteServer, make_heartbeat, sql_literal, utc_text
+from cloud_helpers import (
+    CLOUD,
+    CloudApi,
+    CloudStack,
+    NodeRouteServer,
+    make_heartbeat,
+    sql_literal,
+    utc_text,
+)
 
 pytest_plugins = ["cloud_helpers"]
 

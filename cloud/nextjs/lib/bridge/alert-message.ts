@@ -123,7 +123,8 @@ export function alertText(events: AlertEvent[], thresholds: AlertThresholds, now
   for (const [what, group] of groupBy(opened)) {
     const words = wording(what);
     lines.push("", `${words.problem(thresholds)} (${group.length}):`, ...group.map(problemLine));
-    lines.push(`Try: ${words.tryThis}`);
+    const sensor = group.length === 1 && group[0]?.sensor_id ? group[0].sensor_id : "<id>";
+    lines.push(`Try: ${words.tryThis.replace("<id>", sensor)}`);
   }
   if (closed.length) {
     lines.push("", "✅ Recovered:", ...closed.map((e) => recoveryLine(e, now)));
