@@ -243,17 +243,19 @@ def test_retired_sensor_never_alerts_and_leaves_the_stale_check(alerts: Alerting
     retire = alerts.tool("retire-sensor", api.bridge_id, "cam-test-bench")
     assert retire.returncode == 0 and "retired" in retire.stderr
     old = datetime.now(UTC) - timedelta(hours=6)
-    alerts.sql("insert into bridge_sensors (bridge_id, sensor_id, kind, first_seen_at, last_final_period_end) "
-               f"values ({sql_literal(api.bridge_id)}, 'cam-test-bench', 'line_counts', '{utc_text(old)}', "
-               f"'{utc_text(old)}')")
+    for sensor in ("cam-test-bench", "cam-till"):  # both without new counts for 6 h; one retired
+        alerts.sql("insert into bridge_sensors (bridge_id, sensor_id, kind, first_seen_at, last_final_period_end) "
+                   f"values ({sql_literal(api.bridge_id)}, '{sensor}', 'line_counts', '{utc_text(old)}', "
+                   f"'{utc_text(old)}')")
     alerts.heartbeat(api, state="degraded",
                      sensors=[_failing_sensor("cam-test-bench"), _failing_sensor("cam-entrance")])
     alerts.cron()
     [text] = alerts.telegram.texts()
     assert "cam-entrance" in text and "Camera not answering" in text and "cam-test-bench" not in text
+    assert "No new counts for over 3 h (1):\n• sensor cam-till" in text
     stale = requests.get(api.stale_url, headers={"Authorization": f"Bearer {alerts.stack.cron_secret}"},
                          timeout=TIMEOUT)
-    assert stale.status_code == 200, stale.text
+    assert [s["sensor_id"] for s in stale.json()["stale_sensors"]] == ["cam-till"], stale.text
     listing = alerts.tool("sensors", api.bridge_id)
     assert "cam-test-bench" in listing.stdout and "retired" in listing.stdout
 
