@@ -31,6 +31,7 @@ PARTS = (
     "appliance.maintenance",
     "appliance.sim",
     "appliance.demo",
+    "appliance.alerts",
 )
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .alerts import start_pinger
 from .clock import clock_synchronised
 from .config import Config, config_from_args, parse_listen
 from .lanes import PollLanes
@@ -364,6 +365,7 @@ class Collector:
         uplink_thread.start()
         if self.config.uplink.heartbeat_url:
             threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True).start()
+        start_pinger(self.config.alerts, lambda: self._status, self.stop_event)  # appliance/alerts.py
         notify("READY=1")
         log.info(
             "collector up: %d sensor(s), delivering to %s", len(self.config.sensors), self.config.uplink.url

@@ -407,8 +407,8 @@ class LedConfig:
 
 @dataclass
 class AlertsConfig:
-    ping_url: str = secret("a URL called every `ping_s` (a dead man's switch such as healthchecks.io); "
-                           "`\"\"`: none", check=_url(("https", "http"), "the token belongs in the path", hidden=True))
+    ping_url: str = secret("a dead man's switch URL (healthchecks.io, UptimeRobot or Better Stack heartbeat) "
+                           "called every `ping_s`; a secret: whoever holds it can silence the alarm; `\"\"`: none", check=_url(("https", "http"), "the token belongs in the path", hidden=True))
     ping_s: float = number(60, "seconds between pings", minimum=1)
 
 

@@ -375,7 +375,7 @@ class CloudStack:
 
     def reset(self) -> None:
         """Forget every bridge and reading, so a test sees only its own data."""
-        self.pg.psql("truncate public.bridge_readings, public.bridge_sensors, public.bridges;")
+        self.pg.psql("truncate public.bridge_readings, public.bridge_sensors, public.bridges cascade;")
 
     def ingest_sql(self, bridge_id: str, batch: Mapping[str, Any] | str) -> dict[str, Any]:
         """Call ingest_bridge_batch directly (one psql session), as the routes' role."""

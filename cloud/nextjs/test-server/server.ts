@@ -12,15 +12,43 @@ import type { AddressInfo } from "node:net";
 import * as heartbeat from "../app/api/bridge/v1/heartbeat/route";
 import * as ingest from "../app/api/bridge/v1/ingest/route";
 import * as stale from "../app/api/bridge/v1/stale/route";
+import * as cronAlerts from "../app/api/bridge/v1/cron/alerts/route";
+import * as status from "../app/api/bridge/v1/status/[token]/route";
 import { closePool } from "../lib/bridge/db";
 
-type Handler = (request: Request) => Promise<Response>;
+// The second argument is what Next.js passes: the dynamic segments' values.
+type Handler = (request: Request, context: { params: Promise<any> }) => Promise<Response>;
 
 const routes: Record<string, Record<string, Handler>> = {
   "/api/bridge/v1/ingest": { POST: ingest.POST },
   "/api/bridge/v1/heartbeat": { POST: heartbeat.POST },
   "/api/bridge/v1/stale": { GET: stale.GET },
+  "/api/bridge/v1/cron/alerts": { GET: cronAlerts.GET },
 };
+
+// Routes with a dynamic segment ([token]), matched like Next.js does.
+const dynamicRoutes: [RegExp, Record<string, Handler>][] = [
+  [/^\/api\/bridge\/v1\/status\/(?<token>[^/]+)$/, { GET: status.GET }],
+];
+
+function route(pathname: string): { methods?: Record<string, Handler>; params: Record<string, string> } {
+  const fixed = routes[pathname];
+  if (fixed) return { methods: fixed, params: {} };
+  for (const [pattern, methods] of dynamicRoutes) {
+    const match = pattern.exec(pathname);
+    if (!match) continue;
+    const params: Record<string, string> = {};
+    for (const [name, value] of Object.entries(match.groups ?? {})) {
+      try {
+        params[name] = decodeURIComponent(value);
+      } catch {
+        return { params: {} };
+      }
+    }
+    return { methods, params };
+  }
+  return { params: {} };
+}
 
 /**
  * The Node request body as a Web stream. Cancelling it (a handler that stops
@@ -62,7 +90,7 @@ function bodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
 
 async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? "/", `http://${req.headers.host ?? "127.0.0.1"}`);
-  const methods = routes[url.pathname];
+  const { methods, params } = route(url.pathname);
   const method = req.method ?? "GET";
   const handler = methods?.[method];
   let response: Response;
@@ -79,7 +107,7 @@ async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     // `duplex` is required by Node for a streamed request body; the DOM
     // typings used by Next.js do not know it yet.
     const init = { method, headers, body: hasBody ? bodyStream(req) : null, duplex: "half" } as RequestInit;
-    response = await handler(new Request(url, init));
+    response = await handler(new Request(url, init), { params: Promise.resolve(params) });
   }
   const body = Buffer.from(await response.arrayBuffer());
   res.writeHead(response.status, Object.fromEntries(response.headers.entries()));

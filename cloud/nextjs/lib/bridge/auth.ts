@@ -10,7 +10,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Pool } from "pg";
 import { HttpError } from "./http";
-import type { BridgeSettings } from "./settings";
+import { ConfigError, type BridgeSettings } from "./settings";
 
 const MAX_KEY_LENGTH = 512;
 const DUMMY_HASH = createHash("sha256").update("sensor-bridge: no such bridge").digest();
@@ -37,6 +37,15 @@ export function bearerKey(request: Request): string {
 /** Constant-time equality of two secrets of any length (compares their hashes). */
 export function secretsEqual(presented: string, expected: string): boolean {
   return timingSafeEqual(sha256(presented), sha256(expected));
+}
+
+/** Resolve when the request carries `Authorization: Bearer $CRON_SECRET` (what Vercel Cron sends); else 401. */
+export function requireCronSecret(request: Request): void {
+  const secret = process.env.CRON_SECRET;
+  if (!secret) throw new ConfigError("CRON_SECRET is not set");
+  if (!secretsEqual(request.headers.get("authorization") ?? "", `Bearer ${secret}`)) {
+    throw unauthorized("invalid credentials");
+  }
 }
 
 /** Resolve when `key` belongs to the enabled bridge `bridgeId`; else 401. */

@@ -6,10 +6,10 @@
 // UptimeRobot can alert on the status code alone. Thresholds:
 // ?bridge_minutes= (default 5) and ?sensor_hours= (default 2).
 
-import { secretsEqual } from "./auth";
+import { requireCronSecret } from "./auth";
 import { pool } from "./db";
 import { HttpError, errorResponse, json } from "./http";
-import { ConfigError, bridgeSettings, type BridgeSettings } from "./settings";
+import { bridgeSettings, type BridgeSettings } from "./settings";
 
 function threshold(params: URLSearchParams, name: string, fallback: number, max: number): number {
   const raw = params.get(name);
@@ -27,12 +27,7 @@ export async function handleStale(request: Request): Promise<Response> {
   let settings: Pick<BridgeSettings, "retryAfterS"> = { retryAfterS: 30 };
   try {
     settings = bridgeSettings();
-    const secret = process.env.CRON_SECRET;
-    if (!secret) throw new ConfigError("CRON_SECRET is not set");
-    const header = request.headers.get("authorization") ?? "";
-    if (!secretsEqual(header, `Bearer ${secret}`)) {
-      throw new HttpError(401, "invalid credentials", { "www-authenticate": 'Bearer realm="sensor-bridge"' });
-    }
+    requireCronSecret(request);
     const params = new URL(request.url).searchParams;
     const bridgeMinutes = threshold(params, "bridge_minutes", 5, TEN_YEARS_H * 60);
     const sensorHours = threshold(params, "sensor_hours", 2, TEN_YEARS_H);

@@ -1,0 +1,10 @@
+// Next.js App Router route: GET /api/bridge/v1/status/<STATUS_TOKEN>, for uptime
+// monitors that cannot send headers: 200 when nothing is wrong, 503 otherwise.
+// The work is in lib/bridge/status.ts.
+
+import { handleStatus } from "../../../../../../lib/bridge/status";
+
+export async function GET(request: Request, context: { params: Promise<{ token: string }> }): Promise<Response> {
+  const { token } = await context.params;
+  return handleStatus(request, token);
+}
