@@ -252,8 +252,7 @@ def test_a_taken_health_port_leaves_readings_flowing_and_says_so(tmp_path: Path)
 # ---------------------------------------------------------------- the relay's push door
 
 
-@pytest.fixture
-def relay(tmp_path: Path) -> Iterator[tuple[Service, int]]:
+def start_relay(tmp_path: Path) -> tuple[Service, int]:
     port = free_port()
     tables = base_tables(tmp_path, closed_port_url())
     tables["push"] = {"listen": f"127.0.0.1:{port}", "username": AUTH[0], "password": AUTH[1], "max_body_kb": 64}
@@ -261,6 +260,20 @@ def relay(tmp_path: Path) -> Iterator[tuple[Service, int]]:
     service = Service(config, "relay", tmp_path / "run" / "relay.json", tmp_path / "relay.log")
     wait_for(lambda: (service.status().get("push") or {}).get("listening") or not service.alive(), 20,
              "the relay to listen for pushes")
+    return service, port
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[tuple[Service, int]]:
+    service, port = start_relay(tmp_path)
+    yield service, port
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, int]]:
+    """One relay for the quick checks of single requests."""
+    service, port = start_relay(tmp_path_factory.mktemp("relay"))
     yield service, port
     service.stop()
 
@@ -296,7 +309,7 @@ def test_push_door_outlives_a_slowloris_under_1024_descriptors(relay: tuple[Serv
     threads_before = watch.threads
     slow = Slowloris(("127.0.0.1", port), b"POST /milesight/push HTTP/1.1\r\n")
     try:
-        held = hold(service, slow, 4, watch)
+        held = hold(service, slow, 2.5, watch)
         pid = service.proc.pid
         service.wait_status_rewritten()
         started = time.monotonic()
@@ -316,8 +329,8 @@ def test_push_door_outlives_a_slowloris_under_1024_descriptors(relay: tuple[Serv
     assert "Traceback" not in service.log(), service.log()[-3000:]
 
 
-def test_push_body_that_stops_short_gets_400_at_the_deadline(relay: tuple[Service, int]) -> None:
-    service, port = relay
+def test_push_body_that_stops_short_gets_400_at_the_deadline(shared_relay: tuple[Service, int]) -> None:
+    service, port = shared_relay
     results: dict[str, tuple[int, str, float]] = {}
     stalled = threading.Thread(target=lambda: results.update(stalled=push(port, post_head("100"), b'{"event"')))
     stalled.start()
@@ -331,15 +344,15 @@ def test_push_body_that_stops_short_gets_400_at_the_deadline(relay: tuple[Servic
 
 
 @pytest.mark.parametrize("length", ["1_3", "+13", "13 x", "0x0d", "13, 14"])
-def test_push_content_length_must_be_plain_digits(relay: tuple[Service, int], length: str) -> None:
-    service, port = relay
+def test_push_content_length_must_be_plain_digits(shared_relay: tuple[Service, int], length: str) -> None:
+    service, port = shared_relay
     status, answer, took = push(port, post_head(length), b'{"a": "bcde"}', close_after=True)
     assert status == 400 and "Content-Length" in answer and took < 2, answer
     assert (service.status().get("dead_lettered") or 0) == 0
 
 
-def test_push_door_answers_head_and_options(relay: tuple[Service, int]) -> None:
-    service, port = relay
+def test_push_door_answers_head_and_options(shared_relay: tuple[Service, int]) -> None:
+    _, port = shared_relay
     url = f"http://127.0.0.1:{port}/milesight/push"
     head = fresh_answer("HEAD", url)
     assert head.status_code == 405 and head.headers["Allow"] == "POST" and head.content == b""
