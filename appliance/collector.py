@@ -11,16 +11,13 @@ keeps beating whatever a camera or the cloud API is doing.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
-import socket
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ from . import __version__
 from .alerts import start_pinger
 from .clock import clock_synchronised
 from .config import Config, config_from_args, parse_listen
+from .http_server import BoundedHandler, BoundedHTTPServer, serve
 from .lanes import PollLanes
 from .notify import notify, stop_on_signals
 from .outbox import Outbox, OutboxFull
@@ -44,6 +42,8 @@ STOP_POLLS_GRACE_S = 3.0
 # status file counts against the bridge's overall state.
 PEER_GRACE_S = 60.0
 DISK_FULL_MB = 0.1  # less free than this on the state directory is a full disk, whatever writes still fit
+# A health check sends a few hundred bytes at once; a client slower than this is not one.
+HEALTH_DEADLINE_S = 5.0
 
 
 @dataclass
@@ -82,14 +82,6 @@ class SensorHealth:
             "last_success": self.last_success,
             "last_error": self.last_error,
         }
-
-
-class _HealthServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-
-class _HealthServer6(_HealthServer):
-    address_family = socket.AF_INET6
 
 
 def host_facts(state_dir: str) -> dict[str, Any]:
@@ -133,7 +125,8 @@ class Collector:
         self.last_collection: str | None = None
         self.dropped_at_start = self.outbox.counter("dropped")
         self.last_drop_time: float | None = None
-        self.health_server: ThreadingHTTPServer | None = None
+        self.health_server: BoundedHTTPServer | None = None
+        self.health_error: str | None = None
         self._lock = threading.Lock()
         self._status: dict[str, Any] = {}
 
@@ -220,6 +213,8 @@ class Collector:
             return "degraded", f"{len(failing)} of {len(sensors)} sensors failing: {names}"
         if uplink["state"] != "ok":
             return "degraded", f"uplink retrying, readings buffered: {uplink['last_error']}"
+        if self.health_error:
+            return "degraded", self.health_error
         return "ok", "all sensors polled, outbox draining"
 
     def overall_state(self, own: str, now: float) -> tuple[str, dict[str, str]]:
@@ -267,6 +262,7 @@ class Collector:
             "outbox": self.outbox.stats(now).__dict__,
             "outbox_reset": self.outbox.reset_reason,
             "uplink": self.uplink.snapshot(),
+            "health": {"listen": self.config.health.listen, "error": self.health_error},
         }
 
     def heartbeat_body(self, snap: dict[str, Any]) -> dict[str, Any]:
@@ -313,32 +309,27 @@ class Collector:
     # ------------------------------------------------------------ threads
 
     def _serve_health(self) -> None:
+        """Answer /health; a port already taken leaves /health off, never the readings."""
         listen = self.config.health.listen
         if not listen:
             return
         collector = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(BoundedHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 if self.path.split("?")[0] != "/health":
-                    self.send_error(404, "only /health lives here")
+                    self.send_json(404, {"error": "only /health lives here"})
                     return
-                code, body = collector.health()
-                data = json.dumps(body, indent=1).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(*collector.health())
 
-            def log_message(self, *args: Any) -> None:
-                pass
+            do_HEAD = do_GET  # noqa: N815
 
-        host, port = parse_listen(listen)
-        server_class = _HealthServer6 if ":" in host else _HealthServer
-        self.health_server = server_class((host, port), Handler)
-        threading.Thread(target=self.health_server.serve_forever, name="health", daemon=True).start()
+        try:
+            self.health_server = serve(parse_listen(listen), Handler, "health", deadline_s=HEALTH_DEADLINE_S)
+        except OSError as exc:
+            self.health_error = f"cannot listen on {listen} ([health] listen): {exc.strerror}; /health is off"
+            log.error("%s; readings are still collected and delivered", self.health_error)
+            return
         log.info("health endpoint on http://%s/health", listen)
 
     def _heartbeats(self) -> None:

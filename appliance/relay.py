@@ -34,22 +34,20 @@ import argparse
 import base64
 import binascii
 import hmac
-import json
 import logging
-import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from .broker import relay_password
 from .clock import clock_synchronised
 from .config import Config, config_from_args, parse_listen
+from .http_server import BoundedHandler, BoundedHTTPServer, serve
 from .notify import notify, stop_on_signals
 from .outbox import DeadEntry, Outbox, PutResult
 from .records import utc_text
@@ -69,6 +67,9 @@ BROKER_DOWN_ERROR_S = 60.0
 DEAD_RECENT_S = 600.0
 STALL_ERROR_S = 60.0
 DISCARD_MAX = 8 * 1024 * 1024  # a bigger refused body is not read at all: the connection just closes
+# The whole POST must arrive within this: 512 KB ([push] max_body_kb's default) in 10 s needs
+# ~50 KB/s, a tenth of a poor Wi-Fi link; a device slower than that is stuck, not sending.
+PUSH_DEADLINE_S = 10.0
 
 
 @dataclass
@@ -352,80 +353,55 @@ class MqttIn:
             self.client.loop_stop()
 
 
-class _PushServer(ThreadingHTTPServer):
-    daemon_threads = True
-    relay: Relay
-
-
-class _PushServer6(_PushServer):
-    address_family = socket.AF_INET6
-
-
-class PushHandler(BaseHTTPRequestHandler):
+class PushHandler(BoundedHandler):
     """One device POST: auth, size, parse, commit, answer."""
 
-    server: _PushServer
     server_version = "sensor-bridge-push"
-    timeout = 30  # a device that stops mid-body does not hold a thread forever
-
-    def _reply(self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+    methods = ("POST",)
+    relay: Relay  # set on the subclass :meth:`Relay._serve_push` makes
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        relay = self.server.relay
+        relay = self.relay
         push = relay.config.push
         assert push is not None
         if not relay.push_authorised(self.headers.get("Authorization", "")):
-            self._reply(401, {"error": "wrong or missing username/password ([push] username, password)"},
-                        {"WWW-Authenticate": 'Basic realm="sensor-bridge"'})
+            self.send_json(401, {"error": "wrong or missing username/password ([push] username, password)"},
+                           {"WWW-Authenticate": 'Basic realm="sensor-bridge"'})
             return
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self._reply(411, {"error": "send the body with a Content-Length"})
+            self.send_json(411, {"error": "send the body with a Content-Length"})
             return
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            self._reply(411, {"error": "Content-Length missing or not a number"})
+        length = self.content_length()
+        if length is None:
             return
         limit = push.max_body_kb * 1024
         if length > limit:
             self._discard(length)
-            self._reply(413, {"error": f"body of {length} bytes is over the limit of {push.max_body_kb} KB "
-                                       "([push] max_body_kb)"})
+            self.send_json(413, {"error": f"body of {length} bytes is over the limit of {push.max_body_kb} KB "
+                                          "([push] max_body_kb)"})
             return
-        body = self.rfile.read(length)
-        if len(body) < length:
-            self._reply(400, {"error": f"body ended after {len(body)} of {length} bytes"})
+        body = self.read_body(length)
+        if body is None:
             return
         code, answer = relay.receive_http(body, self.path, self.client_address[0])
-        self._reply(code, answer, {"Retry-After": "10"} if code == 503 else None)
+        self.send_json(code, answer, {"Retry-After": "10"} if code == 503 else None)
 
     def _discard(self, length: int) -> None:
         """Read a refused body so the device hears the 413 instead of a reset connection."""
-        self.close_connection = True
         left = length if length <= DISCARD_MAX else 0
-        while left > 0:
-            chunk = self.rfile.read(min(left, 65536))
-            if not chunk:
-                break
-            left -= len(chunk)
+        try:
+            while left > 0:
+                chunk = self.rfile.read1(min(left, 65536))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except TimeoutError:
+            pass  # the deadline: answer what we know
 
     def do_GET(self) -> None:  # noqa: N802
-        self._reply(405, {"error": "devices POST their reports here"}, {"Allow": "POST"})
+        self.send_json(405, {"error": "devices POST their reports here"}, {"Allow": "POST"})
 
-    do_PUT = do_DELETE = do_PATCH = do_GET  # noqa: N815
-
-    def log_message(self, fmt: str, *args: Any) -> None:
-        log.debug("push %s: " + fmt, self.client_address[0], *args)
+    do_HEAD = do_PUT = do_DELETE = do_PATCH = do_GET  # noqa: N815
 
 
 class Relay:
@@ -442,7 +418,7 @@ class Relay:
         self.counters = Counters()
         self.committer = Committer(self.outbox, self.counters)
         self.mqtt = MqttIn(config, self.parser, self.committer) if config.mqtt else None
-        self.http: _PushServer | None = None
+        self.http: BoundedHTTPServer | None = None
         self.http_error: str | None = None
         self.time_synced = not config.bridge.require_time_sync
 
@@ -486,16 +462,16 @@ class Relay:
         push = self.config.push
         if push is None:
             return
-        host, port = parse_listen(push.listen)
-        server_class = _PushServer6 if ":" in host else _PushServer
+
+        class Handler(PushHandler):
+            relay = self
+
         try:
-            self.http = server_class((host, port), PushHandler)
+            self.http = serve(parse_listen(push.listen), Handler, "push", deadline_s=PUSH_DEADLINE_S)
         except OSError as exc:
             self.http_error = f"cannot listen on {push.listen} ([push] listen): {exc.strerror}"
             log.error("%s", self.http_error)
             return
-        self.http.relay = self
-        threading.Thread(target=self.http.serve_forever, name="push", daemon=True).start()
         log.info("receiving HTTP pushes on http://%s/", push.listen)
 
     # ------------------------------------------------------------ state

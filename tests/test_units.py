@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from appliance.cli import build_parser
+from appliance.http_server import MAX_CONNECTIONS
 from appliance.status import UNITS
 
 UNIT_DIR = Path(__file__).resolve().parents[1] / "appliance" / "units"
@@ -117,3 +118,11 @@ def test_units_share_the_directories_without_taking_them_over():
             # For a root unit systemd would chown the directories (and the outbox) to root.
             assert not re.search(r"^(Runtime|State)Directory=", text, re.M), unit.name
             assert "ReadWritePaths=/var/lib/sensor-bridge /run/sensor-bridge" in text
+
+
+@pytest.mark.parametrize("name", ["sensor-bridge.service", "sensor-bridge-relay.service"])
+def test_listening_services_have_descriptors_to_spare(name: str):
+    """Their HTTP servers' connection cap stays far below the descriptor limit (EMFILE kills the status file)."""
+    found = re.search(r"^LimitNOFILE=(\d+)$", (UNIT_DIR / name).read_text(), re.M)
+    assert found, f"{name} keeps systemd's default of 1,024 descriptors"
+    assert int(found.group(1)) >= 1024 and MAX_CONNECTIONS * 8 <= int(found.group(1))
