@@ -25,7 +25,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from . import __version__
-from .config import Config
+from .config import Config, mask_urls
 from .outbox import Outbox, Pending
 from .records import utc_text
 
@@ -176,7 +176,7 @@ class Uplink:
         """One line, short, and never the key (a receiver may echo what it was sent)."""
         if self.settings.api_key:
             text = text.replace(self.settings.api_key, "***")
-        return " ".join(text.split())[:240]
+        return " ".join(mask_urls(text).split())[:240]
 
     def _batch_id(self, items: list[Pending]) -> str:
         """The same records (and revisions) as the batch that last failed transiently keep its id."""
