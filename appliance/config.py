@@ -9,11 +9,14 @@ Secrets may come inline or from a ``*_file``; :func:`masked` shows a config
 with every secret hidden, and :func:`mask_urls` hides the ones a URL carries
 (user:password@, query-string values) wherever a URL is printed.
 
-The dataclasses below are the whole model. Each key states its default, its
-checks and its documentation once, on its field (``text``, ``number``, ``flag``,
-``secret``...); the parser and ``sensor-bridge config reference`` (the key
-reference in docs/config.md) both read them. A new table is one dataclass and
-one line in :class:`Config`.
+The dataclasses below are the whole model, with one exception: a
+``[[sensors]]`` table's keys beyond ``id`` and ``type`` are its source's
+(``appliance/sources/``: each ``type`` names a source class, which declares its
+table). Each key states its default, its checks and its documentation once, on
+its field (``text``, ``number``, ``flag``, ``secret``... from config_keys.py);
+the parser and ``sensor-bridge config reference`` (the key reference in
+docs/config.md) both read them. A new table is one dataclass and one line in
+:class:`Config`.
 """
 
 from __future__ import annotations
