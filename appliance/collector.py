@@ -30,6 +30,7 @@ from .lanes import PollLanes
 from .notify import notify, stop_on_signals
 from .outbox import Outbox, OutboxFull
 from .records import now_utc, utc_text
+from .sources import source_for
 from .status import effective_state, read_status, worst, write_status
 
 log = logging.getLogger("sensor-bridge.collector")
@@ -109,7 +110,6 @@ class Collector:
     """Everything ``sensor-bridge run`` does, startable and stoppable from a test or the demo."""
 
     def __init__(self, config: Config, stop_event: threading.Event | None = None) -> None:
-        from .sources.milesight_http import CameraPoller
         from .uplink import Uplink
 
         self.config = config
@@ -118,7 +118,7 @@ class Collector:
         Path(config.paths.run_dir).mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb)
         self.uplink = Uplink(config, self.outbox)
-        self.pollers = {s.id: CameraPoller(s, self.outbox) for s in config.sensors}
+        self.pollers = {s.id: source_for(s, self.outbox) for s in config.sensors}  # sources/__init__.py
         self.sensors = {s.id: SensorHealth(s.id) for s in config.sensors}
         self.lanes = PollLanes(list(self.pollers), self._guarded_poll)
         self.time_synced = not config.bridge.require_time_sync
@@ -153,9 +153,9 @@ class Collector:
         try:
             self._poll(sensor_id, kind)
         except OutboxFull:
-            # History is read again from the camera's cursor once there is room; a live count
-            # is a moment that never comes back, so it counts as dropped.
-            if kind == "live_counts":
+            # History is read again from the sensor's cursor once there is room; a snapshot
+            # (a live count) is a moment that never comes back, so it counts as dropped.
+            if kind in self.pollers[sensor_id].snapshots:
                 self.outbox.count_lost(1)
         except Exception:  # a bug must cost one poll, not the service
             if not self.stop_event.is_set():  # a poll cut by shutdown may find the outbox closed
@@ -169,10 +169,9 @@ class Collector:
         import schedule
 
         scheduler = schedule.Scheduler()
-        for sensor in self.config.sensors:
-            for kind in sensor.collect:
-                every = sensor.live_interval_s if kind == "live_counts" else sensor.interval_s
-                scheduler.every(every).seconds.do(self.submit_poll, sensor.id, kind)
+        for sensor_id, source in self.pollers.items():
+            for kind, every in source.schedule():
+                scheduler.every(every).seconds.do(self.submit_poll, sensor_id, kind)
         return scheduler
 
     # ------------------------------------------------------------ state

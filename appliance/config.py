@@ -9,41 +9,59 @@ Secrets may come inline or from a ``*_file``; :func:`masked` shows a config
 with every secret hidden, and :func:`mask_urls` hides the ones a URL carries
 (user:password@, query-string values) wherever a URL is printed.
 
-The dataclasses below are the whole model. Each key states its default, its
-checks and its documentation once, on its field (``text``, ``number``, ``flag``,
-``secret``...); the parser and ``sensor-bridge config reference`` (the key
-reference in docs/config.md) both read them. A new table is one dataclass and
-one line in :class:`Config`.
+The dataclasses below are the whole model, with one exception: a
+``[[sensors]]`` table's keys beyond ``id`` and ``type`` are its source's
+(``appliance/sources/``: each ``type`` names a source class, which declares its
+table). Each key states its default, its checks and its documentation once, on
+its field (``text``, ``number``, ``flag``, ``secret``... from config_keys.py);
+the parser and ``sensor-bridge config reference`` (the key reference in
+docs/config.md) both read them. A new table is one dataclass and one line in
+:class:`Config`.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
-import ipaddress
 import json
 import logging
 import os
-import re
 import socket
 import stat
 import sys
 import time
 import tomllib
-from collections.abc import Callable
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .config_keys import (
+    REQUIRED,
+    ConfigError,
+    Key,
+    Section,
+    check_listen,
+    check_not_empty,
+    check_url,
+    check_zone,
+    flag,
+    key_field,
+    mask_urls,
+    number,
+    secret,
+    table,
+    tables,
+    text,
+    texts,
+)
+from .sources import sensor_models
+from .sources.base import SensorConfig
 from .status import UNITS
 
 log = logging.getLogger("sensor-bridge.config")
 
 DEFAULT_PATH = "/etc/sensor-bridge/config.toml"
-SENSOR_TYPES = ("milesight-camera",)
-POLLED_KINDS = ("line_counts", "region_counts", "live_counts")
 # A store's config is a few KB (about 300 bytes a sensor): the limits stop a runaway file
 # (a copied log, 10,000 generated sensors) before it costs the Pi its memory. The collector
 # holds about 20 KB a sensor and the watchdog restarts it above watchdog.max_rss_mb.
@@ -54,163 +72,6 @@ MAX_SECRET_FILE_BYTES = 4096
 RELOAD_EVERY_S = 60.0  # ConfigWatch re-reads the file this often even when it looks unchanged
 
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """The config is unusable; ``problems`` holds one line per wrong key."""
-
-    def __init__(self, problems: list[str], path: str | Path | None = None) -> None:
-        # A value echoed back (a bad URL, an unexpected string) must not print a password.
-        self.problems = [mask_urls(p) for p in problems]
-        self.path = str(path) if path else None
-        where = f"{self.path}: " if self.path else ""
-        super().__init__(where + "; ".join(self.problems))
-
-    def report(self) -> str:
-        head = f"Config {self.path} is invalid:" if self.path else "Config is invalid:"
-        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
-
-
-# ---------------------------------------------------------------- how a key is declared
-
-Reader = Callable[["_Table", str, Any], Any]  # (table, key name, default) -> the value read
-Check = Callable[[Any], "str | None"]  # a value read -> what is wrong with it, or None
-REQUIRED: Any = MISSING  # the default of a key that must be written
-
-
-@dataclass(frozen=True)
-class Key:
-    """One key of a table: how it is read and checked, and its line in the reference."""
-
-    doc: str
-    read: Reader
-    check: Check | None = None
-    shown: str = ""  # the default as the reference shows it, when not the value itself
-    inherit: str = ""  # "bridge.timezone": left out, the key takes that key's value
-    rule: str = ""  # the bound the reference adds to ``doc`` ("an integer >= 1")
-    secret: bool = False  # written inline or as KEY_file; never shown
-
-
-@dataclass(frozen=True)
-class Section:
-    """A table of the file: ``[name]``, or ``[[name]]`` (a list of tables) when ``limit`` is set."""
-
-    model: type
-    doc: str = ""  # a paragraph under its heading in the reference
-    required: str = ""  # why it must be there
-    optional: str = ""  # what it turns on; left out, the table is None
-    limit: int = 0
-    unique: str = ""  # a key whose value must differ between the tables of a list...
-    each: str = ""  # ...and what one of them is called ("sensor")
-
-
-def _key(key: Key, default: Any = MISSING, **options: Any) -> Any:
-    """A dataclass field carrying ``key``; a function as ``default`` is called for each value."""
-    metadata = {"key": key}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=metadata, **options)
-    if callable(default):
-        if not key.shown:
-            raise TypeError(f"a computed default needs shown=, for the reference: {key.doc!r}")
-        return field(default_factory=default, metadata=metadata, **options)
-    return field(default=default, metadata=metadata, **options)
-
-
-def text(default: Any, doc: str, *, choices: tuple[str, ...] = (), check: Check | None = None,
-         shown: str = "", inherit: str = "") -> Any:
-    """A string key; ``REQUIRED``, a string, or a function giving the default when read."""
-    return _key(Key(doc, lambda t, name, d: t.string(name, d, choices), check, shown, inherit), default)
-
-
-def flag(default: bool, doc: str) -> Any:
-    """A ``true``/``false`` key."""
-    return _key(Key(doc, lambda t, name, d: t.boolean(name, d)), default)
-
-
-def number(default: float, doc: str, *, minimum: float = 0, integer: bool = False,
-           check: Check | None = None) -> Any:
-    """A number >= ``minimum`` (durations, ``*_s``, also above zero)."""
-    rule = "an integer" if integer else ""
-    if minimum:
-        rule = f"{rule} >= {minimum:g}".strip()
-    return _key(Key(doc, lambda t, name, d: t.number(name, d, minimum, integer), check, rule=rule), default)
-
-
-def texts(default: list[str], doc: str, *, choices: tuple[str, ...] = (), check: Check | None = None) -> Any:
-    """A list of strings, each one of ``choices`` when given."""
-    return _key(Key(doc, lambda t, name, d: t.string_list(name, d, choices), check), default)
-
-
-def secret(doc: str, *, required: bool = False, check: Check | None = None) -> Any:
-    """A secret: inline or from ``KEY_file``, masked wherever the config is shown."""
-    key = Key(doc, lambda t, name, d: t.secret(name, required), check, secret=True)
-    if required:
-        return _key(key, REQUIRED, repr=False, kw_only=True)
-    return _key(key, "", repr=False)
-
-
-def table(model: type, *, required: str = "", optional: str = "") -> Any:
-    """``[name]``: always there (defaults when left out), ``required`` or ``optional``."""
-    return field(metadata={"section": Section(model, required=required, optional=optional)})
-
-
-def tables(model: type, doc: str, *, limit: int, unique: str = "", each: str = "") -> Any:
-    """``[[name]]``: zero or more tables of ``model``, at most ``limit``; ``unique`` differs in each."""
-    section = Section(model, doc, limit=limit, unique=unique, each=each)
-    return field(default_factory=list, metadata={"section": section})
-
-
-# ---------------------------------------------------------------- what a value may be
-
-
-def _zone(zone: str) -> str | None:
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return f"unknown IANA timezone {zone!r}"
-    return None
-
-
-def _url(schemes: tuple[str, ...], credentials_fix: str, hidden: bool = False) -> Check:
-    """A URL the bridge may call; ``credentials_fix`` says where a user:password@ belongs instead.
-
-    A ``hidden`` URL (a secret: its path is the token) is never quoted back in a problem.
-    """
-
-    def check(url: str) -> str | None:
-        if not url:
-            return None
-        shown = "***" if hidden else mask_url(url)
-        if "@" in url:
-            # Refused whole rather than split off: the URL is printed in logs and on the card.
-            return f"holds credentials ({shown}); {credentials_fix}, and write the URL without them"
-        parts = urlsplit(url)
-        if parts.scheme not in schemes or not parts.hostname:
-            return f"expected a URL like {schemes[0]}://host[:port], got {shown!r}"
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            return f"bad port in {shown!r}"
-        return _link_local(parts.hostname)
-
-    return check
-
-
-def _listen(listen: str) -> str | None:
-    if not listen:
-        return None
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        return f"expected host:port such as 0.0.0.0:8080, got {listen!r}"
-    return None
-
-
-def _not_empty(value: str) -> str | None:
-    return None if value.strip() else "must not be empty"
-
-
-def _some_kind(kinds: list[str]) -> str | None:
-    return None if kinds else f"empty; list at least one of {', '.join(POLLED_KINDS)}"
 
 
 def _bcm_pin(pin: int) -> str | None:
@@ -225,45 +86,6 @@ def _read_rgb(t: _Table, name: str, default: Any) -> list[int] | None:
         t.problems.append(f"{t.key(name)}: expected three BCM pin numbers like [17, 27, 22], got {_show(rgb)}")
         return None
     return rgb
-
-
-def _link_local(host: str) -> str | None:
-    """Why a literal link-local address is refused (names are not resolved here)."""
-    try:
-        address = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return None
-    if not address.is_link_local:
-        return None
-    # The bridge sends a sensor's password to its URL: on a cloud VM this address is the
-    # metadata service, and on a store network a camera here has no fixed address (it picked
-    # 169.254.x.x itself for lack of DHCP) and would vanish from the config when it re-picks.
-    return (
-        f"{host} is a link-local address (169.254.169.254 is a cloud metadata service), never a "
-        "camera or the cloud API; give the device a fixed address on the store network"
-    )
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its user:password@ and every query-string value shown as ``***``."""
-    head, sep, rest = url.partition("://")
-    head, rest = (head + sep, rest) if sep else ("", url)
-    if "@" in rest:
-        # Everything up to the last @: a password may itself hold @, / or ?.
-        rest = "***@" + rest.rpartition("@")[2]
-    base, question, query = rest.partition("?")
-    if question:
-        query = "&".join(f"{p.partition('=')[0]}=***" if "=" in p else "***" for p in query.split("&"))
-    return head + base + question + query
-
-
-# A URL, or a path with its query as HTTP libraries quote it ("url: /ingest?code=...").
-_URL_IN_TEXT = re.compile(r"""(?:[A-Za-z][A-Za-z0-9+.-]*://|(?<![\w/.~-])/)[^\s'"<>]+""")
-
-
-def mask_urls(text: str) -> str:
-    """``text`` with :func:`mask_url` applied to every URL in it (log lines, error messages)."""
-    return _URL_IN_TEXT.sub(lambda m: mask_url(m[0]), text)
 
 
 def system_timezone() -> str:
@@ -289,9 +111,9 @@ def system_timezone() -> str:
 @dataclass
 class BridgeConfig:
     id: str = text(socket.gethostname, "the bridge's id in the cloud (`bridge_id` of the ingest contract); "
-                   "not empty", check=_not_empty, shown="the hostname")
+                   "not empty", check=check_not_empty, shown="the hostname")
     timezone: str = text(system_timezone, "default zone for sensors that do not set one, and for pushed "
-                         "reports that name none", check=_zone, shown="the system's zone")
+                         "reports that name none", check=check_zone, shown="the system's zone")
     require_time_sync: bool = flag(True, "hold stamping readings until the clock is NTP-synced "
                                    "(a Pi has no real-time clock)")
 
@@ -302,7 +124,7 @@ class PathsConfig:
     run_dir: str = text("/run/sensor-bridge", "the services' status files")
 
 
-_CLOUD_URL = _url(("https", "http"), "the API key goes in api_key")
+_CLOUD_URL = check_url(("https", "http"), "the API key goes in api_key")
 
 
 @dataclass
@@ -327,27 +149,7 @@ class OutboxConfig:
 
 @dataclass
 class HealthConfig:
-    listen: str = text("0.0.0.0:8080", "`host:port` of `GET /health`; `\"\"` turns it off", check=_listen)
-
-
-@dataclass
-class SensorConfig:
-    id: str = text(REQUIRED, "the sensor's id in readings; unique in the file, and across all bridges of one cloud")
-    url: str = text(REQUIRED, "scheme, host and optional port, e.g. `http://192.168.1.100`",
-                    check=_url(("http", "https"), "put the user and password in username/password"))
-    type: str = text("milesight-camera", "the only type: a camera or counter polled over HTTP "
-                     "(`dataloader.cgi`)", choices=SENSOR_TYPES)
-    username: str = text("admin", "the camera's user")
-    password: str = secret("the camera user's password")
-    auth: str = text("auto", "`auto` (follow the camera's 401 challenge), `basic` or `digest`",
-                     choices=("auto", "basic", "digest"))
-    timezone: str = text("UTC", "the camera's own wall-clock zone", check=_zone, inherit="bridge.timezone")
-    interval_s: float = number(300, "seconds between polls of the history reports")
-    collect: list[str] = texts(["line_counts", "region_counts"], "what to read: any of `line_counts`, "
-                               "`region_counts`, `live_counts`; not empty", choices=POLLED_KINDS, check=_some_kind)
-    live_interval_s: float = number(60, "seconds between `live_counts` snapshots")
-    backfill_h: float = number(168, "hours to read back on a first start (at most the camera's ~7 days)")
-    timeout_s: float = number(10, "one request's time limit")
+    listen: str = text("0.0.0.0:8080", "`host:port` of `GET /health`; `\"\"` turns it off", check=check_listen)
 
 
 @dataclass
@@ -378,7 +180,7 @@ class MqttConfig:
 
 @dataclass
 class PushConfig:
-    listen: str = text("0.0.0.0:8090", "`host:port` devices POST to", check=_listen)
+    listen: str = text("0.0.0.0:8090", "`host:port` devices POST to", check=check_listen)
     username: str = text("milesight", "devices authenticate with HTTP Basic")
     password: str = secret("the password devices send", required=True)
     max_body_kb: int = number(512, "largest body accepted", minimum=1, integer=True)
@@ -401,14 +203,14 @@ class WatchdogConfig:
 class LedConfig:
     backend: str = text("gpiozero", "`gpiozero` or `none` (no LED service)", choices=("gpiozero", "none"))
     pin: int = number(17, "BCM number 0..27 of a single LED", integer=True, check=_bcm_pin)
-    rgb: list[int] | None = _key(Key("three BCM pins `[17, 27, 22]` for an RGB LED instead", _read_rgb), None)
+    rgb: list[int] | None = key_field(Key("three BCM pins `[17, 27, 22]` for an RGB LED instead", _read_rgb), None)
     active_high: bool = flag(True, "the LED lights when its pin is high")
 
 
 @dataclass
 class AlertsConfig:
     ping_url: str = secret("a dead man's switch URL (healthchecks.io, UptimeRobot or Better Stack heartbeat) "
-                           "called every `ping_s`; a secret: whoever holds it can silence the alarm; `\"\"`: none", check=_url(("https", "http"), "the token belongs in the path", hidden=True))
+                           "called every `ping_s`; a secret: whoever holds it can silence the alarm; `\"\"`: none", check=check_url(("https", "http"), "the token belongs in the path", hidden=True))
     ping_s: float = number(60, "seconds between pings", minimum=1)
 
 
@@ -423,7 +225,7 @@ class Config:
     health: HealthConfig = table(HealthConfig)
     sensors: list[SensorConfig] = tables(
         SensorConfig, "No sensors is valid: a bridge may only relay what devices push.", limit=MAX_SENSORS,
-        unique="id", each="sensor",
+        unique="id", each="sensor", by_type=sensor_models,
     )
     mqtt: MqttConfig | None = table(MqttConfig, optional="the relay; absent = relay off")
     push: PushConfig | None = table(PushConfig, optional="an HTTP receiver for devices set to POST")
@@ -461,8 +263,14 @@ def _sections(model: type) -> list[tuple[str, Section]]:
 def _secret_names(model: type) -> set[str]:
     names = {f.name for f in fields(model) if "key" in f.metadata and f.metadata["key"].secret}
     for _, section in _sections(model):
-        names |= _secret_names(section.model)
+        for inner in _models(section):
+            names |= _secret_names(inner)
     return names
+
+
+def _models(section: Section) -> list[type]:
+    """Every model a table of ``section`` may be read with (one per sensor type in [[sensors]])."""
+    return list(section.by_type().values()) if section.by_type else [section.model]
 
 
 SECRET_KEYS = tuple(sorted(_secret_names(Config)))
@@ -660,17 +468,35 @@ def _read_list(parent: _Table, raw: Any, path: str, section: Section) -> list[An
     if not isinstance(raw, list):
         parent.problems.append(f"{path}: expected [[{path}]] tables")
         return []
-    items = [
-        _read_table(section.model, item, f"{path}[{i}]", parent.reading)
-        for i, item in enumerate(_at_most(raw, section.limit, path, parent.problems))
-    ]
+    items: dict[int, Any] = {}
+    for i, item in enumerate(_at_most(raw, section.limit, path, parent.problems)):
+        model = _model_of(section, item, f"{path}[{i}]", parent.problems)
+        if model is not None:
+            items[i] = _read_table(model, item, f"{path}[{i}]", parent.reading)
     seen: set[Any] = set()
-    for i, item in enumerate(items if section.unique else []):
+    for i, item in items.items() if section.unique else ():
         value = getattr(item, section.unique)
         if value in seen:
             parent.problems.append(f"{path}[{i}].{section.unique}: {value!r} is used by another {section.each}")
         seen.add(value)
-    return items
+    return list(items.values())
+
+
+def _model_of(section: Section, raw: Any, path: str, problems: list[str]) -> type | None:
+    """The model one table of ``section`` is read with: its ``type``'s, when the section has types.
+
+    A table of an unknown type is not read further: which keys it may hold is not known."""
+    if section.by_type is None:
+        return section.model
+    models = section.by_type()
+    default = next(f.default for f in fields(section.model) if f.name == "type")
+    name = raw.get("type", default) if isinstance(raw, dict) else default
+    if isinstance(name, str) and name in models:
+        return models[name]
+    wrong = f"expected one of {', '.join(models)}, got {name!r}" if isinstance(name, str) else \
+        f"expected a string, got {_show(name)}"
+    problems.append(f"{path}.type: {wrong}")
+    return None
 
 
 def parse_config(raw: dict[str, Any], base_dir: Path | None = None, path: str | None = None) -> Config:
@@ -809,15 +635,25 @@ def _section_reference(path: str, section: Section, level: str) -> list[str]:
     lines = [f"{level} {title}", ""]
     if section.doc:
         lines += [section.doc, ""]
-    lines += ["| key | default | meaning |", "| --- | --- | --- |"]
-    for f in fields(section.model):
-        if "key" in f.metadata:
+    lines += _key_table(section.model)
+    for name, inner in _sections(section.model):
+        lines += ["", *_section_reference(f"{path}.{name}", inner, level + "#")]
+    shared = {f.name for f in fields(section.model)}
+    for type_name, model in section.by_type().items() if section.by_type else ():
+        about = (model.__doc__ or "").strip().split("\n\n")[0]
+        lines += ["", f'{level}# `type = "{type_name}"`', "", about, "", *_key_table(model, shared)]
+    return lines
+
+
+def _key_table(model: type, shared: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """The markdown table of ``model``'s keys, leaving out the ``shared`` ones listed above it."""
+    lines = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for f in fields(model):
+        if "key" in f.metadata and f.name not in shared:
             key: Key = f.metadata["key"]
             name = f"`{f.name}` / `{f.name}_file`" if key.secret else f"`{f.name}`"
             meaning = "; ".join(part for part in (key.doc, key.rule) if part)
             lines.append(f"| {name} | {_shown_default(f, key)} | {meaning} |")
-    for name, inner in _sections(section.model):
-        lines += ["", *_section_reference(f"{path}.{name}", inner, level + "#")]
     return lines
 
 

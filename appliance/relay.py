@@ -1,26 +1,13 @@
 """The relay service, ``sensor-bridge relay``: what devices publish -> the outbox.
 
 Two doors in, both parsed by ``sources.milesight_push`` into the outbox the
-collector's uplink drains:
+collector's uplink drains, each message acknowledged only after its commit
+(appliance/committer.py batches the commits and dead-letters poison messages):
 
-* MQTT (``[mqtt]``): a QoS 1 subscription on a persistent session (MQTT 5,
-  fixed client id, clean start off, session kept while the relay is away), so
-  what devices publish while the relay is down waits in the broker. A message
-  is acknowledged only after its records are committed (paho's manual ack): a
-  crash in between makes the broker deliver it again, and the outbox
-  recognises a record it already has. Paho reconnects with backoff (1 s up to
-  30 s).
+* MQTT (``[mqtt]``): appliance/sources/mqtt_in.py, a QoS 1 subscription on a
+  persistent session of the bridge's own broker.
 * HTTP (``[push]``): devices set to POST; Basic auth, ``max_body_kb`` limit
   (413), 400 naming what is wrong with a malformed body, 2xx only after commit.
-
-Messages are committed in batches (up to 500 messages, or what arrived within
-50 ms), because every commit is an fsync; a batch's acknowledgements follow
-its commit. Unreadable messages, and messages with readings the cloud would
-refuse, go to the dead-letter table (they are acknowledged too: they were kept,
-and redelivery would not make them readable). Only an outbox that cannot be
-written at all (disk full, I/O error, locked too long) holds messages back for
-a retry; a message the outbox refuses for any other reason is dead-lettered on
-its own, so the messages behind it are stored.
 
 The status file ``<run_dir>/relay.json`` is rewritten every 2 s with the
 state and its reason, broker connection, counters and the last message time;
@@ -35,32 +22,24 @@ import base64
 import binascii
 import hmac
 import logging
-import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .broker import relay_password
 from .clock import clock_synchronised
+from .committer import Committer, Counters, Incoming
 from .config import Config, config_from_args, parse_listen
 from .http_server import BoundedHandler, BoundedHTTPServer, serve
 from .notify import notify, stop_on_signals
-from .outbox import DeadEntry, Outbox, PutResult
-from .records import utc_text
-from .sources.milesight_push import FirstSeen, Parsed, PushParser
+from .outbox import Outbox, PutResult
+from .sources.milesight_push import FirstSeen, PushParser
+from .sources.mqtt_in import MqttIn
 from .status import write_status
 
 log = logging.getLogger("sensor-bridge.relay")
 
-BATCH_MAX = 500
-BATCH_WAIT_S = 0.05
-# Unacknowledged messages the broker may have in flight to us; above BATCH_MAX so batches fill.
-RECEIVE_MAXIMUM = 2000
-SESSION_EXPIRY_S = 0xFFFFFFFF  # MQTT 5: keep our session (and its queue) however long we are away
 STATUS_EVERY_S = 2.0
 HTTP_COMMIT_WAIT_S = 30.0
 BROKER_DOWN_ERROR_S = 60.0
@@ -70,287 +49,6 @@ DISCARD_MAX = 8 * 1024 * 1024  # a bigger refused body is not read at all: the c
 # The whole POST must arrive within this: 512 KB ([push] max_body_kb's default) in 10 s needs
 # ~50 KB/s, a tenth of a poor Wi-Fi link; a device slower than that is stuck, not sending.
 PUSH_DEADLINE_S = 10.0
-
-
-@dataclass
-class Incoming:
-    """One parsed message waiting for its commit; ``done`` runs after it (ack, HTTP reply)."""
-
-    parsed: Parsed
-    done: Callable[[PutResult | None, str | None], None] | None = None
-    at: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class Counters:
-    received: int = 0
-    records_stored: int = 0
-    records_unchanged: int = 0
-    dead_lettered: int = 0
-    last_message_at: str | None = None
-    last_dead: str | None = None
-    last_dead_time: float = 0.0
-
-
-class Committer:
-    """Turns arriving messages into outbox transactions, then runs each message's ``done``."""
-
-    def __init__(self, outbox: Outbox, counters: Counters) -> None:
-        self.outbox = outbox
-        self.counters = counters
-        self.pending: list[Incoming] = []
-        self.cond = threading.Condition()
-        self.stopping = False
-        self.stopped = threading.Event()  # cuts a retry pause short at shutdown
-        self.error: str | None = None
-        self.error_since: float | None = None
-
-    def add(self, item: Incoming) -> None:
-        with self.cond:
-            self.pending.append(item)
-            if len(self.pending) == 1 or len(self.pending) >= BATCH_MAX:
-                self.cond.notify()
-
-    def oldest_age(self) -> float:
-        with self.cond:
-            return time.monotonic() - self.pending[0].at if self.pending else 0.0
-
-    def run(self) -> None:
-        """Commit batches until stopped and nothing is left."""
-        backoff = 0.5
-        while True:
-            with self.cond:
-                while not self.pending and not self.stopping:
-                    self.cond.wait(1.0)
-                if not self.pending:
-                    return
-                deadline = self.pending[0].at + BATCH_WAIT_S
-                while len(self.pending) < BATCH_MAX and not self.stopping:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self.cond.wait(left)
-                batch, self.pending = self.pending[:BATCH_MAX], self.pending[BATCH_MAX:]
-            waiting = self.commit(batch)
-            if not waiting:
-                backoff = 0.5
-            else:
-                with self.cond:
-                    self.pending[:0] = waiting  # keep them first in line; nothing was acknowledged
-                self.stopped.wait(backoff)  # new arrivals do not shorten it: the outbox needs time
-                backoff = min(backoff * 2, 10.0)
-
-    def stop(self) -> None:
-        """Commit what is waiting, then let :meth:`run` return."""
-        with self.cond:
-            self.stopping = True
-            self.cond.notify_all()
-        self.stopped.set()
-
-    def commit(self, batch: list[Incoming]) -> list[Incoming]:
-        """Commit ``batch`` and run each message's ``done``; returns the messages that must wait
-        because the outbox cannot be written at all (disk full, I/O error, locked too long).
-
-        Any other failure is one message's fault: the batch is then committed message by
-        message, and a message that still fails is dead-lettered with the reason and answered
-        (acknowledged: it was kept), so the messages behind it are stored, never blocked."""
-        try:
-            result = self._put(batch)
-        except Exception as exc:
-            if outbox_unwritable(exc):
-                return self._cannot_write(batch, exc)
-            log.warning("committing %d message(s) failed (%s: %s); committing them one by one",
-                        len(batch), type(exc).__name__, exc)
-            return self._one_by_one(batch)
-        self._wrote()
-        for item in batch:
-            if item.done:
-                item.done(result, None)
-        return []
-
-    def _one_by_one(self, batch: list[Incoming]) -> list[Incoming]:
-        for index, item in enumerate(batch):
-            try:
-                result = self._put([item])
-            except Exception as exc:
-                if outbox_unwritable(exc):
-                    return self._cannot_write(batch[index:], exc)
-                try:
-                    result = self._dead_letter(item, exc)
-                except Exception as again:
-                    if outbox_unwritable(again):
-                        return self._cannot_write(batch[index:], again)
-                    # Not even its dead letter fits: answering beats redelivering it forever.
-                    log.error("dropped a message from %s that cannot be kept (%s): %s",
-                              item.parsed.origin, again, item.parsed.preview[:200])
-                    result = PutResult()
-            self._wrote()
-            if item.done:
-                item.done(result, None)
-        return []
-
-    def _dead_letter(self, item: Incoming, exc: Exception) -> PutResult:
-        """Keep the message that cannot be stored as a dead letter instead of its records."""
-        parsed = item.parsed
-        reason = f"cannot be stored ({type(exc).__name__}: {exc})"
-        parsed.records, parsed.cursors = [], []
-        parsed.dead = [DeadEntry(parsed.origin or "relay", reason, parsed.preview)]
-        return self._put([item])
-
-    def _put(self, items: list[Incoming]) -> PutResult:
-        """One outbox transaction for ``items``; the counters follow what it kept."""
-        records = [r for item in items for r in item.parsed.records]
-        cursors = [c for item in items for c in item.parsed.cursors]
-        dead = [d for item in items for d in item.parsed.dead]
-        result = self.outbox.put(records, cursors=cursors, dead=dead)
-        c = self.counters
-        c.received += len(items)
-        c.records_stored += result.added + result.updated
-        c.records_unchanged += result.unchanged + result.ignored_final
-        c.last_message_at = utc_text(datetime.now(UTC))
-        if dead or result.refused:
-            c.dead_lettered += len(dead) + result.refused
-            last = dead[-1] if dead else None
-            c.last_dead = f"{last.origin}: {last.reason}" if last else "a reading the cloud would refuse"
-            c.last_dead_time = time.monotonic()
-            for entry in dead:
-                log.warning("dead-lettered a message from %s: %s", entry.origin, entry.reason)
-        return result
-
-    def _wrote(self) -> None:
-        if self.error:
-            log.info("outbox writable again")
-        self.error = self.error_since = None
-
-    def _cannot_write(self, waiting: list[Incoming], exc: Exception) -> list[Incoming]:
-        """The outbox cannot be written: keep ``waiting`` for a retry, and say so."""
-        if self.error is None:
-            log.error("cannot commit %d message(s) to the outbox: %s", len(waiting), exc)
-            self.error_since = time.monotonic()
-        self.error = f"{type(exc).__name__}: {exc}"
-        if self.stopping and self.error_since and time.monotonic() - self.error_since > 10:
-            for item in waiting:  # shutting down: give up; unacknowledged MQTT messages come back
-                if item.done:
-                    item.done(None, self.error)
-            return []
-        return waiting
-
-
-def outbox_unwritable(exc: BaseException) -> bool:
-    """The outbox file cannot be written at all (disk full, I/O error, locked too long, damaged),
-    as opposed to one message the outbox cannot take: only this is worth waiting for."""
-    if isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError):
-        return True
-    return type(exc) is sqlite3.DatabaseError  # "database disk image is malformed"
-
-
-class MqttIn:
-    """The subscription on the local broker: persistent session, QoS 1, manual ack."""
-
-    def __init__(self, config: Config, parser: PushParser, committer: Committer) -> None:
-        self.mqtt = config.mqtt
-        assert self.mqtt is not None
-        self.parser = parser
-        self.committer = committer
-        self.password = relay_password(self.mqtt)
-        self.client: Any = None
-        self.connected = False
-        self.generation = 0
-        self.closing = False
-        self.last_error: str | None = None
-        self.refused = False  # the broker said no to our login or subscription: a config problem
-        self.down_since = time.monotonic()
-
-    def start(self) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        if not self.password:
-            self.last_error = (
-                "no password for the relay's broker user: set [mqtt] password, or run `sensor-bridge mqtt setup`"
-            )
-            self.refused = True
-            return
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.mqtt.client_id, protocol=mqtt.MQTTv5, manual_ack=True
-        )
-        client.username_pw_set(self.mqtt.username, self.password)
-        client.reconnect_delay_set(1, 30)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        properties.ReceiveMaximum = RECEIVE_MAXIMUM
-        client.connect_async(self.mqtt.host, self.mqtt.port, keepalive=30, clean_start=False,
-                             properties=properties)
-        self.client = client
-        client.loop_start()
-        log.info("subscribing to %s on %s:%d as %s", ", ".join(self.mqtt.topics), self.mqtt.host,
-                 self.mqtt.port, self.mqtt.username)
-
-    def _on_connect(self, client: Any, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
-        if reason.is_failure:
-            self.last_error = f"broker refused the login of {self.mqtt.username}: {reason}"
-            self.refused = reason.value in (0x86, 0x87, 0x8C)  # bad credentials, not authorised, bad auth
-            log.error("%s", self.last_error)
-            return
-        from paho.mqtt.subscribeoptions import SubscribeOptions
-
-        self.generation += 1
-        self.connected, self.refused, self.last_error = True, False, None
-        log.info("connected to the broker (session %s)", "resumed" if flags.session_present else "new")
-        # Retained messages only on a new subscription, not again on every reconnect.
-        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe([(topic, options) for topic in self.mqtt.topics])
-
-    def _on_connect_fail(self, _client: Any, _userdata: Any) -> None:
-        self.last_error = "cannot connect (refused or unreachable)"
-
-    def _on_subscribe(self, _client: Any, _userdata: Any, _mid: int, reasons: list[Any], _props: Any) -> None:
-        refused = [f"{topic} ({code})" for topic, code in zip(self.mqtt.topics, reasons, strict=False)
-                   if code.is_failure]
-        if refused:
-            self.refused = True
-            self.last_error = f"broker refused the subscription to {', '.join(refused)}: check the ACL (`sensor-bridge mqtt setup`)"
-            log.error("%s", self.last_error)
-
-    def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if self.connected:
-            self.down_since = time.monotonic()
-            if not self.closing:
-                self.last_error = f"connection to the broker lost: {reason}"
-                log.warning("%s; reconnecting", self.last_error)
-        self.connected = False
-
-    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
-        if self.closing:
-            return  # not acknowledged: the broker keeps it for our next session
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            topic = "(topic is not UTF-8)"
-        parsed = self.parser.parse(message.payload, source="mqtt", topic=topic, origin=topic,
-                                   received_at=datetime.now(UTC))  # never raises: bad input is dead-lettered
-        done = None
-        if message.qos > 0:
-            mid, qos, generation = message.mid, message.qos, self.generation
-            done = lambda result, error: self._ack(mid, qos, generation, error)  # noqa: E731
-        self.committer.add(Incoming(parsed, done))
-
-    def _ack(self, mid: int, qos: int, generation: int, error: str | None) -> None:
-        # A message from an earlier connection is redelivered on this one and acknowledged then.
-        if error is None and generation == self.generation and self.connected:
-            self.client.ack(mid, qos)
-
-    def stop(self) -> None:
-        if self.client is not None:
-            self.client.disconnect()
-            self.client.loop_stop()
 
 
 class PushHandler(BoundedHandler):

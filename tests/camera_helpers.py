@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from appliance.config import SensorConfig
 from appliance.sim.camera import SimCamera
+from appliance.sources.milesight_http import CameraConfig
 
 
 class Clock:
@@ -31,11 +31,11 @@ class Clock:
         self.moment += timedelta(**delta)
 
 
-def sensor_for(camera_url: str, **extra: object) -> SensorConfig:
+def sensor_for(camera_url: str, **extra: object) -> CameraConfig:
     settings: dict[str, object] = {"id": "entrance", "url": camera_url, "username": "admin", "password": "pw",
                                    "timezone": "Europe/Lisbon", "backfill_h": 6, "timeout_s": 2}
     settings.update(extra)
-    return SensorConfig(**settings)  # type: ignore[arg-type]
+    return CameraConfig(**settings)  # type: ignore[arg-type]
 
 
 class OddFirmware:

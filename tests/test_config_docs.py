@@ -33,6 +33,9 @@ def test_every_key_of_every_table_is_documented_with_its_limits():
                 title = f"[[{path}{f.name}]]" if section.limit else f"[{path}{f.name}]"
                 assert f"`{title}`" in text, title
                 walk(section.model, f"{path}{f.name}.")
+                for type_name, typed in (section.by_type() if section.by_type else {}).items():
+                    assert f'`type = "{type_name}"`' in text, type_name  # [[sensors]]: each type's own keys
+                    walk(typed, f"{path}{f.name}.")
                 continue
             if model is Config:
                 continue  # source_path: where the file was read, not a key

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appliance.committer import Committer, Counters, Incoming
 from appliance.outbox import DeadEntry, Outbox
 from appliance.records import Record, utc_text
-from appliance.relay import Committer, Counters, Incoming
 from appliance.sim.receiver import record_problem as receiver_problem
 from appliance.sources.milesight_push import Parsed, PushParser
 

@@ -60,8 +60,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .. import __version__
-from ..config import SensorConfig
-from ..outbox import Outbox, PutResult
+from ..config_keys import REQUIRED, check_url, check_zone, number, secret, text, texts
+from ..outbox import Outbox
 from ..records import (
     ONE_SECOND,
     NonexistentLocalTime,
@@ -72,6 +72,7 @@ from ..records import (
     snapshot_period,
     utc_text,
 )
+from .base import PollOutcome, SensorConfig, SensorError, Source
 
 log = logging.getLogger("sensor-bridge.milesight")
 
@@ -98,19 +99,27 @@ _REGION_COLUMN = re.compile(r"region[-_]?(?P<region>\d+)")
 _ASSIGNMENT = re.compile(r"""(\w+)\s*=\s*(['"]?)([^'";\r\n]*)\2""")
 
 
-class SensorError(Exception):
-    """The camera could not be read; the message is one line a person can act on."""
+def _some_kind(kinds: list[str]) -> str | None:
+    return None if kinds else f"empty; list at least one of {', '.join(KINDS)}"
 
 
-@dataclass(frozen=True)
-class PollOutcome:
-    sensor_id: str
-    kind: str
-    ok: bool
-    at: datetime
-    records: int = 0
-    stored: PutResult | None = None
-    error: str | None = None
+@dataclass(kw_only=True)
+class CameraConfig(SensorConfig):
+    """A camera or counter polled over HTTP (`dataloader.cgi`)."""
+
+    url: str = text(REQUIRED, "scheme, host and optional port, e.g. `http://192.168.1.100`",
+                    check=check_url(("http", "https"), "put the user and password in username/password"))
+    username: str = text("admin", "the camera's user")
+    password: str = secret("the camera user's password")
+    auth: str = text("auto", "`auto` (follow the camera's 401 challenge), `basic` or `digest`",
+                     choices=("auto", "basic", "digest"))
+    timezone: str = text("UTC", "the camera's own wall-clock zone", check=check_zone, inherit="bridge.timezone")
+    interval_s: float = number(300, "seconds between polls of the history reports")
+    collect: list[str] = texts(["line_counts", "region_counts"], "what to read: any of `line_counts`, "
+                               "`region_counts`, `live_counts`; not empty", choices=KINDS, check=_some_kind)
+    live_interval_s: float = number(60, "seconds between `live_counts` snapshots")
+    backfill_h: float = number(168, "hours to read back on a first start (at most the camera's ~7 days)")
+    timeout_s: float = number(10, "one request's time limit")
 
 
 # ---------------------------------------------------------------- talking to the camera
@@ -210,7 +219,7 @@ class CameraClient:
     and the poll fails with a reason ("answer took longer than 10 s").
     """
 
-    def __init__(self, sensor: SensorConfig) -> None:
+    def __init__(self, sensor: CameraConfig) -> None:
         import requests
 
         self.sensor = sensor
@@ -489,7 +498,7 @@ def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def rows_to_records(
-    rows: list[tuple[datetime, datetime, dict[str, Any]]], sensor: SensorConfig, kind: str, now: datetime,
+    rows: list[tuple[datetime, datetime, dict[str, Any]]], sensor: CameraConfig, kind: str, now: datetime,
     gaps_logged: set[datetime] | None = None, hold: bool = False,
 ) -> tuple[list[Record], str | None]:
     """Readings for the rows that have begun by ``now``, and the last final period's start (the new
@@ -520,7 +529,7 @@ def rows_to_records(
     return records, utc_text(finals[-1]) if finals else None
 
 
-def _window(sensor: SensorConfig, cursor: str | None, now: datetime) -> tuple[str, str]:
+def _window(sensor: CameraConfig, cursor: str | None, now: datetime) -> tuple[str, str]:
     """The query's ``time_start``/``time_end``: local wall time, never before the camera's history."""
     zone = ZoneInfo(sensor.timezone)
     if cursor:
@@ -543,7 +552,7 @@ def _what(kind: str) -> str:
             "live_counts": "live counters"}[kind]
 
 
-def _live_record(sensor: SensorConfig, text: str, now: datetime) -> Record:
+def _live_record(sensor: CameraConfig, text: str, now: datetime) -> Record:
     start, end = snapshot_period(now)
     return Record(sensor.id, "live_counts", start, end, parse_live(text), True, "poll", observed_at=start)
 
@@ -616,16 +625,20 @@ def newest_counted(rows: list[tuple[datetime, datetime, dict[str, Any]]], zone: 
 # ---------------------------------------------------------------- the poller
 
 
-class CameraPoller:
+class CameraPoller(Source):
     """Reads one camera and keeps what it says in the outbox; never raises for camera faults.
 
     Different sensors poll concurrently (each poller has its own session);
     polls of one sensor (say its line and live counts) take turns.
     """
 
-    def __init__(self, sensor: SensorConfig, outbox: Outbox, clock: Callable[[], datetime] = now_utc) -> None:
-        self.sensor = sensor
-        self.outbox = outbox
+    config = CameraConfig
+    kinds = KINDS
+    snapshots = ("live_counts",)
+    sensor: CameraConfig
+
+    def __init__(self, sensor: CameraConfig, outbox: Outbox, clock: Callable[[], datetime] = now_utc) -> None:
+        super().__init__(sensor, outbox)
         self.clock = clock
         self.client = CameraClient(sensor)
         self.zone = ZoneInfo(sensor.timezone)
@@ -635,6 +648,12 @@ class CameraPoller:
     def close(self) -> None:
         """Cut a poll in flight and refuse new ones (the bridge is stopping)."""
         self.client.close()
+
+    def schedule(self) -> list[tuple[str, float]]:
+        """History reports every ``interval_s``, live counters every ``live_interval_s``."""
+        sensor = self.sensor
+        return [(kind, sensor.live_interval_s if kind == "live_counts" else sensor.interval_s)
+                for kind in sensor.collect]
 
     def poll(self, kind: str) -> PollOutcome:
         """Read ``kind`` once; store what is new and move the cursor, or say what went wrong.
@@ -695,7 +714,7 @@ class CameraPoller:
 
 
 def read_sample(
-    sensor: SensorConfig, kind: str, hours: int = 3, clock: Callable[[], datetime] = now_utc
+    sensor: CameraConfig, kind: str, hours: int = 3, clock: Callable[[], datetime] = now_utc
 ) -> list[Record]:
     """One live read of the last ``hours`` for ``sensors test``; touches no outbox.
 

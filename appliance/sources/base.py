@@ -1,0 +1,74 @@
+"""What every polled sensor source provides; docs/sources.md walks through adding one.
+
+A source is one family of sensors the collector polls (``milesight-camera``).
+For each ``[[sensors]]`` table whose ``type`` names it, the collector makes one
+instance and, at the intervals :meth:`Source.schedule` gives, calls
+:meth:`Source.poll` with one of the source's ``kinds``; the poll reads the
+device, puts the readings and its cursor in the outbox in one transaction and
+says how it went in a :class:`PollOutcome`. A poll never raises for a device
+fault: the outcome carries the one line a person reads in ``sensor-bridge
+status`` ("401: username or password rejected").
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+
+from ..config_keys import REQUIRED, text
+from ..outbox import Outbox, PutResult
+
+DEFAULT_TYPE = "milesight-camera"  # a [[sensors]] table without ``type`` (every config before there were two)
+
+
+@dataclass(kw_only=True)
+class SensorConfig:
+    """The keys of a ``[[sensors]]`` table that every type has; a source's model adds its own."""
+
+    id: str = text(REQUIRED, "the sensor's id in readings; unique in the file, and across all bridges of one cloud")
+    type: str = text(DEFAULT_TYPE, "which kind of device, one of the types below; it decides the table's "
+                     "other keys")
+
+
+class SensorError(Exception):
+    """The device could not be read; the message is one line a person can act on."""
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    """How one poll went: what it stored, or why it failed (``error``, shown per sensor in status)."""
+
+    sensor_id: str
+    kind: str
+    ok: bool
+    at: datetime
+    records: int = 0
+    stored: PutResult | None = None
+    error: str | None = None
+
+
+class Source(ABC):
+    """One configured sensor the collector polls: reads it, keeps its readings in the outbox."""
+
+    config: ClassVar[type[SensorConfig]]  # its [[sensors]] table: a SensorConfig subclass, documented
+    kinds: ClassVar[tuple[str, ...]]  # the reading kinds it can collect (each one of records.KINDS)
+    # Kinds read as a moment (a live count): one the outbox has no room for never comes back, so it is
+    # counted as lost. A history kind is read again from its cursor once there is room.
+    snapshots: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, sensor: SensorConfig, outbox: Outbox) -> None:
+        self.sensor = sensor
+        self.outbox = outbox
+
+    @abstractmethod
+    def schedule(self) -> list[tuple[str, float]]:
+        """``(kind, every_s)`` for each kind this sensor's table asks for."""
+
+    @abstractmethod
+    def poll(self, kind: str) -> PollOutcome:
+        """Read ``kind`` once, store what is new and move its cursor; never raises for a device fault."""
+
+    def close(self) -> None:  # noqa: B027 - a source without connections has nothing to cut
+        """Cut a poll in flight and refuse new ones: the bridge is stopping."""
