@@ -144,7 +144,7 @@ class UplinkConfig:
 class OutboxConfig:
     max_mb: float = number(256, "the outbox's size cap; beyond it the oldest readings are shed, counted "
                            "and reported", minimum=1)
-    min_free_disk_mb: float = number(200, "shed the oldest readings when the disk has less free space than this")
+    min_free_disk_mb: float = number(200, "with less free disk than this, shed junk, then delivered readings, then the oldest undelivered ones (as far as the outbox can make up the shortfall)")
 
 
 @dataclass

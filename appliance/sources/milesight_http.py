@@ -119,7 +119,7 @@ class CameraConfig(SensorConfig):
                                "`region_counts`, `live_counts`; not empty", choices=KINDS, check=_some_kind)
     live_interval_s: float = number(60, "seconds between `live_counts` snapshots")
     backfill_h: float = number(168, "hours to read back on a first start (at most the camera's ~7 days)")
-    timeout_s: float = number(10, "one request's time limit")
+    timeout_s: float = number(10, "one request's whole time limit, connect to last byte: a camera that trickles its answer is cut here")
 
 
 # ---------------------------------------------------------------- talking to the camera
