@@ -15,9 +15,14 @@ What becomes what:
 * ``line_periodic_data`` (VS125/VS133/VS135 people counters) -> ``line_counts``
   for the report's period: per line ``total.in``/``total.out`` (or flat
   ``in``/``out``), keyed by ``line``; ``total`` is the sum over the lines. Group
-  (staff) counts are ignored. ``line_total_data`` (running totals since the
-  device's reset) only restates what the periodic reports add up to, so it is
-  not kept separately when periodic data comes with it.
+  (staff) counts are ignored.
+* ``line_total_data`` (VS125 and relatives: running totals since the device's
+  daily reset) -> ``line_totals``, shaped like ``line_counts``, a snapshot at the
+  report's end (or its own time): the day's figure even when periodic reports
+  were missed.
+* ``occupancy`` flags and ``regions_name`` (VS121-P "Occupancy Status") ->
+  the occupancy reading's ``occupied`` (region -> true/false) and
+  ``region_names``, keyed like ``regions``.
 * Anything else that is a JSON object -> ``event`` with ``{"event": <its
   "event" field or "unknown">, "payload": <the object>}``. That includes line
   *trigger* reports: a snapshot ``line_counts`` at the trigger's second would
@@ -488,7 +493,11 @@ class PushParser:
             consumed |= OCCUPANCY_KEYS
         if "line_periodic_data" in top:
             parsed.records.append(record("line_counts", span, _line_counts(top["line_periodic_data"])))
-            consumed |= {"line_periodic_data", "line_total_data"}
+            consumed.add("line_periodic_data")
+        if "line_total_data" in top:  # running totals as of the report's end: a snapshot then
+            totals = _line_counts(top["line_total_data"], "line_total_data")
+            parsed.records.append(record("line_totals", (span[1], span[1]), totals))
+            consumed.add("line_total_data")
         unmapped = [key for key in top if key not in ENVELOPE and key not in consumed]
         if not parsed.records or unmapped:
             name = top.get("event")
@@ -515,27 +524,64 @@ def _occupancy(top: dict[str, Any]) -> dict[str, Any]:
         for number, value in zip(numbers, counted, strict=True):
             label = _label(number, "numbering_regions")
             regions[label] = _count(value, f"current_counted[{label}]")
-    return {
+    values: dict[str, Any] = {
         "current_total": total,
         "max": None if peak is None else _count(peak, "max_counted"),
         "regions": regions,
     }
+    values.update(_region_flags(top))
+    return values
 
 
-def _line_counts(lines: Any) -> dict[str, Any]:
+def _region_flags(top: dict[str, Any]) -> dict[str, Any]:
+    """``occupied`` (region -> true/false) from ``occupancy`` and ``region_names`` from
+    ``regions_name``, keyed like ``regions``: by ``numbering_regions``, else 1, 2, ..."""
+    extra: dict[str, Any] = {}
+    for key, name, read in (("occupancy", "occupied", _flag), ("regions_name", "region_names", _name)):
+        items = top.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise BadMessage(f"{key}: expected a list, got {items!r}")
+        numbers = top.get("numbering_regions")
+        if not isinstance(numbers, list) or len(numbers) != len(items):
+            numbers = list(range(1, len(items) + 1))
+        extra[name] = {_label(n, "numbering_regions"): read(v, f"{key}[{i}]")
+                       for i, (n, v) in enumerate(zip(numbers, items, strict=True))}
+    return extra
+
+
+def _flag(value: Any, where: str) -> bool:
+    """An occupancy flag: 1/0, true/false, or the words the vendor's decoders print."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("occupied", "vacant", "free", "1", "0"):
+        return value.strip().lower() in ("occupied", "1")
+    raise BadMessage(f"{where}: expected 1 (occupied) or 0 (vacant), got {value!r}")
+
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str | int) or isinstance(value, bool) or str(value).strip() == "":
+        raise BadMessage(f"{where}: expected a region name, got {value!r}")
+    return str(value).strip()
+
+
+def _line_counts(lines: Any, section: str = "line_periodic_data") -> dict[str, Any]:
     if isinstance(lines, dict):
         lines = [lines]
     if not isinstance(lines, list) or not lines:
-        raise BadMessage(f"line_periodic_data: expected a list of lines, got {lines!r}")
+        raise BadMessage(f"{section}: expected a list of lines, got {lines!r}")
     per_line: dict[str, dict[str, int]] = {}
     for index, raw in enumerate(lines, start=1):
         line = _ci(raw)
         if not line:
-            raise BadMessage(f"line_periodic_data[{index - 1}]: expected an object, got {raw!r}")
+            raise BadMessage(f"{section}[{index - 1}]: expected an object, got {raw!r}")
         label = _label(line.get("line", line.get("line_number", line.get("line_id", index))),
-                       f"line_periodic_data[{index - 1}].line")
+                       f"{section}[{index - 1}].line")
         counts = _ci(line.get("total")) or line
-        where = f"line_periodic_data[{index - 1}]"
+        where = f"{section}[{index - 1}]"
         per_line[label] = {
             "in": _count(counts.get("in", counts.get("in_counted")), f"{where}.in"),
             "out": _count(counts.get("out", counts.get("out_counted")), f"{where}.out"),
