@@ -78,7 +78,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -94,6 +94,8 @@ from ..records import (
     sensor_id_problem,
     utc_text,
 )
+from .lorawan.envelope import EnvelopeError, Uplink, read_envelope
+from .lorawan.route import RouteError, device_for, route
 
 PREVIEW_CHARS = 1000
 # Keys every Milesight report carries around its data; they never make a message "unmapped".
@@ -465,6 +467,12 @@ class PushParser:
         return parsed
 
     def _records(self, payload: dict[str, Any], source: str, topic: str, received_at: datetime) -> Parsed:
+        try:
+            uplink = read_envelope(payload)
+        except EnvelopeError as exc:
+            raise BadMessage(f"LoRaWAN uplink: {exc}") from None
+        if uplink is not None:
+            return self._uplink(uplink, payload, source, received_at)
         top = _ci(payload)
         serial = _ci(top.get("device_info")).get("device_sn")
         serial = "" if serial is None or isinstance(serial, dict | list) else str(serial).strip()
@@ -503,6 +511,24 @@ class PushParser:
             name = top.get("event")
             name = name if isinstance(name, str) and name.strip() else "unknown"
             parsed.records.append(record("event", span, {"event": name, "payload": payload}))
+        return parsed
+
+
+    def _uplink(self, uplink: Uplink, payload: dict[str, Any], source: str, received_at: datetime) -> Parsed:
+        """A LoRaWAN uplink (UG6x, ChirpStack, The Things Stack): decoded and mapped by sources/lorawan."""
+        parsed = Parsed()
+        when = received_at.replace(microsecond=0)
+        if uplink.time is None:  # dated by its first arrival, like any timeless message
+            device = device_for(self.devices, uplink.dev_eui)
+            sensor_id = device.sensor_id if device else uplink.dev_eui
+            digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+            when, parsed.cursors = self.first_seen.moment(sensor_id, digest, when)
+        try:
+            parsed.records = route(uplink, self.devices, at=when, source=source, observed=when).records
+        except RouteError as exc:
+            raise BadMessage(str(exc)) from None
+        observed = received_at.replace(microsecond=0)
+        parsed.records = [replace(r, observed_at=observed) for r in parsed.records]
         return parsed
 
 
