@@ -108,7 +108,8 @@ class Mapper:
     def ambience(self) -> None:
         values = {name: _number(self.take(key)) for key, name in AMBIENCE.items() if key in self.left}
         if "tvoc" in self.left:
-            values[_tvoc_unit(self.left["tvoc"])] = self.take("tvoc")
+            tvoc = self.take("tvoc")
+            values[_tvoc_unit(tvoc)] = tvoc
         if values:
             self.records.append(self.make("ambience", values))
 
