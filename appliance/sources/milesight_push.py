@@ -202,9 +202,7 @@ def decode_payload(body: bytes) -> dict[str, Any]:
         except BadMessage:
             raise
         except json.JSONDecodeError:
-            raise BadMessage(
-                f"not JSON: {strict_error.msg} at line {strict_error.lineno} column {strict_error.colno}"
-            ) from None
+            raise BadMessage(_json_problem(text, strict_error)) from None
         except (RecursionError, ValueError) as exc:
             raise BadMessage(f"not JSON this bridge reads: {_why(exc)}") from None
     except (RecursionError, ValueError) as exc:  # nesting; Python's 4300-digit limit on integers
@@ -212,6 +210,23 @@ def decode_payload(body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise BadMessage(f"expected a JSON object, got {type(payload).__name__}")
     return payload
+
+
+def _json_problem(text: str, error: json.JSONDecodeError) -> str:
+    """What a person fixes: the vendor's examples fail on bare words and typographic quotes."""
+    at = f"at byte {len(text[:error.pos].encode())} (line {error.lineno} column {error.colno})"
+    curly = re.compile("[\u201c\u201d\u2018\u2019]")
+    quote = curly.match(text, error.pos)
+    if quote is None and error.msg.startswith("Unterminated string"):
+        quote = curly.search(text, error.pos)  # a string closed by a typographic quote runs on
+    if quote is not None:
+        return (f"not JSON: typographic quote {quote.group()} at byte {len(text[:quote.start()].encode())};"
+                " JSON needs straight quotes")
+    word = re.match(r"[A-Za-z_][\w.-]*", text[error.pos:])
+    if word and word.group() not in ("true", "false", "null"):
+        inside = "in array " if text[:error.pos].rstrip().endswith(("[", ",")) else ""
+        return f"not JSON: bare word {word.group()} {inside}{at}; text needs quotes"
+    return f"not JSON: {error.msg} {at}"
 
 
 def _why(exc: BaseException) -> str:
