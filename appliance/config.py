@@ -393,7 +393,8 @@ class MqttConfig:
     client_id: str = text("sensor-bridge-relay", "the relay's MQTT client id")
     devices: list[MqttDevice] = tables(
         MqttDevice, "Which sensor id a pushed message gets. Without a matching entry it is the message's "
-        "`device_info.device_sn`, else its topic. Set `serial`, `topic` or both.", limit=MAX_MQTT_DEVICES,
+        "`device_info.device_sn` (a LoRaWAN uplink's: its DevEUI), else its topic. Set `serial`, `topic`, "
+        "`dev_eui` or several.", limit=MAX_MQTT_DEVICES,
     )
 
 
