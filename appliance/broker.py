@@ -423,6 +423,29 @@ def describe_device(device: Device, password: str | None, listener: dict[str, An
     return "\n".join(lines)
 
 
+def describe_gateway(device: Device, password: str | None, listener: dict[str, Any], relay_topics: list[str]) -> str:
+    """What to type into a Milesight UG65/UG67's web page so it forwards its uplinks to the relay."""
+    device_text = describe_device(device, password, listener, relay_topics).splitlines()
+    fields = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in device_text[1:7]}
+    lines = [
+        f"Gateway {device.name}: on the UG6x's web page, Network Server > Applications > (your application)",
+        "> Data Transmission > Add, Type MQTT:",
+        f"  Broker Address:    {fields['Broker address']}",
+        f"  Broker Port:       {fields['Broker port']}",
+        f"  Client ID:         {fields['Client ID']}",
+        "  User Credentials:  enable",
+        f"  Username:          {device.name}",
+        f"  Password:          {fields['Password']}",
+        "  TLS:               disable",
+        f"  Uplink data topic: {device.topic}/uplink    QoS 1",
+        "  Payload Codec:     either (the relay decodes raw frames of devices whose model it knows)",
+        "Then tell the bridge which sensor each LoRaWAN device is, in its config:",
+        '  [[mqtt.devices]]  sensor_id = "door-1"  dev_eui = "<DevEUI from the device label>"  model = "vs133"',
+    ]
+    lines += device_text[11:]  # the relay-subscription warning, if any
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -480,6 +503,16 @@ def _add(args: argparse.Namespace) -> int:
     return _run(args, act)
 
 
+def _add_gateway(args: argparse.Namespace) -> int:
+    def act(broker: Broker) -> None:
+        device, password, listener = broker.add_device(args.name, args.new_password)
+        _report(broker)
+        print()
+        print(describe_gateway(device, password, listener, broker.mqtt.topics))
+
+    return _run(args, act)
+
+
 def _remove(args: argparse.Namespace) -> int:
     def act(broker: Broker) -> None:
         known = broker.remove_device(args.name)
@@ -521,6 +554,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     add.add_argument("name", help="the device's name: its username, client id and topic")
     add.add_argument("--new-password", action="store_true", help="issue a new password for an existing device")
     add.set_defaults(func=_add)
+    gateway = actions.add_parser("add-gateway", help="credentials for a Milesight UG65/UG67 LoRaWAN gateway; "
+                                 "print what to type into its web page")
+    gateway.add_argument("name", help="the gateway's name: its username, client id and topic")
+    gateway.add_argument("--new-password", action="store_true", help="issue a new password for an existing gateway")
+    gateway.set_defaults(func=_add_gateway)
     remove = actions.add_parser("remove-device", help="delete a device's credentials")
     remove.add_argument("name")
     remove.set_defaults(func=_remove)

@@ -28,6 +28,7 @@ import logging
 import os
 import socket
 import stat
+import re
 import sys
 import time
 import tomllib
@@ -72,6 +73,23 @@ MAX_SECRET_FILE_BYTES = 4096
 RELOAD_EVERY_S = 60.0  # ConfigWatch re-reads the file this often even when it looks unchanged
 
 T = TypeVar("T")
+
+
+LORAWAN_MODELS = ("vs133", "vs135", "vs350", "vs121", "vs330", "am307", "am319")
+
+
+def _dev_eui(value: str) -> str | None:
+    if not value or re.fullmatch(r"[0-9A-Fa-f]{16}", value.replace(":", "").replace("-", "")):
+        return None
+    return f"expected 16 hex digits such as 24E124136B502217, got {value!r}"
+
+
+def _lorawan_model(value: str) -> str | None:
+    if not value or value.lower() in LORAWAN_MODELS:
+        return None
+    return f"expected one of {', '.join(LORAWAN_MODELS)}, got {value!r}"
+
+
 
 
 def _bcm_pin(pin: int) -> str | None:
@@ -157,11 +175,17 @@ class MqttDevice:
     sensor_id: str = text(REQUIRED, "the id its readings get")
     serial: str = text("", "the device's serial (`device_info.device_sn`)")
     topic: str = text("", "an MQTT topic filter (for HTTP pushes: the URL path)")
+    dev_eui: str = text("", "a LoRaWAN device's DevEUI, 16 hex digits (uplinks via a UG6x, ChirpStack or "
+                        "The Things Stack)", check=lambda v: _dev_eui(v))
+    model: str = text("", "the LoRaWAN device's model, to decode its raw uplinks: "
+                      + ", ".join(f"`{m}`" for m in LORAWAN_MODELS), check=lambda v: _lorawan_model(v))
+    period_s: float = number(600, "a LoRaWAN counter's reporting interval: its period counts cover this "
+                             "long before each uplink (set it as on the device)", minimum=1)
 
     def problem(self) -> str | None:
-        if self.serial or self.topic:
+        if self.serial or self.topic or self.dev_eui:
             return None
-        return "set serial or topic to say which device this is"
+        return "set serial, topic or dev_eui to say which device this is"
 
 
 @dataclass
@@ -174,7 +198,8 @@ class MqttConfig:
     client_id: str = text("sensor-bridge-relay", "the relay's MQTT client id")
     devices: list[MqttDevice] = tables(
         MqttDevice, "Which sensor id a pushed message gets. Without a matching entry it is the message's "
-        "`device_info.device_sn`, else its topic. Set `serial`, `topic` or both.", limit=MAX_MQTT_DEVICES,
+        "`device_info.device_sn` (a LoRaWAN uplink's: its DevEUI), else its topic. Set `serial`, `topic`, "
+        "`dev_eui` or several.", limit=MAX_MQTT_DEVICES,
     )
 
 

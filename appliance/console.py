@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import dead_letters
 from .clock import clock_synchronised
 from .config import Config, config_from_args, mask_urls
 from .outbox import Outbox, OutboxDamage
@@ -37,6 +38,8 @@ def _ago(seconds: float | None) -> str:
 
 # ---------------------------------------------------------------- status
 
+DEAD_SCANNED = 5000  # newest dead letters read for "not understood today"
+
 
 def gather_status(config: Config) -> dict[str, Any]:
     """What ``status`` shows: the services' files plus the outbox read directly."""
@@ -54,6 +57,8 @@ def gather_status(config: Config) -> dict[str, Any]:
     try:
         stats = outbox.stats(now).__dict__
         damage = outbox.reset_reason or outbox.damage
+        not_understood = dead_letters.not_understood_today(
+            outbox.dead_letters(DEAD_SCANNED), config.mqtt.devices if config.mqtt else [], now)
     finally:
         outbox.close()
     states = [s["state"] for s in services.values()]
@@ -69,6 +74,7 @@ def gather_status(config: Config) -> dict[str, Any]:
         "uplink": collector.get("uplink", {}),
         "last_collection": collector.get("last_collection"),
         "time_synced": collector.get("time_synced"),
+        "not_understood": not_understood,
     }
 
 
@@ -94,6 +100,8 @@ def print_status(report: dict[str, Any]) -> None:
     )
     if report.get("outbox_damage"):
         print(f"  DAMAGE: {report['outbox_damage']}")
+    for line in report.get("not_understood") or []:
+        print(f"  {line}")
     u = report["uplink"]
     print("\nuplink")
     print(f"  state {u.get('state', 'unknown')}, last success {u.get('last_success') or 'never'}")
@@ -341,7 +349,7 @@ def _outbox(args: argparse.Namespace) -> int:
         if outbox.damage:
             print(f"DAMAGE: {outbox.damage}")
         if args.action == "list":
-            _outbox_list(outbox, args.dead, args.limit)
+            _outbox_list(outbox, args.dead, args.limit, config.mqtt.devices if config.mqtt else [])
         elif args.action == "retry-dead":
             print(f"queued {outbox.retry_dead()} dead-lettered reading(s) again")
         elif args.action == "purge-dead":
@@ -351,11 +359,10 @@ def _outbox(args: argparse.Namespace) -> int:
     return 0
 
 
-def _outbox_list(outbox: Outbox, dead: bool, limit: int) -> None:
-    if dead:
-        for d in outbox.dead_letters(limit):
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["created_at"]))
-            print(f"#{d['seq']} {when} {d['origin']}: {d['reason']}\n    {d['preview'][:200]}")
+def _outbox_list(outbox: Outbox, dead: bool, limit: int, devices: list[Any] | None = None) -> None:
+    if dead:  # grouped by device and reason, with counts (dead_letters.py)
+        for line in dead_letters.listing(outbox.dead_letters(limit), devices):
+            print(line)
     else:
         for body in outbox.pending_list(limit):
             if "unreadable" in body:

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-KINDS = ("line_counts", "region_counts", "live_counts", "occupancy", "event")
+KINDS = ("line_counts", "region_counts", "live_counts", "occupancy", "event", "line_totals", "dwell", "ambience")
 SOURCES = ("poll", "mqtt", "http-push")
 
 
@@ -267,22 +267,62 @@ def _in_out(value: Any) -> bool:
 
 VALUE_KEYS = {
     "line_counts": {"total", "lines"},
+    "line_totals": {"total", "lines"},
     "region_counts": {"regions"},
     "live_counts": {"in", "out", "sum", "capacity"},
     "occupancy": {"current_total", "max", "regions"},
     "event": {"event", "payload"},
+    "dwell": {"regions"},
 }
+# Keys a kind may carry besides its required ones (added compatibly, docs/ingest-contract.md).
+OPTIONAL_KEYS = {"occupancy": {"occupied", "region_names"}}
+# What an ambience reading may hold: each a finite number, the unit in the name.
+AMBIENCE_KEYS = frozenset({
+    "temperature_c", "humidity_pct", "co2_ppm", "tvoc_iaq", "tvoc_ugm3", "pressure_hpa", "light_level",
+    "pir", "hcho_mgm3", "pm2_5_ugm3", "pm10_ugm3", "o3_ppm", "battery_pct", "distance_mm",
+})
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
+        and abs(value) <= BIGINT[1]
+
+
+def _dwell(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"avg", "max"} and _count(value["avg"]) and _count(value["max"])
+
+
+def _ambience_problem(v: dict[str, Any]) -> str | None:
+    if not v:
+        return "values: ambience needs at least one measurement"
+    if unknown := sorted(set(v) - AMBIENCE_KEYS):
+        return f"values: ambience does not know {', '.join(shown(k) for k in unknown)}"
+    if bad := sorted(k for k, x in v.items() if not _number(x)):
+        return f"values.{bad[0]}: must be a finite number"
+    return None
+
+
+def _occupancy_extras_problem(v: dict[str, Any]) -> str | None:
+    if "occupied" in v and not _count_map(v["occupied"], lambda x: isinstance(x, bool)):
+        return "values.occupied: must map each region to true or false"
+    if "region_names" in v and not _count_map(v["region_names"], lambda x: isinstance(x, str) and x != ""):
+        return "values.region_names: must map each region to a non-empty name"
+    return None
 
 
 def values_problem(kind: str, v: Any) -> str | None:
     """Why ``v`` is not the contract's ``values`` for ``kind`` (counts: integers >= 0), or None."""
     if not isinstance(v, dict):
         return "values: must be an object"
-    if set(v) != VALUE_KEYS[kind]:
-        return f"values: {kind} needs exactly the keys {', '.join(sorted(VALUE_KEYS[kind]))}"
-    if kind == "line_counts" and not _in_out(v["total"]):
+    if kind == "ambience":
+        return _ambience_problem(v)
+    required, optional = VALUE_KEYS[kind], OPTIONAL_KEYS.get(kind, set())
+    if not required <= set(v) <= required | optional:
+        extra = f" (optionally {', '.join(sorted(optional))})" if optional else ""
+        return f"values: {kind} needs exactly the keys {', '.join(sorted(required))}{extra}"
+    if kind in ("line_counts", "line_totals") and not _in_out(v["total"]):
         return 'values.total: must be {"in": int >= 0, "out": int >= 0}'
-    if kind == "line_counts" and not _count_map(v["lines"], _in_out):
+    if kind in ("line_counts", "line_totals") and not _count_map(v["lines"], _in_out):
         return 'values.lines: must map each line to {"in": int >= 0, "out": int >= 0}'
     if kind == "live_counts" and not all(_count(x) for x in v.values()):
         return "values: in, out, sum and capacity must be ints >= 0"
@@ -292,6 +332,10 @@ def values_problem(kind: str, v: Any) -> str | None:
         return "values.max: must be an int >= 0 or null"
     if kind in ("region_counts", "occupancy") and not _count_map(v["regions"], _count):
         return "values.regions: must map each region to an int >= 0"
+    if kind == "occupancy":
+        return _occupancy_extras_problem(v)
+    if kind == "dwell" and not _count_map(v["regions"], _dwell):
+        return 'values.regions: must map each region to {"avg": int >= 0, "max": int >= 0}'
     if kind == "event" and not isinstance(v["event"], str):
         return "values.event: must be a string"
     if kind == "event" and not isinstance(v["payload"], dict):

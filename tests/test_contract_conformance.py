@@ -172,6 +172,41 @@ def test_good_batch_is_stored_and_answered_with_counts(receiver: Receiver) -> No
     assert {rid: held[rid][:2] for rid in held} == {r["id"]: (1, r["values"]) for r in records}
 
 
+NEW_KINDS: dict[str, dict[str, Any]] = {
+    "line_totals": {"total": {"in": 120, "out": 99}, "lines": {"1": {"in": 120, "out": 99}}},
+    "dwell": {"regions": {"1": {"avg": 4105, "max": 8465}}},
+    "ambience": {"temperature_c": 23.8, "humidity_pct": 62, "co2_ppm": 936, "tvoc_iaq": 0.37, "pir": 1},
+    "occupancy": {"current_total": 10, "max": 12, "regions": {}, "occupied": {"1": True, "2": False},
+                  "region_names": {"1": "Desk A", "2": "Desk B"}},
+}
+BAD_NEW_KINDS: list[tuple[str, dict[str, Any], str]] = [
+    ("line_totals", {"total": {"in": 1, "out": -1}, "lines": {}}, "values.total:"),
+    ("dwell", {"regions": {"1": {"avg": 1}}}, "values.regions:"),
+    ("ambience", {}, "values:"),
+    ("ambience", {"temperature_c": 21.5, "mood": 3}, "values:"),
+    ("ambience", {"co2_ppm": "high"}, "values"),
+    ("occupancy", {"current_total": 1, "max": None, "regions": {}, "occupied": {"1": 1}}, "values.occupied:"),
+    ("occupancy", {"current_total": 1, "max": None, "regions": {}, "seats": 4}, "values:"),
+]
+
+
+def test_kinds_added_for_lorawan_and_totals_are_stored_and_checked(receiver: Receiver) -> None:
+    """line_totals, dwell, ambience and occupancy's optional keys (docs/ingest-contract.md)."""
+    sensor = unique_sensor()
+    good = [make_record(sensor, kind, values=values) for kind, values in NEW_KINDS.items()]
+    bad = [make_record(f"{sensor}-bad{i}", kind, values=values)
+           for i, (kind, values, _) in enumerate(BAD_NEW_KINDS)]
+    answer = receiver.post(receiver.batch(good + bad))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["accepted"] == len(good), body
+    assert [r["id"] for r in body["rejected"]] == [r["id"] for r in bad]
+    for (_, _, field), rejected in zip(BAD_NEW_KINDS, body["rejected"], strict=True):
+        assert rejected["error"].startswith(field), (receiver.name, rejected)
+    held = receiver.stored()
+    assert {rid: held[rid][1] for rid in held} == {r["id"]: r["values"] for r in good}
+
+
 def test_gzip_body_is_the_same_batch(receiver: Receiver) -> None:
     records = make_series(unique_sensor(), 3)
     answer = receiver.post(receiver.batch(records), gzipped=True)

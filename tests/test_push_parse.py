@@ -78,7 +78,8 @@ def test_vendor_periodic_report_becomes_one_occupancy_period_without_the_snapsho
     record = only(parse(VENDOR_PERIODIC, source="http-push"))
     assert record["kind"] == "occupancy" and record["sensor_id"] == "369362028335"
     assert (record["period_start"], record["period_end"]) == ("2022-12-20T10:15:52Z", "2022-12-20T11:15:52Z")
-    assert record["values"] == {"current_total": 10, "max": 12, "regions": {"1": 5, "2": 5}}
+    assert record["values"] == {"current_total": 10, "max": 12, "regions": {"1": 5, "2": 5},
+                                "occupied": {"1": True, "2": False}}
     assert record["final"] is True and record["source"] == "http-push"
     assert record["observed_at"] == "2025-07-01T12:00:00Z"
     assert "4AAQ" not in json.dumps(record)
@@ -178,11 +179,33 @@ TOF_PERIODIC = {
 
 
 def test_periodic_line_crossing_report_becomes_line_counts():
-    record = only(parse(TOF_PERIODIC))
+    record = only(parse({k: v for k, v in TOF_PERIODIC.items() if k != "line_total_data"}))
     assert record["kind"] == "line_counts" and record["sensor_id"] == "6767E21831900021"
     assert (record["period_start"], record["period_end"]) == ("2024-05-30T12:20:00Z", "2024-05-30T12:21:00Z")
     assert record["values"] == {"total": {"in": 9, "out": 5},
                                 "lines": {"1": {"in": 7, "out": 5}, "2": {"in": 2, "out": 0}}}
+
+
+def test_running_totals_become_line_totals_at_the_reports_end():
+    """VS125 `line_total_data`: the day's figure since the device's daily reset (docs/milesight.md)."""
+    result = parse(TOF_PERIODIC)
+    assert not result.dead and sorted(r.kind for r in result.records) == ["line_counts", "line_totals"]
+    totals = next(r for r in result.records if r.kind == "line_totals").wire()
+    assert totals["period_start"] == totals["period_end"] == "2024-05-30T12:21:00Z"
+    assert totals["values"] == {"total": {"in": 120, "out": 99}, "lines": {"1": {"in": 120, "out": 99}}}
+    alone = {k: v for k, v in TOF_PERIODIC.items() if k != "line_periodic_data"}
+    assert only(parse(alone))["kind"] == "line_totals"  # kept even without periodic data
+
+
+def test_occupancy_status_report_keeps_each_regions_flag_and_name():
+    """VS121-P "Occupancy Status" (no current_counted): the per-region flags were dropped before."""
+    body = report({"timezone": "UTC+8:00", "start_time": "2022/12/20 18:15:52", "end_time": "2022/12/20 19:15:52"},
+                  max_counted=12, total_mapped_regions=2, regions_name=["Region1", "Region2"],
+                  numbering_regions=[1, 2], occupancy=[1, 0])
+    assert only(parse(body))["values"] == {
+        "current_total": 3, "max": 12, "regions": {},
+        "occupied": {"1": True, "2": False}, "region_names": {"1": "Region1", "2": "Region2"}}
+    assert "occupancy[0]" in dead_reason(parse(dict(body, occupancy=[7, 0])))
 
 
 def test_flat_line_counts_from_older_firmware():
@@ -203,7 +226,7 @@ def test_line_trigger_report_is_kept_as_an_event():
 def test_sections_not_mapped_travel_as_an_event_too():
     body = dict(TOF_PERIODIC, region_data={"region_count_data": [{"region": 1, "total": {"current_total": 2}}]})
     result = parse(body)
-    assert sorted(r.kind for r in result.records) == ["event", "line_counts"]
+    assert sorted(r.kind for r in result.records) == ["event", "line_counts", "line_totals"]
     event = next(r for r in result.records if r.kind == "event").wire()
     assert event["values"]["payload"] == body and event["period_start"] == "2024-05-30T12:20:00Z"
 

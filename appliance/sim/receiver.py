@@ -36,7 +36,12 @@ SCHEMA = "sensor-bridge/ingest/v1"
 HEARTBEAT_SCHEMA = "sensor-bridge/heartbeat/v1"
 INGEST_PATH = "/api/bridge/v1/ingest"
 HEARTBEAT_PATH = "/api/bridge/v1/heartbeat"
-KINDS = ("line_counts", "region_counts", "live_counts", "occupancy", "event")
+KINDS = ("line_counts", "region_counts", "live_counts", "occupancy", "event", "line_totals", "dwell", "ambience")
+# What an ambience reading may hold: each a finite number, the unit in the name.
+AMBIENCE_KEYS = frozenset({
+    "temperature_c", "humidity_pct", "co2_ppm", "tvoc_iaq", "tvoc_ugm3", "pressure_hpa", "light_level",
+    "pir", "hcho_mgm3", "pm2_5_ugm3", "pm10_ugm3", "o3_ppm", "battery_pct", "distance_mm",
+})
 SOURCES = ("poll", "mqtt", "http-push")
 BRIDGE_STATES = ("ok", "degraded", "error", "starting", "no-config", "maintenance")
 BATCH_FIELDS = ("schema", "bridge_id", "batch_id", "sent_at", "records")
@@ -85,27 +90,67 @@ def _exact_keys(v: dict[str, Any], kind: str, keys: set[str]) -> str | None:
     return None
 
 
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and x == x and abs(x) <= BIGGEST
+
+
+def _ambience_problem(v: dict[str, Any]) -> str | None:
+    if not v:
+        return "values: ambience needs at least one measurement"
+    unknown = sorted(set(v) - AMBIENCE_KEYS)
+    if unknown:
+        return f"values: ambience does not know {', '.join(json.dumps(k) for k in unknown)}"
+    bad = sorted(k for k, x in v.items() if not _finite(x))
+    return f"values.{bad[0]}: must be a finite number" if bad else None
+
+
+def _occupancy_problem(v: dict[str, Any]) -> str | None:
+    required, optional = {"current_total", "max", "regions"}, {"occupied", "region_names"}
+    if not required <= set(v) <= required | optional:
+        return ("values: occupancy needs exactly the keys current_total, max, regions "
+                "(optionally occupied, region_names)")
+    if not _count(v["current_total"]):
+        return "values.current_total: must be an int >= 0"
+    if v["max"] is not None and not _count(v["max"]):
+        return "values.max: must be an int >= 0 or null"
+    if not _named(v["regions"], _count):
+        return "values.regions: must map each region to an int >= 0"
+    if "occupied" in v and not _named(v["occupied"], lambda x: isinstance(x, bool)):
+        return "values.occupied: must map each region to true or false"
+    if "region_names" in v and not _named(v["region_names"], lambda x: isinstance(x, str) and x != ""):
+        return "values.region_names: must map each region to a non-empty name"
+    return None
+
+
+def _dwell(x: Any) -> bool:
+    return isinstance(x, dict) and set(x) == {"avg", "max"} and _count(x["avg"]) and _count(x["max"])
+
+
 def values_problem(kind: str, v: Any) -> str | None:
     """Why ``v`` is not a valid ``values`` object for ``kind`` (None when it is)."""
     if not isinstance(v, dict):
         return "values: must be an object"
-    if kind == "line_counts":
+    if kind in ("line_counts", "line_totals"):
         if problem := _exact_keys(v, kind, {"total", "lines"}):
             return problem
         if not _in_out(v["total"]):
             return 'values.total: must be {"in": int >= 0, "out": int >= 0}'
         if not _named(v["lines"], _in_out):
             return 'values.lines: must map each line to {"in": int >= 0, "out": int >= 0}'
-    elif kind in ("region_counts", "occupancy"):
-        keys = {"regions"} if kind == "region_counts" else {"current_total", "max", "regions"}
-        if problem := _exact_keys(v, kind, keys):
+    elif kind == "occupancy":
+        return _occupancy_problem(v)
+    elif kind == "region_counts":
+        if problem := _exact_keys(v, kind, {"regions"}):
             return problem
-        if kind == "occupancy" and not _count(v["current_total"]):
-            return "values.current_total: must be an int >= 0"
-        if kind == "occupancy" and v["max"] is not None and not _count(v["max"]):
-            return "values.max: must be an int >= 0 or null"
         if not _named(v["regions"], _count):
             return "values.regions: must map each region to an int >= 0"
+    elif kind == "dwell":
+        if problem := _exact_keys(v, kind, {"regions"}):
+            return problem
+        if not _named(v["regions"], _dwell):
+            return 'values.regions: must map each region to {"avg": int >= 0, "max": int >= 0}'
+    elif kind == "ambience":
+        return _ambience_problem(v)
     elif kind == "live_counts":
         if problem := _exact_keys(v, kind, {"in", "out", "sum", "capacity"}):
             return problem

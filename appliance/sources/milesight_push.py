@@ -15,9 +15,14 @@ What becomes what:
 * ``line_periodic_data`` (VS125/VS133/VS135 people counters) -> ``line_counts``
   for the report's period: per line ``total.in``/``total.out`` (or flat
   ``in``/``out``), keyed by ``line``; ``total`` is the sum over the lines. Group
-  (staff) counts are ignored. ``line_total_data`` (running totals since the
-  device's reset) only restates what the periodic reports add up to, so it is
-  not kept separately when periodic data comes with it.
+  (staff) counts are ignored.
+* ``line_total_data`` (VS125 and relatives: running totals since the device's
+  daily reset) -> ``line_totals``, shaped like ``line_counts``, a snapshot at the
+  report's end (or its own time): the day's figure even when periodic reports
+  were missed.
+* ``occupancy`` flags and ``regions_name`` (VS121-P "Occupancy Status") ->
+  the occupancy reading's ``occupied`` (region -> true/false) and
+  ``region_names``, keyed like ``regions``.
 * Anything else that is a JSON object -> ``event`` with ``{"event": <its
   "event" field or "unknown">, "payload": <the object>}``. That includes line
   *trigger* reports: a snapshot ``line_counts`` at the trigger's second would
@@ -73,7 +78,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -89,6 +94,8 @@ from ..records import (
     sensor_id_problem,
     utc_text,
 )
+from .lorawan.envelope import EnvelopeError, Uplink, read_envelope
+from .lorawan.route import RouteError, device_for, route
 
 PREVIEW_CHARS = 1000
 # Keys every Milesight report carries around its data; they never make a message "unmapped".
@@ -195,9 +202,7 @@ def decode_payload(body: bytes) -> dict[str, Any]:
         except BadMessage:
             raise
         except json.JSONDecodeError:
-            raise BadMessage(
-                f"not JSON: {strict_error.msg} at line {strict_error.lineno} column {strict_error.colno}"
-            ) from None
+            raise BadMessage(_json_problem(text, strict_error)) from None
         except (RecursionError, ValueError) as exc:
             raise BadMessage(f"not JSON this bridge reads: {_why(exc)}") from None
     except (RecursionError, ValueError) as exc:  # nesting; Python's 4300-digit limit on integers
@@ -205,6 +210,23 @@ def decode_payload(body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise BadMessage(f"expected a JSON object, got {type(payload).__name__}")
     return payload
+
+
+def _json_problem(text: str, error: json.JSONDecodeError) -> str:
+    """What a person fixes: the vendor's examples fail on bare words and typographic quotes."""
+    at = f"at byte {len(text[:error.pos].encode())} (line {error.lineno} column {error.colno})"
+    curly = re.compile("[\u201c\u201d\u2018\u2019]")
+    quote = curly.match(text, error.pos)
+    if quote is None and error.msg.startswith("Unterminated string"):
+        quote = curly.search(text, error.pos)  # a string closed by a typographic quote runs on
+    if quote is not None:
+        return (f"not JSON: typographic quote {quote.group()} at byte {len(text[:quote.start()].encode())};"
+                " JSON needs straight quotes")
+    word = re.match(r"[A-Za-z_][\w.-]*", text[error.pos:])
+    if word and word.group() not in ("true", "false", "null"):
+        inside = "in array " if text[:error.pos].rstrip().endswith(("[", ",")) else ""
+        return f"not JSON: bare word {word.group()} {inside}{at}; text needs quotes"
+    return f"not JSON: {error.msg} {at}"
 
 
 def _why(exc: BaseException) -> str:
@@ -460,6 +482,12 @@ class PushParser:
         return parsed
 
     def _records(self, payload: dict[str, Any], source: str, topic: str, received_at: datetime) -> Parsed:
+        try:
+            uplink = read_envelope(payload)
+        except EnvelopeError as exc:
+            raise BadMessage(f"LoRaWAN uplink: {exc}") from None
+        if uplink is not None:
+            return self._uplink(uplink, payload, source, received_at)
         top = _ci(payload)
         serial = _ci(top.get("device_info")).get("device_sn")
         serial = "" if serial is None or isinstance(serial, dict | list) else str(serial).strip()
@@ -488,12 +516,34 @@ class PushParser:
             consumed |= OCCUPANCY_KEYS
         if "line_periodic_data" in top:
             parsed.records.append(record("line_counts", span, _line_counts(top["line_periodic_data"])))
-            consumed |= {"line_periodic_data", "line_total_data"}
+            consumed.add("line_periodic_data")
+        if "line_total_data" in top:  # running totals as of the report's end: a snapshot then
+            totals = _line_counts(top["line_total_data"], "line_total_data")
+            parsed.records.append(record("line_totals", (span[1], span[1]), totals))
+            consumed.add("line_total_data")
         unmapped = [key for key in top if key not in ENVELOPE and key not in consumed]
         if not parsed.records or unmapped:
             name = top.get("event")
             name = name if isinstance(name, str) and name.strip() else "unknown"
             parsed.records.append(record("event", span, {"event": name, "payload": payload}))
+        return parsed
+
+
+    def _uplink(self, uplink: Uplink, payload: dict[str, Any], source: str, received_at: datetime) -> Parsed:
+        """A LoRaWAN uplink (UG6x, ChirpStack, The Things Stack): decoded and mapped by sources/lorawan."""
+        parsed = Parsed()
+        when = received_at.replace(microsecond=0)
+        if uplink.time is None:  # dated by its first arrival, like any timeless message
+            device = device_for(self.devices, uplink.dev_eui)
+            sensor_id = device.sensor_id if device else uplink.dev_eui
+            digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+            when, parsed.cursors = self.first_seen.moment(sensor_id, digest, when)
+        try:
+            parsed.records = route(uplink, self.devices, at=when, source=source, observed=when).records
+        except RouteError as exc:
+            raise BadMessage(str(exc)) from None
+        observed = received_at.replace(microsecond=0)
+        parsed.records = [replace(r, observed_at=observed) for r in parsed.records]
         return parsed
 
 
@@ -515,27 +565,64 @@ def _occupancy(top: dict[str, Any]) -> dict[str, Any]:
         for number, value in zip(numbers, counted, strict=True):
             label = _label(number, "numbering_regions")
             regions[label] = _count(value, f"current_counted[{label}]")
-    return {
+    values: dict[str, Any] = {
         "current_total": total,
         "max": None if peak is None else _count(peak, "max_counted"),
         "regions": regions,
     }
+    values.update(_region_flags(top))
+    return values
 
 
-def _line_counts(lines: Any) -> dict[str, Any]:
+def _region_flags(top: dict[str, Any]) -> dict[str, Any]:
+    """``occupied`` (region -> true/false) from ``occupancy`` and ``region_names`` from
+    ``regions_name``, keyed like ``regions``: by ``numbering_regions``, else 1, 2, ..."""
+    extra: dict[str, Any] = {}
+    for key, name, read in (("occupancy", "occupied", _flag), ("regions_name", "region_names", _name)):
+        items = top.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise BadMessage(f"{key}: expected a list, got {items!r}")
+        numbers = top.get("numbering_regions")
+        if not isinstance(numbers, list) or len(numbers) != len(items):
+            numbers = list(range(1, len(items) + 1))
+        extra[name] = {_label(n, "numbering_regions"): read(v, f"{key}[{i}]")
+                       for i, (n, v) in enumerate(zip(numbers, items, strict=True))}
+    return extra
+
+
+def _flag(value: Any, where: str) -> bool:
+    """An occupancy flag: 1/0, true/false, or the words the vendor's decoders print."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("occupied", "vacant", "free", "1", "0"):
+        return value.strip().lower() in ("occupied", "1")
+    raise BadMessage(f"{where}: expected 1 (occupied) or 0 (vacant), got {value!r}")
+
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str | int) or isinstance(value, bool) or str(value).strip() == "":
+        raise BadMessage(f"{where}: expected a region name, got {value!r}")
+    return str(value).strip()
+
+
+def _line_counts(lines: Any, section: str = "line_periodic_data") -> dict[str, Any]:
     if isinstance(lines, dict):
         lines = [lines]
     if not isinstance(lines, list) or not lines:
-        raise BadMessage(f"line_periodic_data: expected a list of lines, got {lines!r}")
+        raise BadMessage(f"{section}: expected a list of lines, got {lines!r}")
     per_line: dict[str, dict[str, int]] = {}
     for index, raw in enumerate(lines, start=1):
         line = _ci(raw)
         if not line:
-            raise BadMessage(f"line_periodic_data[{index - 1}]: expected an object, got {raw!r}")
+            raise BadMessage(f"{section}[{index - 1}]: expected an object, got {raw!r}")
         label = _label(line.get("line", line.get("line_number", line.get("line_id", index))),
-                       f"line_periodic_data[{index - 1}].line")
+                       f"{section}[{index - 1}].line")
         counts = _ci(line.get("total")) or line
-        where = f"line_periodic_data[{index - 1}]"
+        where = f"{section}[{index - 1}]"
         per_line[label] = {
             "in": _count(counts.get("in", counts.get("in_counted")), f"{where}.in"),
             "out": _count(counts.get("out", counts.get("out_counted")), f"{where}.out"),

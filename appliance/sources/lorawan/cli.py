@@ -1,0 +1,42 @@
+"""``sensor-bridge decode MODEL HEX [--fport N]``: one uplink frame decoded, as JSON.
+
+For an installer checking a device (paste the hex the gateway's packet list
+shows) and for scripts. Names are the vendor's, so the output can be set beside
+the vendor's decoder; a frame that breaks the layout says at which byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+from ...config import LORAWAN_MODELS
+from . import FrameError, decode
+
+
+def _decode(args: argparse.Namespace) -> int:
+    text = re.sub(r"[\s:]", "", args.hex)
+    if text.lower().startswith("0x"):
+        text = text[2:]
+    try:
+        frame = bytes.fromhex(text)
+    except ValueError:
+        print(f"error: {args.hex!r} is not hex (two digits per byte, e.g. 017564 03670C01)", file=sys.stderr)
+        return 2
+    try:
+        values = decode(args.model, frame, args.fport)
+    except FrameError as exc:
+        print(f"error: {args.model} frame {frame.hex()}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(values, indent=2, ensure_ascii=False))
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("decode", help="decode one Milesight LoRaWAN uplink frame and print its values")
+    command.add_argument("model", type=str.lower, choices=LORAWAN_MODELS, help="the device's model")
+    command.add_argument("hex", help="the frame as hex, as the gateway shows it (blanks allowed)")
+    command.add_argument("--fport", type=int, default=None, help="the uplink's fPort (Milesight sends data on 85)")
+    command.set_defaults(func=_decode)
