@@ -26,9 +26,9 @@ import errno
 import json
 import logging
 import os
+import re
 import socket
 import stat
-import re
 import sys
 import time
 import tomllib
