@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from .files import write_atomic
 
 # Worst last. The overall state of the bridge is the worst of its services'.
 STATES = ("ok", "starting", "degraded", "error", "no-config")
@@ -50,21 +51,7 @@ def status_path(run_dir: str | Path, service: str) -> Path:
 
 def write_json_atomic(path: str | Path, body: dict[str, Any], mode: int = 0o644) -> None:
     """Replace ``path`` with ``body`` so that readers see the old or the new file, whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(body, out, indent=1, sort_keys=True, default=str)
-            out.write("\n")
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_atomic(path, json.dumps(body, indent=1, sort_keys=True, default=str) + "\n", mode)
 
 
 def write_status(run_dir: str | Path, service: str, state: str, **details: Any) -> dict[str, Any]:
