@@ -71,9 +71,9 @@ class ImportResult:
     problems: tuple[str, ...] = ()
 
 
-def rejected_boot_config(candidates: tuple[str, ...] = BOOT_FILES) -> Path | None:
+def rejected_boot_config(candidates: tuple[str, ...] | None = None) -> Path | None:
     """The error file left by a rejected import, while it is there (the old config still runs)."""
-    for candidate in candidates:
+    for candidate in candidates or BOOT_FILES:
         error = Path(candidate).with_name(ERROR_NAME)
         if error.exists():
             return error

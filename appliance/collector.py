@@ -23,14 +23,15 @@ from typing import Any
 
 from . import __version__
 from .alerts import start_pinger
+from .bridge_state import bridge_state
 from .clock import clock_synchronised
 from .config import Config, config_from_args, parse_listen
 from .http_server import BoundedHandler, BoundedHTTPServer, serve
 from .lanes import PollLanes
 from .notify import notify, stop_on_signals
-from .outbox import Outbox, OutboxFull
+from .outbox import Outbox, OutboxFull, OutboxStats
 from .records import now_utc, utc_text
-from .status import effective_state, read_status, worst, write_status
+from .status import write_status
 
 log = logging.getLogger("sensor-bridge.collector")
 
@@ -38,9 +39,6 @@ STATUS_EVERY_S = 2.0
 LIMITS_EVERY_S = 60.0
 # On SIGTERM, polls in flight are cut; this long at most is spent waiting for them.
 STOP_POLLS_GRACE_S = 3.0
-# Other services get this long after the collector starts before a missing
-# status file counts against the bridge's overall state.
-PEER_GRACE_S = 60.0
 DISK_FULL_MB = 0.1  # less free than this on the state directory is a full disk, whatever writes still fit
 # A health check sends a few hundred bytes at once; a client slower than this is not one.
 HEALTH_DEADLINE_S = 5.0
@@ -217,42 +215,20 @@ class Collector:
             return "degraded", self.health_error
         return "ok", "all sensors polled, outbox draining"
 
-    def overall_state(self, own: str, now: float) -> tuple[str, dict[str, str]]:
-        """The bridge's state: the worst of every enabled service's (maintenance wins)."""
-        states = {"collector": own}
-        for service in self.config.enabled_services():
-            if service == "collector":
-                continue
-            status = read_status(self.config.paths.run_dir, service)
-            if status is None and now - self.started < PEER_GRACE_S:
-                states[service] = "starting"
-            else:
-                states[service] = effective_state(status, now=now)
-        overall = worst([s for s in states.values() if s != "maintenance"])
-        if self._maintenance():
-            overall = "maintenance"
-        return overall, states
-
-    def _maintenance(self) -> bool:
-        try:
-            from .maintenance import maintenance_active
-        except ImportError:
-            return False
-        return bool(maintenance_active(self.config))
-
     def snapshot(self) -> dict[str, Any]:
         """Everything status, /health and the heartbeat report (never a secret)."""
         now = time.time()
         own, reason = self.own_state(now)
-        overall, services = self.overall_state(own, now)
+        bridge = bridge_state(self.config, own=("collector", own, reason), started=self.started, now=now)
         with self._lock:
             sensors = [s.contract() for s in self.sensors.values()]
             last_collection = self.last_collection
         return {
             "state": own,
             "reason": reason,
-            "bridge_state": overall,
-            "services": services,
+            "bridge_state": bridge.state,
+            "bridge_reason": bridge.reason,
+            "services": {name: service.state for name, service in bridge.services.items()},
             "bridge_id": self.config.bridge.id,
             "version": __version__,
             "uptime_s": round(now - self.started),
@@ -266,7 +242,7 @@ class Collector:
         }
 
     def heartbeat_body(self, snap: dict[str, Any]) -> dict[str, Any]:
-        out = snap["outbox"]
+        """The heartbeat (docs/ingest-contract.md) from a :meth:`snapshot`."""
         return {
             "schema": "sensor-bridge/heartbeat/v1",
             "bridge_id": self.config.bridge.id,
@@ -274,7 +250,7 @@ class Collector:
             "sent_at": utc_text(now_utc()),
             "uptime_s": snap["uptime_s"],
             "state": snap["bridge_state"],
-            "outbox": {k: round(out[k]) for k in ("pending", "oldest_pending_age_s", "dead_letter", "dropped")},
+            "outbox": OutboxStats(**snap["outbox"]).contract(),
             "sensors": snap["sensors"],
             "host": host_facts(self.config.paths.state_dir),
         }
@@ -292,14 +268,14 @@ class Collector:
         """/health: 200 while the bridge is ok, degraded or starting; 503 otherwise."""
         with self._lock:
             snap = dict(self._status)
-        if not snap:
-            return 503, {"status": "starting"}
+        if not snap:  # asked before the first status is written: starting is a 200 (the contract)
+            return 200, {"status": "starting", "uptime": round(time.time() - self.started), "last_collection": None}
         body = self.heartbeat_body(snap)
         body.update(
             status=snap["bridge_state"],
             uptime=snap["uptime_s"],
             last_collection=snap["last_collection"],
-            reason=snap["reason"],
+            reason=snap["bridge_reason"],
             services=snap["services"],
             uplink={k: snap["uplink"].get(k) for k in ("state", "last_success", "last_error")},
         )
