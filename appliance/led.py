@@ -25,14 +25,13 @@ from typing import Any
 
 from .bridge_state import bridge_state
 from .config import Config, ConfigWatch, LedConfig
-from .notify import notify, stop_on_signals, watchdog_interval_s
+from .service import Service, run_service
 from .status import MAINTENANCE, write_status
 
 log = logging.getLogger("sensor-bridge.led")
 
 FPS = 25  # brightness steps per second of a fade
 LOOK_EVERY_S = 0.5
-WRITE_EVERY_S = 2.0
 # No config ever read: drive the documented default pin, so a fresh box can say "no-config".
 NO_CONFIG_LED = LedConfig(backend="gpiozero", pin=17)
 
@@ -177,16 +176,20 @@ class Light:
 # ------------------------------------------------------------------ the service
 
 
-class LedService:
+class LedService(Service):
     """What ``sensor-bridge led`` does: work out the bridge's state, show it, report it."""
 
-    def __init__(self, watch: ConfigWatch) -> None:
+    step_every_s = LOOK_EVERY_S
+
+    def __init__(self, watch: ConfigWatch, stop_event: threading.Event | None = None) -> None:
+        super().__init__(stop_event)
         self.watch = watch
         self.started = time.time()
         self.light: Light | None = None
         self.light_for: LedConfig | None = None
         self.light_note = "not opened yet"
         self.showing, self.reason = "starting", ""
+        self.logged: str | None = None
 
     def settings(self) -> LedConfig:
         """The LED as configured; from a broken file what can be read of it, else the default pin."""
@@ -209,6 +212,9 @@ class LedService:
         if wanted != self.light_for:
             self._reopen(wanted)
         self.showing, self.reason = self.bridge_state(config)
+        if self.showing != self.logged:
+            log.info("showing %s: %s", self.showing, self.reason)
+            self.logged, self.report_due = self.showing, True  # led.json follows a change at once
         if self.light:
             self.light.show(self.showing)
 
@@ -249,38 +255,20 @@ class LedService:
             light=self.light_note, config_problems=self.watch.problems,
         )
 
-    def run(self, stop: threading.Event) -> int:
-        ping = watchdog_interval_s() or WRITE_EVERY_S
-        last_write = 0.0
-        last_shown = None
-        ready = False
-        try:
-            while not stop.is_set():
-                self.step()
-                now = time.monotonic()
-                if self.showing != last_shown or now - last_write >= min(WRITE_EVERY_S, ping):
-                    if self.showing != last_shown:
-                        log.info("showing %s: %s", self.showing, self.reason)
-                    last_shown, last_write = self.showing, now
-                    self.write_status()
-                    if not ready:
-                        notify("READY=1")
-                        ready = True
-                    notify("WATCHDOG=1", f"STATUS=showing {self.showing}")
-                stop.wait(LOOK_EVERY_S)
-        finally:
-            if self.light:
-                self.light.close()
-        notify("STOPPING=1")
-        return 0
+    def report(self) -> str:
+        self.write_status()
+        return f"showing {self.showing}"
+
+    def shutdown(self) -> None:
+        if self.light:
+            self.light.close()
 
 
 # ------------------------------------------------------------------ commands
 
 
 def _service(args: argparse.Namespace) -> int:
-    stop = stop_on_signals()
-    return LedService(ConfigWatch(args.config)).run(stop)
+    return run_service(lambda stop: LedService(ConfigWatch(args.config), stop))
 
 
 def _test(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """Status files: how the appliance's services tell each other how they are.
 
-Each running service rewrites ``<run_dir>/<service>.json`` at least every
-few seconds. The file's ``written_at`` is its heartbeat: the LED, the
+Each running service rewrites ``<run_dir>/<service>.json`` every
+``WRITE_EVERY_S`` (appliance/service.py). The file's ``written_at`` is its heartbeat: the LED, the
 watchdog, ``/health`` and ``sensor-bridge status`` treat a stale or missing
 file of an enabled service as that service being down. Writes are atomic
 (temp file + rename) so a reader never sees half a file; reads are tolerant
@@ -22,13 +22,11 @@ from .files import write_atomic
 STATES = ("ok", "starting", "degraded", "error", "no-config")
 MAINTENANCE = "maintenance"
 
-# A service must rewrite its file at least this often; readers allow slack.
-WRITE_EVERY_S = 5.0
+# Every service rewrites its file this often (appliance/service.py); readers allow slack.
+WRITE_EVERY_S = 2.0
 STALE_AFTER_S = 30.0
 
-SERVICES = ("collector", "relay", "watchdog", "led")
-
-# The systemd unit that runs each service (appliance/units/).
+# Each service and the systemd unit that runs it (appliance/units/).
 UNITS = {
     "collector": "sensor-bridge.service",
     "relay": "sensor-bridge-relay.service",

@@ -43,8 +43,8 @@ from urllib.parse import parse_qs, urlsplit
 from urllib.request import parse_http_list, parse_keqv_list
 from zoneinfo import ZoneInfo
 
-from ..notify import stop_on_signals
 from ..records import NonexistentLocalTime, local_to_utc, now_utc, utc_text
+from ..service import Background, run_service
 
 FAULTS = ("none", "html", "unauthorized", "garbage", "truncated", "slow", "reset")
 HEADER_STYLES = ("tolal", "fewer", "compact")
@@ -448,23 +448,23 @@ def _handler(camera: SimCamera) -> type[BaseHTTPRequestHandler]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    camera = SimCamera(
-        timezone=args.timezone, username=args.username, password=args.password, auth=args.auth,
-        lines=args.lines, regions=args.regions, header_style=args.header_style, crlf=not args.lf,
-        latency_ms=args.latency_ms, seed=args.seed, fault=args.fault, host=args.host, port=args.port,
-        announce=True,
-    )
-    stop = stop_on_signals()
-    camera.start()
+    def make(stop: threading.Event) -> Background:
+        camera = SimCamera(
+            timezone=args.timezone, username=args.username, password=args.password, auth=args.auth,
+            lines=args.lines, regions=args.regions, header_style=args.header_style, crlf=not args.lf,
+            latency_ms=args.latency_ms, seed=args.seed, fault=args.fault, host=args.host, port=args.port,
+            announce=True,
+        )
+        return Background(lambda: _announce(camera.start(), args), camera.stop, stop)
+
+    return run_service(make)
+
+
+def _announce(camera: SimCamera, args: argparse.Namespace) -> None:
     print(f"simulated Milesight camera on {camera.url} ({args.timezone}, auth {args.auth}, user "
           f"{args.username!r}, {args.lines} line(s), {args.regions} region(s), header {args.header_style})\n"
           f"  change its fault while it runs: curl -X POST -d html {camera.url}/_sim/fault "
           f"(one of {', '.join(FAULTS)})\nCtrl-C stops it.", flush=True)
-    try:
-        stop.wait()
-    finally:
-        camera.stop()
-    return 0
 
 
 def add_command(sim_commands: argparse._SubParsersAction) -> None:

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..notify import stop_on_signals
+from ..service import Background, run_service
 
 SCHEMA = "sensor-bridge/ingest/v1"
 HEARTBEAT_SCHEMA = "sensor-bridge/heartbeat/v1"
@@ -608,25 +608,37 @@ def _ids(headers: Any, raw: bytes) -> list[Any]:
 # ---------------------------------------------------------------- sensor-bridge sim receiver
 
 
-def _serve(args: argparse.Namespace) -> int:
+class _CannotServe(Exception):
+    pass
+
+
+def _open(args: argparse.Namespace) -> SimReceiver:
     try:
-        receiver = SimReceiver(db_path=args.db, api_key=args.api_key, max_records=args.max_records,
-                               host=args.host, port=args.port, announce=True)
+        return SimReceiver(db_path=args.db, api_key=args.api_key, max_records=args.max_records,
+                           host=args.host, port=args.port, announce=True)
     except sqlite3.Error as exc:
-        print(f"sim receiver: cannot keep readings in --db {args.db}: {exc}")
-        return 1
+        raise _CannotServe(f"sim receiver: cannot keep readings in --db {args.db}: {exc}") from None
     except OSError as exc:
-        print(f"sim receiver: cannot listen on {args.host}:{args.port}: {exc.strerror}; pick another --port")
-        return 1
-    receiver.start()
+        raise _CannotServe(f"sim receiver: cannot listen on {args.host}:{args.port}: {exc.strerror};"
+                           " pick another --port") from None
+
+
+def _announce(receiver: SimReceiver, args: argparse.Namespace) -> None:
     print(f"ingest receiver listening; readings kept in {args.db or 'memory'}. Point a bridge at it with:\n"
           f"  [uplink]\n  url = \"{receiver.url}\"\n  api_key = \"{args.api_key}\"\n"
           f"  heartbeat_url = \"{receiver.heartbeat_url}\"\nCtrl-C stops.", flush=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    def make(stop: threading.Event) -> Background:
+        receiver = _open(args)
+        return Background(lambda: _announce(receiver.start(), args), receiver.stop, stop)
+
     try:
-        stop_on_signals().wait()
-    finally:
-        receiver.stop()
-    return 0
+        return run_service(make)
+    except _CannotServe as exc:
+        print(exc)
+        return 1
 
 
 def add_command(sim_commands: argparse._SubParsersAction) -> None:
