@@ -115,9 +115,7 @@ class Collector(Service):
 
         super().__init__(stop_event)
         self.config = config
-        self.started = time.time()
-        Path(config.paths.run_dir).mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb)
+        self.outbox = Outbox.of(config)
         self.uplink = Uplink(config, self.outbox)
         self.pollers = {s.id: CameraPoller(s, self.outbox) for s in config.sensors}
         self.sensors = {s.id: SensorHealth(s.id) for s in config.sensors}

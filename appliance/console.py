@@ -44,7 +44,7 @@ def gather_status(config: Config) -> dict[str, Any]:
     the outbox read directly."""
     now = time.time()
     collector = read_status(config.paths.run_dir, "collector") or {}
-    outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb, readonly=True)
+    outbox = Outbox.of(config, readonly=True)
     try:
         stats = outbox.stats(now).__dict__
         damage = outbox.reset_reason or outbox.damage
@@ -243,7 +243,7 @@ def check_services(config: Config) -> list[Finding]:
 
 
 def check_outbox(config: Config) -> list[Finding]:
-    outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb, readonly=True)
+    outbox = Outbox.of(config, readonly=True)
     try:
         s = outbox.stats()
         found = []
@@ -345,7 +345,7 @@ def _outbox(args: argparse.Namespace) -> int:
         print(f"{notes.clear()} outbox damage note(s) cleared")
         return 0
     readonly = args.action == "list"
-    outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb, readonly=readonly)
+    outbox = Outbox.of(config, readonly=readonly)
     try:
         if outbox.damage:
             print(f"DAMAGE: {outbox.damage}")

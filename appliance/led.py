@@ -184,7 +184,6 @@ class LedService(Service):
     def __init__(self, watch: ConfigWatch, stop_event: threading.Event | None = None) -> None:
         super().__init__(stop_event)
         self.watch = watch
-        self.started = time.time()
         self.light: Light | None = None
         self.light_for: LedConfig | None = None
         self.light_note = "not opened yet"

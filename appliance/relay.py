@@ -42,7 +42,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from .broker import relay_password
@@ -412,9 +411,7 @@ class Relay(Service):
     def __init__(self, config: Config, stop_event: threading.Event | None = None) -> None:
         super().__init__(stop_event)
         self.config = config
-        self.started = time.monotonic()
-        Path(config.paths.run_dir).mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb)
+        self.outbox = Outbox.of(config)
         devices = config.mqtt.devices if config.mqtt else []
         self.parser = PushParser(devices, config.bridge.timezone, FirstSeen(self.outbox))
         self.counters = Counters()
@@ -498,7 +495,7 @@ class Relay(Service):
         if m is not None and not m.connected:
             down = now - m.down_since
             where = f"{m.mqtt.host}:{m.mqtt.port}"
-            if now - self.started < 10 and m.last_error is None:
+            if time.time() - self.started < 10 and m.last_error is None:
                 return "starting", f"connecting to the broker at {where}"
             detail = f"broker {where} unreachable for {down:.0f}s ({m.last_error or 'connecting'})"
             if down > BROKER_DOWN_ERROR_S and self.http is None:

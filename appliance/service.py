@@ -31,6 +31,7 @@ class Service:
 
     def __init__(self, stop_event: threading.Event | None = None) -> None:
         self.stop_event = stop_event or threading.Event()
+        self.started = time.time()  # epoch seconds; uptime and the start grace count from here
         self.report_due = False  # a step that changed what the status file says sets this
         self._status_line: str | None = None
 
