@@ -119,7 +119,7 @@ def collector_state(snapshot: Callable[[], dict[str, Any]]) -> Callable[[], tupl
 
     def state_of() -> tuple[str, str]:
         snap = snapshot()
-        return str(snap.get("bridge_state") or "starting"), str(snap.get("reason") or "")
+        return str(snap.get("bridge_state") or "starting"), str(snap.get("bridge_reason") or "")
 
     return state_of
 

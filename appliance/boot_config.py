@@ -33,7 +33,6 @@ import os
 import pwd
 import re
 import sys
-import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +48,7 @@ from .config import (
     parse_config,
     read_bounded,
 )
+from .files import sync_dir, write_atomic
 from .records import now_utc, utc_text
 
 # Raspberry Pi OS since bookworm mounts the boot partition at /boot/firmware; older ones at /boot.
@@ -71,9 +71,9 @@ class ImportResult:
     problems: tuple[str, ...] = ()
 
 
-def rejected_boot_config(candidates: tuple[str, ...] = BOOT_FILES) -> Path | None:
+def rejected_boot_config(candidates: tuple[str, ...] | None = None) -> Path | None:
     """The error file left by a rejected import, while it is there (the old config still runs)."""
-    for candidate in candidates:
+    for candidate in candidates or BOOT_FILES:
         error = Path(candidate).with_name(ERROR_NAME)
         if error.exists():
             return error
@@ -145,34 +145,11 @@ def import_config(source: Path, target: Path, owner: str | None = SERVICE_USER) 
 # ---------------------------------------------------------------- writing
 
 
-def _sync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, text: str, mode: int, owner: str | None = None) -> None:
-    """Replace ``path`` with ``text`` so a power cut leaves the old or the new file, whole."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        try:
-            os.chmod(tmp, mode)
-        except PermissionError:  # FAT mounted without permission support
-            pass
-        if owner:
-            user = pwd.getpwnam(owner)
-            os.chown(tmp, user.pw_uid, user.pw_gid)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _sync_dir(path.parent)
+def _owner_ids(owner: str | None) -> tuple[int, int] | None:
+    if not owner:
+        return None
+    user = pwd.getpwnam(owner)
+    return user.pw_uid, user.pw_gid
 
 
 def _service_owner(owner: str | None) -> str | None:
@@ -190,7 +167,7 @@ def _install(target: Path, text: str, owner: str | None) -> None:
     owner = _service_owner(owner)
     if not target.parent.exists():
         target.parent.mkdir(mode=0o750, parents=True)
-    _write_atomic(target, text, 0o600, owner)
+    write_atomic(target, text, 0o600, _owner_ids(owner))
 
 
 def _blank_secrets(text: str) -> str | None:
@@ -233,9 +210,9 @@ def _retire(source: Path, target: Path, text: str) -> None:
             "# To change the config: write the secrets back in, edit, and save this file as\n"
             f"# {source.name} on the boot partition; it is imported at the next boot.\n\n"
         )
-        _write_atomic(source.with_name(source.name + IMPORTED_SUFFIX), header + blanked, 0o600)
+        write_atomic(source.with_name(source.name + IMPORTED_SUFFIX), header + blanked, 0o600)
     source.unlink()
-    _sync_dir(source.parent)
+    sync_dir(source.parent)
 
 
 def _write_error(error_file: Path, source: Path, target: Path, problems: list[str]) -> None:
@@ -252,7 +229,7 @@ def _write_error(error_file: Path, source: Path, target: Path, problems: list[st
         "",
     ]
     try:
-        _write_atomic(error_file, "\n".join(lines), 0o644)
+        write_atomic(error_file, "\n".join(lines), 0o644)
     except OSError as exc:  # a read-only card must not hide the problems from the journal
         print(f"cannot write {error_file}: {exc.strerror}", file=sys.stderr)
 

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, MqttConfig, load_config
+from .files import write_atomic
 
 DEFAULT_DIR = "/etc/mosquitto"
 DIR_ENV = "SENSOR_BRIDGE_BROKER_DIR"
@@ -113,6 +114,16 @@ def topic_prefix(topics: list[str]) -> str:
         if pattern.endswith("/#") and "+" not in pattern and "#" not in pattern[:-2]:
             return pattern[:-2]
     return "milesight"
+
+
+def _owner(group: str | None) -> tuple[int, int] | None:
+    """root and ``group`` when we run as root and the group exists; else leave ownership alone."""
+    if not group or os.geteuid() != 0:
+        return None
+    try:
+        return 0, grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None  # no such group on this machine (a dev box): mode alone protects it
 
 
 @dataclass
@@ -179,22 +190,19 @@ class Broker:
             same = path.read_text() == text
         except OSError:
             same = False
-        if not same:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
-            self.changes.append(f"wrote {path}")
-        self._secure(path, mode, group)
+        if same:
+            self._secure(path, mode, group)
+            return
+        # Mode and group are set before the rename: relay.secret is never readable by others.
+        write_atomic(path, text, mode, _owner(group))
+        self.changes.append(f"wrote {path}")
 
     @staticmethod
     def _secure(path: Path, mode: int, group: str | None) -> None:
         os.chmod(path, mode)
-        if group and os.geteuid() == 0:
-            try:
-                os.chown(path, 0, grp.getgrnam(group).gr_gid)
-            except KeyError:
-                pass  # no such group on this machine (a dev box): mode alone protects it
+        owner = _owner(group)
+        if owner:
+            os.chown(path, *owner)
 
     def snippet(self, registry: dict[str, Any]) -> str:
         listener = registry["listener"]
@@ -268,9 +276,8 @@ persistent_client_expiration 30d
 
     def _sync_passwords(self, registry: dict[str, Any], fresh: dict[str, str]) -> None:
         """Users in the password file: the relay, every device; ``fresh`` passwords replace old ones."""
-        if not self.passwd.exists():
-            self.passwd.touch()
-            self.changes.append(f"wrote {self.passwd}")
+        if not self.passwd.exists():  # born private: mosquitto_passwd fills it with hashes next
+            self._write(self.passwd, "", 0o640, "mosquitto")
         users = self._passwd_users()
         relay = self._relay_secret()
         if relay and not password_matches(users.get(self.mqtt.username, ""), relay):

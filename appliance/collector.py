@@ -3,9 +3,10 @@
 A thin shell around the real parts. The ``schedule`` package starts each
 sensor's polls at its interval; each sensor's polls run in its own lane, one at
 a time, so a slow camera holds only its own and never delays the others; the
-uplink drains the outbox in its own thread. The main loop only schedules, rewrites the status file every couple of
-seconds (its heartbeat for the LED and the watchdog) and pings systemd, so it
-keeps beating whatever a camera or the cloud API is doing.
+uplink drains the outbox in its own thread. The main loop (appliance/service.py)
+only schedules, rewrites the status file every couple of seconds (its heartbeat
+for the LED and the watchdog) and pings systemd, so it keeps beating whatever a
+camera or the cloud API is doing.
 """
 
 from __future__ import annotations
@@ -23,25 +24,23 @@ from typing import Any
 
 from . import __version__
 from .alerts import start_pinger
+from .bridge_state import bridge_state
 from .clock import clock_synchronised
 from .config import Config, config_from_args, parse_listen
 from .http_server import BoundedHandler, BoundedHTTPServer, serve
 from .lanes import PollLanes
-from .notify import notify, stop_on_signals
-from .outbox import Outbox, OutboxFull
+from .outbox import Outbox, OutboxFull, OutboxStats
 from .records import now_utc, utc_text
+from .service import Service, run_service
 from .sources import source_for
-from .status import effective_state, read_status, worst, write_status
+from .status import WRITE_EVERY_S, write_status
 
 log = logging.getLogger("sensor-bridge.collector")
 
-STATUS_EVERY_S = 2.0
+SCHEDULE_EVERY_S = 0.2  # how often due polls are started
 LIMITS_EVERY_S = 60.0
 # On SIGTERM, polls in flight are cut; this long at most is spent waiting for them.
 STOP_POLLS_GRACE_S = 3.0
-# Other services get this long after the collector starts before a missing
-# status file counts against the bridge's overall state.
-PEER_GRACE_S = 60.0
 DISK_FULL_MB = 0.1  # less free than this on the state directory is a full disk, whatever writes still fit
 # A health check sends a few hundred bytes at once; a client slower than this is not one.
 HEALTH_DEADLINE_S = 5.0
@@ -106,17 +105,17 @@ def host_facts(state_dir: str) -> dict[str, Any]:
     }
 
 
-class Collector:
+class Collector(Service):
     """Everything ``sensor-bridge run`` does, startable and stoppable from a test or the demo."""
+
+    step_every_s = SCHEDULE_EVERY_S
 
     def __init__(self, config: Config, stop_event: threading.Event | None = None) -> None:
         from .uplink import Uplink
 
+        super().__init__(stop_event)
         self.config = config
-        self.started = time.time()
-        self.stop_event = stop_event or threading.Event()
-        Path(config.paths.run_dir).mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb)
+        self.outbox = Outbox.of(config)
         self.uplink = Uplink(config, self.outbox)
         self.pollers = {s.id: source_for(s, self.outbox) for s in config.sensors}  # sources/__init__.py
         self.sensors = {s.id: SensorHealth(s.id) for s in config.sensors}
@@ -129,6 +128,9 @@ class Collector:
         self.health_error: str | None = None
         self._lock = threading.Lock()
         self._status: dict[str, Any] = {}
+        self.scheduler: Any = None
+        self.next_limits = self.next_room_check = 0.0
+        self.uplink_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ polling
 
@@ -216,42 +218,20 @@ class Collector:
             return "degraded", self.health_error
         return "ok", "all sensors polled, outbox draining"
 
-    def overall_state(self, own: str, now: float) -> tuple[str, dict[str, str]]:
-        """The bridge's state: the worst of every enabled service's (maintenance wins)."""
-        states = {"collector": own}
-        for service in self.config.enabled_services():
-            if service == "collector":
-                continue
-            status = read_status(self.config.paths.run_dir, service)
-            if status is None and now - self.started < PEER_GRACE_S:
-                states[service] = "starting"
-            else:
-                states[service] = effective_state(status, now=now)
-        overall = worst([s for s in states.values() if s != "maintenance"])
-        if self._maintenance():
-            overall = "maintenance"
-        return overall, states
-
-    def _maintenance(self) -> bool:
-        try:
-            from .maintenance import maintenance_active
-        except ImportError:
-            return False
-        return bool(maintenance_active(self.config))
-
     def snapshot(self) -> dict[str, Any]:
         """Everything status, /health and the heartbeat report (never a secret)."""
         now = time.time()
         own, reason = self.own_state(now)
-        overall, services = self.overall_state(own, now)
+        bridge = bridge_state(self.config, own=("collector", own, reason), started=self.started, now=now)
         with self._lock:
             sensors = [s.contract() for s in self.sensors.values()]
             last_collection = self.last_collection
         return {
             "state": own,
             "reason": reason,
-            "bridge_state": overall,
-            "services": services,
+            "bridge_state": bridge.state,
+            "bridge_reason": bridge.reason,
+            "services": {name: service.state for name, service in bridge.services.items()},
             "bridge_id": self.config.bridge.id,
             "version": __version__,
             "uptime_s": round(now - self.started),
@@ -265,7 +245,7 @@ class Collector:
         }
 
     def heartbeat_body(self, snap: dict[str, Any]) -> dict[str, Any]:
-        out = snap["outbox"]
+        """The heartbeat (docs/ingest-contract.md) from a :meth:`snapshot`."""
         return {
             "schema": "sensor-bridge/heartbeat/v1",
             "bridge_id": self.config.bridge.id,
@@ -273,7 +253,7 @@ class Collector:
             "sent_at": utc_text(now_utc()),
             "uptime_s": snap["uptime_s"],
             "state": snap["bridge_state"],
-            "outbox": {k: round(out[k]) for k in ("pending", "oldest_pending_age_s", "dead_letter", "dropped")},
+            "outbox": OutboxStats(**snap["outbox"]).contract(),
             "sensors": snap["sensors"],
             "host": host_facts(self.config.paths.state_dir),
         }
@@ -284,21 +264,20 @@ class Collector:
             self._status = snap
         details = {k: v for k, v in snap.items() if k != "state"}
         write_status(self.config.paths.run_dir, "collector", snap["state"], **details)
-        notify("WATCHDOG=1", f"STATUS={snap['state']}: {snap['reason']}")
         return snap
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """/health: 200 while the bridge is ok, degraded or starting; 503 otherwise."""
         with self._lock:
             snap = dict(self._status)
-        if not snap:
-            return 503, {"status": "starting"}
+        if not snap:  # asked before the first status is written: starting is a 200 (the contract)
+            return 200, {"status": "starting", "uptime": round(time.time() - self.started), "last_collection": None}
         body = self.heartbeat_body(snap)
         body.update(
             status=snap["bridge_state"],
             uptime=snap["uptime_s"],
             last_collection=snap["last_collection"],
-            reason=snap["reason"],
+            reason=snap["bridge_reason"],
             services=snap["services"],
             uplink={k: snap["uplink"].get(k) for k in ("state", "last_success", "last_error")},
         )
@@ -341,46 +320,43 @@ class Collector:
                 except Exception:
                     log.exception("heartbeat failed")
 
-    # ------------------------------------------------------------ the service
+    # ------------------------------------------------------------ the service (appliance/service.py)
 
-    def run(self) -> int:
-        """Run until ``stop_event`` is set (SIGTERM/SIGINT in the service)."""
+    def start(self) -> None:
         if self.outbox.reset_reason:
             log.error("%s", self.outbox.reset_reason)
-        self.write_status()
         self._serve_health()
-        uplink_thread = threading.Thread(
+        self.uplink_thread = threading.Thread(
             target=self.uplink.run, args=(self.stop_event,), name="uplink", daemon=True
         )
-        uplink_thread.start()
+        self.uplink_thread.start()
         if self.config.uplink.heartbeat_url:
             threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True).start()
         start_pinger(self.config.alerts, lambda: self._status, self.stop_event)  # appliance/alerts.py
-        notify("READY=1")
         log.info(
             "collector up: %d sensor(s), delivering to %s", len(self.config.sensors), self.config.uplink.url
         )
-        scheduler = None
-        next_status = next_limits = 0.0
-        while not self.stop_event.is_set():
-            now = time.time()
-            if not self.time_synced and clock_synchronised():
-                log.info("clock synchronised; polling starts")
-                self.time_synced = True
-            if self.time_synced and scheduler is None:
-                scheduler = self._schedule()
-                scheduler.run_all()
-            if scheduler is not None:
-                scheduler.run_pending()
-            if now >= next_limits or (self.outbox.disk_full and now >= next_status):
-                next_limits = now + LIMITS_EVERY_S
-                self._housekeeping()
-            if now >= next_status:
-                next_status = now + STATUS_EVERY_S
-                self._guarded(self.write_status)
-            self.stop_event.wait(0.2)
-        self._shutdown(uplink_thread)
-        return 0
+
+    def step(self) -> float:
+        """Start the polls that are due; now and then, the outbox's limits."""
+        now = time.time()
+        if not self.time_synced and clock_synchronised():
+            log.info("clock synchronised; polling starts")
+            self.time_synced = True
+        if self.time_synced and self.scheduler is None:
+            self.scheduler = self._schedule()
+            self.scheduler.run_all()
+        if self.scheduler is not None:
+            self.scheduler.run_pending()
+        # On a full disk, look for room again every few seconds (it flushes lost counts).
+        if now >= self.next_limits or (self.outbox.disk_full and now >= self.next_room_check):
+            self.next_limits, self.next_room_check = now + LIMITS_EVERY_S, now + WRITE_EVERY_S
+            self._housekeeping()
+        return SCHEDULE_EVERY_S
+
+    def report(self) -> str | None:
+        snap = self._guarded(self.write_status)
+        return f"{snap['state']}: {snap['reason']}" if snap else None
 
     def _housekeeping(self) -> None:
         """Shed what the limits say; on a full disk, look for room again (it flushes lost counts)."""
@@ -388,20 +364,21 @@ class Collector:
             return
         self._guarded(self.outbox.enforce_limits)
 
-    def _guarded(self, chore: Any) -> None:
+    def _guarded(self, chore: Any) -> Any:
         """A disk or database fault costs one round of ``chore``, never the service."""
         try:
-            chore()
+            return chore()
         except (sqlite3.Error, OSError) as exc:
             log.error("%s failed: %s", getattr(chore, "__name__", "chore"), exc)
+            return None
 
-    def _shutdown(self, uplink_thread: threading.Thread) -> None:
+    def shutdown(self) -> None:
         log.info("stopping: cutting in-flight polls, waiting for the current batch")
-        notify("STOPPING=1")
         stuck = self.lanes.close(STOP_POLLS_GRACE_S, self._cut_polls)
         if stuck:
             log.warning("left behind stuck polls of %s", ", ".join(stuck))
-        uplink_thread.join(timeout=self.config.uplink.timeout_s + 5)
+        if self.uplink_thread:
+            self.uplink_thread.join(timeout=self.config.uplink.timeout_s + 5)
         if self.health_server:
             self.health_server.shutdown()
             self.health_server.server_close()
@@ -409,12 +386,9 @@ class Collector:
         log.info("stopped cleanly")
 
 
-def run_service(config: Config) -> int:
-    return Collector(config, stop_on_signals()).run()
-
-
 def _run(args: argparse.Namespace) -> int:
-    return run_service(config_from_args(args))
+    config = config_from_args(args)
+    return run_service(lambda stop: Collector(config, stop))
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -20,10 +20,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import dead_letters
+from .bridge_state import bridge_state
 from .clock import clock_synchronised
 from .config import Config, config_from_args, mask_urls
 from .outbox import Outbox, OutboxDamage
-from .status import effective_state, read_status, worst
+from .status import effective_state, read_status
 
 
 def _ago(seconds: float | None) -> str:
@@ -42,18 +43,11 @@ DEAD_SCANNED = 5000  # newest dead letters read for "not understood today"
 
 
 def gather_status(config: Config) -> dict[str, Any]:
-    """What ``status`` shows: the services' files plus the outbox read directly."""
+    """What ``status`` shows: the bridge's state (bridge_state's rules), the services' files,
+    the outbox read directly."""
     now = time.time()
-    services = {}
-    for service in config.enabled_services():
-        body = read_status(config.paths.run_dir, service)
-        services[service] = {
-            "state": effective_state(body, now=now),
-            "reason": (body or {}).get("reason") or ("not running" if body is None else ""),
-            "written_s_ago": round(now - body["written_at"]) if body and "written_at" in body else None,
-        }
     collector = read_status(config.paths.run_dir, "collector") or {}
-    outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb, readonly=True)
+    outbox = Outbox.of(config, readonly=True)
     try:
         stats = outbox.stats(now).__dict__
         damage = outbox.reset_reason or outbox.damage
@@ -61,11 +55,16 @@ def gather_status(config: Config) -> dict[str, Any]:
             outbox.dead_letters(DEAD_SCANNED), config.mqtt.devices if config.mqtt else [], now)
     finally:
         outbox.close()
-    states = [s["state"] for s in services.values()]
-    overall = collector.get("bridge_state") if services["collector"]["state"] != "error" else None
+    bridge = bridge_state(config, started=_collector_started(collector), outbox_damage=damage, now=now)
+    services = {
+        name: {"state": s.state, "reason": s.reason,
+               "written_s_ago": None if s.written_at is None else round(now - s.written_at)}
+        for name, s in bridge.services.items()
+    }
     return {
         "bridge_id": config.bridge.id,
-        "state": "error" if damage else overall or worst(states),
+        "state": bridge.state,
+        "reason": bridge.reason,
         "outbox_damage": damage,
         "services": services,
         "sensors": collector.get("sensors")
@@ -78,8 +77,18 @@ def gather_status(config: Config) -> dict[str, Any]:
     }
 
 
+def _collector_started(collector: dict[str, Any]) -> float | None:
+    """When the collector started: the start grace runs from there, as it does for /health."""
+    written, uptime = collector.get("written_at"), collector.get("uptime_s")
+    if isinstance(written, int | float) and isinstance(uptime, int | float):
+        return float(written) - float(uptime)
+    return None
+
+
 def print_status(report: dict[str, Any]) -> None:
     print(f"sensor-bridge {report['bridge_id']}: {report['state'].upper()}")
+    if report["state"] != "ok" and report.get("reason"):
+        print(f"  {report['reason']}")
     print("\nservices")
     for name, s in report["services"].items():
         seen = f"(written {s['written_s_ago']}s ago)" if s["written_s_ago"] is not None else ""
@@ -242,7 +251,7 @@ def check_services(config: Config) -> list[Finding]:
 
 
 def check_outbox(config: Config) -> list[Finding]:
-    outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb, readonly=True)
+    outbox = Outbox.of(config, readonly=True)
     try:
         s = outbox.stats()
         found = []
@@ -344,7 +353,7 @@ def _outbox(args: argparse.Namespace) -> int:
         print(f"{notes.clear()} outbox damage note(s) cleared")
         return 0
     readonly = args.action == "list"
-    outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb, readonly=readonly)
+    outbox = Outbox.of(config, readonly=readonly)
     try:
         if outbox.damage:
             print(f"DAMAGE: {outbox.damage}")

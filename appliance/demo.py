@@ -10,7 +10,6 @@ against the demo from a second terminal.
 from __future__ import annotations
 
 import argparse
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, parse_config
+from .notify import stop_on_signals
+from .service import run_service
 
 DEMO_KEY = "demo-key"
 
@@ -91,6 +92,7 @@ def run_demo(seconds: float | None = None) -> int:
     from .sim.camera import SimCamera
     from .sim.receiver import SimReceiver
 
+    stop = stop_on_signals()  # first: a Ctrl-C while it starts up still stops it cleanly
     workdir = Path(tempfile.mkdtemp(prefix="sensor-bridge-demo-"))
     receiver = SimReceiver(db_path=workdir / "cloud.db", api_key=DEMO_KEY, announce=True)
     cameras = [
@@ -123,15 +125,14 @@ Press Ctrl-C to stop.
          "--network-probe", "true"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    collector = Collector(config)
-    previous = signal.signal(signal.SIGINT, lambda *_: collector.stop_event.set())
-    signal.signal(signal.SIGTERM, lambda *_: collector.stop_event.set())
+    timer = threading.Timer(seconds or 0, stop.set)
+    timer.daemon = True
     if seconds:
-        threading.Timer(seconds, collector.stop_event.set).start()
+        timer.start()
     try:
-        return collector.run()
+        return run_service(lambda stop: Collector(config, stop), stop)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        timer.cancel()
         watchdog.terminate()
         watchdog.wait(timeout=10)
         held = receiver.records()

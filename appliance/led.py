@@ -4,11 +4,11 @@
 the service shows it, ``sensor-bridge led table`` prints it as the README's
 markdown table, ``sensor-bridge led test`` plays every pattern once.
 
-The state shown is the worst of the enabled services' states (a stale or
-missing status file counts as error, after a minute's grace at startup);
-maintenance mode overrides it; a missing or invalid config file shows
-``no-config``, and the service keeps running and re-reading the file until it
-is fixed. A single LED on a pin is the default, an RGB LED adds colour. With no
+The state shown is the bridge's, by the one rule set of ``bridge_state``
+(the worst of the enabled services' states, this one's included; a rejected
+boot config or outbox damage is an error; maintenance mode overrides it); a
+missing or invalid config file shows ``no-config``, and the service keeps
+running and re-reading the file until it is fixed. A single LED on a pin is the default, an RGB LED adds colour. With no
 GPIO on the machine it says so once and keeps writing its status file.
 """
 
@@ -23,18 +23,15 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from .boot_config import rejected_boot_config
+from .bridge_state import bridge_state
 from .config import Config, ConfigWatch, LedConfig
-from .maintenance import maintenance_active
-from .notify import notify, stop_on_signals, watchdog_interval_s
-from .status import MAINTENANCE, effective_state, read_status, worst, write_status
+from .service import Service, run_service
+from .status import MAINTENANCE, write_status
 
 log = logging.getLogger("sensor-bridge.led")
 
 FPS = 25  # brightness steps per second of a fade
-STARTUP_GRACE_S = 60.0  # a service that has not written yet counts as starting this long
 LOOK_EVERY_S = 0.5
-WRITE_EVERY_S = 2.0
 # No config ever read: drive the documented default pin, so a fresh box can say "no-config".
 NO_CONFIG_LED = LedConfig(backend="gpiozero", pin=17)
 
@@ -179,16 +176,19 @@ class Light:
 # ------------------------------------------------------------------ the service
 
 
-class LedService:
+class LedService(Service):
     """What ``sensor-bridge led`` does: work out the bridge's state, show it, report it."""
 
-    def __init__(self, watch: ConfigWatch) -> None:
+    step_every_s = LOOK_EVERY_S
+
+    def __init__(self, watch: ConfigWatch, stop_event: threading.Event | None = None) -> None:
+        super().__init__(stop_event)
         self.watch = watch
-        self.started = time.monotonic()
         self.light: Light | None = None
         self.light_for: LedConfig | None = None
         self.light_note = "not opened yet"
         self.showing, self.reason = "starting", ""
+        self.logged: str | None = None
 
     def settings(self) -> LedConfig:
         """The LED as configured; from a broken file what can be read of it, else the default pin."""
@@ -197,33 +197,12 @@ class LedService:
         return self.watch.partial(LedConfig) or NO_CONFIG_LED
 
     def bridge_state(self, config: Config | None) -> tuple[str, str]:
-        """(state to show, why)."""
-        if config is None:
-            problems = self.watch.problems or ["unreadable"]
-            return "no-config", f"config {self.watch.path}: {'; '.join(problems)}"
-        active = maintenance_active(config)
-        if active:
-            return MAINTENANCE, f"maintenance on until {active['until']} by {active['by']}"
-        states: dict[str, tuple[str, str]] = {}
-        for service in config.enabled_services():
-            if service == "led":
-                continue
-            status = read_status(config.paths.run_dir, service)
-            if status is None:
-                young = time.monotonic() - self.started < STARTUP_GRACE_S
-                states[service] = ("starting", "not started yet") if young else ("error", "no status file")
-                continue
-            state = effective_state(status)
-            if state == MAINTENANCE:  # maintenance just ended; the service catches up within seconds
-                state = "ok"
-            why = status.get("reason") if state == status.get("state") else "status file stale"
-            states[service] = (state, str(why or state))
-        rejected = rejected_boot_config()
-        if rejected:  # the old config still runs, but the person's new file was refused
-            states["config"] = ("error", f"the new config was rejected: see {rejected}")
-        overall = worst([state for state, _ in states.values()])
-        reasons = [f"{service}: {why}" for service, (state, why) in states.items() if state == overall]
-        return overall, "; ".join(reasons)
+        """(state to show, why): appliance/bridge_state.py's rules, the LED's own state included."""
+        problem = f"config {self.watch.path}: {'; '.join(self.watch.problems or ['unreadable'])}"
+        state = self.own_state()
+        own = ("led", state, "its LED cannot be driven (see light in led.json)" if state == "degraded" else "ok")
+        bridge = bridge_state(config, config_problem=problem, own=own, started=self.started)
+        return bridge.state, bridge.reason
 
     def step(self) -> None:
         """One look: re-read the config if it changed, follow the LED settings, show the state."""
@@ -232,6 +211,9 @@ class LedService:
         if wanted != self.light_for:
             self._reopen(wanted)
         self.showing, self.reason = self.bridge_state(config)
+        if self.showing != self.logged:
+            log.info("showing %s: %s", self.showing, self.reason)
+            self.logged, self.report_due = self.showing, True  # led.json follows a change at once
         if self.light:
             self.light.show(self.showing)
 
@@ -272,38 +254,20 @@ class LedService:
             light=self.light_note, config_problems=self.watch.problems,
         )
 
-    def run(self, stop: threading.Event) -> int:
-        ping = watchdog_interval_s() or WRITE_EVERY_S
-        last_write = 0.0
-        last_shown = None
-        ready = False
-        try:
-            while not stop.is_set():
-                self.step()
-                now = time.monotonic()
-                if self.showing != last_shown or now - last_write >= min(WRITE_EVERY_S, ping):
-                    if self.showing != last_shown:
-                        log.info("showing %s: %s", self.showing, self.reason)
-                    last_shown, last_write = self.showing, now
-                    self.write_status()
-                    if not ready:
-                        notify("READY=1")
-                        ready = True
-                    notify("WATCHDOG=1", f"STATUS=showing {self.showing}")
-                stop.wait(LOOK_EVERY_S)
-        finally:
-            if self.light:
-                self.light.close()
-        notify("STOPPING=1")
-        return 0
+    def report(self) -> str:
+        self.write_status()
+        return f"showing {self.showing}"
+
+    def shutdown(self) -> None:
+        if self.light:
+            self.light.close()
 
 
 # ------------------------------------------------------------------ commands
 
 
 def _service(args: argparse.Namespace) -> int:
-    stop = stop_on_signals()
-    return LedService(ConfigWatch(args.config)).run(stop)
+    return run_service(lambda stop: LedService(ConfigWatch(args.config), stop))
 
 
 def _test(args: argparse.Namespace) -> int:

@@ -55,19 +55,21 @@ import sqlite3
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .records import Record, parse_utc, refusal, utc_text
 from .status import read_json, write_json_atomic
 
-log = logging.getLogger("sensor-bridge.outbox")
+if TYPE_CHECKING:
+    from .config import Config
 
-PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+log = logging.getLogger("sensor-bridge.outbox")
 
 # Delivered rows are kept until their period is this much older than the newest period of
 # the same sensor and kind, so a re-read of the camera's history (about 7 days) is
@@ -86,6 +88,8 @@ KEEP_FIRST_SEEN_S = 8 * 24 * 3600  # MQTT redelivery and re-publishes come withi
 PREVIEW_BYTES = 1000
 TAKE_ROUNDS = 20  # bounded: each round moves at least one unreadable record out of the way
 
+# A reading's state is 'pending', 'delivered' or 'dead', written as literals in the SQL: a
+# partial index (readings_pending) only serves a query that names its state the same way.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     id TEXT PRIMARY KEY,
@@ -356,6 +360,11 @@ class Outbox:
             log.error("%s", reason)
             self.notes.add("torn-wal", reason)
 
+    @classmethod
+    def of(cls, config: Config, readonly: bool = False) -> Outbox:
+        """The outbox ``config`` names, with its limits."""
+        return cls(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb, readonly=readonly)
+
     @property
     def reset_reason(self) -> str | None:
         """The unacknowledged damage or reset of this outbox, in one line; None when there is none."""
@@ -468,7 +477,7 @@ class Outbox:
 
         Every record passes the door first (records.refusal): one the cloud would refuse is
         kept as a dead letter with the reason instead, so no source can queue a poison reading."""
-        added = updated = unchanged = ignored = 0
+        outcomes: Counter[str] = Counter()
         refused: list[DeadEntry] = []
         now = time.time()
         with self._write() as db:
@@ -477,54 +486,63 @@ class Outbox:
                 if (entry := _at_the_door(record, now)) is not None:
                     refused.append(entry)
                     continue
-                wire = record.wire()
-                digest = _digest(wire)
-                row = db.execute(
-                    "SELECT revision, digest, final, state, seq, queued_at FROM readings WHERE id = ?",
-                    (wire["id"],),
-                ).fetchone()
-                if row is None:
-                    seq += 1
-                    wire["revision"] = 1
-                    db.execute(
-                        "INSERT INTO readings (id, seq, sensor_id, kind, period_start, revision, final,"
-                        " digest, body, state, queued_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
-                        (wire["id"], seq, record.sensor_id, record.kind, wire["period_start"],
-                         int(record.final), digest, json.dumps(wire), PENDING, now),
-                    )
-                    added += 1
-                    continue
-                revision, old_digest, was_final, state, old_seq, queued_at = row
-                if old_digest == digest:
-                    unchanged += 1
-                    continue
-                if was_final:
-                    ignored += 1
-                    continue
-                wire["revision"] = revision + 1
-                if state != PENDING:
-                    seq += 1
-                    old_seq, queued_at = seq, now
-                db.execute(
-                    "UPDATE readings SET seq = ?, revision = ?, final = ?, digest = ?, body = ?,"
-                    " state = ?, queued_at = ? WHERE id = ?",
-                    (old_seq, revision + 1, int(record.final), digest, json.dumps(wire),
-                     PENDING, queued_at, wire["id"]),
-                )
-                updated += 1
-            for sensor_id, kind, position in cursors:
-                db.execute(
-                    "INSERT INTO cursors (sensor_id, kind, position, updated_at) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (sensor_id, kind) DO UPDATE SET position = excluded.position,"
-                    " updated_at = excluded.updated_at",
-                    (sensor_id, kind, position, now),
-                )
+                outcome, seq = self._store(db, record, seq, now)
+                outcomes[outcome] += 1
+            self._move_cursors(db, cursors, now)
             self._insert_dead(db, [*dead, *refused], now)
-            if ignored:
-                self._bump(db, "final_changes_ignored", ignored)
+            if outcomes["ignored_final"]:
+                self._bump(db, "final_changes_ignored", outcomes["ignored_final"])
         for entry in refused:
             log.warning("refused a reading (%s): %s", entry.origin, entry.reason)
-        return PutResult(added, updated, unchanged, ignored, len(refused))
+        return PutResult(outcomes["added"], outcomes["updated"], outcomes["unchanged"], outcomes["ignored_final"],
+                         len(refused))
+
+    @staticmethod
+    def _store(db: sqlite3.Connection, record: Record, seq: int, now: float) -> tuple[str, int]:
+        """Queue one record that passed the door: (added | updated | unchanged | ignored_final, last seq).
+
+        A new id is added at revision 1; a changed one gets the next revision (and a new place at
+        the end of the queue if it had left it); the same values again, or a change to a period
+        already final, change nothing."""
+        wire = record.wire()
+        digest = _digest(wire)
+        row = db.execute(
+            "SELECT revision, digest, final, state, seq, queued_at FROM readings WHERE id = ?", (wire["id"],)
+        ).fetchone()
+        if row is None:
+            wire["revision"] = 1
+            db.execute(
+                "INSERT INTO readings (id, seq, sensor_id, kind, period_start, revision, final,"
+                " digest, body, state, queued_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, 'pending', ?)",
+                (wire["id"], seq + 1, record.sensor_id, record.kind, wire["period_start"],
+                 int(record.final), digest, json.dumps(wire), now),
+            )
+            return "added", seq + 1
+        revision, old_digest, was_final, state, old_seq, queued_at = row
+        if old_digest == digest:
+            return "unchanged", seq
+        if was_final:
+            return "ignored_final", seq
+        wire["revision"] = revision + 1
+        if state != "pending":
+            seq += 1
+            old_seq, queued_at = seq, now
+        db.execute(
+            "UPDATE readings SET seq = ?, revision = ?, final = ?, digest = ?, body = ?,"
+            " state = 'pending', queued_at = ? WHERE id = ?",
+            (old_seq, revision + 1, int(record.final), digest, json.dumps(wire), queued_at, wire["id"]),
+        )
+        return "updated", seq
+
+    @staticmethod
+    def _move_cursors(db: sqlite3.Connection, cursors: Iterable[tuple[str, str, str]], now: float) -> None:
+        for sensor_id, kind, position in cursors:
+            db.execute(
+                "INSERT INTO cursors (sensor_id, kind, position, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (sensor_id, kind) DO UPDATE SET position = excluded.position,"
+                " updated_at = excluded.updated_at",
+                (sensor_id, kind, position, now),
+            )
 
     def cursor(self, sensor_id: str, kind: str) -> str | None:
         """Where ``sensor_id``'s ``kind`` left off (the start of its last final period)."""

@@ -143,20 +143,6 @@ class Record:
             "values": self.values,
         }
 
-    @classmethod
-    def from_wire(cls, body: dict[str, Any]) -> Record:
-        return cls(
-            sensor_id=body["sensor_id"],
-            kind=body["kind"],
-            period_start=parse_utc(body["period_start"]),
-            period_end=parse_utc(body["period_end"]),
-            values=body["values"],
-            final=bool(body["final"]),
-            source=body["source"],
-            observed_at=parse_utc(body["observed_at"]),
-            revision=int(body.get("revision", 1)),
-        )
-
 
 def snapshot_period(moment: datetime) -> tuple[datetime, datetime]:
     """A snapshot's period: start == end == the sample time, to the second."""

@@ -9,9 +9,10 @@ collector's uplink drains, each message acknowledged only after its commit
 * HTTP (``[push]``): devices set to POST; Basic auth, ``max_body_kb`` limit
   (413), 400 naming what is wrong with a malformed body, 2xx only after commit.
 
-The status file ``<run_dir>/relay.json`` is rewritten every 2 s with the
-state and its reason, broker connection, counters and the last message time;
-systemd gets READY=1 and WATCHDOG=1 from the same loop. SIGTERM commits and
+The status file ``<run_dir>/relay.json`` is rewritten every couple of seconds
+with the state and its reason, broker connection, counters and the last
+message time; systemd gets READY=1 and WATCHDOG=1 from the same loop
+(appliance/service.py). SIGTERM commits and
 acknowledges what has arrived, then disconnects.
 """
 
@@ -25,22 +26,20 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from .clock import clock_synchronised
 from .committer import Committer, Counters, Incoming
 from .config import Config, config_from_args, parse_listen
 from .http_server import BoundedHandler, BoundedHTTPServer, serve
-from .notify import notify, stop_on_signals
 from .outbox import Outbox, PutResult
+from .service import Service, run_service
 from .sources.milesight_push import FirstSeen, PushParser
 from .sources.mqtt_in import MqttIn
-from .status import write_status
+from .status import WRITE_EVERY_S, write_status
 
 log = logging.getLogger("sensor-bridge.relay")
 
-STATUS_EVERY_S = 2.0
 HTTP_COMMIT_WAIT_S = 30.0
 BROKER_DOWN_ERROR_S = 60.0
 DEAD_RECENT_S = 600.0
@@ -102,15 +101,15 @@ class PushHandler(BoundedHandler):
     do_HEAD = do_PUT = do_DELETE = do_PATCH = do_GET  # noqa: N815
 
 
-class Relay:
+class Relay(Service):
     """Everything ``sensor-bridge relay`` does, startable and stoppable from a test or a bench."""
 
-    def __init__(self, config: Config) -> None:
+    step_every_s = WRITE_EVERY_S
+
+    def __init__(self, config: Config, stop_event: threading.Event | None = None) -> None:
+        super().__init__(stop_event)
         self.config = config
-        self.started = time.monotonic()
-        self.stop_event = threading.Event()
-        Path(config.paths.run_dir).mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb)
+        self.outbox = Outbox.of(config)
         devices = config.mqtt.devices if config.mqtt else []
         self.parser = PushParser(devices, config.bridge.timezone, FirstSeen(self.outbox))
         self.counters = Counters()
@@ -119,6 +118,8 @@ class Relay:
         self.http: BoundedHTTPServer | None = None
         self.http_error: str | None = None
         self.time_synced = not config.bridge.require_time_sync
+        self.inputs_started = False
+        self.committer_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ HTTP push
 
@@ -192,7 +193,7 @@ class Relay:
         if m is not None and not m.connected:
             down = now - m.down_since
             where = f"{m.mqtt.host}:{m.mqtt.port}"
-            if now - self.started < 10 and m.last_error is None:
+            if time.time() - self.started < 10 and m.last_error is None:
                 return "starting", f"connecting to the broker at {where}"
             detail = f"broker {where} unreachable for {down:.0f}s ({m.last_error or 'connecting'})"
             if down > BROKER_DOWN_ERROR_S and self.http is None:
@@ -224,45 +225,41 @@ class Relay:
             "waiting_for_commit": len(self.committer.pending),
             "outbox_reset": self.outbox.reset_reason,
         }
-        body = write_status(self.config.paths.run_dir, "relay", state, **details)
-        notify("WATCHDOG=1", f"STATUS={state}: {reason}")
-        return body
+        return write_status(self.config.paths.run_dir, "relay", state, **details)
 
-    # ------------------------------------------------------------ the service
+    # ------------------------------------------------------------ the service (appliance/service.py)
 
-    def run(self) -> int:
-        """Run until ``stop_event`` is set (SIGTERM/SIGINT in the service)."""
+    def start(self) -> None:
         if self.outbox.reset_reason:
             log.error("%s", self.outbox.reset_reason)
-        committer = threading.Thread(target=self.committer.run, name="commit", daemon=True)
-        committer.start()
+        self.committer_thread = threading.Thread(target=self.committer.run, name="commit", daemon=True)
+        self.committer_thread.start()
         self._serve_push()
-        self.write_status()
-        notify("READY=1")
-        started_inputs = False
-        while not self.stop_event.is_set():
-            if not self.time_synced and clock_synchronised():
-                log.info("clock synchronised; relaying starts")
-                self.time_synced = True
-            if self.time_synced and not started_inputs:
-                started_inputs = True
-                if self.mqtt:
-                    self.mqtt.start()
-            self.write_status()
-            self.stop_event.wait(STATUS_EVERY_S)
-        self._shutdown(committer)
-        return 0
 
-    def _shutdown(self, committer: threading.Thread) -> None:
+    def step(self) -> None:
+        """Wait for the clock before taking in anything; then subscribe."""
+        if not self.time_synced and clock_synchronised():
+            log.info("clock synchronised; relaying starts")
+            self.time_synced = True
+        if self.time_synced and not self.inputs_started:
+            self.inputs_started = True
+            if self.mqtt:
+                self.mqtt.start()
+
+    def report(self) -> str:
+        body = self.write_status()
+        return f"{body['state']}: {body['reason']}"
+
+    def shutdown(self) -> None:
         log.info("stopping: committing and acknowledging what has arrived")
-        notify("STOPPING=1")
         if self.mqtt:
             self.mqtt.closing = True  # what arrives from now on stays in the broker for next time
         if self.http:
             self.http.shutdown()
             self.http.server_close()
         self.committer.stop()
-        committer.join(timeout=30)
+        if self.committer_thread:
+            self.committer_thread.join(timeout=30)
         if self.mqtt:
             self.mqtt.stop()  # after the acknowledgements, which go out first
         self.write_status()
@@ -271,17 +268,13 @@ class Relay:
                  self.counters.received, self.counters.records_stored)
 
 
-def run_service(config: Config) -> int:
+def _run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
     if config.mqtt is None and config.push is None:
         log.error("nothing to relay: the config has neither [mqtt] nor [push]")
         return 2
-    relay = Relay(config)
-    stop_on_signals(relay.stop_event)
-    return relay.run()
-
-
-def _run(args: argparse.Namespace) -> int:
-    return run_service(config_from_args(args))
+    # The signal handlers go in before the outbox is opened (Relay's constructor opens it).
+    return run_service(lambda stop: Relay(config, stop))
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -1,7 +1,7 @@
 """Status files: how the appliance's services tell each other how they are.
 
-Each running service rewrites ``<run_dir>/<service>.json`` at least every
-few seconds. The file's ``written_at`` is its heartbeat: the LED, the
+Each running service rewrites ``<run_dir>/<service>.json`` every
+``WRITE_EVERY_S`` (appliance/service.py). The file's ``written_at`` is its heartbeat: the LED, the
 watchdog, ``/health`` and ``sensor-bridge status`` treat a stale or missing
 file of an enabled service as that service being down. Writes are atomic
 (temp file + rename) so a reader never sees half a file; reads are tolerant
@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from .files import write_atomic
 
 # Worst last. The overall state of the bridge is the worst of its services'.
 STATES = ("ok", "starting", "degraded", "error", "no-config")
 MAINTENANCE = "maintenance"
 
-# A service must rewrite its file at least this often; readers allow slack.
-WRITE_EVERY_S = 5.0
+# Every service rewrites its file this often (appliance/service.py); readers allow slack.
+WRITE_EVERY_S = 2.0
 STALE_AFTER_S = 30.0
 
-SERVICES = ("collector", "relay", "watchdog", "led")
-
-# The systemd unit that runs each service (appliance/units/).
+# Each service and the systemd unit that runs it (appliance/units/).
 UNITS = {
     "collector": "sensor-bridge.service",
     "relay": "sensor-bridge-relay.service",
@@ -50,21 +49,7 @@ def status_path(run_dir: str | Path, service: str) -> Path:
 
 def write_json_atomic(path: str | Path, body: dict[str, Any], mode: int = 0o644) -> None:
     """Replace ``path`` with ``body`` so that readers see the old or the new file, whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(body, out, indent=1, sort_keys=True, default=str)
-            out.write("\n")
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_atomic(path, json.dumps(body, indent=1, sort_keys=True, default=str) + "\n", mode)
 
 
 def write_status(run_dir: str | Path, service: str, state: str, **details: Any) -> dict[str, Any]:

@@ -36,9 +36,17 @@ from typing import Any
 
 from .config import Config, ConfigWatch
 from .maintenance import maintenance_active
-from .notify import notify, stop_on_signals, watchdog_interval_s
 from .records import now_utc, utc_text
-from .status import STALE_AFTER_S, UNITS, read_json, read_status, write_json_atomic, write_status
+from .service import Service, run_service
+from .status import (
+    STALE_AFTER_S,
+    UNITS,
+    WRITE_EVERY_S,
+    read_json,
+    read_status,
+    write_json_atomic,
+    write_status,
+)
 
 log = logging.getLogger("sensor-bridge.watchdog")
 
@@ -262,12 +270,14 @@ def _rss_mb(pid: Any) -> float | None:
 # ------------------------------------------------------------------ the watchdog
 
 
-class Watchdog:
+class Watchdog(Service):
     """Looks every check_s, decides, acts (or only says what it would do in a dry run)."""
 
     def __init__(
-        self, watch: ConfigWatch, dry_run: bool = False, probe: NetworkProbe | CommandProbe | None = None
+        self, watch: ConfigWatch, dry_run: bool = False, probe: NetworkProbe | CommandProbe | None = None,
+        stop_event: threading.Event | None = None,
     ) -> None:
+        super().__init__(stop_event)
         self.watch = watch
         self.dry_run = dry_run
         self.probe = probe or NetworkProbe()
@@ -281,6 +291,8 @@ class Watchdog:
         self.refused = False  # a reboot was refused (budget spent) and its cause is still there
         self.checks = 0
         self.facts: dict[str, Any] = {}
+        self.next_check = 0.0
+        self.said_ready = False
 
     # -------------------------------------------------------- deciding
 
@@ -483,36 +495,32 @@ class Watchdog:
             config_problems=self.watch.problems, **self.facts,
         )
 
-    def run(self, stop: threading.Event) -> int:
-        """Check every check_s, rewrite the status file every 2 s, ping systemd, until ``stop``."""
-        ping = watchdog_interval_s() or 2.0
-        next_check = 0.0
-        ready = False
-        while not stop.is_set():
-            if time.monotonic() >= next_check:
-                self.check()
-                # Without a valid config: look every 2 s, to notice the fix soon.
-                check_s = self.watch.config.watchdog.check_s if not self.watch.problems else 2.0
-                next_check = time.monotonic() + check_s
-            self.reap()
-            self.write_status()
-            if not ready:
-                notify("READY=1")
-                log.info("watching%s: %s", " (dry run: acting on nothing)" if self.dry_run else "", self.reason)
-                ready = True
-            notify("WATCHDOG=1", f"STATUS={self.state}: {self.reason}"[:200])
-            stop.wait(max(0.0, min(2.0, ping, next_check - time.monotonic())))
-        notify("STOPPING=1")
-        return 0
+    # -------------------------------------------------------- the loop (appliance/service.py)
+
+    def step(self) -> float:
+        """Check every check_s (every 2 s without a valid config, to notice the fix soon); reap always."""
+        if time.monotonic() >= self.next_check:
+            self.check()
+            check_s = self.watch.config.watchdog.check_s if not self.watch.problems else 2.0
+            self.next_check = time.monotonic() + check_s
+            self.report_due = True  # every look shows in watchdog.json at once
+        self.reap()
+        return max(0.0, min(WRITE_EVERY_S, self.next_check - time.monotonic()))
+
+    def report(self) -> str:
+        self.write_status()
+        if not self.said_ready:
+            self.said_ready = True
+            log.info("watching%s: %s", " (dry run: acting on nothing)" if self.dry_run else "", self.reason)
+        return f"{self.state}: {self.reason}"
 
 
 # ------------------------------------------------------------------ commands
 
 
 def _watchdog(args: argparse.Namespace) -> int:
-    stop = stop_on_signals()
     probe = CommandProbe(args.network_probe) if args.network_probe else None
-    return Watchdog(ConfigWatch(args.config), dry_run=args.dry_run, probe=probe).run(stop)
+    return run_service(lambda stop: Watchdog(ConfigWatch(args.config), args.dry_run, probe, stop))
 
 
 def register(commands: argparse._SubParsersAction) -> None:

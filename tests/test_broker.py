@@ -8,6 +8,7 @@ second run of any command changes nothing.
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from mqtt_helpers import (
     relay_tables,
 )
 
-from appliance.broker import password_matches
+from appliance.broker import Broker, password_matches
+from appliance.config import MqttConfig
 
 pytestmark = needs_mosquitto
 REPORT = json.dumps({"device_info": {"device_sn": "SN1"}, "time_info": {"time": 1736496000}, "current_total": 1})
@@ -139,3 +141,27 @@ def test_setup_without_a_config_makes_no_password(tmp_path):
     assert "listener 1883\n" in (server.root / "conf.d" / "sensor-bridge.conf").read_text()
     assert not (server.root / "sensor-bridge" / "relay.secret").exists()
     assert (server.root / "sensor-bridge" / "passwd").read_text() == ""
+
+
+def test_no_broker_file_is_ever_readable_by_others_even_under_a_loose_umask(tmp_path, monkeypatch):
+    """relay.secret (and passwd, acl) get their modes before they appear under their names:
+    with umask 0 a file written first and chmod-ed after the rename is world-readable for a moment."""
+    at_rename: dict[str, int] = {}
+    real_replace = os.replace
+
+    def watching_replace(src, dst, *args, **kwargs):
+        at_rename[Path(dst).name] = stat.S_IMODE(os.stat(src).st_mode)
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", watching_replace)
+    old_umask = os.umask(0)
+    try:
+        Broker(tmp_path / "mosquitto", MqttConfig(host="127.0.0.1", port=free_port()), have_config=True).setup(None)
+    finally:
+        os.umask(old_umask)
+    assert "relay.secret" in at_rename, at_rename
+    for name in ("relay.secret", "acl", "devices.json"):
+        assert at_rename[name] & 0o007 == 0, f"{name} was {oct(at_rename[name])} when it took its name"
+    own = tmp_path / "mosquitto" / "sensor-bridge"
+    for name in ("relay.secret", "passwd", "acl", "devices.json"):
+        assert stat.S_IMODE((own / name).stat().st_mode) & 0o007 == 0, name

@@ -181,8 +181,10 @@ def test_without_gpio_it_says_so_once_and_keeps_reporting(lab: Lab):
     lab.service("watchdog", "ok")
     env = {"GPIOZERO_PIN_FACTORY": None}  # gpiozero's own choice: none works here
     lab.spawn([*CLI, "-c", str(lab.config_path), "led"], "led.log", env)
-    status = showing(lab, "ok")
+    # The LED service is degraded, and so is the bridge: /health says the same (it counts led.json).
+    status = showing(lab, "degraded")
     assert status["state"] == "degraded" and "cannot drive the LED on GPIO17" in status["light"]
+    assert "led: its LED cannot be driven" in status["reason"]
     first = status["written_at"]
     wait_for(lambda: led_status(lab).get("written_at", 0) > first + 2, what="more status writes")
     assert lab.log("led.log").count("cannot drive the LED") == 1

@@ -43,8 +43,8 @@ from urllib.parse import parse_qs, urlsplit
 from urllib.request import parse_http_list, parse_keqv_list
 from zoneinfo import ZoneInfo
 
-from ..notify import stop_on_signals
 from ..records import NonexistentLocalTime, local_to_utc, now_utc, utc_text
+from ..service import Background, run_service
 
 FAULTS = ("none", "html", "unauthorized", "garbage", "truncated", "slow", "reset")
 HEADER_STYLES = ("tolal", "fewer", "compact")
@@ -365,106 +365,109 @@ def _wall_param(params: dict[str, list[str]], name: str) -> datetime | None:
         return None
 
 
+class _Handler(BaseHTTPRequestHandler):
+    camera: SimCamera  # set on the subclass _handler() makes
+
+    protocol_version = "HTTP/1.1"
+    server_version = "Milesight-Sim/1.0"
+    timeout = 120  # an idle kept-alive connection is closed after this
+
+    def setup(self) -> None:
+        super().setup()
+        with self.camera._lock:
+            self.camera._connections.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            with self.camera._lock:
+                self.camera._connections.discard(self.connection)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header tells the camera's own time, as a real camera's does."""
+        return self.camera.date_header()
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        self._log(str(code))
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        if self.camera.announce:
+            print(f"camera {self.camera.url}: {fmt % args}", flush=True)
+
+    def _log(self, outcome: str) -> None:
+        if self.camera.announce:
+            fault = f" [fault {self.camera.fault}]" if self.camera.fault != "none" else ""
+            print(f"{self.log_date_time_string()} {self.client_address[0]} {self.command} {self.path}"
+                  f" -> {outcome}{fault}", flush=True)
+
+    def _send(self, code: int, content_type: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        length = int(self.headers.get("Content-Length") or 0)
+        name = self.rfile.read(length).decode(errors="replace").strip()
+        if urlsplit(self.path).path != "/_sim/fault":
+            self._send(404, "text/plain", b"not found\n")
+        elif name not in FAULTS:
+            self._send(400, "text/plain", f"unknown fault {name!r}; one of {', '.join(FAULTS)}\n".encode())
+        else:
+            self.camera.set_fault(name)
+            self._send(200, "text/plain", f"fault: {name}\n".encode())
+
+    def do_GET(self) -> None:  # noqa: N802
+        if urlsplit(self.path).path == "/_sim/fault":
+            self._send(200, "text/plain", f"fault: {self.camera.fault}\n".encode())
+            return
+        with self.camera._lock:
+            self.camera.requests_served += 1
+        if self.camera.latency_s:
+            self.camera._stopping.wait(self.camera.latency_s)
+        fault = self.camera.fault
+        if fault in ("slow", "reset"):
+            if fault == "slow":
+                self.camera._stopping.wait(SLOW_S)
+            self._log(f"no answer ({fault})")
+            self.close_connection = True  # the connection closes without a byte of answer
+            return
+        code, content_type, body, headers = self.camera.answer(self.command, self.path,
+                                                          self.headers.get("Authorization"))
+        with self.camera._lock:
+            self.camera.answers[code] += 1
+        self._send(code, content_type, body, headers)
+
+
 def _handler(camera: SimCamera) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "Milesight-Sim/1.0"
-        timeout = 120  # an idle kept-alive connection is closed after this
-
-        def setup(self) -> None:
-            super().setup()
-            with camera._lock:
-                camera._connections.add(self.connection)
-
-        def finish(self) -> None:
-            try:
-                super().finish()
-            finally:
-                with camera._lock:
-                    camera._connections.discard(self.connection)
-
-        def date_time_string(self, timestamp: float | None = None) -> str:
-            """The Date header tells the camera's own time, as a real camera's does."""
-            return camera.date_header()
-
-        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-            self._log(str(code))
-
-        def log_message(self, fmt: str, *args: Any) -> None:
-            if camera.announce:
-                print(f"camera {camera.url}: {fmt % args}", flush=True)
-
-        def _log(self, outcome: str) -> None:
-            if camera.announce:
-                fault = f" [fault {camera.fault}]" if camera.fault != "none" else ""
-                print(f"{self.log_date_time_string()} {self.client_address[0]} {self.command} {self.path}"
-                      f" -> {outcome}{fault}", flush=True)
-
-        def _send(self, code: int, content_type: str, body: bytes, headers: dict[str, str] | None = None) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            length = int(self.headers.get("Content-Length") or 0)
-            name = self.rfile.read(length).decode(errors="replace").strip()
-            if urlsplit(self.path).path != "/_sim/fault":
-                self._send(404, "text/plain", b"not found\n")
-            elif name not in FAULTS:
-                self._send(400, "text/plain", f"unknown fault {name!r}; one of {', '.join(FAULTS)}\n".encode())
-            else:
-                camera.set_fault(name)
-                self._send(200, "text/plain", f"fault: {name}\n".encode())
-
-        def do_GET(self) -> None:  # noqa: N802
-            if urlsplit(self.path).path == "/_sim/fault":
-                self._send(200, "text/plain", f"fault: {camera.fault}\n".encode())
-                return
-            with camera._lock:
-                camera.requests_served += 1
-            if camera.latency_s:
-                camera._stopping.wait(camera.latency_s)
-            fault = camera.fault
-            if fault in ("slow", "reset"):
-                if fault == "slow":
-                    camera._stopping.wait(SLOW_S)
-                self._log(f"no answer ({fault})")
-                self.close_connection = True  # the connection closes without a byte of answer
-                return
-            code, content_type, body, headers = camera.answer(self.command, self.path,
-                                                              self.headers.get("Authorization"))
-            with camera._lock:
-                camera.answers[code] += 1
-            self._send(code, content_type, body, headers)
-
-    return Handler
+    return type("Handler", (_Handler,), {"camera": camera})
 
 
 # ---------------------------------------------------------------- `sensor-bridge sim camera`
 
 
 def _serve(args: argparse.Namespace) -> int:
-    camera = SimCamera(
-        timezone=args.timezone, username=args.username, password=args.password, auth=args.auth,
-        lines=args.lines, regions=args.regions, header_style=args.header_style, crlf=not args.lf,
-        latency_ms=args.latency_ms, seed=args.seed, fault=args.fault, host=args.host, port=args.port,
-        announce=True,
-    )
-    stop = stop_on_signals()
-    camera.start()
+    def make(stop: threading.Event) -> Background:
+        camera = SimCamera(
+            timezone=args.timezone, username=args.username, password=args.password, auth=args.auth,
+            lines=args.lines, regions=args.regions, header_style=args.header_style, crlf=not args.lf,
+            latency_ms=args.latency_ms, seed=args.seed, fault=args.fault, host=args.host, port=args.port,
+            announce=True,
+        )
+        return Background(lambda: _announce(camera.start(), args), camera.stop, stop)
+
+    return run_service(make)
+
+
+def _announce(camera: SimCamera, args: argparse.Namespace) -> None:
     print(f"simulated Milesight camera on {camera.url} ({args.timezone}, auth {args.auth}, user "
           f"{args.username!r}, {args.lines} line(s), {args.regions} region(s), header {args.header_style})\n"
           f"  change its fault while it runs: curl -X POST -d html {camera.url}/_sim/fault "
           f"(one of {', '.join(FAULTS)})\nCtrl-C stops it.", flush=True)
-    try:
-        stop.wait()
-    finally:
-        camera.stop()
-    return 0
 
 
 def add_command(sim_commands: argparse._SubParsersAction) -> None:

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..notify import stop_on_signals
+from ..service import Background, run_service
 
 SCHEMA = "sensor-bridge/ingest/v1"
 HEARTBEAT_SCHEMA = "sensor-bridge/heartbeat/v1"
@@ -166,16 +166,23 @@ def values_problem(kind: str, v: Any) -> str | None:
     return None
 
 
+def _keys_problem(what: str, body: dict[str, Any], fields: tuple[str, ...]) -> str | None:
+    """Keys the contract does not know (a typo must not pass silently), then keys it needs."""
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        return f"{what}: unknown key(s) {', '.join(unknown)}"
+    missing = [k for k in fields if k not in body]
+    if missing:
+        return f"{what}: missing key(s) {', '.join(missing)}"
+    return None
+
+
 def record_problem(r: Any) -> str | None:
     """Why record ``r`` breaks the contract (None when it is valid); the message names the field."""
     if not isinstance(r, dict):
         return "record: must be an object"
-    unknown = sorted(set(r) - set(RECORD_FIELDS))
-    if unknown:
-        return f"record: unknown key(s) {', '.join(unknown)}"
-    missing = [k for k in RECORD_FIELDS if k not in r]
-    if missing:
-        return f"record: missing key(s) {', '.join(missing)}"
+    if problem := _keys_problem("record", r, RECORD_FIELDS):
+        return problem
     if not isinstance(r["id"], str) or not RECORD_ID.match(r["id"]):
         return "id: must be 64 lowercase hex characters"
     if not isinstance(r["sensor_id"], str) or not 1 <= len(r["sensor_id"]) <= 256:
@@ -208,12 +215,8 @@ def batch_problem(body: Any, idempotency_key: str | None) -> str | None:
     """Why the batch envelope breaks the contract (the whole batch is refused with 400), or None."""
     if not isinstance(body, dict):
         return "body must be a JSON object"
-    unknown = sorted(set(body) - set(BATCH_FIELDS))
-    if unknown:
-        return f"batch: unknown key(s) {', '.join(unknown)}"
-    missing = [k for k in BATCH_FIELDS if k not in body]
-    if missing:
-        return f"batch: missing key(s) {', '.join(missing)}"
+    if problem := _keys_problem("batch", body, BATCH_FIELDS):
+        return problem
     if body["schema"] != SCHEMA:
         return f'schema: must be "{SCHEMA}"'
     if not isinstance(body["bridge_id"], str) or not 1 <= len(body["bridge_id"]) <= 128:
@@ -545,98 +548,101 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
-def _handler(receiver: SimReceiver) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class _Handler(BaseHTTPRequestHandler):
+    receiver: SimReceiver  # set on the subclass _handler() makes
 
-        def log_message(self, *args: Any) -> None:
-            pass
+    protocol_version = "HTTP/1.1"
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            seen: dict[str, Any] = {"method": "POST", "path": self.path, "headers": dict(self.headers),
-                                    "batch": None, "ids": [], "status": None, "error": None,
-                                    "at": time.monotonic()}
-            ingest = self.path == INGEST_PATH
-            if ingest:
-                with receiver.lock:
-                    receiver._seen.append(seen)
-            raw, reply = self._read_body()
-            try:
-                if reply is not None:
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        seen: dict[str, Any] = {"method": "POST", "path": self.path, "headers": dict(self.headers),
+                                "batch": None, "ids": [], "status": None, "error": None,
+                                "at": time.monotonic()}
+        ingest = self.path == INGEST_PATH
+        if ingest:
+            with self.receiver.lock:
+                self.receiver._seen.append(seen)
+        raw, reply = self._read_body()
+        try:
+            if reply is not None:
+                pass
+            elif ingest:
+                seen["ids"] = _ids(self.headers, raw)
+                reply = self.receiver.ingest(self.headers, raw, seen)
+            elif self.path == HEARTBEAT_PATH:
+                reply = self.receiver.heartbeat(self.headers, raw)
+            else:
+                reply = Reply(404, {"error": f"nothing at {self.path}; ingest is {INGEST_PATH}"})
+        except Exception as exc:  # a receiver bug still answers, as a real API would (5xx)
+            reply = Reply(500, {"error": f"receiver fault: {type(exc).__name__}: {exc}"})
+        with self.receiver.lock:
+            seen["status"] = reply.status
+            seen["error"] = reply.body.get("error") if isinstance(reply.body, dict) else None
+        if self.receiver.announce and reply.status >= 300:
+            print(f"receiver: answered {reply.status} to {self.client_address[0]} {self.path}: "
+                  f"{seen['error']}", flush=True)
+        self._answer(reply)
+
+    def _read_body(self) -> tuple[bytes, Reply | None]:
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        if not chunked and self.headers.get("Content-Length") is None:
+            return b"", None  # no body at all: the checks below say what is missing
+        try:
+            raw = self._read_chunked() if chunked else self._read_sized(int(self.headers["Content-Length"]))
+        except ValueError:
+            self.close_connection = True
+            return b"", Reply(400, {"error": "Content-Length or a chunk size is not a number"})
+        if raw is None:
+            self.close_connection = True
+            return b"", Reply(413, {"error": f"body larger than {self.receiver.max_body} bytes; "
+                                             "send smaller batches"})
+        return raw, None
+
+    def _read_sized(self, length: int) -> bytes | None:
+        """The body, or None when it is over the limit (read away all the same: closing on
+        unread bytes makes the kernel reset the connection, and the sender could lose the 413)."""
+        if length < 0:
+            raise ValueError(length)
+        if length <= self.receiver.max_body:
+            return self.rfile.read(length)
+        while length > 0 and (chunk := self.rfile.read(min(length, 1 << 16))):
+            length -= len(chunk)
+        return None
+
+    def _read_chunked(self) -> bytes | None:
+        """A chunked body (no Content-Length to refuse up front), or None when it grows over the limit."""
+        parts, total = [], 0
+        while True:
+            size = int(self.rfile.readline(1024).split(b";")[0].strip(), 16)
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers, up to the blank line
                     pass
-                elif ingest:
-                    seen["ids"] = _ids(self.headers, raw)
-                    reply = receiver.ingest(self.headers, raw, seen)
-                elif self.path == HEARTBEAT_PATH:
-                    reply = receiver.heartbeat(self.headers, raw)
-                else:
-                    reply = Reply(404, {"error": f"nothing at {self.path}; ingest is {INGEST_PATH}"})
-            except Exception as exc:  # a receiver bug still answers, as a real API would (5xx)
-                reply = Reply(500, {"error": f"receiver fault: {type(exc).__name__}: {exc}"})
-            with receiver.lock:
-                seen["status"] = reply.status
-                seen["error"] = reply.body.get("error") if isinstance(reply.body, dict) else None
-            if receiver.announce and reply.status >= 300:
-                print(f"receiver: answered {reply.status} to {self.client_address[0]} {self.path}: "
-                      f"{seen['error']}", flush=True)
-            self._answer(reply)
+                return b"".join(parts) if total <= self.receiver.max_body else None
+            total += size
+            data = self._read_sized(size) if total <= self.receiver.max_body else None
+            if data is None:  # over the limit: keep reading, keep nothing
+                self._read_sized(size)
+            else:
+                parts.append(data)
+            self.rfile.readline(1024)  # the CRLF after each chunk
 
-        def _read_body(self) -> tuple[bytes, Reply | None]:
-            chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
-            if not chunked and self.headers.get("Content-Length") is None:
-                return b"", None  # no body at all: the checks below say what is missing
-            try:
-                raw = self._read_chunked() if chunked else self._read_sized(int(self.headers["Content-Length"]))
-            except ValueError:
-                self.close_connection = True
-                return b"", Reply(400, {"error": "Content-Length or a chunk size is not a number"})
-            if raw is None:
-                self.close_connection = True
-                return b"", Reply(413, {"error": f"body larger than {receiver.max_body} bytes; "
-                                                 "send smaller batches"})
-            return raw, None
+    def _answer(self, reply: Reply) -> None:
+        data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in reply.headers.items():
+            self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
 
-        def _read_sized(self, length: int) -> bytes | None:
-            """The body, or None when it is over the limit (read away all the same: closing on
-            unread bytes makes the kernel reset the connection, and the sender could lose the 413)."""
-            if length < 0:
-                raise ValueError(length)
-            if length <= receiver.max_body:
-                return self.rfile.read(length)
-            while length > 0 and (chunk := self.rfile.read(min(length, 1 << 16))):
-                length -= len(chunk)
-            return None
 
-        def _read_chunked(self) -> bytes | None:
-            """A chunked body (no Content-Length to refuse up front), or None when it grows over the limit."""
-            parts, total = [], 0
-            while True:
-                size = int(self.rfile.readline(1024).split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline(1024).strip():  # trailers, up to the blank line
-                        pass
-                    return b"".join(parts) if total <= receiver.max_body else None
-                total += size
-                data = self._read_sized(size) if total <= receiver.max_body else None
-                if data is None:  # over the limit: keep reading, keep nothing
-                    self._read_sized(size)
-                else:
-                    parts.append(data)
-                self.rfile.readline(1024)  # the CRLF after each chunk
-
-        def _answer(self, reply: Reply) -> None:
-            data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
-            self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in reply.headers.items():
-                self.send_header(k, v)
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(data)
-
-    return Handler
+def _handler(receiver: SimReceiver) -> type[BaseHTTPRequestHandler]:
+    return type("Handler", (_Handler,), {"receiver": receiver})
 
 
 def _ids(headers: Any, raw: bytes) -> list[Any]:
@@ -653,25 +659,37 @@ def _ids(headers: Any, raw: bytes) -> list[Any]:
 # ---------------------------------------------------------------- sensor-bridge sim receiver
 
 
-def _serve(args: argparse.Namespace) -> int:
+class _CannotServe(Exception):
+    pass
+
+
+def _open(args: argparse.Namespace) -> SimReceiver:
     try:
-        receiver = SimReceiver(db_path=args.db, api_key=args.api_key, max_records=args.max_records,
-                               host=args.host, port=args.port, announce=True)
+        return SimReceiver(db_path=args.db, api_key=args.api_key, max_records=args.max_records,
+                           host=args.host, port=args.port, announce=True)
     except sqlite3.Error as exc:
-        print(f"sim receiver: cannot keep readings in --db {args.db}: {exc}")
-        return 1
+        raise _CannotServe(f"sim receiver: cannot keep readings in --db {args.db}: {exc}") from None
     except OSError as exc:
-        print(f"sim receiver: cannot listen on {args.host}:{args.port}: {exc.strerror}; pick another --port")
-        return 1
-    receiver.start()
+        raise _CannotServe(f"sim receiver: cannot listen on {args.host}:{args.port}: {exc.strerror};"
+                           " pick another --port") from None
+
+
+def _announce(receiver: SimReceiver, args: argparse.Namespace) -> None:
     print(f"ingest receiver listening; readings kept in {args.db or 'memory'}. Point a bridge at it with:\n"
           f"  [uplink]\n  url = \"{receiver.url}\"\n  api_key = \"{args.api_key}\"\n"
           f"  heartbeat_url = \"{receiver.heartbeat_url}\"\nCtrl-C stops.", flush=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    def make(stop: threading.Event) -> Background:
+        receiver = _open(args)
+        return Background(lambda: _announce(receiver.start(), args), receiver.stop, stop)
+
     try:
-        stop_on_signals().wait()
-    finally:
-        receiver.stop()
-    return 0
+        return run_service(make)
+    except _CannotServe as exc:
+        print(exc)
+        return 1
 
 
 def add_command(sim_commands: argparse._SubParsersAction) -> None:
