@@ -32,6 +32,7 @@ PARTS = (
     "appliance.sim",
     "appliance.demo",
     "appliance.alerts",
+    "appliance.update",
 )
 
 
