@@ -33,6 +33,7 @@ PARTS = (
     "appliance.demo",
     "appliance.alerts",
     "appliance.update",
+    "appliance.remote",
 )
 
 

@@ -31,6 +31,7 @@ from .notify import notify, stop_on_signals
 from .outbox import Outbox, OutboxFull
 from .records import now_utc, utc_text
 from .status import effective_state, read_status, worst, write_status
+from .update import fleet_facts
 
 log = logging.getLogger("sensor-bridge.collector")
 
@@ -277,6 +278,7 @@ class Collector:
             "outbox": {k: round(out[k]) for k in ("pending", "oldest_pending_age_s", "dead_letter", "dropped")},
             "sensors": snap["sensors"],
             "host": host_facts(self.config.paths.state_dir),
+            **fleet_facts(),  # optional: WireGuard public key, last update (appliance/update.py)
         }
 
     def write_status(self) -> dict[str, Any]:

@@ -86,6 +86,9 @@ KEEP_FIRST_SEEN_S = 8 * 24 * 3600  # MQTT redelivery and re-publishes come withi
 PREVIEW_BYTES = 1000
 TAKE_ROUNDS = 20  # bounded: each round moves at least one unreadable record out of the way
 
+# Bumped when SCHEMA changes so that older code cannot read the file: `sensor-bridge update`
+# refuses to go back to a release of a lower number (image/release.py puts it in the manifest).
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     id TEXT PRIMARY KEY,

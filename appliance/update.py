@@ -208,6 +208,18 @@ def last_update(root: str | Path | None = None) -> dict[str, Any] | None:
     return read_json(layout.root / STATUS_FILE)
 
 
+def fleet_facts() -> dict[str, str]:
+    """The heartbeat's optional keys: the bridge's WireGuard public key, what its last update did."""
+    from .remote import Tunnel
+
+    facts = {}
+    if key := Tunnel().public_key():
+        facts["wireguard_public_key"] = key
+    if (last := last_update()) and last.get("last"):
+        facts["last_update"] = str(last["last"])[:500]
+    return facts
+
+
 # ---------------------------------------------------------------- the release folder
 
 
