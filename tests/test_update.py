@@ -38,7 +38,7 @@ needs_tools = pytest.mark.skipif(
     not shutil.which("ssh-keygen") or subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode,
     reason="needs ssh-keygen and `unshare -n` (root): the watchdog's probe must stay in its own namespace",
 )
-pytestmark = needs_tools
+
 
 
 # ---------------------------------------------------------------- releases
@@ -257,6 +257,7 @@ def tree(root: Path) -> dict[str, str]:
 # ---------------------------------------------------------------- the tests
 
 
+@needs_tools
 def test_good_update_passes_a_broken_one_rolls_back_and_no_reading_is_lost(bridge: Bridge, camera, receiver):
     since = backfill_start()
     first = bridge.update("--to", "0.1.0")
@@ -296,6 +297,7 @@ def test_good_update_passes_a_broken_one_rolls_back_and_no_reading_is_lost(bridg
     print(f"good update {good_s:.1f} s; failed update and rollback {rollback_s:.1f} s (gate_s {GATE_S})")
 
 
+@needs_tools
 @pytest.mark.parametrize("channel, env, why", [
     ("badsig", {}, "release 0.2.0: bad signature"),
     ("tampered", {}, "sensor_bridge-0.2.0-py3-none-any.whl does not match its sha256"),
@@ -312,6 +314,7 @@ def test_untrusted_or_foreign_releases_are_refused_with_nothing_changed(bridge: 
     assert tree(bridge.root) == before
 
 
+@needs_tools
 def test_a_downgrade_across_an_outbox_schema_change_is_refused(bridge: Bridge):
     bridge.use("schema")
     assert bridge.update("--to", "0.4.0").returncode == 0
@@ -323,6 +326,7 @@ def test_a_downgrade_across_an_outbox_schema_change_is_refused(bridge: Bridge):
     assert tree(bridge.root) == before and bridge.running() == "0.4.0"
 
 
+@needs_tools
 def test_sigkill_of_the_updater_at_any_step_then_boot_recovery_leaves_a_working_bridge(bridge: Bridge):
     assert bridge.update("--to", "0.1.0").returncode == 0
     for step in ("download", "build", "switch", "restart", "gate"):
@@ -343,3 +347,29 @@ def test_sigkill_of_the_updater_at_any_step_then_boot_recovery_leaves_a_working_
         assert {p.name for p in bridge.root.glob("venv-*")} <= {"venv-0.1.0", "venv-0.2.0"}
         if step in ("switch", "restart", "gate"):
             assert "update to 0.2.0 failed: interrupted" in bridge.status()["last"], step
+
+
+def test_the_window_is_read_in_the_bridges_zone_and_rollout_picks_the_same_bridges_first():
+    from datetime import UTC, datetime
+
+    from appliance.update import covered, in_window
+
+    sunday_3_30_lisbon_summer = datetime(2025, 7, 27, 2, 30, tzinfo=UTC)  # 03:30 WEST
+    assert in_window("Sun 03:00-05:00", "Europe/Lisbon", sunday_3_30_lisbon_summer)
+    assert not in_window("Sun 03:00-05:00", "UTC", sunday_3_30_lisbon_summer)  # 02:30 there
+    assert not in_window("Sat 03:00-05:00", "Europe/Lisbon", sunday_3_30_lisbon_summer)
+    assert in_window("03:00-05:00", "Europe/Lisbon", sunday_3_30_lisbon_summer)
+    bridges = [f"store-{n:03}" for n in range(1000)]
+    ten = {b for b in bridges if covered(b, 10)}
+    assert 60 < len(ten) < 140 and ten <= {b for b in bridges if covered(b, 50)}
+    assert not any(covered(b, 0) for b in bridges) and all(covered(b, 100) for b in bridges)
+
+
+def test_outside_the_window_the_timer_changes_nothing_and_fetches_nothing(tmp_path):
+    tables = base_tables(tmp_path, "http://127.0.0.1:9/ingest")
+    tables["update"] = {"url": "http://127.0.0.1:9/releases", "window": "00:00-00:00"}
+    config = write_config(tmp_path / "config.toml", tables)
+    done = subprocess.run([*CLI, "-c", str(config), "update", "--auto"], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, "SENSOR_BRIDGE_ROOT": str(tmp_path / "opt")}, timeout=60)
+    assert done.returncode == 0 and "outside [update] window" in done.stdout
+    assert [p.name for p in (tmp_path / "opt").iterdir()] == ["update.lock"]
