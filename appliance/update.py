@@ -591,6 +591,9 @@ def _run(args: argparse.Namespace, config: Config, layout: Layout) -> int:
         if said := os_reboot_if_due(config):
             print(said)
             return 0
+        if not config.update.url:
+            print("no [update] url: this bridge does not update itself")
+            return 0
     releases = Releases(config.update.url, layout)
     manifest = installer.plan(releases, args.to, args.auto)
     running = layout.running()
