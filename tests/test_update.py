@@ -97,7 +97,7 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "def run_service(config: Config) -> int:\n",
         "def run_service(config: Config) -> int:\n    raise SystemExit('this release is broken')\n")})
     build_release(out, key, cache, "0.3.0", broken)
-    schema2 = patched_tree(base / "schema2", {"appliance/outbox.py": ("\nSCHEMA = ", "\nSCHEMA_VERSION = 2\nSCHEMA = ")})
+    schema2 = patched_tree(base / "schema2", {"appliance/outbox.py": ("\nSCHEMA_VERSION = 1\n", "\nSCHEMA_VERSION = 2\n")})
     build_release(out, key, cache, "0.4.0", schema2)
     print(f"first release {first:.1f} s, all four {time.monotonic() - started:.1f} s")
     signers = base / "release-signers"
