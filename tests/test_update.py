@@ -222,11 +222,15 @@ class Bridge:
             subprocess.run(line, shell=True, env=self.env, cwd=REPO, check=True, timeout=60)
 
     def stop(self) -> None:
-        for pidfile in self.services.glob("*.pid"):
-            try:
-                os.kill(int(pidfile.read_text()), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
+        """Every service this bridge started (an updater killed mid-restart may have left a second set)."""
+        import psutil
+
+        for proc in psutil.process_iter(["cmdline"]):
+            if any(str(self.root) in part for part in proc.info["cmdline"] or ()):
+                try:
+                    proc.kill()
+                except psutil.Error:
+                    pass
 
 
 @pytest.fixture
