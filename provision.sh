@@ -17,7 +17,9 @@
 # hash-pinned packages of image/requirements.lock; the units of appliance/units/, enabled; the
 # boot-partition config import; journald size caps; an nftables firewall (SSH, /health, push and
 # MQTT from local networks only, no routing); SSH with keys only and no root login; the hardware
-# watchdog armed through systemd; time sync. --mqtt adds mosquitto, set up by `sensor-bridge mqtt
+# watchdog armed through systemd; time sync; the release signers of `sensor-bridge update` and its
+# timer; WireGuard remote access through systemd-networkd ([remote]); unattended security
+# upgrades that reboot only inside [update] window. --mqtt adds mosquitto, set up by `sensor-bridge mqtt
 # setup`. A second run changes nothing. Needs network access to the Debian archive and PyPI.
 set -euo pipefail
 
@@ -38,6 +40,7 @@ UNIT_DIR=/etc/systemd/system
 MARK="# Written by sensor-bridge's provision.sh; provision.sh --uninstall removes it."
 # Ports admitted from local networks: SSH, MQTT, /health ([health].listen), HTTP push ([push].listen).
 LAN_PORTS="22, 1883, 8080, 8090"
+WG_IF=wg-bridge   # the tunnel of [remote] (appliance/remote.py)
 
 say() { printf 'provision: %s\n' "$*" >&2; }
 die() { say "$*"; exit 2; }
@@ -92,7 +95,7 @@ dev_setup() {
 # running machine, or through chroot for --root. The copy carries what pip builds the appliance
 # from, so a checkout never gets root-owned build files.
 
-PAYLOAD=(provision.sh pyproject.toml README.md LICENSE appliance image/requirements.lock)
+PAYLOAD=(provision.sh pyproject.toml README.md LICENSE appliance image/requirements.lock image/release-signers)
 
 stage_and_run() {
     local root=$1; shift
@@ -217,7 +220,8 @@ ntp_client_missing() {
 }
 
 ensure_packages() {
-    local wanted=(python3 python3-venv python3-psutil ca-certificates nftables openssh-server logrotate)
+    local wanted=(python3 python3-venv python3-psutil ca-certificates nftables openssh-server logrotate
+        wireguard-tools unattended-upgrades)
     ntp_client_missing && wanted+=(systemd-timesyncd)
     [ "$with_mqtt" = 1 ] && wanted+=(mosquitto)
     local need
@@ -406,6 +410,7 @@ table inet sensor_bridge {
         ct state established,related accept
         ct state invalid drop
         iif lo accept
+        iifname "$WG_IF" jump remote_access
         meta l4proto { icmp, icmpv6 } accept comment "ping; IPv6 needs ICMPv6 to work at all"
         udp dport 68 accept comment "DHCPv4 replies"
         ip6 saddr fe80::/10 udp dport 546 accept comment "DHCPv6 replies"
@@ -413,6 +418,14 @@ table inet sensor_bridge {
         ip6 saddr \$LAN6 udp dport 5353 accept comment "mDNS: <hostname>.local"
         ip saddr \$LAN4 tcp dport \$LAN_PORTS accept
         ip6 saddr \$LAN6 tcp dport \$LAN_PORTS accept
+    }
+    # The WireGuard tunnel ([remote]): SSH and ping, nothing else. WireGuard itself drops any
+    # packet from the hub whose source is outside [remote] allowed_ips.
+    chain remote_access {
+        tcp dport 22 accept comment "SSH (keys only) from the admin network over the tunnel"
+        icmp type echo-request accept
+        icmpv6 type echo-request accept
+        drop
     }
     chain forward {
         type filter hook forward priority filter; policy drop;
@@ -467,6 +480,53 @@ ensure_mqtt() {
     enable_unit mosquitto.service
 }
 
+# Releases: `sensor-bridge update` trusts only manifests signed by a key of this file (the image
+# build's --release-key, or image/release-signers in a checkout: `image/release.py signers KEY.pub`).
+ensure_release_signers() {
+    if [ -s "$src/image/release-signers" ]; then
+        write_file "$OPT/release-signers" 644 root:root none <"$src/image/release-signers"
+    elif [ ! -f "$OPT/release-signers" ]; then
+        say "no image/release-signers: this bridge refuses every release until one is installed"
+    fi
+}
+
+# Remote access ([remote]): systemd-networkd brings up the WireGuard tunnel from the files
+# `sensor-bridge remote setup` writes at boot; it manages only that interface. NetworkManager
+# (Raspberry Pi OS) keeps the uplink and is told to leave the tunnel alone.
+ensure_remote_access() {
+    if [ -d /etc/NetworkManager ]; then
+        write_file /etc/NetworkManager/conf.d/90-sensor-bridge-wg.conf 644 root:root none <<EOF
+$MARK
+# The WireGuard tunnel of [remote] belongs to systemd-networkd.
+[keyfile]
+unmanaged-devices=interface-name:$WG_IF
+EOF
+    fi
+    if [ -e /lib/systemd/system/systemd-networkd.service ] || [ -e /usr/lib/systemd/system/systemd-networkd.service ]; then
+        enable_unit systemd-networkd.service
+    fi
+}
+
+# OS security updates: unattended-upgrades installs the distribution's security updates daily and
+# never reboots by itself; `sensor-bridge update --auto` reboots for one that asks, inside
+# [update] window and within the watchdog's reboot budget (appliance/update.py).
+ensure_os_updates() {
+    write_file /etc/apt/apt.conf.d/52sensor-bridge-unattended-upgrades 644 root:root none <<EOF
+// ${MARK#\# }
+Unattended-Upgrade::Origins-Pattern {
+    "origin=Debian,codename=\${distro_codename}-security,label=Debian-Security";
+    "origin=Debian,codename=\${distro_codename},label=Debian-Security";
+};
+Unattended-Upgrade::Automatic-Reboot "false";
+Unattended-Upgrade::Remove-Unused-Kernel-Packages "true";
+EOF
+    write_file /etc/apt/apt.conf.d/20auto-upgrades 644 root:root none <<EOF
+// ${MARK#\# }
+APT::Periodic::Update-Package-Lists "1";
+APT::Periodic::Unattended-Upgrade "1";
+EOF
+}
+
 # On a running machine, make the changes take effect now.
 apply_live() {
     [ "$live" = 1 ] && [ "$check" = 0 ] || return 0
@@ -503,6 +563,9 @@ install_inside() {
     ensure_watchdog
     if [ -d /etc/ssh ]; then ensure_ssh; fi
     ensure_firewall
+    ensure_release_signers
+    ensure_remote_access
+    ensure_os_updates
     ensure_time_sync
     ensure_mqtt
     apply_live
@@ -541,8 +604,10 @@ uninstall_inside() {
     local file
     for file in /etc/systemd/journald.conf.d/50-sensor-bridge.conf \
         /etc/systemd/system.conf.d/50-sensor-bridge-watchdog.conf \
-        /etc/ssh/sshd_config.d/00-sensor-bridge.conf; do
-        [ -f "$file" ] && grep -qF "$MARK" "$file" && remove_path "$file"
+        /etc/ssh/sshd_config.d/00-sensor-bridge.conf \
+        /etc/NetworkManager/conf.d/90-sensor-bridge-wg.conf \
+        /etc/apt/apt.conf.d/52sensor-bridge-unattended-upgrades /etc/apt/apt.conf.d/20auto-upgrades; do
+        [ -f "$file" ] && grep -qF "${MARK#\# }" "$file" && remove_path "$file"
     done
     if [ -f /etc/nftables.conf ] && grep -qF "$MARK" /etc/nftables.conf; then
         if [ -f /etc/nftables.conf.before-sensor-bridge ]; then

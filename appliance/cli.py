@@ -33,6 +33,8 @@ PARTS = (
     "appliance.demo",
     "appliance.alerts",
     "appliance.sources.lorawan.cli",
+    "appliance.update",
+    "appliance.remote",
 )
 
 

@@ -34,6 +34,7 @@ from .records import now_utc, utc_text
 from .service import Service, run_service
 from .sources import source_for
 from .status import WRITE_EVERY_S, write_status
+from .update import fleet_facts
 
 log = logging.getLogger("sensor-bridge.collector")
 
@@ -256,6 +257,7 @@ class Collector(Service):
             "outbox": OutboxStats(**snap["outbox"]).contract(),
             "sensors": snap["sensors"],
             "host": host_facts(self.config.paths.state_dir),
+            **fleet_facts(),  # optional: WireGuard public key, last update (appliance/update.py)
         }
 
     def write_status(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
 import json
 import logging
 import os
@@ -239,6 +240,79 @@ class AlertsConfig:
     ping_s: float = number(60, "seconds between pings", minimum=1)
 
 
+_WINDOW = re.compile(r"^(?:(Mon|Tue|Wed|Thu|Fri|Sat|Sun|Daily) )?([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+def _window(window: str) -> str | None:
+    if not window or _WINDOW.match(window):
+        return None
+    return f"expected a window like \"Sun 03:00-05:00\" or \"03:00-05:00\" (every day), got {window!r}"
+
+
+@dataclass
+class UpdateConfig:
+    url: str = text("", "a folder of signed releases (`image/release.py` makes them): GitHub Releases or "
+                    "any HTTPS host; `\"\"`: no updates", check=check_url(("https", "http"), "a release folder is public"))
+    auto: bool = flag(True, "install a new release by itself (the daily timer), inside `window` and when the "
+                      "release's rollout covers this bridge")
+    window: str = text("Sun 03:00-05:00", "when automatic updates and OS security reboots may happen, in "
+                       "`bridge.timezone`: `Sun 03:00-05:00`, or `03:00-05:00` for every day", check=_window)
+    gate_s: float = number(180, "after an update every enabled service must report ok or degraded and the "
+                           "collector must complete a poll within this long, else the old version comes back")
+
+
+def _wg_key(key: str) -> str | None:
+    import base64
+    import binascii
+
+    try:
+        if len(base64.b64decode(key, validate=True)) == 32 and len(key) == 44:
+            return None
+    except (binascii.Error, ValueError):
+        pass
+    return f"expected a WireGuard public key (44 characters of base64, `wg pubkey` prints one), got {key!r}"
+
+
+def _interface_address(address: str) -> str | None:
+    try:
+        ipaddress.ip_interface(address)
+    except ValueError:
+        return f"expected the bridge's tunnel address like 10.66.0.42/32, got {address!r}"
+    return None
+
+
+def _endpoint(endpoint: str) -> str | None:
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) <= 65535:
+        return f"expected the hub's host:port like hub.example.com:51820, got {endpoint!r}"
+    return None
+
+
+def _admin_networks(networks: list[str]) -> str | None:
+    if not networks:
+        return "empty; list the admin network(s), e.g. [\"10.66.0.1/32\"]"
+    for network in networks:
+        try:
+            net = ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            return f"expected networks like 10.66.0.0/24, got {network!r}"
+        if net.prefixlen == 0:
+            # The uplink must never route through the tunnel: a dead hub would cut the data off.
+            return f"{network} would send all traffic (the uplink too) through the tunnel; list the admin network only"
+    return None
+
+
+@dataclass
+class RemoteConfig:
+    address: str = text(REQUIRED, "the bridge's tunnel address, e.g. `10.66.0.42/32`", check=_interface_address)
+    peer_public_key: str = text(REQUIRED, "the hub's WireGuard public key", check=_wg_key)
+    endpoint: str = text(REQUIRED, "the hub's `host:port`, e.g. `hub.example.com:51820`", check=_endpoint)
+    allowed_ips: list[str] = texts([], "the admin network(s) that reach the bridge (SSH only); never "
+                                   "`0.0.0.0/0`: the uplink does not use the tunnel", check=_admin_networks)
+    keepalive_s: int = number(25, "seconds between keepalives, so the store's NAT keeps the tunnel open",
+                              integer=True)
+
+
 @dataclass(kw_only=True)
 class Config:
     """The whole file: one field per table, in the order the reference lists them."""
@@ -257,6 +331,8 @@ class Config:
     watchdog: WatchdogConfig = table(WatchdogConfig)
     led: LedConfig = table(LedConfig)
     alerts: AlertsConfig = table(AlertsConfig)
+    update: UpdateConfig = table(UpdateConfig)
+    remote: RemoteConfig | None = table(RemoteConfig, optional="a WireGuard tunnel for SSH from the admin network")
     source_path: str | None = None
 
     @property

@@ -25,6 +25,7 @@ from .clock import clock_synchronised
 from .config import Config, config_from_args, mask_urls
 from .outbox import Outbox, OutboxDamage
 from .status import effective_state, read_status
+from .update import fleet_facts
 
 
 def _ago(seconds: float | None) -> str:
@@ -74,6 +75,7 @@ def gather_status(config: Config) -> dict[str, Any]:
         "last_collection": collector.get("last_collection"),
         "time_synced": collector.get("time_synced"),
         "not_understood": not_understood,
+        **fleet_facts(),  # the WireGuard public key and the last update, when there are
     }
 
 
@@ -116,6 +118,10 @@ def print_status(report: dict[str, Any]) -> None:
     print(f"  state {u.get('state', 'unknown')}, last success {u.get('last_success') or 'never'}")
     if u.get("last_error"):
         print(f"  last error: {u['last_error']}")
+    if report.get("wireguard_public_key"):
+        print(f"\nremote: WireGuard public key {report['wireguard_public_key']} (sensor-bridge remote show)")
+    if report.get("last_update"):
+        print(f"\nupdate: {report['last_update']}")
     if report.get("time_synced") is False:
         print("\nclock: NOT synchronised yet; polling waits for NTP")
 

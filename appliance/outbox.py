@@ -90,6 +90,10 @@ TAKE_ROUNDS = 20  # bounded: each round moves at least one unreadable record out
 
 # A reading's state is 'pending', 'delivered' or 'dead', written as literals in the SQL: a
 # partial index (readings_pending) only serves a query that names its state the same way.
+
+# Bumped when SCHEMA changes so that older code cannot read the file: `sensor-bridge update`
+# refuses to go back to a release of a lower number (image/release.py puts it in the manifest).
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     id TEXT PRIMARY KEY,

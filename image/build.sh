@@ -2,13 +2,15 @@
 # image/build.sh: build the sensor-bridge SD card image (Raspberry Pi OS Lite + the appliance).
 #
 #   image/build.sh --ssh-key ~/.ssh/id_ed25519.pub [--arch arm64|armhf] [--release trixie|bookworm]
-#                  [--mqtt] [--native] [--work DIR] [--out DIR]
+#                  [--mqtt] [--native] [--work DIR] [--out DIR] [--release-key RELEASE.pub]
 #
 # Fetches pi-gen at a pinned commit, adds stage-sensor-bridge on top of the Lite stages
 # (stage0-2) and runs pi-gen's Docker build (or, with --native or without Docker, its native
 # build as root). Leaves <name>.img.xz, <name>.bmap and SHA256SUMS in one folder (--out,
 # default image/out). The image has no password anywhere: the maintainer account "admin" logs
 # in over SSH with the key given here, and may sudo. --mqtt adds the local mosquitto broker.
+# --release-key: the public key that signs releases (image/release.py); the image's
+# `sensor-bridge update` trusts only those. Without it the image refuses every release.
 # Needs: git, xz, bmaptool (bmap-tools), and Docker or pi-gen's own dependencies.
 # PI_GEN_URL and PI_GEN_COMMIT override where pi-gen comes from and which commit is used.
 set -euo pipefail
@@ -33,7 +35,7 @@ say() { printf 'build: %s\n' "$*" >&2; }
 die() { say "$*"; exit 2; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
-arch=arm64 release=trixie key="" mqtt=0 native=0
+arch=arm64 release=trixie key="" mqtt=0 native=0 release_key=""
 work=/var/tmp/sensor-bridge-image out="$here/out"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
         --arch) arch=${2:?}; shift ;;
         --release) release=${2:?}; shift ;;
         --mqtt) mqtt=1 ;;
+        --release-key) release_key=${2:?--release-key needs a file}; shift ;;
         --native) native=1 ;;
         --work) work=${2:?}; shift ;;
         --out) out=${2:?}; shift ;;
@@ -86,6 +89,12 @@ payload=(provision.sh pyproject.toml appliance image/requirements.lock image/sen
 for extra in README.md LICENSE; do [ -e "$repo/$extra" ] && payload+=("$extra"); done
 tar -C "$repo" --exclude=__pycache__ --exclude='*.pyc' -cf - "${payload[@]}" |
     tar -C "$stage/00-install/files/sensor-bridge" -xf -
+if [ -n "$release_key" ]; then
+    python3 "$here/release.py" signers "$release_key" >"$stage/00-install/files/sensor-bridge/image/release-signers" ||
+        die "--release-key $release_key: not an SSH public key"
+else
+    say "no --release-key: the image will refuse every release (sensor-bridge update)"
+fi
 touch "$pigen/stage2/SKIP_IMAGES"   # export only our image, not plain Lite
 
 date=$(date +%Y-%m-%d)

@@ -430,6 +430,8 @@ def test_heartbeat_is_accepted_with_or_without_content_type(receiver: Receiver) 
     ({"schema": "sensor-bridge/heartbeat/v2"}, "schema:"),
     ({"uptime_s": "long"}, "uptime_s:"),
     ({"outbox": {"pending": "many"}}, "outbox:"),
+    ({"wireguard_public_key": 42}, "wireguard_public_key:"),
+    ({"last_update": ["rolled back"]}, "last_update:"),
 ])
 def test_malformed_heartbeat_is_refused(receiver: Receiver, change: dict[str, Any], field: str) -> None:
     heartbeat = {**make_heartbeat(receiver.bridge_id), **change}
@@ -437,6 +439,14 @@ def test_malformed_heartbeat_is_refused(receiver: Receiver, change: dict[str, An
                            headers=contract_headers(receiver.api_key))
     assert answer.status_code in MALFORMED, answer.text
     assert answer.json()["error"].startswith(field), answer.text
+
+
+def test_heartbeat_with_the_optional_fleet_keys_is_accepted(receiver: Receiver) -> None:
+    heartbeat = {**make_heartbeat(receiver.bridge_id), "wireguard_public_key": "x" * 43 + "=",
+                 "last_update": "update to 0.3.0 failed: the collector has not reported; rolled back to 0.2.0"}
+    answer = requests.post(receiver.heartbeat_url, data=encode_body(heartbeat), timeout=TIMEOUT,
+                           headers=contract_headers(receiver.api_key))
+    assert answer.status_code == 200, answer.text
 
 
 def test_heartbeat_with_wrong_key_is_refused(receiver: Receiver) -> None:

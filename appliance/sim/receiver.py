@@ -48,6 +48,8 @@ BATCH_FIELDS = ("schema", "bridge_id", "batch_id", "sent_at", "records")
 RECORD_FIELDS = ("id", "sensor_id", "kind", "period_start", "period_end", "final", "revision", "source",
                  "observed_at", "values")
 HEARTBEAT_FIELDS = ("schema", "bridge_id", "version", "sent_at", "uptime_s", "state", "outbox", "sensors", "host")
+# Optional heartbeat keys (strings): the bridge's WireGuard public key, what its last update did.
+HEARTBEAT_OPTIONAL = ("wireguard_public_key", "last_update")
 UTC_TEXT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z$")
 RECORD_ID = re.compile(r"^[0-9a-f]{64}$")
 SEEN_KEPT = 10_000  # requests_seen() memory, so a receiver left running for days stays small
@@ -241,10 +243,13 @@ def heartbeat_problem(b: Any) -> str | None:
     """Why a heartbeat body breaks the contract, or None."""
     if not isinstance(b, dict):
         return "heartbeat: must be a JSON object"
-    unknown = sorted(set(b) - set(HEARTBEAT_FIELDS))
+    unknown = sorted(set(b) - set(HEARTBEAT_FIELDS) - set(HEARTBEAT_OPTIONAL))
     missing = [k for k in HEARTBEAT_FIELDS if k not in b]
     if unknown or missing:
         return f"heartbeat: unknown key(s) {', '.join(unknown) or '-'}; missing key(s) {', '.join(missing) or '-'}"
+    for name in HEARTBEAT_OPTIONAL:
+        if name in b and not isinstance(b[name], str):
+            return f"{name}: must be a string"
     if b["schema"] != HEARTBEAT_SCHEMA:
         return f'schema: must be "{HEARTBEAT_SCHEMA}"'
     for name in ("bridge_id", "version"):

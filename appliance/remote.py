@@ -1,0 +1,277 @@
+"""Remote access over WireGuard: the bridge's key, its tunnel files, and the hub's [Peer] block.
+
+Choice: the distribution's kernel WireGuard driven by **systemd-networkd**
+(``.netdev`` + ``.network``), not wg-quick: networkd brings the tunnel up at
+boot, re-resolves the hub's name, and keeps it apart from the uplink: the
+``.network`` routes only ``allowed_ips`` through ``wg-bridge`` (no default route,
+no DNS) and is not ``RequiredForOnline``, so a dead hub never delays or
+reroutes delivery. WireGuard admits a packet from the hub only when its source
+is in ``allowed_ips``; the firewall (provision.sh) answers only SSH on the tunnel.
+
+``sensor-bridge remote setup`` (run by sensor-bridge-config.service at every
+boot it runs, after the config import):
+
+* makes the bridge's private key once (``/etc/systemd/network/sensor-bridge-wg.key``,
+  0640 root:systemd-network, as networkd needs; never printed, never sent
+  anywhere, untouched by config imports) and its public key next to it (0644);
+* publishes the public key as ``sensor-bridge-wireguard.pub`` on the boot
+  partition, so a person reads it on a laptop before the bridge is ever online;
+* writes ``90-sensor-bridge-wg.netdev`` / ``.network`` from ``[remote]``, or
+  removes them when there is no ``[remote]`` (no tunnel, no interface).
+
+``sensor-bridge remote show`` prints the ``[Peer]`` block to paste into the hub's config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import grp
+import ipaddress
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .boot_config import BOOT_FILES
+from .config import Config, ConfigError, RemoteConfig, load_config
+
+NETWORK_DIR = "/etc/systemd/network"
+INTERFACE = "wg-bridge"
+KEY_NAME = "sensor-bridge-wg.key"
+PUB_NAME = "sensor-bridge-wg.pub"
+BOOT_PUB_NAME = "sensor-bridge-wireguard.pub"
+NETDEV = "90-sensor-bridge-wg.netdev"
+NETWORK = "90-sensor-bridge-wg.network"
+MARK = "# Written by `sensor-bridge remote setup` from [remote] in the config; edit the config, not this."
+
+
+# ---------------------------------------------------------------- X25519 (RFC 7748), for the public key
+
+_P = 2**255 - 19
+
+
+def _x25519(scalar: bytes, u: bytes) -> bytes:
+    """Curve25519 scalar multiplication; pure Python so that no wireguard-tools are needed to make a key."""
+    k = bytearray(scalar)
+    k[0] &= 248
+    k[31] = (k[31] & 127) | 64
+    n = int.from_bytes(k, "little")
+    x1 = int.from_bytes(u, "little") & ((1 << 255) - 1)
+    x2, z2, x3, z3, swap = 1, 0, x1, 1, 0
+    for t in reversed(range(255)):
+        bit = (n >> t) & 1
+        swap ^= bit
+        if swap:
+            x2, x3, z2, z3 = x3, x2, z3, z2
+        swap = bit
+        a, b = (x2 + z2) % _P, (x2 - z2) % _P
+        c, d = (x3 + z3) % _P, (x3 - z3) % _P
+        aa, bb = a * a % _P, b * b % _P
+        e = (aa - bb) % _P
+        da, cb = d * a % _P, c * b % _P
+        x3, z3 = (da + cb) ** 2 % _P, x1 * (da - cb) ** 2 % _P
+        x2, z2 = aa * bb % _P, e * (aa + 121665 * e) % _P
+    if swap:
+        x2, z2 = x3, z3
+    return (x2 * pow(z2, _P - 2, _P) % _P).to_bytes(32, "little")
+
+
+def public_key_of(private_key: str) -> str:
+    """The base64 public key of a base64 WireGuard private key (what ``wg pubkey`` prints)."""
+    return base64.b64encode(_x25519(base64.b64decode(private_key), (9).to_bytes(32, "little"))).decode()
+
+
+def new_private_key() -> str:
+    key = bytearray(secrets.token_bytes(32))
+    key[0] &= 248
+    key[31] = (key[31] & 127) | 64
+    return base64.b64encode(bytes(key)).decode()
+
+
+# ---------------------------------------------------------------- the files
+
+
+def netdev_text(remote: RemoteConfig, key_file: Path) -> str:
+    return "\n".join([
+        MARK, "[NetDev]", f"Name={INTERFACE}", "Kind=wireguard",
+        "Description=sensor-bridge remote access: SSH from the admin network only", "",
+        "[WireGuard]", f"PrivateKeyFile={key_file}", "",
+        "[WireGuardPeer]", f"PublicKey={remote.peer_public_key}", f"Endpoint={remote.endpoint}",
+        # WireGuard drops whatever arrives from the hub with a source outside these.
+        f"AllowedIPs={','.join(remote.allowed_ips)}", f"PersistentKeepalive={remote.keepalive_s}", "",
+    ])
+
+
+def network_text(remote: RemoteConfig) -> str:
+    routes = [line for net in remote.allowed_ips for line in ("", "[Route]", f"Destination={net}")]
+    return "\n".join([
+        MARK, "[Match]", f"Name={INTERFACE}", "",
+        # Not needed for network-online.target: the data path never waits for the tunnel.
+        "[Link]", "RequiredForOnline=no", "",
+        # Only the admin network goes through the tunnel: no default route, no DNS from it.
+        "[Network]", f"Address={remote.address}", "DHCP=no", "IPv6AcceptRA=no", "LinkLocalAddressing=no",
+        *routes, "",
+    ])
+
+
+class Tunnel:
+    """The bridge's WireGuard key and networkd files under ``network_dir``; the public key on the card."""
+
+    def __init__(self, network_dir: str | Path | None = None, boot_files: tuple[str, ...] = BOOT_FILES) -> None:
+        self.dir = Path(network_dir or os.environ.get("SENSOR_BRIDGE_NETWORK_DIR", NETWORK_DIR))
+        self.boot_files = boot_files
+        self.key_file = self.dir / KEY_NAME
+        self.pub_file = self.dir / PUB_NAME
+
+    def public_key(self) -> str | None:
+        try:
+            return self.pub_file.read_text().strip() or None
+        except OSError:
+            return None
+
+    def ensure_key(self) -> tuple[str, bool]:
+        """The bridge's public key, made (once) with its private key if there is none yet."""
+        if self.key_file.exists():
+            public = public_key_of(self.key_file.read_text().strip())
+            if self.public_key() != public:
+                self._write(self.pub_file, public + "\n", 0o644)
+            return public, False
+        self.dir.mkdir(parents=True, exist_ok=True)
+        private = new_private_key()
+        fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(private + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        self._let_networkd_read(self.key_file)
+        public = public_key_of(private)
+        self._write(self.pub_file, public + "\n", 0o644)
+        return public, True
+
+    def _let_networkd_read(self, path: Path) -> None:
+        """0640 root:systemd-network where networkd runs; 0600 elsewhere (a test, a machine without it)."""
+        if os.geteuid() != 0:
+            return
+        try:
+            group = grp.getgrnam("systemd-network").gr_gid
+        except KeyError:
+            return
+        os.chown(path, 0, group)
+        os.chmod(path, 0o640)
+
+    def _write(self, path: Path, text: str, mode: int) -> bool:
+        if path.exists() and path.read_text() == text:
+            return False
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        return True
+
+    def publish(self, public: str) -> Path | None:
+        """The public key on the boot partition, where the config is dropped; None without one."""
+        for name in self.boot_files:
+            folder = Path(name).parent
+            if folder.is_dir():
+                target = folder / BOOT_PUB_NAME
+                try:
+                    self._write(target, public + "\n", 0o644)
+                except OSError:  # a read-only card: the key is still in status and the heartbeat
+                    return None
+                return target
+        return None
+
+    def apply(self, remote: RemoteConfig | None) -> list[str]:
+        """Write (or, without [remote], remove) the networkd files; what changed, one line each."""
+        changes = []
+        wanted = {NETDEV: netdev_text(remote, self.key_file), NETWORK: network_text(remote)} if remote else {}
+        for name in (NETDEV, NETWORK):
+            path = self.dir / name
+            if name in wanted:
+                if self._write(path, wanted[name], 0o644):  # no secret: the key is in its own file
+                    changes.append(f"wrote {path}")
+            elif path.exists():
+                path.unlink()
+                changes.append(f"removed {path} (no [remote] in the config)")
+        return changes
+
+
+def peer_block(config: Config, public: str) -> str:
+    """The [Peer] section for the hub's wg0.conf: this bridge, reachable at its tunnel address."""
+    if config.remote is None:
+        raise ConfigError(["[remote]: not in the config; add it (address, peer_public_key, endpoint, allowed_ips)"])
+    address = ipaddress.ip_interface(config.remote.address)
+    host = ipaddress.ip_network(f"{address.ip}/{address.max_prefixlen}")
+    return "\n".join([
+        "[Peer]", f"# sensor-bridge {config.bridge.id}", f"PublicKey = {public}", f"AllowedIPs = {host}", "",
+    ])
+
+
+def handshake() -> str:
+    """The tunnel's last handshake as ``wg`` tells it (root only), or why it cannot be told."""
+    if not shutil.which("wg"):
+        return "unknown (wireguard-tools not installed)"
+    shown = subprocess.run(["wg", "show", INTERFACE, "latest-handshakes"], capture_output=True, text=True)
+    if shown.returncode != 0:
+        return f"no tunnel ({shown.stderr.strip() or 'wg show failed'})"
+    stamps = [int(line.split()[1]) for line in shown.stdout.splitlines() if len(line.split()) == 2]
+    if not stamps or not max(stamps):
+        return "NO handshake yet: check the hub's [Peer] (sensor-bridge remote show) and peer_public_key"
+    import time
+
+    return f"last handshake {int(time.time()) - max(stamps)} s ago"
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _setup(args: argparse.Namespace) -> int:
+    tunnel = Tunnel(args.network_dir)
+    public, made = tunnel.ensure_key()
+    print(f"wireguard: {'made the bridge key' if made else 'bridge key'} {public}")
+    published = tunnel.publish(public)
+    if published:
+        print(f"wireguard: public key on the boot partition: {published}")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"wireguard: no valid config ({exc.problems[0]}); tunnel files left as they are", file=sys.stderr)
+        return 0
+    for line in tunnel.apply(config.remote):
+        print(f"wireguard: {line}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    tunnel = Tunnel(args.network_dir)
+    public = tunnel.public_key()
+    if not public:
+        print("this bridge has no WireGuard key yet: `sudo sensor-bridge remote setup` makes one", file=sys.stderr)
+        return 1
+    try:
+        config = load_config(args.config)
+        block = peer_block(config, public)
+    except ConfigError as exc:
+        print(f"public key {public}\n{exc.report()}", file=sys.stderr)
+        return 2
+    print(f"# bridge public key {public}; tunnel {INTERFACE} {config.remote.address} -> {config.remote.endpoint}")
+    print(f"# {handshake()}")
+    print("# paste into the hub's /etc/wireguard/wg0.conf, then: sudo systemctl reload wg-quick@wg0")
+    print(block, end="")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    remote = commands.add_parser("remote", help="WireGuard remote access: the bridge's key and the hub's [Peer]")
+    actions = remote.add_subparsers(dest="remote_command", metavar="ACTION")
+    remote.set_defaults(func=lambda a: (remote.print_help(), 2)[1])
+    for name, func, text in (
+        ("setup", _setup, "make the key once, publish it, write the tunnel's networkd files (at boot)"),
+        ("show", _show, "print the [Peer] block to paste into the hub's config"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--network-dir", help=f"where networkd's files live (default {NETWORK_DIR})")
+        action.set_defaults(func=func)
