@@ -45,7 +45,7 @@ import string
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -500,24 +500,23 @@ def _setup(args: argparse.Namespace) -> int:
     return _run(args, act)
 
 
-def _add(args: argparse.Namespace) -> int:
-    def act(broker: Broker) -> None:
-        device, password, listener = broker.add_device(args.name, args.new_password)
-        _report(broker)
-        print()
-        print(describe_device(device, password, listener, broker.mqtt.topics))
+def _adder(describe: Callable[..., str]) -> Callable[[argparse.Namespace], int]:
+    """The command that adds a login and prints what to type into the device (or gateway)."""
 
-    return _run(args, act)
+    def command(args: argparse.Namespace) -> int:
+        def act(broker: Broker) -> None:
+            device, password, listener = broker.add_device(args.name, args.new_password)
+            _report(broker)
+            print()
+            print(describe(device, password, listener, broker.mqtt.topics))
+
+        return _run(args, act)
+
+    return command
 
 
-def _add_gateway(args: argparse.Namespace) -> int:
-    def act(broker: Broker) -> None:
-        device, password, listener = broker.add_device(args.name, args.new_password)
-        _report(broker)
-        print()
-        print(describe_gateway(device, password, listener, broker.mqtt.topics))
-
-    return _run(args, act)
+_add = _adder(describe_device)
+_add_gateway = _adder(describe_gateway)
 
 
 def _remove(args: argparse.Namespace) -> int:
