@@ -162,19 +162,23 @@ def _tcp_reach(url: str, timeout: float) -> str | None:
 
 
 def check_sensors(config: Config) -> list[Finding]:
-    from .sources.milesight_http import SensorError, read_sample
+    from .sources import source_class
+    from .sources.base import SensorError
 
     found = []
     for sensor in config.sensors:
-        why = _tcp_reach(sensor.url, min(sensor.timeout_s, 5))
+        source = source_class(sensor)
+        address = source.address(sensor)
+        why = address and _tcp_reach(address, min(getattr(sensor, "timeout_s", 5), 5))
         if why:
             found.append(Finding("FAIL", f"sensor {sensor.id} reachable", why,
                                  "check the camera's power and cable, its IP in the config, and the VLAN"))
             continue
-        found.append(Finding("PASS", f"sensor {sensor.id} reachable", sensor.url))
-        kind = next((k for k in sensor.collect if k != "live_counts"), sensor.collect[0])
+        found.append(Finding("PASS", f"sensor {sensor.id} reachable", address or sensor.type))
+        kinds = source.sample_kinds(sensor)
+        kind = next((k for k in kinds if k not in source.snapshots), kinds[0])
         try:
-            rows = read_sample(sensor, kind, hours=2)
+            rows = source.sample(sensor, kind, hours=2)
         except SensorError as exc:
             fix = ("fix username/password (or auth) for this sensor in the config"
                    if "401" in str(exc) else "open the camera's web page; restart it if it is unresponsive")
@@ -326,7 +330,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _sensors_test(args: argparse.Namespace) -> int:
-    from .sources.milesight_http import SensorError, read_sample
+    from .sources import source_class
+    from .sources.base import SensorError
 
     config = config_from_args(args)
     try:
@@ -335,9 +340,10 @@ def _sensors_test(args: argparse.Namespace) -> int:
         print(exc.args[0])
         return 2
     status = 0
-    for kind in sensor.collect:
+    source = source_class(sensor)
+    for kind in source.sample_kinds(sensor):
         try:
-            rows = read_sample(sensor, kind, hours=args.hours)
+            rows = source.sample(sensor, kind, hours=args.hours)
         except SensorError as exc:
             print(f"{sensor.id} {kind}: FAILED: {exc}")
             status = 1

@@ -146,3 +146,30 @@ def test_the_contract_owns_the_kinds_and_each_source_collects_some_of_them() -> 
         assert source.kinds and set(source.kinds) <= set(records.KINDS), name
         assert set(source.snapshots) <= set(source.kinds), name
     assert CameraPoller.kinds == ("line_counts", "region_counts", "live_counts")
+
+
+def test_doctor_reads_a_new_family_through_its_own_sample_and_says_when_it_cannot(
+    tmp_path: Path, file_replay: type[Source], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`doctor` and `sensors test` ask the sensor's own source for a sample, not the camera code."""
+    from appliance.console import check_sensors
+
+    replay = tmp_path / "shelf.txt"
+    replay.write_text("3\n5\n")
+    tables = base_tables(tmp_path, "http://127.0.0.1:9/ingest")
+    tables["sensors"] = [{"id": "shelf", "type": "file-replay", "path": str(replay)}]
+    config = load_config(write_config(tmp_path / "config.toml", tables))
+
+    cannot = check_sensors(config)
+    assert [f.verdict for f in cannot] == ["PASS", "FAIL"]
+    assert "file-replay sensors cannot be read on demand" in cannot[1].detail
+
+    def sample(cls: type[Source], sensor: SensorConfig, kind: str, hours: int) -> list[Record]:
+        hour = datetime(2025, 7, 22, 9, tzinfo=UTC)
+        return [Record(sensor.id, kind, hour, hour + timedelta(hours=1),
+                       {"current_total": 3, "max": None, "regions": {}}, True, "poll")]
+
+    monkeypatch.setattr(FileReplay, "sample", classmethod(sample))
+    found = check_sensors(config)
+    assert [f.verdict for f in found] == ["PASS", "PASS"]
+    assert found[1].detail == "occupancy: 1 period(s) in the last 2 hours"

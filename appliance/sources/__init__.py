@@ -26,9 +26,14 @@ def sensor_models() -> dict[str, type[SensorConfig]]:
     return {name: source.config for name, source in SOURCES.items()}
 
 
-def source_for(sensor: SensorConfig, outbox: Outbox) -> Source:
-    """The source that polls ``sensor``; a type without one is a config error naming the known types."""
+def source_class(sensor: SensorConfig) -> type[Source]:
+    """The source family of ``sensor``; a type without one is a config error naming the known types."""
     source = SOURCES.get(sensor.type)
     if source is None:
         raise ConfigError([f"sensor {sensor.id}: type {sensor.type!r} is not one of {', '.join(SOURCES)}"])
-    return source(sensor, outbox)
+    return source
+
+
+def source_for(sensor: SensorConfig, outbox: Outbox) -> Source:
+    """The source that polls ``sensor``."""
+    return source_class(sensor)(sensor, outbox)

@@ -19,6 +19,7 @@ from typing import ClassVar
 
 from ..config_keys import REQUIRED, text
 from ..outbox import Outbox, PutResult
+from ..records import Record
 
 DEFAULT_TYPE = "milesight-camera"  # a [[sensors]] table without ``type`` (every config before there were two)
 
@@ -72,3 +73,19 @@ class Source(ABC):
 
     def close(self) -> None:  # noqa: B027 - a source without connections has nothing to cut
         """Cut a poll in flight and refuse new ones: the bridge is stopping."""
+
+    @classmethod
+    def address(cls, sensor: SensorConfig) -> str | None:
+        """Where ``doctor`` checks the device answers at all (a URL), or None when there is no such place."""
+        return getattr(sensor, "url", None)
+
+    @classmethod
+    def sample_kinds(cls, sensor: SensorConfig) -> list[str]:
+        """The kinds ``sensors test`` reads: every kind the table asks for."""
+        return list(getattr(sensor, "collect", cls.kinds))
+
+    @classmethod
+    def sample(cls, sensor: SensorConfig, kind: str, hours: int) -> list[Record]:
+        """One live read of the last ``hours`` of ``kind``, touching no outbox (``sensors test``,
+        ``doctor``); raises SensorError with a one-line reason when the device cannot be read."""
+        raise SensorError(f"{sensor.type} sensors cannot be read on demand")

@@ -637,6 +637,11 @@ class CameraPoller(Source):
     snapshots = ("live_counts",)
     sensor: CameraConfig
 
+    @classmethod
+    def sample(cls, sensor: SensorConfig, kind: str, hours: int) -> list[Record]:
+        assert isinstance(sensor, CameraConfig)
+        return read_sample(sensor, kind, hours=hours)
+
     def __init__(self, sensor: CameraConfig, outbox: Outbox, clock: Callable[[], datetime] = now_utc) -> None:
         super().__init__(sensor, outbox)
         self.clock = clock
