@@ -25,6 +25,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 TEST_PACKAGES=(mosquitto mosquitto-clients
+    # the fleet page's browser tests (driven by playwright-core from cloud/nextjs)
+    chromium
     # the cloud side's tests: a throwaway PostgreSQL cluster
     postgresql openssl
     # image tests: a Debian rootfs, the install step in it (arm64 through qemu), a QEMU boot,

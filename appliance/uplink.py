@@ -168,7 +168,8 @@ class Uplink:
         reason = parsed.get("error") if isinstance(parsed, dict) else None
         error = f"HTTP {answer.status_code}" + (f": {reason}" if isinstance(reason, str) and reason else "")
         if answer.is_redirect:
-            error += f" (redirected to {answer.headers.get('Location')}; put that URL in the config)"
+            error += (f" (the cloud app redirected to {answer.headers.get('Location')}: likely its auth middleware;"
+                      " exclude /api/bridge/ from it, see cloud/README.md)")
         return _Answer(answer.status_code, parsed,
                        parse_retry_after(answer.headers.get("Retry-After"), self.clock()), self._clean(error))
 

@@ -1,9 +1,11 @@
 """Benchmark: readings per second from the appliance's outbox into the cloud's table.
 
-The appliance's own Uplink drains an outbox through the Next.js routes (run by
-Node around the exported handlers) into PostgreSQL's bridge_readings. The
-baseline is the same records sent by raw HTTP POSTs of pre-built batches to
-the same route, in the same run.
+The appliance's own Uplink drains an outbox through the cloud app, built
+with `next build` and served by `next start`, into PostgreSQL's
+bridge_readings. In the same run, side by side: the same records as raw HTTP
+POSTs of pre-built gzip batches to the same `next start`, and as one raw
+INSERT ... ON CONFLICT per batch through psql (no HTTP, no validation: the
+floor any receiver pays).
 
 Run: .venv/bin/python bench/cloud_e2e.py   (needs postgresql and node, as the tests do)
 """
@@ -20,7 +22,8 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from cloud_helpers import CloudStack  # noqa: E402
+from cloud_helpers import API_ROLE, NEXTJS, CloudStack  # noqa: E402
+from cloud_ingest import raw_insert_sql  # noqa: E402
 from conftest import base_tables  # noqa: E402
 from delivery import make_readings  # noqa: E402
 
@@ -66,11 +69,22 @@ def main() -> None:
             answer = session.post(api.ingest_url, data=body, headers={**headers, "Idempotency-Key": key}, timeout=60)
             assert answer.status_code == 200, answer.text
         raw = N / (time.perf_counter() - start)
+
+        stack.reset()
+        api = stack.api("bench-bridge")
+        script = "".join(raw_insert_sql(api.bridge_id, {"records": [r.wire() for r in records[i:i + BATCH]]})
+                         for i in range(0, N, BATCH))
+        start = time.perf_counter()
+        stack.pg.psql(script, user=API_ROLE, timeout=600)
+        insert = N / (time.perf_counter() - start)
+        held = stack.pg.query("select count(*) from public.bridge_readings")[0][0]
+        assert int(held) == N, held
     finally:
         stack.stop()
-    print(f"{N} readings, batches of {BATCH}, into PostgreSQL through the Next.js ingest route")
-    print(f"{'':26} {'sensor-bridge uplink':>21} {'raw HTTP posts':>15}")
-    print(f"{'records/s outbox->table':26} {ours:>21,.0f} {raw:>15,.0f}")
+    version = json.loads((NEXTJS / "node_modules" / "next" / "package.json").read_text())["version"]
+    print(f"{N} readings, batches of {BATCH}, into PostgreSQL; HTTP through `next start` (Next.js {version})")
+    print(f"{'':26} {'sensor-bridge uplink':>21} {'raw HTTP posts':>15} {'raw INSERT (psql)':>18}")
+    print(f"{'records/s outbox->table':26} {ours:>21,.0f} {raw:>15,.0f} {insert:>18,.0f}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The cloud side of the contract, running for real on loopback: fixtures and helpers.
 
 ``cloud_stack`` (session) starts a throwaway PostgreSQL cluster in a temp dir
-on a free 127.0.0.1 port, applies ``cloud/supabase/migrations``, and serves the
-Next.js route handlers with ``cloud/nextjs/test-server`` (Node + tsx), connected
-as a login role that is only a member of ``service_role``, as on Supabase.
+on a free 127.0.0.1 port, applies ``cloud/supabase/migrations``, builds
+``cloud/nextjs`` with the real ``next build`` (once per session) and serves it
+with ``next start``, connected as a login role that is only a member of
+``service_role``, as on Supabase.
 ``cloud_api`` (per test) registers a fresh bridge with ``cloud/bin/add-bridge``
 and yields its URLs, key and a SQL ``query`` helper.
 
@@ -14,8 +15,9 @@ Use them from another test module by loading this module as a plugin::
     def test_uplink_delivers(cloud_api): ...  # cloud_api.ingest_url, .api_key, .query(sql)
 
 Tests skip, naming what is missing, when PostgreSQL's server binaries, psql,
-node or npm are absent. ``npm ci`` runs once if ``cloud/nextjs/node_modules``
-is missing. Nothing here talks to any address but 127.0.0.1.
+node or npm are absent. ``npm ci`` runs when ``cloud/nextjs/node_modules`` is
+missing or older than its lock file. Nothing here talks to any address but
+127.0.0.1 (and npm's registry, for installs).
 
 (PYTEST_DONT_REWRITE: test modules import helpers from here before pytest
 loads it as a plugin; there are no asserts to rewrite.)
@@ -30,7 +32,6 @@ import hashlib
 import json
 import os
 import pwd
-import re
 import secrets
 import shutil
 import socket
@@ -229,49 +230,120 @@ class ThrowawayPostgres:
 
 
 # --------------------------------------------------------------------------
-# The Node test server (the route handlers without Next.js)
+# Next.js: npm ci, `next build` once per session, `next start`
 # --------------------------------------------------------------------------
 
 
-def ensure_node_modules() -> None:
-    """``npm ci`` in cloud/nextjs once, when its node_modules is missing."""
-    if (NEXTJS / "node_modules" / ".bin" / "tsx").exists():
-        return
-    run = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NEXTJS,
-                         capture_output=True, text=True, timeout=600)
+def cache_dir() -> Path:
+    """Where generated apps and their node_modules are kept between runs (CI reruns stay fast)."""
+    for base in (os.environ.get("SENSOR_BRIDGE_TEST_CACHE"), "/var/cache/sensor-bridge-tests",
+                 str(Path.home() / ".cache" / "sensor-bridge-tests")):
+        if not base:
+            continue
+        path = Path(base)
+        with contextlib.suppress(OSError):
+            path.mkdir(parents=True, exist_ok=True)
+            if os.access(path, os.W_OK):
+                return path
+    raise RuntimeError("no writable cache directory for the cloud tests")
+
+
+def npm(args: Sequence[str], cwd: Path, timeout: float = 900) -> str:
+    """Run npm (no audit, no fund, no telemetry); its output, or RuntimeError with it."""
+    run = subprocess.run(["npm", *args, "--no-audit", "--no-fund"], cwd=cwd, capture_output=True, text=True,
+                         timeout=timeout, env={**os.environ, "NEXT_TELEMETRY_DISABLED": "1"})
     if run.returncode != 0:
-        raise RuntimeError(f"npm ci in {NEXTJS} failed:\n{run.stdout}\n{run.stderr}")
+        raise RuntimeError(f"npm {' '.join(args)} in {cwd} failed:\n{run.stdout}\n{run.stderr}")
+    return run.stdout + run.stderr
 
 
-class NodeRouteServer:
-    """``cloud/nextjs/test-server/server.ts`` on 127.0.0.1:<free port>."""
+def ensure_node_modules(app: Path = NEXTJS) -> None:
+    """``npm ci`` in ``app`` when node_modules is missing or older than package-lock.json."""
+    lock = app / "package-lock.json"
+    marker = app / "node_modules" / ".sensor-bridge-lock-sha256"
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    if marker.exists() and marker.read_text() == digest and (app / "node_modules" / ".bin" / "next").exists():
+        return
+    npm(["ci"], app)
+    marker.write_text(digest)
 
-    def __init__(self, database_url: str, env: Mapping[str, str] | None = None, log_dir: Path | None = None) -> None:
+
+class NextBuild:
+    """``next build`` of one app directory; ``.log`` is what it printed (for "no prerender noise" checks)."""
+
+    def __init__(self, app: Path) -> None:
+        self.app = app
+        self.log = ""
+
+    def run(self, timeout: float = 900) -> NextBuild:
+        started = time.monotonic()
+        run = subprocess.run([str(self.app / "node_modules" / ".bin" / "next"), "build"], cwd=self.app,
+                             capture_output=True, text=True, timeout=timeout,
+                             env={**clean_env(), "NEXT_TELEMETRY_DISABLED": "1"})
+        self.log = run.stdout + run.stderr
+        if run.returncode != 0:
+            raise RuntimeError(f"next build in {self.app} failed:\n{self.log}")
+        self.seconds = time.monotonic() - started
+        return self
+
+
+_builds: dict[Path, NextBuild] = {}
+
+
+def built_app(app: Path = NEXTJS) -> NextBuild:
+    """``app`` installed and built, once per process whatever asks for it."""
+    if app not in _builds:
+        if app == NEXTJS:
+            ensure_node_modules(app)
+        _builds[app] = NextBuild(app).run()
+    return _builds[app]
+
+
+def clean_env() -> dict[str, str]:
+    """The environment without anything the app reads, so each server gets only what it is given."""
+    prefixes = ("DATABASE_", "BRIDGE_", "ALERT_", "FLEET_", "CRON_SECRET", "STATUS_TOKEN", "PG")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
+class NextServer:
+    """``next start`` of a built app on 127.0.0.1:<free port>, with its own environment."""
+
+    def __init__(self, database_url: str, env: Mapping[str, str] | None = None, log_dir: Path | None = None,
+                 app: Path = NEXTJS) -> None:
         self.database_url = database_url
         self.env = dict(env or {})
-        self.log = Path(tempfile.mkstemp(prefix="sensor-bridge-node-", suffix=".log", dir=log_dir)[1])
+        self.app = app
+        self.log = Path(tempfile.mkstemp(prefix="sensor-bridge-next-", suffix=".log", dir=log_dir)[1])
         self.process: subprocess.Popen[bytes] | None = None
         self.base_url = ""
 
-    def start(self, timeout: float = 60) -> NodeRouteServer:
-        ensure_node_modules()
-        env = {**os.environ, **self.env, "DATABASE_URL": self.database_url, "PORT": "0"}
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [str(NEXTJS / "node_modules" / ".bin" / "tsx"), "test-server/server.ts"],
-                cwd=NEXTJS, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
+    def start(self, timeout: float = 60) -> NextServer:
+        env = {**clean_env(), **self.env, "DATABASE_URL": self.database_url, "NEXT_TELEMETRY_DISABLED": "1"}
+        for _ in range(3):  # a free port can be taken between choosing and binding it
+            port = free_port()
+            with self.log.open("wb") as log:
+                self.process = subprocess.Popen(
+                    [str(self.app / "node_modules" / ".bin" / "next"), "start", "-H", "127.0.0.1", "-p", str(port)],
+                    cwd=self.app, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                )
+            if self._answers(f"http://127.0.0.1:{port}", timeout):
+                self.base_url = f"http://127.0.0.1:{port}"
+                return self
+            if "EADDRINUSE" not in self.output():
+                break
+        output = self.output()
+        self.stop()
+        raise RuntimeError(f"next start did not answer:\n{output}")
+
+    def _answers(self, url: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            match = re.search(r"listening (http://127\.0\.0\.1:\d+)", self.log.read_text(errors="replace"))
-            if match:
-                self.base_url = match.group(1)
-                return self
-            if self.process.poll() is not None:
-                break
+            if self.process is None or self.process.poll() is not None:
+                return False
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), 1):
+                return True
             time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"test server did not start:\n{self.log.read_text(errors='replace')}")
+        return False
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -285,8 +357,6 @@ class NodeRouteServer:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self.process = None
-        with contextlib.suppress(OSError):
-            self.log.unlink()
 
 
 # --------------------------------------------------------------------------
@@ -316,8 +386,10 @@ class CloudStack:
     def __init__(self, *, fast: bool = True, server_env: Mapping[str, str] | None = None) -> None:
         self.pg = ThrowawayPostgres(fast=fast)
         self.cron_secret = secrets.token_urlsafe(16)
-        self.server_env = {"CRON_SECRET": self.cron_secret, **(server_env or {})}
-        self.server: NodeRouteServer | None = None
+        self.fleet_auth = ("fleet", secrets.token_urlsafe(12))  # FLEET_USER, FLEET_PASSWORD of the fleet page
+        self.server_env = {"CRON_SECRET": self.cron_secret, "FLEET_USER": self.fleet_auth[0],
+                           "FLEET_PASSWORD": self.fleet_auth[1], **(server_env or {})}
+        self.server: NextServer | None = None
 
     def start(self) -> CloudStack:
         try:
@@ -332,10 +404,12 @@ class CloudStack:
             raise
         return self
 
-    def start_server(self, env: Mapping[str, str] | None = None, database_url: str | None = None) -> NodeRouteServer:
-        """Another route server on this database (or ``database_url``), e.g. with other limits."""
-        server = NodeRouteServer(database_url or self.pg.url(API_ROLE), {**self.server_env, **(env or {})},
-                                 log_dir=self.pg.root)
+    def start_server(self, env: Mapping[str, str] | None = None, database_url: str | None = None,
+                     app: Path = NEXTJS) -> NextServer:
+        """Another ``next start`` of the built app on this database (or ``database_url``), e.g. with other limits."""
+        built_app(app)
+        server = NextServer(database_url or self.pg.url(API_ROLE), {**self.server_env, **(env or {})},
+                            log_dir=self.pg.root, app=app)
         return server.start()
 
     def stop(self) -> None:

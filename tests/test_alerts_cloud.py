@@ -24,7 +24,7 @@ from cloud_helpers import (
     CLOUD,
     CloudApi,
     CloudStack,
-    NodeRouteServer,
+    NextServer,
     make_heartbeat,
     sql_literal,
     utc_text,
@@ -86,7 +86,7 @@ class FakeReceiver:
 class Alerting:
     """The route server with alert channels pointed at the fakes, and helpers to drive it."""
 
-    def __init__(self, stack: CloudStack, telegram: FakeReceiver, webhook: FakeReceiver, server: NodeRouteServer):
+    def __init__(self, stack: CloudStack, telegram: FakeReceiver, webhook: FakeReceiver, server: NextServer):
         self.stack, self.telegram, self.webhook, self.server = stack, telegram, webhook, server
 
     def cron(self) -> requests.Response:
@@ -124,7 +124,7 @@ class Alerting:
 
 
 @pytest.fixture(scope="module")
-def alerting_server(cloud_stack: CloudStack) -> Iterator[tuple[FakeReceiver, FakeReceiver, NodeRouteServer]]:
+def alerting_server(cloud_stack: CloudStack) -> Iterator[tuple[FakeReceiver, FakeReceiver, NextServer]]:
     telegram = FakeReceiver({"ok": True, "result": {"message_id": 1}})
     webhook = FakeReceiver({"ok": True})
     server = cloud_stack.start_server({
@@ -140,7 +140,7 @@ def alerting_server(cloud_stack: CloudStack) -> Iterator[tuple[FakeReceiver, Fak
 
 
 @pytest.fixture
-def alerts(cloud_stack: CloudStack, alerting_server: tuple[FakeReceiver, FakeReceiver, NodeRouteServer]) -> Alerting:
+def alerts(cloud_stack: CloudStack, alerting_server: tuple[FakeReceiver, FakeReceiver, NextServer]) -> Alerting:
     cloud_stack.reset()
     cloud_stack.pg.psql("truncate public.bridge_alert_channels;")
     telegram, webhook, server = alerting_server

@@ -11,21 +11,27 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
+import re
+import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from cloud_helpers import (
     API_ROLE,
-    NEXTJS,
     CloudApi,
     CloudStack,
-    NodeRouteServer,
+    NextServer,
     PsqlError,
+    built_app,
     contract_headers,
     encode_body,
     free_port,
@@ -37,6 +43,12 @@ from cloud_helpers import (
     record_id,
     utc_text,
 )
+from conftest import base_tables
+
+from appliance.config import parse_config
+from appliance.outbox import Outbox
+from appliance.records import Record
+from appliance.uplink import Uplink
 
 # cloud_stack and cloud_api are fixtures of cloud_helpers, loaded as a plugin
 pytest_plugins = ["cloud_helpers"]
@@ -481,7 +493,7 @@ def test_concurrent_requests_through_the_route(cloud_api: CloudApi) -> None:
 
 
 @pytest.fixture(scope="module")
-def limited_servers(cloud_stack: CloudStack) -> Iterator[tuple[NodeRouteServer, NodeRouteServer]]:
+def limited_servers(cloud_stack: CloudStack) -> Iterator[tuple[NextServer, NextServer]]:
     """A server with a tiny request budget, and one whose database is unreachable."""
     limited = cloud_stack.start_server({"BRIDGE_RATE_PER_MIN": "6", "BRIDGE_RATE_BURST": "3"})
     try:
@@ -495,7 +507,7 @@ def limited_servers(cloud_stack: CloudStack) -> Iterator[tuple[NodeRouteServer, 
 
 
 def test_rate_limit_answers_429_with_retry_after(cloud_api: CloudApi,
-                                                 limited_servers: tuple[NodeRouteServer, NodeRouteServer]) -> None:
+                                                 limited_servers: tuple[NextServer, NextServer]) -> None:
     limited, _ = limited_servers
     url = f"{limited.base_url}/api/bridge/v1/heartbeat"
     codes = []
@@ -508,18 +520,12 @@ def test_rate_limit_answers_429_with_retry_after(cloud_api: CloudApi,
 
 
 def test_database_down_answers_503_with_retry_after(cloud_api: CloudApi,
-                                                    limited_servers: tuple[NodeRouteServer, NodeRouteServer]) -> None:
+                                                    limited_servers: tuple[NextServer, NextServer]) -> None:
     _, dead = limited_servers
     batch = make_batch(cloud_api.bridge_id, [make_record()])
     answer = post_batch(cloud_api, batch, url=f"{dead.base_url}/api/bridge/v1/ingest")
     assert answer.status_code == 503
     assert int(answer.headers["Retry-After"]) > 0
-
-
-def test_route_code_typechecks_strict(cloud_stack: CloudStack) -> None:
-    run = subprocess.run([str(NEXTJS / "node_modules" / ".bin" / "tsc"), "--noEmit", "-p", str(NEXTJS)],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_contract_helpers_follow_the_contract() -> None:
@@ -528,3 +534,129 @@ def test_contract_helpers_follow_the_contract() -> None:
         b"entrance-1|line_counts|2025-07-22T09:00:00Z").hexdigest()
     snapshot = make_record("entrance-1", "live_counts")
     assert snapshot["period_start"] == snapshot["period_end"] and snapshot["final"] is True
+
+
+def test_build_prints_no_errors_and_prerenders_no_route(cloud_stack: CloudStack) -> None:
+    log = built_app().log
+    assert "unexpected error" not in log and "Error" not in log, log
+    for route in ("/api/bridge/v1/stale", "/api/bridge/v1/cron/alerts", "/bridges"):
+        assert re.search(rf"ƒ {re.escape(route)}\n", log), f"{route} is not rendered on demand:\n{log}"
+
+
+def test_gzip_bodies_beyond_the_inflation_slots_get_503_with_retry_after(cloud_api: CloudApi,
+                                                                       cloud_stack: CloudStack) -> None:
+    server = cloud_stack.start_server({"BRIDGE_MAX_INFLATING": "1"})
+    try:
+        url = f"{server.base_url}/api/bridge/v1/ingest"
+        held = make_batch(cloud_api.bridge_id, make_series("slow", 3))
+        body = encode_body(held, gzipped=True)
+        go_on = threading.Event()
+
+        def trickle() -> Iterator[bytes]:  # holds the only slot until the test lets it finish
+            yield body[:10]
+            go_on.wait(TIMEOUT)
+            yield body[10:]
+
+        first: list[requests.Response] = []
+        sender = threading.Thread(target=lambda: first.append(requests.post(
+            url, data=trickle(), timeout=TIMEOUT,
+            headers=contract_headers(cloud_api.api_key, held["batch_id"], gzipped=True))))
+        sender.start()
+        try:
+            other = make_batch(cloud_api.bridge_id, make_series("busy", 3))
+            busy = wait_for_status(lambda: post_batch(cloud_api, other, gzipped=True, url=url), 503)
+            assert int(busy.headers["Retry-After"]) >= 1 and "busy" in busy.json()["error"]
+            plain = post_batch(cloud_api, make_batch(cloud_api.bridge_id, make_series("plain", 2)), url=url)
+            assert plain.status_code == 200  # an uncompressed body needs no slot
+        finally:
+            go_on.set()
+            sender.join(TIMEOUT)
+        assert first[0].status_code == 200, first[0].text
+        assert post_batch(cloud_api, other, gzipped=True, url=url).status_code == 200  # the retry goes through
+    finally:
+        server.stop()
+
+
+def wait_for_status(send: Callable[[], requests.Response], status: int, within_s: float = 20) -> requests.Response:
+    """Send until the answer has ``status`` (the held request may take a moment to reach its slot)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        answer = send()
+        if answer.status_code == status or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert answer.status_code == status, f"never {status}; last {answer.status_code} {answer.text}"
+    return answer
+
+
+def self_signed_tls(pg_root: Path) -> str:
+    """Turn TLS on in the session's PostgreSQL with a self-signed certificate for 127.0.0.1; its PEM."""
+    cert, key = pg_root / "data" / "server.crt", pg_root / "data" / "server.key"
+    if not cert.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+        if os.geteuid() == 0:
+            shutil.chown(cert, "postgres", "postgres")
+            shutil.chown(key, "postgres", "postgres")
+        key.chmod(0o600)
+    return cert.read_text()
+
+
+def test_tls_failures_to_the_database_answer_503_and_name_the_setting(cloud_api: CloudApi,
+                                                                     cloud_stack: CloudStack) -> None:
+    pem = self_signed_tls(cloud_stack.pg.root)
+    cloud_stack.pg.psql("alter system set ssl = on; select pg_reload_conf();")
+    batch = make_batch(cloud_api.bridge_id, [make_record()])
+    url = cloud_stack.pg.url(API_ROLE)
+    cases = [({}, f"{url}?sslmode=require", "DATABASE_CA_CERT"),  # Supabase's CA is not a system CA
+             ({"DATABASE_CA_CERT": pem}, url, None)]  # what the README says to do: verified TLS
+    try:
+        for env, database_url, fix in cases:
+            server = cloud_stack.start_server(env, database_url=database_url)
+            try:
+                answer = post_batch(cloud_api, batch, url=f"{server.base_url}/api/bridge/v1/ingest")
+                if fix is None:
+                    assert answer.status_code == 200, answer.text
+                    continue
+                assert answer.status_code == 503 and int(answer.headers["Retry-After"]) > 0, answer.text
+                logged = server.output()
+                assert "database TLS failed" in logged and fix in logged and "unexpected error" not in logged, logged
+            finally:
+                server.stop()
+    finally:
+        cloud_stack.pg.psql("alter system set ssl = off; select pg_reload_conf();")
+    no_tls = cloud_stack.start_server(database_url=f"{url}?sslmode=require")
+    try:
+        assert post_batch(cloud_api, batch, url=f"{no_tls.base_url}/api/bridge/v1/ingest").status_code == 503
+        assert "does not speak TLS" in no_tls.output() and "sslmode" in no_tls.output()
+    finally:
+        no_tls.stop()
+
+
+def test_a_redirecting_auth_middleware_is_named_in_the_uplink_error(tmp_path: Path) -> None:
+    class Login(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - what Supabase's starter middleware does to every request
+            self.send_response(307)
+            self.send_header("Location", "/login")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Login)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tables = base_tables(tmp_path, f"http://127.0.0.1:{server.server_address[1]}/api/bridge/v1/ingest")
+        box = Outbox(tmp_path / "outbox.db")
+        start = datetime(2025, 1, 1, tzinfo=UTC)
+        box.put([Record("door", "line_counts", start, start + timedelta(minutes=5),
+                        {"total": {"in": 1, "out": 0}, "lines": {}}, True, "poll")])
+        uplink = Uplink(parse_config(tables), box)
+        uplink.deliver_once()
+        error = uplink.snapshot()["last_error"]
+    finally:
+        server.shutdown()
+    assert "HTTP 307" in error and "auth middleware" in error and "/api/bridge/" in error, error
+    assert "put that URL in the config" not in error

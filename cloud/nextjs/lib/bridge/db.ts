@@ -57,10 +57,3 @@ export function pool(): Pool {
   }
   return holder.__sensorBridgePool;
 }
-
-/** Close the pool (the test server does this on shutdown). */
-export async function closePool(): Promise<void> {
-  const current = holder.__sensorBridgePool;
-  holder.__sensorBridgePool = undefined;
-  if (current) await current.end();
-}

@@ -2,6 +2,7 @@
 // its state, outbox counters, per-sensor state and host figures. Stored as
 // the bridge's last heartbeat; stale_bridges() alerts when they stop.
 
+import { withInflationSlot } from "./inflation";
 import { acceptBridgeRequest } from "./request";
 import { errorResponse, json } from "./http";
 import { bridgeSettings, type BridgeSettings } from "./settings";
@@ -11,14 +12,16 @@ export async function handleHeartbeat(request: Request): Promise<Response> {
   try {
     const full = bridgeSettings();
     settings = full;
-    const { bridgeId, text, db } = await acceptBridgeRequest(request, full, { contentTypeOptional: true });
-    const { rows } = await db.query<{ at: Date }>(
-      "select public.record_bridge_heartbeat($1, $2::jsonb) as at",
-      [bridgeId, text],
-    );
-    const at = rows[0]?.at;
-    if (!at) throw new Error("record_bridge_heartbeat returned no row");
-    return json(200, { ok: true, received_at: at.toISOString() });
+    return await withInflationSlot(request, full, async () => {
+      const { bridgeId, text, db } = await acceptBridgeRequest(request, full, { contentTypeOptional: true });
+      const { rows } = await db.query<{ at: Date }>(
+        "select public.record_bridge_heartbeat($1, $2::jsonb) as at",
+        [bridgeId, text],
+      );
+      const at = rows[0]?.at;
+      if (!at) throw new Error("record_bridge_heartbeat returned no row");
+      return json(200, { ok: true, received_at: at.toISOString() });
+    });
   } catch (err) {
     return errorResponse(err, settings);
   }

@@ -9,7 +9,9 @@
 
 import { gunzip } from "node:zlib";
 import { promisify } from "node:util";
+import { unstable_rethrow } from "next/navigation";
 import { DatabaseError } from "pg";
+import { databaseTlsProblem } from "./db-tls";
 import { ConfigError, type BridgeSettings } from "./settings";
 
 const gunzipAsync = promisify(gunzip);
@@ -61,12 +63,20 @@ function errorCode(err: unknown): string | undefined {
 
 /** Turn anything a handler threw into the contract's reply. */
 export function errorResponse(err: unknown, settings: Pick<BridgeSettings, "retryAfterS">): Response {
+  // Next.js signals "render this at request time, not at build" (and other
+  // control flow) by throwing; those must reach Next.js, not become a 500.
+  unstable_rethrow(err);
   if (err instanceof HttpError) {
     return json(err.status, { error: err.message }, err.headers);
   }
   const retry = { "retry-after": String(settings.retryAfterS) };
   const code = errorCode(err);
   const message = err instanceof Error ? err.message : String(err);
+  const tls = databaseTlsProblem(err);
+  if (tls !== null) {
+    console.error(`sensor-bridge: database TLS failed: ${tls}`);
+    return json(503, { error: "database unavailable, try later" }, retry);
+  }
   if (err instanceof DatabaseError && code !== undefined) {
     // A PostgreSQL error. Class 22 (data exception) is what the SQL functions
     // raise for a malformed envelope, and what jsonb raises for JSON it cannot
@@ -150,7 +160,7 @@ async function readLimited(request: Request, limit: number, tooLarge: HttpError)
     if (done) break;
     total += value.byteLength;
     if (total > limit) {
-      // stop reading: what is left is the platform's (or test server's) to discard
+      // stop reading: what is left is the platform's to discard
       await reader.cancel().catch(() => undefined);
       throw tooLarge;
     }

@@ -1,8 +1,8 @@
 // Limits and settings of the bridge routes, read from the environment.
 //
 // Every value has a default that suits a Vercel deployment; set the variable
-// only to change it. They are read on each call (cheap) so a test server and
-// a long-running process see the same rules as a fresh serverless instance.
+// only to change it. They are read on each call (cheap) so a long-running
+// `next start` sees the same rules as a fresh serverless instance.
 
 export interface BridgeSettings {
   /** Largest request body as sent (compressed or not). Vercel itself refuses

@@ -2,9 +2,11 @@
 // monitors that cannot send headers: 200 when nothing is wrong, 503 otherwise.
 // The work is in lib/bridge/status.ts.
 
+import { connection } from "next/server";
 import { handleStatus } from "../../../../../../lib/bridge/status";
 
 export async function GET(request: Request, context: { params: Promise<{ token: string }> }): Promise<Response> {
+  await connection(); // at request time, never prerendered at build
   const { token } = await context.params;
   return handleStatus(request, token);
 }
