@@ -3,7 +3,7 @@
     .venv/bin/python bench/cloud_ingest.py [--batches 20] [--batch-size 500] [--concurrency 1]
 
 Starts its own throwaway PostgreSQL (fsync on, so commits cost what they cost)
-and the route test server on loopback (tests/cloud_helpers.py does both), then
+and the routes under `next start` on loopback (tests/cloud_helpers.py does both), then
 stores the same records three ways, each into an empty table:
 
 - route:     POST /api/bridge/v1/ingest over HTTP (auth, body, validation, upsert)
