@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import shutil
 import socket
@@ -266,14 +267,14 @@ class ServiceWatch:
 
 
 def _rss_mb(pid: Any) -> float | None:
-    import psutil
-
+    """The process's resident memory, as psutil and ``ps`` count it (read from /proc: no psutil in memory)."""
     if not isinstance(pid, int) or pid <= 0:
         return None
     try:
-        return psutil.Process(pid).memory_info().rss / 1e6
-    except (psutil.Error, OSError):
+        resident_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
         return None
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 # ------------------------------------------------------------------ the watchdog
