@@ -11,11 +11,25 @@ in place (coalescing) and a delivered one is queued again, each with the next
 revision. A period once stored as final never changes again.
 
 Durability: ``synchronous=FULL``. In WAL mode that costs one fsync per
-transaction, which the callers amortise by batching (a poll, an uplink batch,
-a burst of MQTT messages is one transaction). NORMAL would survive SIGKILL but
-could lose the last commits on a power cut; a Pi in a back office loses power,
-and by then the relay has already acknowledged those MQTT messages and the
-poller has moved its cursor past those rows, so they would be gone for good.
+transaction, which the callers amortise by batching. NORMAL would survive
+SIGKILL but could lose the last commits on a power cut; a Pi in a back office
+loses power, and by then the relay has already acknowledged those MQTT
+messages and the poller has moved its cursor past those rows, so they would be
+gone for good. What a power cut can lose, per write path:
+
+* ``put`` from the collector's polls: puts of several threads within
+  ``group_window_s`` share one transaction (:class:`_GroupCommit`), and each
+  caller returns only after it committed. A cut loses at most the puts not yet
+  committed, each with its cursor, so the next poll reads them again; never a
+  reading whose cursor moved.
+* ``put`` from the relay (appliance/committer.py): a batch of messages is one
+  transaction and is acknowledged after it. A cut loses only unacknowledged
+  messages, which the broker or the device sends again.
+* ``delivered``: one transaction per batch the cloud took. A cut can lose the
+  marking, never a reading: the batch is sent again with the same ids and
+  revisions, which the cloud counts once (docs/ingest-contract.md).
+* shedding, dead letters, counters: one transaction each; a cut loses the
+  change as a whole (a shed is done again, a counter misses that step).
 
 Shedding: beyond ``max_mb`` of live data, or with less than
 ``min_free_disk_mb`` free on its disk (when the outbox itself is big enough to

@@ -46,7 +46,7 @@ def file_bytes(outbox: Path) -> int:
 
 def measure(tree: Path, work: Path, cameras: int, interval_s: float, rounds: int) -> tuple[float, float, int]:
     """(KB written per reading, KB of outbox growth per reading, readings delivered)."""
-    with CountingReceiver(db_path=work / "rx.db", api_key="test-key") as rx, camera_farm(cameras) as urls, \
+    with CountingReceiver(api_key="test-key") as rx, camera_farm(cameras) as urls, \
             tempfile.TemporaryDirectory(dir="/dev/shm") as run_dir:
         bridge = Bridge(tree, work, urls, rx.url, interval_s, run_dir=Path(run_dir)).start(("collector",))
         try:
