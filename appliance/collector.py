@@ -45,9 +45,9 @@ STOP_POLLS_GRACE_S = 3.0
 DISK_FULL_MB = 0.1  # less free than this on the state directory is a full disk, whatever writes still fit
 # A health check sends a few hundred bytes at once; a client slower than this is not one.
 HEALTH_DEADLINE_S = 5.0
-# Polls that come back within this long of each other share one outbox commit (one fsync,
+# Polls that come back within this long of the first share one outbox commit (one fsync,
 # each page written once): the sensors' polls start together, so most of a round shares one.
-GROUP_COMMIT_S = 0.05
+GROUP_COMMIT_S = 0.5
 
 
 @dataclass

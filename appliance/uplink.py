@@ -48,7 +48,7 @@ STREAK_COUNTER = "uplink_refused_streak"  # kept in the outbox: a restart must n
 GZIP_LEVEL = 5  # past 5, a Pi spends much more time for a few percent less
 # Woken by new readings, the uplink waits this long for the rest of the poll round: one batch,
 # one POST and one marking transaction (pages written to the SD card) for the lot.
-WAKE_LINGER_S = 0.5
+WAKE_LINGER_S = 1.0
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ counts). The first round (the backfill of a first start) is left out; then
 ``rounds`` poll rounds are measured. The before tree (``bridge_lab.BEFORE``)
 runs first on the same cameras, then this checkout.
 
-Run: .venv/bin/python bench/writes.py [rounds, default 3]
+Run: .venv/bin/python bench/writes.py [rounds, default 3] [cameras: 10 or 50, default both]
 Targets (issue 14): < 4 KB per reading at 10 cameras / 10 s, < 2 KB at 50 cameras / 60 s.
 """
 
@@ -68,11 +68,12 @@ def main() -> int:
     work = temp_dir("bench-writes-")
     before = export_tree(BEFORE, work / "before-tree")
     trees = ([("before", before)] if before else []) + [("after", REPO)]
+    loads = [load for load in LOADS if len(sys.argv) < 3 or load[0] == int(sys.argv[2])]
     met = True
     try:
         print(f"storage writes per delivered reading revision, {rounds} poll rounds after the backfill")
         print(f"{'load':<26}{'tree':>8}{'KB written':>12}{'KB growth':>11}{'readings':>10}{'target':>9}")
-        for cameras, interval_s, target in LOADS:
+        for cameras, interval_s, target in loads:
             for name, tree in trees:
                 kb, growth, delivered = measure(tree, work / f"{name}-{cameras}", cameras, interval_s, rounds)
                 load = f"{cameras} cameras / {interval_s:g} s"
