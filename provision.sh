@@ -357,10 +357,16 @@ ensure_units() {
 ensure_journald() {
     write_file /etc/systemd/journald.conf.d/50-sensor-bridge.conf 644 root:root journald <<EOF
 $MARK
-# The journal keeps the bridge's logs across reboots (a watchdog reboot must leave its reason),
-# capped so an SD card never fills or wears out on logs.
+# Capped persistent, not volatile: the journal keeps the bridge's logs across reboots, because
+# a watchdog reboot or a power cut must leave its reason for the person who comes to look.
+# Kind to the SD card: the services log changes, never a line per poll; journald writes to the
+# card every SyncIntervalSec (and at once only for critical lines), compressed, within these caps.
+# The services write no log files of their own; mosquitto's /var/log/mosquitto is rotated by
+# Debian's /etc/logrotate.d/mosquitto (logrotate is installed above).
 [Journal]
 Storage=persistent
+SyncIntervalSec=5m
+Compress=yes
 SystemMaxUse=100M
 SystemKeepFree=500M
 SystemMaxFileSize=10M

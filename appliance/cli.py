@@ -1,10 +1,13 @@
 """``sensor-bridge``: one command for every service and maintenance tool.
 
 Each part of the appliance registers its own sub-commands (a module-level
-``register(commands)`` function), so this file only knows the list of parts;
-``config`` (config.py) and its ``import`` (boot_config.py) come first.
-Those modules keep heavy imports (paho, gpiozero, requests) inside their
-handlers: the LED service should not pay for the MQTT client's memory.
+``register(commands)`` function), so this file only knows the list of parts
+and which commands each adds; ``config`` (config.py) and its ``import``
+(boot_config.py) come first. Only the part of the command being run is
+imported (all of them for ``--help`` or an unknown command): a service's
+memory holds its own code, not every other service's (on a Pi Zero 2 W every
+megabyte counts). The parts keep heavy imports (paho, gpiozero, requests)
+inside their handlers for the same reason.
 """
 
 from __future__ import annotations
@@ -20,25 +23,38 @@ from . import __version__
 from .boot_config import add_import_command
 from .config import DEFAULT_PATH, add_commands, mask_urls
 
-# Parts that add sub-commands; a missing optional part is skipped.
-PARTS = (
-    "appliance.collector",
-    "appliance.console",
-    "appliance.relay",
-    "appliance.broker",
-    "appliance.watchdog",
-    "appliance.led",
-    "appliance.maintenance",
-    "appliance.sim",
-    "appliance.demo",
-    "appliance.alerts",
-    "appliance.sources.lorawan.cli",
-    "appliance.update",
-    "appliance.remote",
-)
+# Parts that add sub-commands, and the commands each adds; a missing optional part is skipped.
+PARTS = {
+    "appliance.collector": ("run",),
+    "appliance.console": ("status", "doctor", "sensors", "outbox"),
+    "appliance.relay": ("relay",),
+    "appliance.broker": ("mqtt",),
+    "appliance.watchdog": ("watchdog",),
+    "appliance.led": ("led",),
+    "appliance.maintenance": ("maintenance",),
+    "appliance.sim": ("sim",),
+    "appliance.demo": ("demo",),
+    "appliance.alerts": ("alerts",),
+    "appliance.sources.lorawan.cli": ("decode",),
+    "appliance.update": ("update",),
+    "appliance.remote": ("remote",),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_word(argv: list[str] | None) -> str | None:
+    """The sub-command ``argv`` names, read past the global options (None: none given)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("-c", "--config")
+    pre.add_argument("-v", "--verbose", action="store_true")
+    try:
+        _, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit:  # a malformed global option: the full parser says what is wrong
+        return None
+    return rest[0] if rest and not rest[0].startswith("-") else None
+
+
+def build_parser(argv: list[str] | None = None, every_part: bool = True) -> argparse.ArgumentParser:
+    """The ``sensor-bridge`` parser; ``every_part=False`` registers only the part ``argv`` names."""
     parser = argparse.ArgumentParser(
         prog="sensor-bridge",
         description="Deliver Milesight sensor readings from the store to the cloud API.",
@@ -53,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_import_command(add_commands(commands))  # config check|enabled|reference, and import
 
-    for name in PARTS:
+    word = None if every_part else _command_word(argv)
+    wanted = [name for name, words in PARTS.items() if word in words]
+    if not wanted and word != "config":  # help, or an unknown command: argparse lists them all
+        wanted = list(PARTS)
+    for name in wanted:
         try:
             part = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -92,7 +112,7 @@ def setup_logging(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv, every_part=False)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -1,4 +1,7 @@
-"""The LED service (``sensor-bridge led``): the bridge's state, readable from across the room.
+"""The status LED: the bridge's state, readable from across the room.
+
+On a bridge the watchdog's process drives it (``sensor-bridge watchdog``,
+appliance/watchdog.py); ``sensor-bridge led`` runs it alone, in the foreground.
 
 ``PATTERNS`` below is the one table of states and what the LED does for each:
 the service shows it, ``sensor-bridge led table`` prints it as the README's
@@ -282,7 +285,7 @@ def _test(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(
             f"cannot drive the LED: {type(exc).__name__}: {exc}\n"
-            "(if sensor-bridge-led.service runs, it holds the pin: systemctl stop it first)",
+            "(sensor-bridge-watchdog.service drives the LED and holds the pin: systemctl stop it first)",
             file=sys.stderr,
         )
         return 1
@@ -303,7 +306,8 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("led", help="the LED service; `led test` plays every pattern, `led table` prints them")
+    parser = commands.add_parser("led", help="the LED alone (on a bridge the watchdog drives it); `led test` plays every pattern,"
+                                " `led table` prints them")
     actions = parser.add_subparsers(dest="led_action", metavar="ACTION")
     parser.set_defaults(func=_service)
     test = actions.add_parser("test", help="play every pattern once, printing its name")

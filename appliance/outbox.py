@@ -11,11 +11,25 @@ in place (coalescing) and a delivered one is queued again, each with the next
 revision. A period once stored as final never changes again.
 
 Durability: ``synchronous=FULL``. In WAL mode that costs one fsync per
-transaction, which the callers amortise by batching (a poll, an uplink batch,
-a burst of MQTT messages is one transaction). NORMAL would survive SIGKILL but
-could lose the last commits on a power cut; a Pi in a back office loses power,
-and by then the relay has already acknowledged those MQTT messages and the
-poller has moved its cursor past those rows, so they would be gone for good.
+transaction, which the callers amortise by batching. NORMAL would survive
+SIGKILL but could lose the last commits on a power cut; a Pi in a back office
+loses power, and by then the relay has already acknowledged those MQTT
+messages and the poller has moved its cursor past those rows, so they would be
+gone for good. What a power cut can lose, per write path:
+
+* ``put`` from the collector's polls: puts of several threads within
+  ``group_window_s`` share one transaction (:class:`_GroupCommit`), and each
+  caller returns only after it committed. A cut loses at most the puts not yet
+  committed, each with its cursor, so the next poll reads them again; never a
+  reading whose cursor moved.
+* ``put`` from the relay (appliance/committer.py): a batch of messages is one
+  transaction and is acknowledged after it. A cut loses only unacknowledged
+  messages, which the broker or the device sends again.
+* ``delivered``: one transaction per batch the cloud took. A cut can lose the
+  marking, never a reading: the batch is sent again with the same ids and
+  revisions, which the cloud counts once (docs/ingest-contract.md).
+* shedding, dead letters, counters: one transaction each; a cut loses the
+  change as a whole (a shed is done again, a counter misses that step).
 
 Shedding: beyond ``max_mb`` of live data, or with less than
 ``min_free_disk_mb`` free on its disk (when the outbox itself is big enough to
@@ -47,7 +61,6 @@ tools open the file with ``readonly=True`` and never change it.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -58,7 +71,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,7 +124,9 @@ CREATE TABLE IF NOT EXISTS readings (
 );
 CREATE INDEX IF NOT EXISTS readings_seq ON readings(seq);
 CREATE INDEX IF NOT EXISTS readings_pending ON readings(seq) WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS readings_delivered ON readings(delivered_at) WHERE state = 'delivered';
+-- An index on delivered_at that no query used: dropped, one page less written per delivered
+-- batch (an older release opening the file makes it again, harmlessly).
+DROP INDEX IF EXISTS readings_delivered;
 CREATE TABLE IF NOT EXISTS cursors (
     sensor_id TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -234,6 +249,7 @@ def _is_disk_full(exc: BaseException) -> bool:
 def _digest(wire: dict[str, Any]) -> str:
     """What makes two versions of a record the same reading."""
     meaningful = {k: wire[k] for k in ("period_end", "final", "values")}
+    import hashlib  # here, not at the top: OpenSSL's libcrypto costs the watchdog 3.7 MB
     return hashlib.sha256(json.dumps(meaningful, sort_keys=True).encode()).hexdigest()
 
 
@@ -327,6 +343,71 @@ def _preview(raw: bytes) -> str:
     return raw[:PREVIEW_BYTES].decode("utf-8", "backslashreplace")
 
 
+@dataclass
+class _Put:
+    """One caller's put, waiting in the commit queue: what to store, then how it went."""
+
+    records: list[Record]
+    cursors: list[tuple[str, str, str]]
+    dead: list[DeadEntry]
+    result: PutResult | None = None
+    refused: list[DeadEntry] = field(default_factory=list)
+    error: BaseException | None = None
+    finished: bool = False
+
+    def outcome(self) -> PutResult:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+class _GroupCommit:
+    """Puts of several threads (the collector's poll lanes) in one transaction, one fsync.
+
+    The first caller leads: it waits ``window_s`` for others to join, commits everything
+    queued by then, and wakes them; callers arriving meanwhile wait for the next leader,
+    who is one of them. Nobody returns before the transaction holding its put committed,
+    so a put is exactly as durable as before; it may take ``window_s`` longer.
+    """
+
+    def __init__(self, commit: Any, window_s: float = 0.0) -> None:
+        self.commit = commit
+        self.window_s = window_s
+        self.cond = threading.Condition()
+        self.queue: list[_Put] = []
+        self.leading = False
+
+    def put(self, mine: _Put) -> PutResult:
+        with self.cond:
+            self.queue.append(mine)
+            while self.leading and not mine.finished:
+                self.cond.wait()
+            if mine.finished:
+                return mine.outcome()
+            self.leading = True
+        batch: list[_Put] = []
+        try:
+            if self.window_s > 0:
+                time.sleep(self.window_s)
+            with self.cond:
+                batch, self.queue = self.queue, []
+            self.commit(batch)
+        except BaseException as exc:  # even an interrupt must not leave the others waiting
+            for item in batch:
+                item.error = item.error or exc
+            with self.cond:  # interrupted before taking the queue: its own put is not stored later
+                self.queue = [item for item in self.queue if item is not mine]
+            raise
+        finally:
+            with self.cond:
+                for item in batch:
+                    item.finished = True
+                self.leading = False
+                self.cond.notify_all()
+        return mine.outcome()
+
+
 class Outbox:
     """The durable store-and-forward queue; safe to share between threads and processes.
 
@@ -347,6 +428,8 @@ class Outbox:
         self._lost = 0  # readings callers could not store, not yet in the dropped counter
         self._clock_warned = False
         self._lock = threading.RLock()
+        # Set group_window_s (the collector does) to gather concurrent puts into one commit.
+        self._group = _GroupCommit(self._commit_group)
         if readonly:
             self._db = self._open_readonly()
             return
@@ -368,6 +451,15 @@ class Outbox:
     def of(cls, config: Config, readonly: bool = False) -> Outbox:
         """The outbox ``config`` names, with its limits."""
         return cls(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb, readonly=readonly)
+
+    @property
+    def group_window_s(self) -> float:
+        """How long a put waits for others to share its commit (0: only those already waiting)."""
+        return self._group.window_s
+
+    @group_window_s.setter
+    def group_window_s(self, seconds: float) -> None:
+        self._group.window_s = seconds
 
     @property
     def reset_reason(self) -> str | None:
@@ -480,26 +572,51 @@ class Outbox:
         entries, all in one transaction: either everything is on disk or nothing is.
 
         Every record passes the door first (records.refusal): one the cloud would refuse is
-        kept as a dead letter with the reason instead, so no source can queue a poison reading."""
+        kept as a dead letter with the reason instead, so no source can queue a poison reading.
+
+        Puts of several threads are committed together (:class:`_GroupCommit`); each caller
+        returns only once its own records and cursors are on disk."""
+        return self._group.put(_Put(list(records), list(cursors), list(dead)))
+
+    def _put_in(self, db: sqlite3.Connection, item: _Put, seq: int, now: float) -> int:
+        """One caller's records, cursors and dead letters, inside the open transaction; returns the last seq."""
         outcomes: Counter[str] = Counter()
         refused: list[DeadEntry] = []
+        for record in item.records:
+            if (entry := _at_the_door(record, now)) is not None:
+                refused.append(entry)
+                continue
+            outcome, seq = self._store(db, record, seq, now)
+            outcomes[outcome] += 1
+        self._move_cursors(db, item.cursors, now)
+        self._insert_dead(db, [*item.dead, *refused], now)
+        if outcomes["ignored_final"]:
+            self._bump(db, "final_changes_ignored", outcomes["ignored_final"])
+        item.refused = refused
+        item.result = PutResult(outcomes["added"], outcomes["updated"], outcomes["unchanged"],
+                                outcomes["ignored_final"], len(refused))
+        return seq
+
+    def _commit_group(self, batch: list[_Put]) -> None:
+        """One transaction for every put in ``batch``; if it fails, each put alone, so that
+        one caller's fault is never another's (a disk that cannot be written fails them all)."""
         now = time.time()
-        with self._write() as db:
-            seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM readings").fetchone()[0]
-            for record in records:
-                if (entry := _at_the_door(record, now)) is not None:
-                    refused.append(entry)
-                    continue
-                outcome, seq = self._store(db, record, seq, now)
-                outcomes[outcome] += 1
-            self._move_cursors(db, cursors, now)
-            self._insert_dead(db, [*dead, *refused], now)
-            if outcomes["ignored_final"]:
-                self._bump(db, "final_changes_ignored", outcomes["ignored_final"])
-        for entry in refused:
-            log.warning("refused a reading (%s): %s", entry.origin, entry.reason)
-        return PutResult(outcomes["added"], outcomes["updated"], outcomes["unchanged"], outcomes["ignored_final"],
-                         len(refused))
+        try:
+            with self._write() as db:
+                seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM readings").fetchone()[0]
+                for item in batch:
+                    seq = self._put_in(db, item, seq, now)
+        except Exception as exc:
+            if len(batch) == 1 or isinstance(exc, sqlite3.OperationalError | OSError):
+                for item in batch:
+                    item.error = exc
+                return
+            for item in batch:
+                self._commit_group([item])
+            return
+        for item in batch:
+            for entry in item.refused:
+                log.warning("refused a reading (%s): %s", entry.origin, entry.reason)
 
     @staticmethod
     def _store(db: sqlite3.Connection, record: Record, seq: int, now: float) -> tuple[str, int]:

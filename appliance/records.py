@@ -18,7 +18,6 @@ runs it on everything it is given, so nothing the cloud refuses is ever queued.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -60,6 +59,7 @@ def now_utc() -> datetime:
 
 def record_id(sensor_id: str, kind: str, period_start: str) -> str:
     """The contract's id: SHA-256 of ``sensor_id|kind|period_start`` as sent."""
+    import hashlib  # here, not at the top: OpenSSL's libcrypto costs the watchdog 3.7 MB
     return hashlib.sha256(f"{sensor_id}|{kind}|{period_start}".encode()).hexdigest()
 
 

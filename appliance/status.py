@@ -26,12 +26,13 @@ MAINTENANCE = "maintenance"
 WRITE_EVERY_S = 2.0
 STALE_AFTER_S = 30.0
 
-# Each service and the systemd unit that runs it (appliance/units/).
+# Each service and the systemd unit that runs it (appliance/units/). The LED shares the
+# watchdog's process (appliance/watchdog.py): one interpreter less on a Pi Zero 2 W.
 UNITS = {
     "collector": "sensor-bridge.service",
     "relay": "sensor-bridge-relay.service",
     "watchdog": "sensor-bridge-watchdog.service",
-    "led": "sensor-bridge-led.service",
+    "led": "sensor-bridge-watchdog.service",
 }
 
 

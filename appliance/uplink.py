@@ -46,6 +46,9 @@ TOO_LARGE_MEMORY_S = 3600.0  # how long a size that got 413 stays the ceiling
 MALFORMED_STREAK = 10
 STREAK_COUNTER = "uplink_refused_streak"  # kept in the outbox: a restart must not dead-letter 10 more
 GZIP_LEVEL = 5  # past 5, a Pi spends much more time for a few percent less
+# Woken by new readings, the uplink waits this long for the rest of the poll round: one batch,
+# one POST and one marking transaction (pages written to the SD card) for the lot.
+WAKE_LINGER_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -423,6 +426,7 @@ class Uplink:
                 return
             # Short slices: stop is the collector's event, so it cannot interrupt our wait itself.
             if self._wake.wait(min(0.25, left)) and wakeable:
+                stop.wait(WAKE_LINGER_S)
                 return
 
     # ------------------------------------------------------------ heartbeat

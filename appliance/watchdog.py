@@ -16,12 +16,21 @@ that outlives the reboots, so the bridge can never boot-loop: past the cap it
 only restarts services. During maintenance, or while the config file is
 invalid (a restart cannot fix a config), it acts on nothing. Every decision and
 its reason goes to the log and to ``watchdog.json`` in the run dir.
+
+The same process drives the status LED (appliance/led.py) whenever
+``sensor-bridge config enabled led`` would say yes (an LED backend, or no
+valid config to show): both only read status files, and one Python process
+instead of two saves a Pi Zero 2 W about 25 MB. The LED keeps its own status
+file (``led.json``) and stays apart from the collector and the relay, so it
+keeps telling the truth when they hang; a hang of this one loop stops both
+heartbeats, and systemd restarts the unit.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import shutil
 import socket
@@ -35,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, ConfigWatch
+from .led import LOOK_EVERY_S, LedService
 from .maintenance import maintenance_active
 from .records import now_utc, utc_text
 from .service import Service, run_service
@@ -257,14 +267,14 @@ class ServiceWatch:
 
 
 def _rss_mb(pid: Any) -> float | None:
-    import psutil
-
+    """The process's resident memory, as psutil and ``ps`` count it (read from /proc: no psutil in memory)."""
     if not isinstance(pid, int) or pid <= 0:
         return None
     try:
-        return psutil.Process(pid).memory_info().rss / 1e6
-    except (psutil.Error, OSError):
+        resident_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
         return None
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 # ------------------------------------------------------------------ the watchdog
@@ -344,7 +354,8 @@ class Watchdog(Service):
     ) -> None:
         """Restart a stalled service; one still stalled stall_s after its restart asks for a reboot."""
         w = config.watchdog
-        enabled = [s for s in config.enabled_services() if s != "watchdog"]
+        # Not itself, nor the LED it drives: that one's file goes stale only with its own.
+        enabled = [s for s in config.enabled_services() if UNITS[s] != UNITS["watchdog"]]
         self.services = {s: self.services.get(s) or ServiceWatch(s, now) for s in enabled}
         for sw in self.services.values():
             problem = sw.problem(read_status(config.paths.run_dir, sw.service), now, w.stall_s, w.max_rss_mb)
@@ -515,17 +526,76 @@ class Watchdog(Service):
         return f"{self.state}: {self.reason}"
 
 
+# ------------------------------------------------------------------ the watchdog and the LED, one loop
+
+
+class WatchdogAndLed(Service):
+    """``sensor-bridge watchdog``: the watchdog's looks, and the LED's whenever the config wants an LED."""
+
+    def __init__(self, watchdog: Watchdog, stop_event: threading.Event | None = None) -> None:
+        super().__init__(stop_event)
+        self.watchdog = watchdog
+        self.led = LedService(watchdog.watch, self.stop_event)
+        self.led.started = self.started
+        self.led_on = False
+        self.next_watchdog = self.next_led = 0.0
+
+    def led_wanted(self) -> bool:
+        """What ``config enabled led`` says: an LED backend, or no valid config (shown as no-config)."""
+        config = self.led.watch.poll()
+        return config is None or "led" in config.enabled_services()
+
+    def start(self) -> None:
+        self.watchdog.start()
+
+    def step(self) -> float:
+        now = time.monotonic()
+        if now >= self.next_watchdog:
+            self.next_watchdog = now + self.watchdog._step()
+        if now >= self.next_led:
+            self.next_led = now + LOOK_EVERY_S
+            self._step_led()
+        self.report_due = self.report_due or self.watchdog.report_due or self.led.report_due
+        return max(0.0, min(self.next_watchdog, self.next_led) - time.monotonic())
+
+    def _step_led(self) -> None:
+        wanted = self.led_wanted()
+        if wanted:
+            self.led.step()
+        elif self.led_on:  # the config dropped its LED: let go of the pins, stop writing led.json
+            self.led.shutdown()
+            self.led.light = self.led.light_for = None
+            log.info("the config has no LED any more; not driving one")
+        self.led_on = wanted
+
+    def report(self) -> str:
+        self.watchdog.report_due = self.led.report_due = False
+        line = self.watchdog.report()
+        if self.led_on:
+            line = f"{line}; LED {self.led.report()}"
+        return line
+
+    def shutdown(self) -> None:
+        self.watchdog.shutdown()
+        self.led.shutdown()
+
+
 # ------------------------------------------------------------------ commands
 
 
 def _watchdog(args: argparse.Namespace) -> int:
     probe = CommandProbe(args.network_probe) if args.network_probe else None
-    return run_service(lambda stop: Watchdog(ConfigWatch(args.config), args.dry_run, probe, stop))
+
+    def make(stop: threading.Event) -> WatchdogAndLed:
+        return WatchdogAndLed(Watchdog(ConfigWatch(args.config), args.dry_run, probe, stop), stop)
+
+    return run_service(make)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "watchdog", help="the watchdog service: restart stalled services, reboot when only that helps"
+        "watchdog", help="the watchdog service: restart stalled services, reboot when only that helps;"
+        " it also drives the status LED when the config has one"
     )
     parser.add_argument("--dry-run", action="store_true", help="log and report decisions, act on none")
     parser.add_argument(

@@ -60,7 +60,7 @@ from image_helpers import (
 pytestmark = pytest.mark.image
 
 UNITS = ["sensor-bridge.service", "sensor-bridge-relay.service", "sensor-bridge-watchdog.service",
-         "sensor-bridge-led.service", "sensor-bridge-config.service"]
+         "sensor-bridge-config.service"]
 INSTALLED = ["/opt/sensor-bridge", "/etc/sensor-bridge", "/var/lib/sensor-bridge", "/etc/systemd",
              "/etc/ssh/sshd_config.d", "/etc/nftables.conf", "/usr/local/bin", "/etc/passwd", "/etc/group"]
 
@@ -386,10 +386,11 @@ def test_services_run_and_the_box_is_locked_down(vm: Boot):
     failed = guest.ssh("systemctl --failed --no-legend --plain", check=False).stdout.strip()
     assert failed == "", failed
     # Built with --mqtt and [mqtt] in the config: the broker and the relay run, the relay with
-    # the broker password made at the first boot's import. The LED runs by default ([led]
-    # backend gpiozero) and copes with a machine that has no GPIO.
-    assert guest.ssh("systemctl is-active mosquitto sensor-bridge-relay sensor-bridge-led",
+    # the broker password made at the first boot's import. The watchdog drives the LED by
+    # default ([led] backend gpiozero) and copes with a machine that has no GPIO.
+    assert guest.ssh("systemctl is-active mosquitto sensor-bridge-relay sensor-bridge-watchdog",
                      check=False).stdout.split() == ["active"] * 3
+    assert guest.ssh("test -s /run/sensor-bridge/led.json", check=False).returncode == 0
     assert guest.ssh("sudo test -s /etc/mosquitto/sensor-bridge/relay.secret", check=False).returncode == 0
     assert guest.ssh("systemctl show -p RuntimeWatchdogUSec --value").stdout.strip() == "15s"
     assert "table inet sensor_bridge" in guest.ssh("sudo nft list ruleset").stdout

@@ -188,3 +188,30 @@ def test_without_gpio_it_says_so_once_and_keeps_reporting(lab: Lab):
     first = status["written_at"]
     wait_for(lambda: led_status(lab).get("written_at", 0) > first + 2, what="more status writes")
     assert lab.log("led.log").count("cannot drive the LED") == 1
+
+
+def test_the_watchdog_drives_the_led_and_it_tells_a_hung_collector(lab: Lab):
+    """On a bridge one process runs the watchdog and the LED: the LED still shows the truth
+    when the collector hangs, and follows the config (no-config, then no LED at all)."""
+    path = led_config(lab, watchdog={"stall_s": 600})
+    good = path.read_text()
+    collector = lab.service("collector", "ok")
+    proc = lab.spawn([*CLI, "-c", str(path), "watchdog", "--network-probe", "true"], "watchdog.log", MOCK)
+    status = showing(lab, "ok")
+    assert status["pid"] == proc.pid and status["light"] == "LED on GPIO17"
+    assert wait_for(lambda: (read_json(lab.run_dir / "watchdog.json") or {}).get("pid") == proc.pid)
+
+    collector.freeze()  # hung: its status file goes stale
+    write_json_atomic(lab.run_dir / "collector.json", {"state": "ok", "written_at": time.time() - 100})
+    assert "collector: status file stale" in showing(lab, "error")["reason"]
+
+    path.write_text(good.replace("[uplink]", "[uplink]\nurll = 1"))
+    assert "uplink.urll: unknown key" in showing(lab, "no-config")["reason"]
+
+    path.write_text(good.replace('backend = "gpiozero"', 'backend = "none"'))
+    wait_for(lambda: "not driving one" in lab.log("watchdog.log"), what="the LED let go")
+    last = led_status(lab)["written_at"]
+    watchdog_written = (read_json(lab.run_dir / "watchdog.json") or {})["written_at"]
+    wait_for(lambda: (read_json(lab.run_dir / "watchdog.json") or {})["written_at"] > watchdog_written + 2,
+             what="the watchdog writing on")
+    assert led_status(lab)["written_at"] == last and proc.poll() is None

@@ -89,13 +89,13 @@ def test_a_corrupt_outbox_stays_visible_until_a_person_acknowledges_it(tmp_path:
 def fill(directory: Path) -> Path:
     """Write a file until the disk has no room left."""
     filler = directory / "filler"
-    with open(filler, "wb") as f:
-        try:
+    try:
+        with open(filler, "wb") as f:
             while True:
                 f.write(b"\0" * 65536)
                 f.flush()
-        except OSError:
-            pass
+    except OSError:  # full; closing may fail too, with the part of a block that found no room
+        pass
     return filler
 
 

@@ -73,7 +73,6 @@ JPEG, HTTP only) are removed before anything is stored.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
@@ -500,6 +499,7 @@ class PushParser:
         parsed = Parsed()
         when = received_at.replace(microsecond=0)
         if moment is None and period is None:
+            import hashlib  # here, not at the top: OpenSSL's libcrypto costs the watchdog 3.7 MB
             digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
             when, parsed.cursors = self.first_seen.moment(sensor_id, digest, when)
         # A snapshot's time: the message's own moment, else (timeless) its first receive time.
@@ -536,6 +536,7 @@ class PushParser:
         if uplink.time is None:  # dated by its first arrival, like any timeless message
             device = device_for(self.devices, uplink.dev_eui)
             sensor_id = device.sensor_id if device else uplink.dev_eui
+            import hashlib  # here, not at the top: OpenSSL's libcrypto costs the watchdog 3.7 MB
             digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
             when, parsed.cursors = self.first_seen.moment(sensor_id, digest, when)
         try:
