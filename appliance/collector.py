@@ -285,7 +285,8 @@ class Collector(Service):
         with self._lock:
             snap = dict(self._status)
         if not snap:  # asked before the first status is written: starting is a 200 (the contract)
-            return 200, {"status": "starting", "uptime": round(time.time() - self.started), "last_collection": None}
+            return 200, {"status": "starting", "bridge_id": self.config.bridge.id, "version": __version__,
+                         "uptime": round(time.time() - self.started), "last_collection": None}
         body = self.heartbeat_body(snap)
         body.update(
             status=snap["bridge_state"],

@@ -5,8 +5,10 @@ all start, beat and stop the same way:
 
 1. SIGTERM/SIGINT handlers go in first (:func:`run_service`), so a stop that
    arrives while a service is still opening its files ends it cleanly too;
-2. ``start()`` opens servers and threads; a first ``step()`` and status write
-   follow, then ``READY=1``;
+2. ``start()`` opens servers and threads; a first status write follows, then
+   ``READY=1`` (before the first ``step()``: a first step that takes long, a
+   watchdog probing a slow network, must not look like a service that never
+   came up);
 3. ``step()`` does the service's own work as often as it asks; the status file
    is rewritten, and systemd gets ``WATCHDOG=1`` with a one-line ``STATUS=``,
    every :data:`~appliance.status.WRITE_EVERY_S` (sooner if systemd's
@@ -55,11 +57,11 @@ class Service:
         beat = min(WRITE_EVERY_S, watchdog_interval_s() or WRITE_EVERY_S)
         try:
             self.start()
-            next_step = time.monotonic() + self._step()
             self._report()
             notify("READY=1")
             self._beat()
-            next_report = time.monotonic() + beat
+            next_step = time.monotonic()
+            next_report = next_step + beat
             while not stop.is_set():
                 now = time.monotonic()
                 if now >= next_step:

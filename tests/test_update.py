@@ -94,8 +94,8 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     first = time.monotonic() - started
     build_release(out, key, cache, "0.2.0")
     broken = patched_tree(base / "broken", {"appliance/collector.py": (
-        "def run_service(config: Config) -> int:\n",
-        "def run_service(config: Config) -> int:\n    raise SystemExit('this release is broken')\n")})
+        "def _run(args: argparse.Namespace) -> int:\n",
+        "def _run(args: argparse.Namespace) -> int:\n    raise SystemExit('this release is broken')\n")})
     build_release(out, key, cache, "0.3.0", broken)
     schema2 = patched_tree(base / "schema2", {"appliance/outbox.py": ("\nSCHEMA_VERSION = 1\n", "\nSCHEMA_VERSION = 2\n")})
     build_release(out, key, cache, "0.4.0", schema2)
