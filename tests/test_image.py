@@ -641,9 +641,9 @@ def vm_releases(vm: Boot) -> dict[str, str]:
     cache = CACHE_DIR / "release-wheels"  # PyPI once, then offline
     started = time.monotonic()
     build_release(base / "out", vm.release_key, cache, good)
-    crashing = patched_tree(base / "broken", {"appliance/collector.py": (
-        "def run_service(config: Config) -> int:\n",
-        "def run_service(config: Config) -> int:\n    raise SystemExit('this release is broken')\n")})
+    crashing = patched_tree(base / "broken", {"appliance/collector.py": (  # `sensor-bridge run` dies at start
+        "def _run(args: argparse.Namespace) -> int:\n",
+        "def _run(args: argparse.Namespace) -> int:\n    raise SystemExit('this release is broken')\n")})
     build_release(base / "out", vm.release_key, cache, broken, crashing)
     print(f"two releases built in {time.monotonic() - started:.1f} s")
     return {"out": str(base / "out"), "good": good, "broken": broken}
