@@ -576,12 +576,13 @@ def tunnel_facts(guest: Guest) -> str:
                      "ip netns exec hub wg show; ip -n hub -br addr'", check=False).stdout
 
 
-def test_the_tunnel_from_the_card_lets_the_hub_in_over_ssh_once_it_has_the_bridges_key(vm: Boot):
+def test_the_tunnel_from_the_card_lets_the_hub_in_over_ssh_once_it_has_the_bridges_key(vm: Boot, record_property):
     """Section 8 of image/README.md in one guest: a hub with the wrong key gets nothing, the right one SSH."""
     from appliance.remote import new_private_key, public_key_of
 
     guest = vm.guest
     guest.wait_ssh()
+    started = time.monotonic()
     # The tunnel came up at boot from the card's [remote]: config import, remote setup, networkd.
     assert guest.ssh("command -v wg", check=False).returncode == 0, "wireguard-tools missing from the image"
     assert "wireguard" in guest.ssh("ip -d link show wg-bridge").stdout
@@ -621,6 +622,7 @@ def test_the_tunnel_from_the_card_lets_the_hub_in_over_ssh_once_it_has_the_bridg
     health = guest.ssh(f"sudo ip netns exec hub timeout 3 bash -c 'echo >/dev/tcp/{BRIDGE_TUNNEL}/8080'", check=False)
     assert health.returncode != 0  # /health listens on every address, yet the tunnel answers SSH only
     guest.ssh("rm -f /tmp/admin-key")
+    record_property("vm_tunnel_test_s", round(time.monotonic() - started, 1))
 
 
 def bumped(version: str, by: int) -> str:
