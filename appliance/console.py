@@ -24,6 +24,7 @@ from .bridge_state import bridge_state
 from .clock import clock_synchronised
 from .config import Config, config_from_args, mask_urls
 from .outbox import Outbox, OutboxDamage
+from .remote import handshake
 from .status import effective_state, read_status
 from .update import fleet_facts
 
@@ -76,6 +77,7 @@ def gather_status(config: Config) -> dict[str, Any]:
         "time_synced": collector.get("time_synced"),
         "not_understood": not_understood,
         **fleet_facts(),  # the WireGuard public key and the last update, when there are
+        **({"tunnel": handshake()} if config.remote else {}),
     }
 
 
@@ -120,6 +122,8 @@ def print_status(report: dict[str, Any]) -> None:
         print(f"  last error: {u['last_error']}")
     if report.get("wireguard_public_key"):
         print(f"\nremote: WireGuard public key {report['wireguard_public_key']} (sensor-bridge remote show)")
+    if report.get("tunnel"):
+        print(f"tunnel: {report['tunnel']}")
     if report.get("last_update"):
         print(f"\nupdate: {report['last_update']}")
     if report.get("time_synced") is False:

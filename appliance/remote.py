@@ -215,11 +215,14 @@ def handshake() -> str:
     if not shutil.which("wg"):
         return "unknown (wireguard-tools not installed)"
     shown = subprocess.run(["wg", "show", INTERFACE, "latest-handshakes"], capture_output=True, text=True)
+    if shown.returncode != 0 and "not permitted" in shown.stderr:
+        return "unknown (only root sees the tunnel: sudo sensor-bridge status)"
     if shown.returncode != 0:
         return f"no tunnel ({shown.stderr.strip() or 'wg show failed'})"
     stamps = [int(line.split()[1]) for line in shown.stdout.splitlines() if len(line.split()) == 2]
     if not stamps or not max(stamps):
-        return "NO handshake yet: check the hub's [Peer] (sensor-bridge remote show) and peer_public_key"
+        return ("no handshake with the hub yet: check the hub's [Peer] (sensor-bridge remote show), "
+                "[remote] peer_public_key and endpoint")
     import time
 
     return f"last handshake {int(time.time()) - max(stamps)} s ago"

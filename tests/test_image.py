@@ -10,17 +10,25 @@ boot with sensor-bridge.toml on a FAT boot partition. From outside only: the con
 imported and its secrets leave the card, the services come up, a simulated camera on the
 host is polled and its readings reach a receiver on the host, /health answers, SSH takes
 keys only, provision.sh on the running bridge repairs drift; then a bad config keeps the
-old one running and explains itself in sensor-bridge-error.txt.
+old one running and explains itself in sensor-bridge-error.txt. Also in that guest: a WireGuard
+hub in a network namespace of its own reaches the bridge's tunnel (brought up from the boot
+partition's [remote]) only once it has the bridge's key, and SSH goes through it; the running
+bridge updates from a signed release served by the host, and a broken release rolls back.
 
 Slow (minutes with a cold cache) and root-only: deselect with ``-m "not image"``.
 """
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import re
+import shlex
 import shutil
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,7 +43,9 @@ from image_helpers import (
     ARM64_SUITE,
     BOOT_PACKAGES,
     BOOT_SUITE,
+    CACHE_DIR,
     FIRST_USER,
+    REPO,
     STAGE,
     Guest,
     accelerator,
@@ -242,10 +252,32 @@ def test_uninstall_removes_the_appliance_but_keeps_config_and_readings(arm64_roo
 # ---------------------------------------------------------------- x86_64: the boot
 
 
-VM_CAMERA, VM_RECEIVER = "10.0.2.100", "10.0.2.101"
+VM_CAMERA, VM_RECEIVER, VM_RELEASES = "10.0.2.100", "10.0.2.101", "10.0.2.102"
+# The WireGuard hub runs inside the guest, in network namespace "hub", joined to the bridge by a
+# veth pair (HUB_LAN); its tunnel address is the admin network. All of it stays inside the guest.
+HUB_LAN, BRIDGE_LAN, HUB_TUNNEL, BRIDGE_TUNNEL = "10.66.1.2", "10.66.1.1", "10.66.0.1", "10.66.0.42"
+# Long enough for four services to restart and poll under QEMU's CPU emulation; a failing
+# release costs all of it.
+VM_GATE_S = 45
 
 
-def vm_config(receiver_path: str, bridge_id: str = "store-vm") -> str:
+def vm_remote_and_update(hub_public: str) -> str:
+    return f"""
+[remote]                    # the hub, as image/README.md section 8 sets one up
+address = "{BRIDGE_TUNNEL}/32"
+peer_public_key = "{hub_public}"
+endpoint = "{HUB_LAN}:51820"
+allowed_ips = ["{HUB_TUNNEL}/32"]
+
+[update]
+url = "http://{VM_RELEASES}/releases"
+auto = false                # the test updates by hand; the daily timer must not race it
+gate_s = {VM_GATE_S}
+"""
+
+
+def vm_config(receiver_path: str, bridge_id: str = "store-vm", hub_public: str | None = None) -> str:
+    extra = vm_remote_and_update(hub_public) if hub_public else ""
     return f"""\
 # What a person drops on the boot partition (see image/sensor-bridge.example.toml).
 [bridge]
@@ -270,12 +302,16 @@ password = "vm-camera-secret"
 timezone = "Europe/Lisbon"
 interval_s = 5
 backfill_h = 2
-"""
+{extra}"""
 
 
-def vm_root(work: Path, pubkey: str) -> Path:
-    """The x86_64 root: pi-gen's parts, the stage, and what a VM needs instead of a Pi's boot."""
+def vm_root(work: Path, pubkey: str, release_signers: str) -> Path:
+    """The x86_64 root: pi-gen's parts, the stage, and what a VM needs instead of a Pi's boot.
+
+    ``release_signers`` is what image/build.sh --release-key leaves in the stage's source.
+    """
     src = source_snapshot(work / "src")
+    (src / "image" / "release-signers").write_text(release_signers)
     root = working_copy(base_rootfs(BOOT_SUITE, "amd64", BOOT_PACKAGES), work / "root")
     pigen_prepare(root, pubkey)
     # A Pi's fstab mounts the FAT boot partition at /boot/firmware; here it is the second disk.
@@ -303,10 +339,14 @@ def get_health(guest: Guest) -> tuple[int, dict[str, Any]] | None:
 class Boot:
     """One boot of the guest with the simulators on the host; what the tests look at."""
 
-    def __init__(self, guest: Guest, camera: Any, receiver: Any, receiver_path: str, src: Path) -> None:
+    def __init__(self, guest: Guest, camera: Any, receiver: Any, receiver_path: str, src: Path,
+                 hub_key: tuple[str, str], release_key: Path, served: Path) -> None:
         self.guest, self.camera, self.receiver = guest, camera, receiver
         self.receiver_path = receiver_path
         self.src = src  # the source snapshot installed
+        self.hub_private, self.hub_public = hub_key  # the WireGuard hub's, named in [remote]
+        self.release_key = release_key  # signs releases; the image trusts its .pub
+        self.served = served  # the host's release server serves this folder
 
     def wait_first_record(self, timeout: float) -> float:
         wait_for("a reading delivered to the receiver", lambda: self.receiver.records(), timeout,
@@ -314,16 +354,45 @@ class Boot:
         return time.monotonic() - self.guest.started_at
 
 
+class StaticServer:
+    """A static HTTP server on host loopback serving ``folder`` (the release server of section 9)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+        self.port = self.httpd.server_address[1]
+
+    def __enter__(self) -> StaticServer:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 @pytest.fixture(scope="module")
 def vm(tmp_path_factory: pytest.TempPathFactory):
     """The booted x86_64 install: (guest, camera, receiver, workdir), powered off at the end."""
     require("debootstrap", "qemu-system-x86_64", "mkfs.vfat", "mcopy", "mkfs.ext4", "socat", "ssh")
+    from appliance.remote import new_private_key, public_key_of
     from appliance.sim.camera import SimCamera
     from appliance.sim.receiver import SimReceiver
 
     work = tmp_path_factory.mktemp("vm")
     key = ssh_keypair(work)
-    root = vm_root(work, key.with_suffix(".pub").read_text())
+    (work / "release").mkdir()
+    release_key = ssh_keypair(work / "release")
+    signers = run([sys.executable, str(REPO / "image/release.py"), "signers", f"{release_key}.pub"]).stdout
+    hub_private = new_private_key()
+    hub_key = (hub_private, public_key_of(hub_private))
+    root = vm_root(work, key.with_suffix(".pub").read_text(), signers)
     kernel = max((root / "boot").glob("vmlinuz-*"))
     initrd = max((root / "boot").glob("initrd.img-*"))
     for name, path in (("vmlinuz", kernel), ("initrd.img", initrd)):
@@ -332,15 +401,16 @@ def vm(tmp_path_factory: pytest.TempPathFactory):
     shutil.rmtree(root)
 
     with SimCamera(timezone="Europe/Lisbon", username="admin", password="vm-camera-secret", seed=3) as camera, \
-            SimReceiver(db_path=work / "cloud.db", api_key="vm-uplink-secret") as receiver:
+            SimReceiver(db_path=work / "cloud.db", api_key="vm-uplink-secret") as receiver, \
+            StaticServer(work / "served") as releases:
         receiver_port = int(receiver.url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
         receiver_path = "/" + receiver.url.split("//", 1)[1].split("/", 1)[1]
         camera_port = int(camera.url.rstrip("/").rsplit(":", 1)[1])
-        fat_image(work / "boot.img", {"sensor-bridge.toml": vm_config(receiver_path)})
+        fat_image(work / "boot.img", {"sensor-bridge.toml": vm_config(receiver_path, hub_public=hub_key[1])})
         guest = Guest(work, work / "root.img", work / "boot.img", work / "vmlinuz", work / "initrd.img",
-                      key, {VM_CAMERA: camera_port, VM_RECEIVER: receiver_port})
+                      key, {VM_CAMERA: camera_port, VM_RECEIVER: receiver_port, VM_RELEASES: releases.port})
         guest.start()
-        boot = Boot(guest, camera, receiver, receiver_path, work / "src")
+        boot = Boot(guest, camera, receiver, receiver_path, work / "src", hub_key, release_key, releases.folder)
         try:
             yield boot
         finally:
@@ -466,6 +536,175 @@ def test_provision_on_the_running_bridge_repairs_drift_and_then_has_nothing_to_d
                                                       "-o", "PubkeyAuthentication=no"))
     assert "Permission denied (publickey)" in refused.stderr
     assert guest.ssh("systemctl is-active sensor-bridge").stdout.strip() == "active"
+
+
+# ---------------------------------------------------------------- x86_64: remote access and updates
+
+
+HUB_UP = """set -e
+ip netns add hub
+ip link add sb-hub type veth peer name lan0 netns hub
+ip addr add {bridge_lan}/24 dev sb-hub
+ip link set sb-hub up
+ip -n hub link set lo up
+ip -n hub addr add {hub_lan}/24 dev lan0
+ip -n hub link set lan0 up
+(umask 077; printf '%s\\n' '{private}' >/run/hub.key)
+ip -n hub link add wg-hub type wireguard
+ip netns exec hub wg set wg-hub private-key /run/hub.key listen-port 51820 peer '{peer}' allowed-ips {bridge}/32
+ip -n hub addr add {hub}/24 dev wg-hub
+ip -n hub link set wg-hub up
+"""
+
+
+def bridge_handshake(guest: Guest) -> int:
+    """The bridge's last handshake with the hub (unix time; 0: none), as `wg show` tells it."""
+    shown = guest.ssh("sudo wg show wg-bridge latest-handshakes").stdout.split()
+    return int(shown[1])
+
+
+def dial_hub(guest: Guest) -> None:
+    """Send something to the hub's tunnel address, so the bridge starts a handshake now.
+
+    (The guest has no ping; a TCP connection attempt does as well.)
+    """
+    guest.ssh(f"timeout 2 bash -c 'echo >/dev/tcp/{HUB_TUNNEL}/22'", check=False)
+
+
+def tunnel_facts(guest: Guest) -> str:
+    """What the bridge's and the hub's sides of the tunnel look like, for a failure's report."""
+    return guest.ssh("sudo sh -c 'ip -br addr; ip route; wg show; networkctl status wg-bridge --no-pager; "
+                     "ip netns exec hub wg show; ip -n hub -br addr'", check=False).stdout
+
+
+def test_the_tunnel_from_the_card_lets_the_hub_in_over_ssh_once_it_has_the_bridges_key(vm: Boot, record_property):
+    """Section 8 of image/README.md in one guest: a hub with the wrong key gets nothing, the right one SSH."""
+    from appliance.remote import new_private_key, public_key_of
+
+    guest = vm.guest
+    guest.wait_ssh()
+    started = time.monotonic()
+    # The tunnel came up at boot from the card's [remote]: config import, remote setup, networkd.
+    assert guest.ssh("command -v wg", check=False).returncode == 0, "wireguard-tools missing from the image"
+    assert "wireguard" in guest.ssh("ip -d link show wg-bridge").stdout
+    shown = guest.ssh("sudo sensor-bridge remote show").stdout
+    bridge_public = re.search(r"^PublicKey = (\S+)$", shown, re.M).group(1)
+    assert guest.ssh("cat /boot/firmware/sensor-bridge-wireguard.pub").stdout.strip() == bridge_public
+    assert f"AllowedIPs = {BRIDGE_TUNNEL}/32" in shown
+    stranger = public_key_of(new_private_key())  # someone pasted the wrong [Peer] into the hub
+    guest.ssh("sudo bash -c " + shlex.quote(HUB_UP.format(
+        bridge_lan=BRIDGE_LAN, hub_lan=HUB_LAN, private=vm.hub_private, peer=stranger, bridge=BRIDGE_TUNNEL,
+        hub=HUB_TUNNEL)))
+
+    # The bridge dials the hub; the hub does not know its key, so no handshake ever completes.
+    dial_hub(guest)
+    time.sleep(3)  # a hub that knew the key would have answered within milliseconds
+    assert bridge_handshake(guest) == 0, tunnel_facts(guest)
+    status = guest.ssh("sudo sensor-bridge status", check=False).stdout
+    assert "tunnel: no handshake with the hub yet" in status, status
+
+    # The hub takes the [Peer] block exactly as `remote show` printed it.
+    guest.ssh("sudo tee /run/bridge-peer.conf >/dev/null <<'EOF'\n" + shown + "EOF")
+    guest.ssh(f"sudo ip netns exec hub wg set wg-hub peer '{stranger}' remove")
+    guest.ssh("sudo ip netns exec hub wg addconf wg-hub /run/bridge-peer.conf")
+    try:
+        wait_for("a handshake with the hub", lambda: dial_hub(guest) or bridge_handshake(guest), 60, every=1,
+                 alive=guest.dead)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{tunnel_facts(guest)}") from None
+    assert re.search(r"tunnel: last handshake \d+ s ago", guest.ssh("sudo sensor-bridge status", check=False).stdout)
+
+    # From the hub's namespace, with the admin key: SSH answers on the tunnel, nothing else does.
+    guest.copy_in(guest.key, "/tmp/admin-key")
+    hub_ssh = ("sudo ip netns exec hub ssh -i /tmp/admin-key -o BatchMode=yes -o StrictHostKeyChecking=no "
+               f"-o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 -o LogLevel=ERROR {FIRST_USER}@{BRIDGE_TUNNEL} ")
+    through = guest.ssh(hub_ssh + "'echo $SSH_CONNECTION'").stdout.split()
+    assert through[0] == HUB_TUNNEL and through[2:] == [BRIDGE_TUNNEL, "22"], through
+    health = guest.ssh(f"sudo ip netns exec hub timeout 3 bash -c 'echo >/dev/tcp/{BRIDGE_TUNNEL}/8080'", check=False)
+    assert health.returncode != 0  # /health listens on every address, yet the tunnel answers SSH only
+    guest.ssh("rm -f /tmp/admin-key")
+    record_property("vm_tunnel_test_s", round(time.monotonic() - started, 1))
+
+
+def bumped(version: str, by: int) -> str:
+    major, minor, patch = (int(p) for p in version.split(".")[:3])
+    return f"{major}.{minor}.{patch + by}"
+
+
+@pytest.fixture(scope="module")
+def vm_releases(vm: Boot) -> dict[str, str]:
+    """Two releases of this tree built by image/release.py for x86_64: a good one and one whose collector dies."""
+    from test_update import build_release, patched_tree
+
+    from appliance import __version__
+
+    base = vm.served.parent / "release-build"
+    base.mkdir()
+    good, broken = bumped(__version__, 1), bumped(__version__, 2)
+    cache = CACHE_DIR / "release-wheels"  # PyPI once, then offline
+    started = time.monotonic()
+    build_release(base / "out", vm.release_key, cache, good)
+    crashing = patched_tree(base / "broken", {"appliance/collector.py": (  # `sensor-bridge run` dies at start
+        "def _run(args: argparse.Namespace) -> int:\n",
+        "def _run(args: argparse.Namespace) -> int:\n    raise SystemExit('this release is broken')\n")})
+    build_release(base / "out", vm.release_key, cache, broken, crashing)
+    print(f"two releases built in {time.monotonic() - started:.1f} s")
+    return {"out": str(base / "out"), "good": good, "broken": broken}
+
+
+def publish(vm: Boot, releases: dict[str, str], *versions: str) -> None:
+    """The release folder on the host's server holds ``versions`` (what rsync to the web host does)."""
+    folder = vm.served / "releases"
+    folder.mkdir(exist_ok=True)
+    for version in versions:
+        if not (folder / version).exists():
+            shutil.copytree(Path(releases["out"]) / version, folder / version)
+    (folder / "index.json").write_text(json.dumps({"versions": list(versions)}))
+
+
+def collector_status(guest: Guest) -> dict[str, Any]:
+    return json.loads(guest.ssh("sudo cat /run/sensor-bridge/collector.json").stdout)
+
+
+def polled_on(guest: Guest, version: str, since: float) -> bool:
+    """Whether the collector runs ``version`` and has written its status since ``since`` (guest clock)."""
+    body = collector_status(guest)
+    return body.get("version") == version and float(body.get("written_at") or 0) > since
+
+
+def test_the_running_bridge_updates_and_a_broken_release_rolls_back(vm: Boot, vm_releases, record_property):
+    guest, good, broken = vm.guest, vm_releases["good"], vm_releases["broken"]
+    guest.wait_ssh()
+    publish(vm, vm_releases, good)
+    assert f"available: {good}" in guest.ssh("sudo sensor-bridge update --check").stdout
+
+    started = time.monotonic()
+    updated = guest.ssh("sudo sensor-bridge update", timeout=600, check=False)
+    good_s = time.monotonic() - started
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    assert guest.ssh("readlink /opt/sensor-bridge/venv").stdout.strip() == f"venv-{good}"
+    assert collector_status(guest)["version"] == good
+    assert f"update: updated to {good}" in guest.ssh("sudo sensor-bridge status", check=False).stdout
+
+    publish(vm, vm_releases, good, broken)
+    started = time.monotonic()
+    failed = guest.ssh("sudo sensor-bridge update", timeout=600, check=False)
+    rollback_s = time.monotonic() - started
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+
+    assert guest.ssh("readlink /opt/sensor-bridge/venv").stdout.strip() == f"venv-{good}"
+    status = guest.ssh("sudo sensor-bridge status", check=False).stdout
+    assert re.search(rf"update: update to {re.escape(broken)} failed: .+; rolled back to {re.escape(good)}", status), status
+    assert "up to date" in guest.ssh("sudo sensor-bridge update --check").stdout  # marked bad: never again by itself
+    # The old version is back and polling: the collector reports it, /health answers.
+    back = float(guest.ssh("date +%s").stdout)
+    wait_for("the rolled-back collector's status", lambda: polled_on(guest, good, back), 120, every=2,
+             alive=guest.dead)
+    wait_for("/health after the rollback", lambda: (get_health(guest) or (0,))[0] == 200, 60, alive=guest.dead)
+    record_property("vm_good_update_s", round(good_s, 1))
+    record_property("vm_rollback_s", round(rollback_s, 1))
+    print(f"\nin the VM ({' '.join(accelerator())}): good update {good_s:.1f} s, "
+          f"broken release rolled back {rollback_s:.1f} s (gate_s {VM_GATE_S})")
 
 
 def test_a_bad_config_keeps_the_old_one_and_explains_on_the_card(vm: Boot):
