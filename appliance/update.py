@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -373,10 +374,18 @@ class Installer:
         shutil.rmtree(dest, ignore_errors=True)
         python = os.environ.get("SENSOR_BRIDGE_PYTHON") or getattr(sys, "_base_executable", sys.executable)
         wheels = [str(folder / f) for f in manifest["architectures"][this_arch()]["files"]]
-        for argv in ([python, "-m", "venv", "--system-site-packages", str(dest)],
-                     [str(dest / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                      "--no-index", "--no-deps", "--no-cache-dir", *wheels],
-                     [str(dest / "bin" / "python"), "-m", "pip", "check", "--disable-pip-version-check"]):
+        # ensurepip is half the build time on a Pi: when the running venv has pip, it installs into
+        # the new one (pip --python) and the new one goes without; a venv without pip (made by an
+        # earlier update) builds the next one with its own ensurepip, slower but the same.
+        new_python = str(dest / "bin" / "python")
+        if importlib.util.find_spec("pip") is not None:
+            make = [python, "-m", "venv", "--without-pip", "--system-site-packages", str(dest)]
+            pip = [sys.executable, "-m", "pip", "--python", new_python, "--disable-pip-version-check"]
+        else:
+            make = [python, "-m", "venv", "--system-site-packages", str(dest)]
+            pip = [new_python, "-m", "pip", "--disable-pip-version-check"]
+        for argv in (make, [*pip, "install", "-q", "--no-index", "--no-deps", "--no-cache-dir", *wheels],
+                     [*pip, "check"]):
             done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=clean_env())
             if done.returncode != 0:
                 shutil.rmtree(dest, ignore_errors=True)
