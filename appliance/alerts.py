@@ -55,9 +55,15 @@ def send_ping(url: str, state: str, reason: str, timeout_s: float) -> PingResult
     request = urllib.request.Request(url, headers={"User-Agent": f"sensor-bridge/{__version__}"})
     if failing:
         body = f"{state}: {reason}"[:MAX_BODY_CHARS].encode()
-        request = urllib.request.Request(url.rstrip("/") + "/fail", data=body, method="POST",
-                                         headers={"User-Agent": f"sensor-bridge/{__version__}",
-                                                  "Content-Type": "text/plain; charset=utf-8"})
+        request = urllib.request.Request(
+            url.rstrip("/") + "/fail",
+            data=body,
+            method="POST",
+            headers={
+                "User-Agent": f"sensor-bridge/{__version__}",
+                "Content-Type": "text/plain; charset=utf-8",
+            },
+        )
     started = time.monotonic()
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as answer:  # noqa: S310 - http(s) checked in config
@@ -68,7 +74,11 @@ def send_ping(url: str, state: str, reason: str, timeout_s: float) -> PingResult
     except (OSError, ValueError) as exc:
         # the exception's text may contain the URL: name its kind only
         reason_text = getattr(exc, "reason", None)
-        kind = type(reason_text).__name__ if isinstance(reason_text, BaseException) else type(exc).__name__
+        kind = (
+            type(reason_text).__name__
+            if isinstance(reason_text, BaseException)
+            else type(exc).__name__
+        )
         return PingResult(False, f"no answer ({kind})", failing)
     return PingResult(True, f"HTTP {code} in {time.monotonic() - started:.2f} s", failing)
 
@@ -76,8 +86,12 @@ def send_ping(url: str, state: str, reason: str, timeout_s: float) -> PingResult
 class AlertPinger:
     """Pings ``config.ping_url`` every ``config.ping_s`` seconds with the state ``state_of()`` reports."""
 
-    def __init__(self, config: AlertsConfig, state_of: Callable[[], tuple[str, str]],
-                 stop_event: threading.Event) -> None:
+    def __init__(
+        self,
+        config: AlertsConfig,
+        state_of: Callable[[], tuple[str, str]],
+        stop_event: threading.Event,
+    ) -> None:
         self.config = config
         self.state_of = state_of
         self.stop_event = stop_event
@@ -89,7 +103,9 @@ class AlertPinger:
             return None
         thread = threading.Thread(target=self.run, name="alerts-ping", daemon=True)
         thread.start()
-        log.info("alerts: pinging %s every %g s", masked_url(self.config.ping_url), self.config.ping_s)
+        log.info(
+            "alerts: pinging %s every %g s", masked_url(self.config.ping_url), self.config.ping_s
+        )
         return thread
 
     def run(self) -> None:
@@ -124,8 +140,9 @@ def collector_state(snapshot: Callable[[], dict[str, Any]]) -> Callable[[], tupl
     return state_of
 
 
-def start_pinger(config: AlertsConfig, snapshot: Callable[[], dict[str, Any]],
-                 stop_event: threading.Event) -> threading.Thread | None:
+def start_pinger(
+    config: AlertsConfig, snapshot: Callable[[], dict[str, Any]], stop_event: threading.Event
+) -> threading.Thread | None:
     """Start the ping thread when ``ping_url`` is set (the collector calls this in run())."""
     return AlertPinger(config, collector_state(snapshot), stop_event).start()
 
@@ -136,7 +153,9 @@ def _alerts_test(args: argparse.Namespace) -> int:
     if not config.alerts.ping_url:
         print("alerts: no [alerts] ping_url in the config; nothing to ping")
         return 2
-    state, reason = ("error", "sent by `sensor-bridge alerts test --fail`") if args.fail else ("ok", "")
+    state, reason = (
+        ("error", "sent by `sensor-bridge alerts test --fail`") if args.fail else ("ok", "")
+    )
     result = send_ping(config.alerts.ping_url, state, reason, MAX_TIMEOUT_S)
     what = "/fail ping" if result.failing else "ping"
     verdict = "answered" if result.answered else "NOT answered"
@@ -145,9 +164,13 @@ def _alerts_test(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    alerts = commands.add_parser("alerts", help="the bridge's own dead-man's-switch ping ([alerts] ping_url)")
+    alerts = commands.add_parser(
+        "alerts", help="the bridge's own dead-man's-switch ping ([alerts] ping_url)"
+    )
     actions = alerts.add_subparsers(dest="alerts_command", metavar="ACTION")
     test = actions.add_parser("test", help="send one ping now and say whether it was answered")
-    test.add_argument("--fail", action="store_true", help="send the /fail ping, to see the alert arrive")
+    test.add_argument(
+        "--fail", action="store_true", help="send the /fail ping, to see the alert arrive"
+    )
     test.set_defaults(func=_alerts_test)
     alerts.set_defaults(func=lambda a: (alerts.print_help(), 2)[1])

@@ -58,7 +58,9 @@ IMPORTED_SUFFIX = ".imported"
 SERVICE_USER = "sensor-bridge"
 REMOVED_MARK = "(removed after import"
 
-_KEY_LINE = re.compile(r"""^(?P<indent>\s*)(?:[\w.-]+\.)?["']?(?P<key>[\w-]+)["']?\s*=(?P<value>.*)$""")
+_KEY_LINE = re.compile(
+    r"""^(?P<indent>\s*)(?:[\w.-]+\.)?["']?(?P<key>[\w-]+)["']?\s*=(?P<value>.*)$"""
+)
 _REMOVED_LINE = re.compile(r"#\s*(?P<key>[\w-]+)\s*=\s*\(removed after import")
 
 
@@ -96,11 +98,14 @@ def check_text(text: str, target: Path) -> list[str]:
         return [f"not valid TOML: {exc}"]
     if REMOVED_MARK in text:
         # A retired copy saved back as is: importing it would wipe the secrets the bridge has.
-        removed = [(n, _REMOVED_LINE.search(line)) for n, line in enumerate(text.splitlines(), 1)
-                   if REMOVED_MARK in line]
+        removed = [
+            (n, _REMOVED_LINE.search(line))
+            for n, line in enumerate(text.splitlines(), 1)
+            if REMOVED_MARK in line
+        ]
         return [
             f"line {n}: a secret removed after an earlier import; replace this line with the real "
-            f"value ({found['key'] if found else 'key'} = \"...\")"
+            f'value ({found["key"] if found else "key"} = "...")'
             for n, found in removed
         ]
     try:
@@ -115,7 +120,9 @@ def import_config(source: Path, target: Path, owner: str | None = SERVICE_USER) 
     """Install ``source`` as ``target`` if valid; otherwise explain why next to ``source``."""
     error_file = source.parent / ERROR_NAME
     try:
-        text = read_bounded(source, follow_symlinks=False).decode("utf-8").removeprefix("\ufeff")  # Notepad's BOM
+        text = (
+            read_bounded(source, follow_symlinks=False).decode("utf-8").removeprefix("\ufeff")
+        )  # Notepad's BOM
     except UnicodeDecodeError:
         problems = ["the file is not UTF-8 text: save it as UTF-8 (plain text)"]
     except ConfigError as exc:
@@ -279,8 +286,10 @@ def _sync_broker(target: Path) -> None:
         broker = Broker(root, config.mqtt or MqttConfig(), have_config=True)
         broker.setup(None)
     except (ConfigError, BrokerError, OSError) as exc:
-        print(f"mosquitto not updated for the new config: {exc}; run `sensor-bridge mqtt setup`",
-              file=sys.stderr)
+        print(
+            f"mosquitto not updated for the new config: {exc}; run `sensor-bridge mqtt setup`",
+            file=sys.stderr,
+        )
         return
     for line in broker.changes:
         print(f"mqtt: {line}")
@@ -298,11 +307,15 @@ def add_import_command(config_actions: argparse._SubParsersAction) -> None:
         ),
     )
     imp.add_argument(
-        "--from", dest="source", metavar="PATH",
+        "--from",
+        dest="source",
+        metavar="PATH",
         help=f"file to import (default: the first of {', '.join(BOOT_FILES)} that exists)",
     )
     imp.add_argument(
-        "--to", dest="target", metavar="PATH",
+        "--to",
+        dest="target",
+        metavar="PATH",
         help=f"where to install it (default: the -c config, {DEFAULT_PATH})",
     )
     imp.set_defaults(func=_import)

@@ -87,10 +87,14 @@ def bridge_state(
         if own is not None and service == own[0]:
             services[service] = ServiceState(own[1], own[2], now)
         else:
-            services[service] = service_state(read_status(config.paths.run_dir, service), now, in_grace)
+            services[service] = service_state(
+                read_status(config.paths.run_dir, service), now, in_grace
+            )
     active = maintenance_active(config)
     if active:
-        return BridgeState(MAINTENANCE, f"maintenance on until {active['until']} by {active['by']}", services)
+        return BridgeState(
+            MAINTENANCE, f"maintenance on until {active['until']} by {active['by']}", services
+        )
     concerns = {name: (s.state, s.reason) for name, s in services.items()}
     rejected = rejected_boot_config()
     if rejected:

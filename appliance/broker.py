@@ -172,7 +172,9 @@ class Broker:
         except FileNotFoundError:
             registry = {}
         except (OSError, ValueError) as exc:
-            raise BrokerError(f"{self.registry_path} is unreadable ({exc}); fix or remove it") from None
+            raise BrokerError(
+                f"{self.registry_path} is unreadable ({exc}); fix or remove it"
+            ) from None
         registry.setdefault("listener", {"port": self.mqtt.port, "bind": ""})
         registry.setdefault("devices", {})
         if self.have_config:
@@ -210,7 +212,7 @@ class Broker:
         return f"""\
 # sensor-bridge: the MQTT listener for the store's devices. Written by `sensor-bridge mqtt
 # setup` from [mqtt]; run that again instead of editing (it rewrites this file).
-listener {listener['port']}{bind}
+listener {listener["port"]}{bind}
 allow_anonymous false
 password_file {self.passwd}
 acl_file {self.acl}
@@ -235,8 +237,12 @@ persistent_client_expiration 30d
             *(f"topic read {pattern}" for pattern in self.mqtt.topics),
         ]
         for device in self.devices(registry):
-            lines += ["", f"# device {device.name}: publishes only under its own topic",
-                      f"user {device.name}", f"topic write {device.subtree}"]
+            lines += [
+                "",
+                f"# device {device.name}: publishes only under its own topic",
+                f"user {device.name}",
+                f"topic write {device.subtree}",
+            ]
         return "\n".join(lines) + "\n"
 
     def _relay_secret(self) -> str | None:
@@ -249,7 +255,9 @@ persistent_client_expiration 30d
             pass
         if not self.have_config:
             # Building an image: a password made now would be the same on every SD card.
-            self.notes.append("no config yet: the relay's password is made when `mqtt setup` runs with one")
+            self.notes.append(
+                "no config yet: the relay's password is made when `mqtt setup` runs with one"
+            )
             return None
         self._write(self.secret, new_password() + "\n", 0o640, "sensor-bridge")
         return self.secret.read_text().strip()
@@ -269,10 +277,14 @@ persistent_client_expiration 30d
     def _passwd(self, *args: str) -> None:
         tool = shutil.which("mosquitto_passwd")
         if not tool:
-            raise BrokerError("mosquitto_passwd not found: install mosquitto (apt-get install mosquitto)")
+            raise BrokerError(
+                "mosquitto_passwd not found: install mosquitto (apt-get install mosquitto)"
+            )
         done = subprocess.run([tool, *args], capture_output=True, text=True)
         if done.returncode != 0:
-            raise BrokerError(f"mosquitto_passwd {args[0]} failed: {(done.stderr or done.stdout).strip()}")
+            raise BrokerError(
+                f"mosquitto_passwd {args[0]} failed: {(done.stderr or done.stdout).strip()}"
+            )
 
     def _sync_passwords(self, registry: dict[str, Any], fresh: dict[str, str]) -> None:
         """Users in the password file: the relay, every device; ``fresh`` passwords replace old ones."""
@@ -299,7 +311,9 @@ persistent_client_expiration 30d
         self._write(self.conf, self.snippet(registry), 0o644, None)
         self._write(self.acl, self.acl_text(registry), 0o640, "mosquitto")
         self._sync_passwords(registry, fresh or {})
-        self._write(self.registry_path, json.dumps(registry, indent=1, sort_keys=True) + "\n", 0o600, None)
+        self._write(
+            self.registry_path, json.dumps(registry, indent=1, sort_keys=True) + "\n", 0o600, None
+        )
         if len(self.changes) > before:
             self._reload(listener_changed)
 
@@ -317,8 +331,15 @@ persistent_client_expiration 30d
                 pid = int(Path(match.group(1)).read_text().strip())
             elif self.root == Path(DEFAULT_DIR) and Path("/run/systemd/system").exists():
                 # trixie's mosquitto.conf names no pid_file; systemd knows the broker's pid.
-                pid = int(subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", "mosquitto.service"],
-                                         capture_output=True, text=True, timeout=10).stdout.strip() or 0)
+                pid = int(
+                    subprocess.run(
+                        ["systemctl", "show", "-p", "MainPID", "--value", "mosquitto.service"],
+                        capture_output=True,
+                        text=True,
+                        timeout=10,
+                    ).stdout.strip()
+                    or 0
+                )
             else:
                 return None
             comm = Path(f"/proc/{pid}/comm").read_text().strip()
@@ -340,8 +361,11 @@ persistent_client_expiration 30d
             return
         # A reload does not move a listener. Under systemd, restart it; queued messages are on disk.
         if self.root == Path(DEFAULT_DIR) and Path("/run/systemd/system").exists():
-            done = subprocess.run(["systemctl", "try-restart", "--no-block", "mosquitto.service"],
-                                  capture_output=True, text=True)
+            done = subprocess.run(
+                ["systemctl", "try-restart", "--no-block", "mosquitto.service"],
+                capture_output=True,
+                text=True,
+            )
             if done.returncode == 0:
                 self.changes.append("restarting mosquitto for the new listener")
                 return
@@ -368,7 +392,9 @@ persistent_client_expiration 30d
             if name not in registry["devices"]:
                 topic = f"{topic_prefix(self.mqtt.topics)}/{name}".lstrip("/")
                 registry["devices"][name] = {
-                    "topic": topic, "client_id": name, "added_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "topic": topic,
+                    "client_id": name,
+                    "added_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 }
                 self.changes.append(f"added device {name}")
                 password = new_password()
@@ -402,7 +428,9 @@ def lan_addresses() -> list[str]:
     return found
 
 
-def describe_device(device: Device, password: str | None, listener: dict[str, Any], relay_topics: list[str]) -> str:
+def describe_device(
+    device: Device, password: str | None, listener: dict[str, Any], relay_topics: list[str]
+) -> str:
     bind = listener.get("bind") or ""
     hosts = [bind] if bind and bind not in ("0.0.0.0", "::") else lan_addresses()
     host = hosts[0] if hosts else "<this bridge's IP address>"
@@ -426,14 +454,20 @@ def describe_device(device: Device, password: str | None, listener: dict[str, An
     from .sources.milesight_push import topic_matches
 
     if not any(topic_matches(pattern, device.topic) for pattern in relay_topics):
-        lines.append(f"Warning: the relay does not subscribe to {device.topic}; add it to [mqtt] topics.")
+        lines.append(
+            f"Warning: the relay does not subscribe to {device.topic}; add it to [mqtt] topics."
+        )
     return "\n".join(lines)
 
 
-def describe_gateway(device: Device, password: str | None, listener: dict[str, Any], relay_topics: list[str]) -> str:
+def describe_gateway(
+    device: Device, password: str | None, listener: dict[str, Any], relay_topics: list[str]
+) -> str:
     """What to type into a Milesight UG65/UG67's web page so it forwards its uplinks to the relay."""
     device_text = describe_device(device, password, listener, relay_topics).splitlines()
-    fields = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in device_text[1:7]}
+    fields = {
+        line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in device_text[1:7]
+    }
     lines = [
         f"Gateway {device.name}: on the UG6x's web page, Network Server > Applications > (your application)",
         "> Data Transmission > Add, Type MQTT:",
@@ -461,7 +495,9 @@ def _broker(args: argparse.Namespace) -> Broker:
     if not path.exists():
         # An image being built (provision.sh in the chroot): the config arrives at first boot.
         broker = Broker(broker_dir(args.broker_dir), MqttConfig(), have_config=False)
-        broker.notes.append(f"no config at {path}: used the [mqtt] defaults (port {MqttConfig.port})")
+        broker.notes.append(
+            f"no config at {path}: used the [mqtt] defaults (port {MqttConfig.port})"
+        )
         return broker
     try:
         config = load_config(path)
@@ -549,21 +585,35 @@ def _list(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     mqtt = commands.add_parser("mqtt", help="the store's MQTT broker: setup, devices")
     mqtt.add_argument(
-        "--broker-dir", default=None,
+        "--broker-dir",
+        default=None,
         help=f"mosquitto's config dir (default ${DIR_ENV} or {DEFAULT_DIR})",
     )
     actions = mqtt.add_subparsers(dest="mqtt_command", metavar="ACTION")
-    setup = actions.add_parser("setup", help="write mosquitto's listener, ACL and relay user from [mqtt]")
-    setup.add_argument("--bind", default=None, help="listen on this address only (kept for later runs; '' = all)")
+    setup = actions.add_parser(
+        "setup", help="write mosquitto's listener, ACL and relay user from [mqtt]"
+    )
+    setup.add_argument(
+        "--bind", default=None, help="listen on this address only (kept for later runs; '' = all)"
+    )
     setup.set_defaults(func=_setup)
-    add = actions.add_parser("add-device", help="create a device's credentials; print what to type into it")
+    add = actions.add_parser(
+        "add-device", help="create a device's credentials; print what to type into it"
+    )
     add.add_argument("name", help="the device's name: its username, client id and topic")
-    add.add_argument("--new-password", action="store_true", help="issue a new password for an existing device")
+    add.add_argument(
+        "--new-password", action="store_true", help="issue a new password for an existing device"
+    )
     add.set_defaults(func=_add)
-    gateway = actions.add_parser("add-gateway", help="credentials for a Milesight UG65/UG67 LoRaWAN gateway; "
-                                 "print what to type into its web page")
+    gateway = actions.add_parser(
+        "add-gateway",
+        help="credentials for a Milesight UG65/UG67 LoRaWAN gateway; "
+        "print what to type into its web page",
+    )
     gateway.add_argument("name", help="the gateway's name: its username, client id and topic")
-    gateway.add_argument("--new-password", action="store_true", help="issue a new password for an existing gateway")
+    gateway.add_argument(
+        "--new-password", action="store_true", help="issue a new password for an existing gateway"
+    )
     gateway.set_defaults(func=_add_gateway)
     remove = actions.add_parser("remove-device", help="delete a device's credentials")
     remove.add_argument("name")

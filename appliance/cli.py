@@ -60,7 +60,9 @@ def build_parser(argv: list[str] | None = None, every_part: bool = True) -> argp
         description="Deliver Milesight sensor readings from the store to the cloud API.",
     )
     parser.add_argument(
-        "-c", "--config", default=os.environ.get("SENSOR_BRIDGE_CONFIG", DEFAULT_PATH),
+        "-c",
+        "--config",
+        default=os.environ.get("SENSOR_BRIDGE_CONFIG", DEFAULT_PATH),
         help=f"config file (default {DEFAULT_PATH})",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")

@@ -42,7 +42,9 @@ SCHEDULE_EVERY_S = 0.2  # how often due polls are started
 LIMITS_EVERY_S = 60.0
 # On SIGTERM, polls in flight are cut; this long at most is spent waiting for them.
 STOP_POLLS_GRACE_S = 3.0
-DISK_FULL_MB = 0.1  # less free than this on the state directory is a full disk, whatever writes still fit
+DISK_FULL_MB = (
+    0.1  # less free than this on the state directory is a full disk, whatever writes still fit
+)
 # A health check sends a few hundred bytes at once; a client slower than this is not one.
 HEALTH_DEADLINE_S = 5.0
 # Polls that come back within this long of the first share one outbox commit (one fsync,
@@ -91,7 +93,11 @@ class SensorHealth:
 def mem_used_pct() -> float | None:
     """Memory in use, as psutil counts it ((total - available) / total), read from /proc/meminfo."""
     try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        fields = dict(
+            line.split(":", 1)
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if ":" in line
+        )
         total, available = (int(fields[name].split()[0]) for name in ("MemTotal", "MemAvailable"))
     except (OSError, KeyError, ValueError):
         return None
@@ -130,7 +136,9 @@ class Collector(Service):
         self.outbox = Outbox.of(config)
         self.outbox.group_window_s = GROUP_COMMIT_S
         self.uplink = Uplink(config, self.outbox)
-        self.pollers = {s.id: source_for(s, self.outbox) for s in config.sensors}  # sources/__init__.py
+        self.pollers = {
+            s.id: source_for(s, self.outbox) for s in config.sensors
+        }  # sources/__init__.py
         self.sensors = {s.id: SensorHealth(s.id) for s in config.sensors}
         self.lanes = PollLanes(list(self.pollers), self._guarded_poll)
         self.time_synced = not config.bridge.require_time_sync
@@ -150,7 +158,9 @@ class Collector(Service):
     def _poll(self, sensor_id: str, kind: str) -> None:
         outcome = self.pollers[sensor_id].poll(kind)
         with self._lock:
-            line = self.sensors[sensor_id].record(kind, outcome.ok, outcome.error, utc_text(outcome.at))
+            line = self.sensors[sensor_id].record(
+                kind, outcome.ok, outcome.error, utc_text(outcome.at)
+            )
             if outcome.ok:
                 self.last_collection = utc_text(outcome.at)
         if line:
@@ -200,8 +210,10 @@ class Collector(Service):
         except OSError:
             free_mb = float("inf")
         if self.outbox.disk_full or free_mb < DISK_FULL_MB:
-            return "error", (f"disk full: {self.config.paths.state_dir} has no room for readings;"
-                             f" {stats.pending} pending kept, {stats.dropped} dropped so far")
+            return "error", (
+                f"disk full: {self.config.paths.state_dir} has no room for readings;"
+                f" {stats.pending} pending kept, {stats.dropped} dropped so far"
+            )
         damage = self.outbox.reset_reason
         if damage:
             return "error", damage
@@ -211,7 +223,10 @@ class Collector(Service):
             self.dropped_at_start = stats.dropped
             self.last_drop_time = now
         if self.last_drop_time and now - self.last_drop_time < 3600:
-            return "error", f"{stats.dropped} undelivered readings dropped (outbox limits, or no room on the disk)"
+            return (
+                "error",
+                f"{stats.dropped} undelivered readings dropped (outbox limits, or no room on the disk)",
+            )
         if free_mb < self.config.outbox.min_free_disk_mb:
             return "error", f"disk nearly full: {free_mb:.0f} MB free"
         if uplink["state"] == "error":
@@ -235,7 +250,9 @@ class Collector(Service):
         """Everything status, /health and the heartbeat report (never a secret)."""
         now = time.time()
         own, reason = self.own_state(now)
-        bridge = bridge_state(self.config, own=("collector", own, reason), started=self.started, now=now)
+        bridge = bridge_state(
+            self.config, own=("collector", own, reason), started=self.started, now=now
+        )
         with self._lock:
             sensors = [s.contract() for s in self.sensors.values()]
             last_collection = self.last_collection
@@ -285,8 +302,13 @@ class Collector(Service):
         with self._lock:
             snap = dict(self._status)
         if not snap:  # asked before the first status is written: starting is a 200 (the contract)
-            return 200, {"status": "starting", "bridge_id": self.config.bridge.id, "version": __version__,
-                         "uptime": round(time.time() - self.started), "last_collection": None}
+            return 200, {
+                "status": "starting",
+                "bridge_id": self.config.bridge.id,
+                "version": __version__,
+                "uptime": round(time.time() - self.started),
+                "last_collection": None,
+            }
         body = self.heartbeat_body(snap)
         body.update(
             status=snap["bridge_state"],
@@ -318,9 +340,13 @@ class Collector(Service):
             do_HEAD = do_GET  # noqa: N815
 
         try:
-            self.health_server = serve(parse_listen(listen), Handler, "health", deadline_s=HEALTH_DEADLINE_S)
+            self.health_server = serve(
+                parse_listen(listen), Handler, "health", deadline_s=HEALTH_DEADLINE_S
+            )
         except OSError as exc:
-            self.health_error = f"cannot listen on {listen} ([health] listen): {exc.strerror}; /health is off"
+            self.health_error = (
+                f"cannot listen on {listen} ([health] listen): {exc.strerror}; /health is off"
+            )
             log.error("%s; readings are still collected and delivered", self.health_error)
             return
         log.info("health endpoint on http://%s/health", listen)
@@ -347,9 +373,13 @@ class Collector(Service):
         self.uplink_thread.start()
         if self.config.uplink.heartbeat_url:
             threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True).start()
-        start_pinger(self.config.alerts, lambda: self._status, self.stop_event)  # appliance/alerts.py
+        start_pinger(
+            self.config.alerts, lambda: self._status, self.stop_event
+        )  # appliance/alerts.py
         log.info(
-            "collector up: %d sensor(s), delivering to %s", len(self.config.sensors), self.config.uplink.url
+            "collector up: %d sensor(s), delivering to %s",
+            len(self.config.sensors),
+            self.config.uplink.url,
         )
 
     def step(self) -> float:
@@ -407,5 +437,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    run = commands.add_parser("run", help="the collector service: poll sensors, deliver, serve /health")
+    run = commands.add_parser(
+        "run", help="the collector service: poll sensors, deliver, serve /health"
+    )
     run.set_defaults(func=_run)

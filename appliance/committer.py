@@ -122,8 +122,12 @@ class Committer:
         except Exception as exc:
             if outbox_unwritable(exc):
                 return self._cannot_write(batch, exc)
-            log.warning("committing %d message(s) failed (%s: %s); committing them one by one",
-                        len(batch), type(exc).__name__, exc)
+            log.warning(
+                "committing %d message(s) failed (%s: %s); committing them one by one",
+                len(batch),
+                type(exc).__name__,
+                exc,
+            )
             return self._one_by_one(batch)
         self._wrote()
         for item in batch:
@@ -144,8 +148,12 @@ class Committer:
                     if outbox_unwritable(again):
                         return self._cannot_write(batch[index:], again)
                     # Not even its dead letter fits: answering beats redelivering it forever.
-                    log.error("dropped a message from %s that cannot be kept (%s): %s",
-                              item.parsed.origin, again, item.parsed.preview[:200])
+                    log.error(
+                        "dropped a message from %s that cannot be kept (%s): %s",
+                        item.parsed.origin,
+                        again,
+                        item.parsed.preview[:200],
+                    )
                     result = PutResult()
             self._wrote()
             if item.done:
@@ -174,7 +182,9 @@ class Committer:
         if dead or result.refused:
             c.dead_lettered += len(dead) + result.refused
             last = dead[-1] if dead else None
-            c.last_dead = f"{last.origin}: {last.reason}" if last else "a reading the cloud would refuse"
+            c.last_dead = (
+                f"{last.origin}: {last.reason}" if last else "a reading the cloud would refuse"
+            )
             c.last_dead_time = time.monotonic()
             for entry in dead:
                 log.warning("dead-lettered a message from %s: %s", entry.origin, entry.reason)

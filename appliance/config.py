@@ -91,8 +91,6 @@ def _lorawan_model(value: str) -> str | None:
     return f"expected one of {', '.join(LORAWAN_MODELS)}, got {value!r}"
 
 
-
-
 def _bcm_pin(pin: int) -> str | None:
     return None if 0 <= pin <= 27 else f"expected a BCM pin number 0..27, got {pin}"
 
@@ -100,9 +98,13 @@ def _bcm_pin(pin: int) -> str | None:
 def _read_rgb(t: _Table, name: str, default: Any) -> list[int] | None:
     rgb = t.table(name)
     if rgb is not None and (
-        not isinstance(rgb, list) or len(rgb) != 3 or not all(isinstance(p, int) and 0 <= p <= 27 for p in rgb)
+        not isinstance(rgb, list)
+        or len(rgb) != 3
+        or not all(isinstance(p, int) and 0 <= p <= 27 for p in rgb)
     ):
-        t.problems.append(f"{t.key(name)}: expected three BCM pin numbers like [17, 27, 22], got {_show(rgb)}")
+        t.problems.append(
+            f"{t.key(name)}: expected three BCM pin numbers like [17, 27, 22], got {_show(rgb)}"
+        )
         return None
     return rgb
 
@@ -129,17 +131,28 @@ def system_timezone() -> str:
 
 @dataclass
 class BridgeConfig:
-    id: str = text(socket.gethostname, "the bridge's id in the cloud (`bridge_id` of the ingest contract); "
-                   "not empty", check=check_not_empty, shown="the hostname")
-    timezone: str = text(system_timezone, "default zone for sensors that do not set one, and for pushed "
-                         "reports that name none", check=check_zone, shown="the system's zone")
-    require_time_sync: bool = flag(True, "hold stamping readings until the clock is NTP-synced "
-                                   "(a Pi has no real-time clock)")
+    id: str = text(
+        socket.gethostname,
+        "the bridge's id in the cloud (`bridge_id` of the ingest contract); not empty",
+        check=check_not_empty,
+        shown="the hostname",
+    )
+    timezone: str = text(
+        system_timezone,
+        "default zone for sensors that do not set one, and for pushed reports that name none",
+        check=check_zone,
+        shown="the system's zone",
+    )
+    require_time_sync: bool = flag(
+        True, "hold stamping readings until the clock is NTP-synced (a Pi has no real-time clock)"
+    )
 
 
 @dataclass
 class PathsConfig:
-    state_dir: str = text("/var/lib/sensor-bridge", "the outbox database, cursors, watchdog memory, maintenance mode")
+    state_dir: str = text(
+        "/var/lib/sensor-bridge", "the outbox database, cursors, watchdog memory, maintenance mode"
+    )
     run_dir: str = text("/run/sensor-bridge", "the services' status files")
 
 
@@ -148,10 +161,14 @@ _CLOUD_URL = check_url(("https", "http"), "the API key goes in api_key")
 
 @dataclass
 class UplinkConfig:
-    url: str = text(REQUIRED, "the cloud's ingest endpoint, `https://` or `http://`, "
-                    "e.g. `https://example.vercel.app/api/bridge/v1/ingest`", check=_CLOUD_URL)
+    url: str = text(
+        REQUIRED,
+        "the cloud's ingest endpoint, `https://` or `http://`, "
+        "e.g. `https://example.vercel.app/api/bridge/v1/ingest`",
+        check=_CLOUD_URL,
+    )
     api_key: str = secret("the bridge's key (`cloud/bin/add-bridge` prints it)", required=True)
-    heartbeat_url: str = text("", "where heartbeats go; `\"\"`: none are sent", check=_CLOUD_URL)
+    heartbeat_url: str = text("", 'where heartbeats go; `""`: none are sent', check=_CLOUD_URL)
     heartbeat_s: float = number(60, "seconds between heartbeats")
     batch_size: int = number(500, "most records per batch", minimum=1, integer=True)
     timeout_s: float = number(15, "one request's time limit")
@@ -161,14 +178,22 @@ class UplinkConfig:
 
 @dataclass
 class OutboxConfig:
-    max_mb: float = number(256, "the outbox's size cap; beyond it the oldest readings are shed, counted "
-                           "and reported", minimum=1)
-    min_free_disk_mb: float = number(200, "with less free disk than this, shed junk, then delivered readings, then the oldest undelivered ones (as far as the outbox can make up the shortfall)")
+    max_mb: float = number(
+        256,
+        "the outbox's size cap; beyond it the oldest readings are shed, counted and reported",
+        minimum=1,
+    )
+    min_free_disk_mb: float = number(
+        200,
+        "with less free disk than this, shed junk, then delivered readings, then the oldest undelivered ones (as far as the outbox can make up the shortfall)",
+    )
 
 
 @dataclass
 class HealthConfig:
-    listen: str = text("0.0.0.0:8080", "`host:port` of `GET /health`; `\"\"` turns it off", check=check_listen)
+    listen: str = text(
+        "0.0.0.0:8080", '`host:port` of `GET /health`; `""` turns it off', check=check_listen
+    )
 
 
 @dataclass
@@ -176,12 +201,24 @@ class MqttDevice:
     sensor_id: str = text(REQUIRED, "the id its readings get")
     serial: str = text("", "the device's serial (`device_info.device_sn`)")
     topic: str = text("", "an MQTT topic filter (for HTTP pushes: the URL path)")
-    dev_eui: str = text("", "a LoRaWAN device's DevEUI, 16 hex digits (uplinks via a UG6x, ChirpStack or "
-                        "The Things Stack)", check=lambda v: _dev_eui(v))
-    model: str = text("", "the LoRaWAN device's model, to decode its raw uplinks: "
-                      + ", ".join(f"`{m}`" for m in LORAWAN_MODELS), check=lambda v: _lorawan_model(v))
-    period_s: float = number(600, "a LoRaWAN counter's reporting interval: its period counts cover this "
-                             "long before each uplink (set it as on the device)", minimum=1)
+    dev_eui: str = text(
+        "",
+        "a LoRaWAN device's DevEUI, 16 hex digits (uplinks via a UG6x, ChirpStack or "
+        "The Things Stack)",
+        check=lambda v: _dev_eui(v),
+    )
+    model: str = text(
+        "",
+        "the LoRaWAN device's model, to decode its raw uplinks: "
+        + ", ".join(f"`{m}`" for m in LORAWAN_MODELS),
+        check=lambda v: _lorawan_model(v),
+    )
+    period_s: float = number(
+        600,
+        "a LoRaWAN counter's reporting interval: its period counts cover this "
+        "long before each uplink (set it as on the device)",
+        minimum=1,
+    )
 
     def problem(self) -> str | None:
         if self.serial or self.topic or self.dev_eui:
@@ -198,9 +235,11 @@ class MqttConfig:
     topics: list[str] = texts(["milesight/#"], "topic filters to subscribe to")
     client_id: str = text("sensor-bridge-relay", "the relay's MQTT client id")
     devices: list[MqttDevice] = tables(
-        MqttDevice, "Which sensor id a pushed message gets. Without a matching entry it is the message's "
+        MqttDevice,
+        "Which sensor id a pushed message gets. Without a matching entry it is the message's "
         "`device_info.device_sn` (a LoRaWAN uplink's: its DevEUI), else its topic. Set `serial`, `topic`, "
-        "`dev_eui` or several.", limit=MAX_MQTT_DEVICES,
+        "`dev_eui` or several.",
+        limit=MAX_MQTT_DEVICES,
     )
 
 
@@ -227,38 +266,61 @@ class WatchdogConfig:
 
 @dataclass
 class LedConfig:
-    backend: str = text("gpiozero", "`gpiozero` or `none` (no LED service)", choices=("gpiozero", "none"))
+    backend: str = text(
+        "gpiozero", "`gpiozero` or `none` (no LED service)", choices=("gpiozero", "none")
+    )
     pin: int = number(17, "BCM number 0..27 of a single LED", integer=True, check=_bcm_pin)
-    rgb: list[int] | None = key_field(Key("three BCM pins `[17, 27, 22]` for an RGB LED instead", _read_rgb), None)
+    rgb: list[int] | None = key_field(
+        Key("three BCM pins `[17, 27, 22]` for an RGB LED instead", _read_rgb), None
+    )
     active_high: bool = flag(True, "the LED lights when its pin is high")
 
 
 @dataclass
 class AlertsConfig:
-    ping_url: str = secret("a dead man's switch URL (healthchecks.io, UptimeRobot or Better Stack heartbeat) "
-                           "called every `ping_s`; a secret: whoever holds it can silence the alarm; `\"\"`: none", check=check_url(("https", "http"), "the token belongs in the path", hidden=True))
+    ping_url: str = secret(
+        "a dead man's switch URL (healthchecks.io, UptimeRobot or Better Stack heartbeat) "
+        'called every `ping_s`; a secret: whoever holds it can silence the alarm; `""`: none',
+        check=check_url(("https", "http"), "the token belongs in the path", hidden=True),
+    )
     ping_s: float = number(60, "seconds between pings", minimum=1)
 
 
-_WINDOW = re.compile(r"^(?:(Mon|Tue|Wed|Thu|Fri|Sat|Sun|Daily) )?([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+_WINDOW = re.compile(
+    r"^(?:(Mon|Tue|Wed|Thu|Fri|Sat|Sun|Daily) )?([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$"
+)
 
 
 def _window(window: str) -> str | None:
     if not window or _WINDOW.match(window):
         return None
-    return f"expected a window like \"Sun 03:00-05:00\" or \"03:00-05:00\" (every day), got {window!r}"
+    return f'expected a window like "Sun 03:00-05:00" or "03:00-05:00" (every day), got {window!r}'
 
 
 @dataclass
 class UpdateConfig:
-    url: str = text("", "a folder of signed releases (`image/release.py` makes them): GitHub Releases or "
-                    "any HTTPS host; `\"\"`: no updates", check=check_url(("https", "http"), "a release folder is public"))
-    auto: bool = flag(True, "install a new release by itself (the daily timer), inside `window` and when the "
-                      "release's rollout covers this bridge")
-    window: str = text("Sun 03:00-05:00", "when automatic updates and OS security reboots may happen, in "
-                       "`bridge.timezone`: `Sun 03:00-05:00`, or `03:00-05:00` for every day", check=_window)
-    gate_s: float = number(180, "after an update every enabled service must report ok or degraded and the "
-                           "collector must complete a poll within this long, else the old version comes back")
+    url: str = text(
+        "",
+        "a folder of signed releases (`image/release.py` makes them): GitHub Releases or "
+        'any HTTPS host; `""`: no updates',
+        check=check_url(("https", "http"), "a release folder is public"),
+    )
+    auto: bool = flag(
+        True,
+        "install a new release by itself (the daily timer), inside `window` and when the "
+        "release's rollout covers this bridge",
+    )
+    window: str = text(
+        "Sun 03:00-05:00",
+        "when automatic updates and OS security reboots may happen, in "
+        "`bridge.timezone`: `Sun 03:00-05:00`, or `03:00-05:00` for every day",
+        check=_window,
+    )
+    gate_s: float = number(
+        180,
+        "after an update every enabled service must report ok or degraded and the "
+        "collector must complete a poll within this long, else the old version comes back",
+    )
 
 
 def _wg_key(key: str) -> str | None:
@@ -290,7 +352,7 @@ def _endpoint(endpoint: str) -> str | None:
 
 def _admin_networks(networks: list[str]) -> str | None:
     if not networks:
-        return "empty; list the admin network(s), e.g. [\"10.66.0.1/32\"]"
+        return 'empty; list the admin network(s), e.g. ["10.66.0.1/32"]'
     for network in networks:
         try:
             net = ipaddress.ip_network(network, strict=False)
@@ -304,13 +366,22 @@ def _admin_networks(networks: list[str]) -> str | None:
 
 @dataclass
 class RemoteConfig:
-    address: str = text(REQUIRED, "the bridge's tunnel address, e.g. `10.66.0.42/32`", check=_interface_address)
+    address: str = text(
+        REQUIRED, "the bridge's tunnel address, e.g. `10.66.0.42/32`", check=_interface_address
+    )
     peer_public_key: str = text(REQUIRED, "the hub's WireGuard public key", check=_wg_key)
-    endpoint: str = text(REQUIRED, "the hub's `host:port`, e.g. `hub.example.com:51820`", check=_endpoint)
-    allowed_ips: list[str] = texts([], "the admin network(s) that reach the bridge (SSH only); never "
-                                   "`0.0.0.0/0`: the uplink does not use the tunnel", check=_admin_networks)
-    keepalive_s: int = number(25, "seconds between keepalives, so the store's NAT keeps the tunnel open",
-                              integer=True)
+    endpoint: str = text(
+        REQUIRED, "the hub's `host:port`, e.g. `hub.example.com:51820`", check=_endpoint
+    )
+    allowed_ips: list[str] = texts(
+        [],
+        "the admin network(s) that reach the bridge (SSH only); never "
+        "`0.0.0.0/0`: the uplink does not use the tunnel",
+        check=_admin_networks,
+    )
+    keepalive_s: int = number(
+        25, "seconds between keepalives, so the store's NAT keeps the tunnel open", integer=True
+    )
 
 
 @dataclass(kw_only=True)
@@ -323,8 +394,12 @@ class Config:
     outbox: OutboxConfig = table(OutboxConfig)
     health: HealthConfig = table(HealthConfig)
     sensors: list[SensorConfig] = tables(
-        SensorConfig, "No sensors is valid: a bridge may only relay what devices push.", limit=MAX_SENSORS,
-        unique="id", each="sensor", by_type=sensor_models,
+        SensorConfig,
+        "No sensors is valid: a bridge may only relay what devices push.",
+        limit=MAX_SENSORS,
+        unique="id",
+        each="sensor",
+        by_type=sensor_models,
     )
     mqtt: MqttConfig | None = table(MqttConfig, optional="the relay; absent = relay off")
     push: PushConfig | None = table(PushConfig, optional="an HTTP receiver for devices set to POST")
@@ -332,7 +407,9 @@ class Config:
     led: LedConfig = table(LedConfig)
     alerts: AlertsConfig = table(AlertsConfig)
     update: UpdateConfig = table(UpdateConfig)
-    remote: RemoteConfig | None = table(RemoteConfig, optional="a WireGuard tunnel for SSH from the admin network")
+    remote: RemoteConfig | None = table(
+        RemoteConfig, optional="a WireGuard tunnel for SSH from the admin network"
+    )
     source_path: str | None = None
 
     @property
@@ -453,10 +530,14 @@ class _Table:
             return default
         return value
 
-    def string_list(self, name: str, default: list[str], choices: tuple[str, ...] = ()) -> list[str]:
+    def string_list(
+        self, name: str, default: list[str], choices: tuple[str, ...] = ()
+    ) -> list[str]:
         value = self.raw.pop(name, default)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.problems.append(f"{self.key(name)}: expected a list of strings, got {_show(value)}")
+            self.problems.append(
+                f"{self.key(name)}: expected a list of strings, got {_show(value)}"
+            )
             return list(default)
         for item in value:
             if choices and item not in choices:
@@ -475,7 +556,9 @@ class _Table:
             return ""
         if from_file is not None:
             if not isinstance(from_file, str):
-                self.problems.append(f"{self.key(file_key)}: expected a file path, got {_show(from_file)}")
+                self.problems.append(
+                    f"{self.key(file_key)}: expected a file path, got {_show(from_file)}"
+                )
                 return ""
             path = Path(from_file)
             if not path.is_absolute():
@@ -492,7 +575,9 @@ class _Table:
                 self.problems.append(f"{self.key(name)}: required (or {file_key})")
             return ""
         if not isinstance(inline, str):
-            self.problems.append(f"{self.key(name)}: expected a string, got {type(inline).__name__}")
+            self.problems.append(
+                f"{self.key(name)}: expected a string, got {type(inline).__name__}"
+            )
             return ""
         return inline
 
@@ -578,7 +663,9 @@ def _read_list(parent: _Table, raw: Any, path: str, section: Section) -> list[An
     for i, item in items.items() if section.unique else ():
         value = getattr(item, section.unique)
         if value in seen:
-            parent.problems.append(f"{path}[{i}].{section.unique}: {value!r} is used by another {section.each}")
+            parent.problems.append(
+                f"{path}[{i}].{section.unique}: {value!r} is used by another {section.each}"
+            )
         seen.add(value)
     return list(items.values())
 
@@ -594,17 +681,24 @@ def _model_of(section: Section, raw: Any, path: str, problems: list[str]) -> typ
     name = raw.get("type", default) if isinstance(raw, dict) else default
     if isinstance(name, str) and name in models:
         return models[name]
-    wrong = f"expected one of {', '.join(models)}, got {name!r}" if isinstance(name, str) else \
-        f"expected a string, got {_show(name)}"
+    wrong = (
+        f"expected one of {', '.join(models)}, got {name!r}"
+        if isinstance(name, str)
+        else f"expected a string, got {_show(name)}"
+    )
     problems.append(f"{path}.type: {wrong}")
     return None
 
 
-def parse_config(raw: dict[str, Any], base_dir: Path | None = None, path: str | None = None) -> Config:
+def parse_config(
+    raw: dict[str, Any], base_dir: Path | None = None, path: str | None = None
+) -> Config:
     """Check an already-parsed TOML document; raise ConfigError naming every bad key."""
     reading = _Reading(base_dir or Path.cwd())
     top = _Table(raw, "", reading)
-    for name, section in _sections(Config):  # in order: a sensor's timezone defaults to the bridge's
+    for name, section in _sections(
+        Config
+    ):  # in order: a sensor's timezone defaults to the bridge's
         reading.tables[name] = _read_section(top, name, section)
     top.done()
     if reading.problems:
@@ -628,7 +722,9 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def read_bounded(path: str | Path, limit: int = MAX_CONFIG_BYTES, follow_symlinks: bool = True) -> bytes:
+def read_bounded(
+    path: str | Path, limit: int = MAX_CONFIG_BYTES, follow_symlinks: bool = True
+) -> bytes:
     """The file's bytes, never more than ``limit`` read; ConfigError saying why it cannot be used.
 
     The size is checked before reading, and the read stops one byte past ``limit`` anyway
@@ -642,12 +738,16 @@ def read_bounded(path: str | Path, limit: int = MAX_CONFIG_BYTES, follow_symlink
         raise ConfigError(["file not found"], path) from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise ConfigError(["the file is a symbolic link; put the file itself there, not a link"], path) from None
+            raise ConfigError(
+                ["the file is a symbolic link; put the file itself there, not a link"], path
+            ) from None
         raise ConfigError([f"cannot read: {exc.strerror}"], path) from None
     try:
         info = os.fstat(fd)
         if not follow_symlinks and not stat.S_ISREG(info.st_mode):
-            raise ConfigError(["not a regular file (a folder, device or pipe); put a plain text file there"], path)
+            raise ConfigError(
+                ["not a regular file (a folder, device or pipe); put a plain text file there"], path
+            )
         size = info.st_size
         data = b"" if size > limit else _read_at_most(fd, limit + 1)
     except OSError as exc:
@@ -691,9 +791,7 @@ def masked(config: Config) -> dict[str, Any]:
 
     def hide(node: Any) -> Any:
         if isinstance(node, dict):
-            return {
-                k: ("***" if k in SECRET_KEYS and v else hide(v)) for k, v in node.items()
-            }
+            return {k: ("***" if k in SECRET_KEYS and v else hide(v)) for k, v in node.items()}
         if isinstance(node, list):
             return [hide(v) for v in node]
         if isinstance(node, str):
@@ -817,7 +915,10 @@ class ConfigWatch:
             if not isinstance(body, dict):
                 return None
             return parse_table(model, body, self.path.parent)
-        except (OSError, ValueError):  # ConfigError, TOMLDecodeError and UnicodeDecodeError are ValueErrors
+        except (
+            OSError,
+            ValueError,
+        ):  # ConfigError, TOMLDecodeError and UnicodeDecodeError are ValueErrors
             return None
 
     @property
@@ -852,7 +953,9 @@ def _enabled(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         # Without a config nothing runs, except the LED, which shows that there is none.
-        print(f"{exc.report()}\n{args.service}: {'runs to show no-config' if args.service == 'led' else 'off'}")
+        print(
+            f"{exc.report()}\n{args.service}: {'runs to show no-config' if args.service == 'led' else 'off'}"
+        )
         return 0 if args.service == "led" else 1
     enabled = args.service in config.enabled_services()
     print(f"{args.service}: {'on' if enabled else 'off'} in {args.config}")
@@ -869,9 +972,15 @@ def add_commands(commands: argparse._SubParsersAction) -> argparse._SubParsersAc
     parser = commands.add_parser("config", help="check, install or document the config file")
     actions = parser.add_subparsers(dest="config_command", metavar="ACTION")
     parser.set_defaults(func=lambda a: (parser.print_help(), 2)[1])
-    actions.add_parser("check", help="validate; print it with secrets masked").set_defaults(func=_check)
-    enabled = actions.add_parser("enabled", help="exit 0 if the config turns SERVICE on (the units' ExecCondition)")
+    actions.add_parser("check", help="validate; print it with secrets masked").set_defaults(
+        func=_check
+    )
+    enabled = actions.add_parser(
+        "enabled", help="exit 0 if the config turns SERVICE on (the units' ExecCondition)"
+    )
     enabled.add_argument("service", choices=sorted(UNITS))
     enabled.set_defaults(func=_enabled)
-    actions.add_parser("reference", help="print docs/config.md's key reference").set_defaults(func=_reference)
+    actions.add_parser("reference", help="print docs/config.md's key reference").set_defaults(
+        func=_reference
+    )
     return actions

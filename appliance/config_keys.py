@@ -37,7 +37,9 @@ class ConfigError(ValueError):
 
 # ---------------------------------------------------------------- how a key is declared
 
-Reader = Callable[[Any, str, Any], Any]  # (the table being read, key name, default) -> the value read
+Reader = Callable[
+    [Any, str, Any], Any
+]  # (the table being read, key name, default) -> the value read
 Check = Callable[[Any], "str | None"]  # a value read -> what is wrong with it, or None
 REQUIRED: Any = MISSING  # the default of a key that must be written
 
@@ -82,10 +84,19 @@ def key_field(key: Key, default: Any = MISSING, **options: Any) -> Any:
     return field(default=default, metadata=metadata, **options)
 
 
-def text(default: Any, doc: str, *, choices: tuple[str, ...] = (), check: Check | None = None,
-         shown: str = "", inherit: str = "") -> Any:
+def text(
+    default: Any,
+    doc: str,
+    *,
+    choices: tuple[str, ...] = (),
+    check: Check | None = None,
+    shown: str = "",
+    inherit: str = "",
+) -> Any:
     """A string key; ``REQUIRED``, a string, or a function giving the default when read."""
-    return key_field(Key(doc, lambda t, name, d: t.string(name, d, choices), check, shown, inherit), default)
+    return key_field(
+        Key(doc, lambda t, name, d: t.string(name, d, choices), check, shown, inherit), default
+    )
 
 
 def flag(default: bool, doc: str) -> Any:
@@ -93,16 +104,26 @@ def flag(default: bool, doc: str) -> Any:
     return key_field(Key(doc, lambda t, name, d: t.boolean(name, d)), default)
 
 
-def number(default: float, doc: str, *, minimum: float = 0, integer: bool = False,
-           check: Check | None = None) -> Any:
+def number(
+    default: float,
+    doc: str,
+    *,
+    minimum: float = 0,
+    integer: bool = False,
+    check: Check | None = None,
+) -> Any:
     """A number >= ``minimum`` (durations, ``*_s``, also above zero)."""
     rule = "an integer" if integer else ""
     if minimum:
         rule = f"{rule} >= {minimum:g}".strip()
-    return key_field(Key(doc, lambda t, name, d: t.number(name, d, minimum, integer), check, rule=rule), default)
+    return key_field(
+        Key(doc, lambda t, name, d: t.number(name, d, minimum, integer), check, rule=rule), default
+    )
 
 
-def texts(default: list[str], doc: str, *, choices: tuple[str, ...] = (), check: Check | None = None) -> Any:
+def texts(
+    default: list[str], doc: str, *, choices: tuple[str, ...] = (), check: Check | None = None
+) -> Any:
     """A list of strings, each one of ``choices`` when given."""
     return key_field(Key(doc, lambda t, name, d: t.string_list(name, d, choices), check), default)
 
@@ -120,8 +141,15 @@ def table(model: type, *, required: str = "", optional: str = "") -> Any:
     return field(metadata={"section": Section(model, required=required, optional=optional)})
 
 
-def tables(model: type, doc: str, *, limit: int, unique: str = "", each: str = "",
-           by_type: Callable[[], Mapping[str, type]] | None = None) -> Any:
+def tables(
+    model: type,
+    doc: str,
+    *,
+    limit: int,
+    unique: str = "",
+    each: str = "",
+    by_type: Callable[[], Mapping[str, type]] | None = None,
+) -> Any:
     """``[[name]]``: zero or more tables of ``model``, at most ``limit``; ``unique`` differs in each.
 
     With ``by_type``, each table's ``type`` key picks its model from ``by_type()``."""
@@ -178,7 +206,6 @@ def check_not_empty(value: str) -> str | None:
     return None if value.strip() else "must not be empty"
 
 
-
 def _link_local(host: str) -> str | None:
     """Why a literal link-local address is refused (names are not resolved here)."""
     try:
@@ -205,7 +232,9 @@ def mask_url(url: str) -> str:
         rest = "***@" + rest.rpartition("@")[2]
     base, question, query = rest.partition("?")
     if question:
-        query = "&".join(f"{p.partition('=')[0]}=***" if "=" in p else "***" for p in query.split("&"))
+        query = "&".join(
+            f"{p.partition('=')[0]}=***" if "=" in p else "***" for p in query.split("&")
+        )
     return head + base + question + query
 
 
@@ -216,5 +245,3 @@ _URL_IN_TEXT = re.compile(r"""(?:[A-Za-z][A-Za-z0-9+.-]*://|(?<![\w/.~-])/)[^\s'
 def mask_urls(text: str) -> str:
     """``text`` with :func:`mask_url` applied to every URL in it (log lines, error messages)."""
     return _URL_IN_TEXT.sub(lambda m: mask_url(m[0]), text)
-
-

@@ -54,13 +54,19 @@ def gather_status(config: Config) -> dict[str, Any]:
         stats = outbox.stats(now).__dict__
         damage = outbox.reset_reason or outbox.damage
         not_understood = dead_letters.not_understood_today(
-            outbox.dead_letters(DEAD_SCANNED), config.mqtt.devices if config.mqtt else [], now)
+            outbox.dead_letters(DEAD_SCANNED), config.mqtt.devices if config.mqtt else [], now
+        )
     finally:
         outbox.close()
-    bridge = bridge_state(config, started=_collector_started(collector), outbox_damage=damage, now=now)
+    bridge = bridge_state(
+        config, started=_collector_started(collector), outbox_damage=damage, now=now
+    )
     services = {
-        name: {"state": s.state, "reason": s.reason,
-               "written_s_ago": None if s.written_at is None else round(now - s.written_at)}
+        name: {
+            "state": s.state,
+            "reason": s.reason,
+            "written_s_ago": None if s.written_at is None else round(now - s.written_at),
+        }
         for name, s in bridge.services.items()
     }
     return {
@@ -70,7 +76,10 @@ def gather_status(config: Config) -> dict[str, Any]:
         "outbox_damage": damage,
         "services": services,
         "sensors": collector.get("sensors")
-        or [{"id": s.id, "state": "unknown", "last_success": None, "last_error": None} for s in config.sensors],
+        or [
+            {"id": s.id, "state": "unknown", "last_success": None, "last_error": None}
+            for s in config.sensors
+        ],
         "outbox": stats,
         "uplink": collector.get("uplink", {}),
         "last_collection": collector.get("last_collection"),
@@ -121,7 +130,9 @@ def print_status(report: dict[str, Any]) -> None:
     if u.get("last_error"):
         print(f"  last error: {u['last_error']}")
     if report.get("wireguard_public_key"):
-        print(f"\nremote: WireGuard public key {report['wireguard_public_key']} (sensor-bridge remote show)")
+        print(
+            f"\nremote: WireGuard public key {report['wireguard_public_key']} (sensor-bridge remote show)"
+        )
     if report.get("tunnel"):
         print(f"tunnel: {report['tunnel']}")
     if report.get("last_update"):
@@ -175,8 +186,14 @@ def check_sensors(config: Config) -> list[Finding]:
         address = source.address(sensor)
         why = address and _tcp_reach(address, min(getattr(sensor, "timeout_s", 5), 5))
         if why:
-            found.append(Finding("FAIL", f"sensor {sensor.id} reachable", why,
-                                 "check the camera's power and cable, its IP in the config, and the VLAN"))
+            found.append(
+                Finding(
+                    "FAIL",
+                    f"sensor {sensor.id} reachable",
+                    why,
+                    "check the camera's power and cable, its IP in the config, and the VLAN",
+                )
+            )
             continue
         found.append(Finding("PASS", f"sensor {sensor.id} reachable", address or sensor.type))
         kinds = source.sample_kinds(sensor)
@@ -184,12 +201,22 @@ def check_sensors(config: Config) -> list[Finding]:
         try:
             rows = source.sample(sensor, kind, hours=2)
         except SensorError as exc:
-            fix = ("fix username/password (or auth) for this sensor in the config"
-                   if "401" in str(exc) else "open the camera's web page; restart it if it is unresponsive")
-            found.append(Finding("FAIL", f"sensor {sensor.id} credentials and sample read", str(exc), fix))
+            fix = (
+                "fix username/password (or auth) for this sensor in the config"
+                if "401" in str(exc)
+                else "open the camera's web page; restart it if it is unresponsive"
+            )
+            found.append(
+                Finding("FAIL", f"sensor {sensor.id} credentials and sample read", str(exc), fix)
+            )
             continue
-        found.append(Finding("PASS", f"sensor {sensor.id} credentials and sample read",
-                             f"{kind}: {len(rows)} period(s) in the last 2 hours"))
+        found.append(
+            Finding(
+                "PASS",
+                f"sensor {sensor.id} credentials and sample read",
+                f"{kind}: {len(rows)} period(s) in the last 2 hours",
+            )
+        )
     return found
 
 
@@ -201,49 +228,109 @@ def check_uplink(config: Config) -> list[Finding]:
 
     why = _tcp_reach(config.uplink.url, min(config.uplink.timeout_s, 5))
     if why:
-        return [Finding("FAIL", "cloud API reachable", why,
-                        "check the store's internet connection, DNS and firewall; readings wait in the outbox")]
-    headers = {"Authorization": f"Bearer {config.uplink.api_key}", "User-Agent": f"sensor-bridge/{__version__}",
-               "Content-Type": "application/json"}
+        return [
+            Finding(
+                "FAIL",
+                "cloud API reachable",
+                why,
+                "check the store's internet connection, DNS and firewall; readings wait in the outbox",
+            )
+        ]
+    headers = {
+        "Authorization": f"Bearer {config.uplink.api_key}",
+        "User-Agent": f"sensor-bridge/{__version__}",
+        "Content-Type": "application/json",
+    }
     # A batch with no records is malformed by contract: a receiver answers 400/422 once it
     # has accepted the key, and 401/403 when it has not. Nothing is stored either way.
-    probe = {"schema": "sensor-bridge/ingest/v1", "bridge_id": config.bridge.id,
-             "batch_id": "doctor-probe", "sent_at": "1970-01-01T00:00:00Z", "records": []}
+    probe = {
+        "schema": "sensor-bridge/ingest/v1",
+        "bridge_id": config.bridge.id,
+        "batch_id": "doctor-probe",
+        "sent_at": "1970-01-01T00:00:00Z",
+        "records": [],
+    }
     try:
-        answer = requests.post(config.uplink.url, json=probe, headers=headers,
-                               timeout=config.uplink.timeout_s, verify=config.uplink.verify_tls)
+        answer = requests.post(
+            config.uplink.url,
+            json=probe,
+            headers=headers,
+            timeout=config.uplink.timeout_s,
+            verify=config.uplink.verify_tls,
+        )
     except requests.RequestException as exc:
-        return [Finding("FAIL", "cloud API reachable", type(exc).__name__,
-                        "check TLS (verify_tls), proxies and the URL")]
+        return [
+            Finding(
+                "FAIL",
+                "cloud API reachable",
+                type(exc).__name__,
+                "check TLS (verify_tls), proxies and the URL",
+            )
+        ]
     code = answer.status_code
     if code in (401, 403):
-        return [Finding("PASS", "cloud API reachable", config.uplink.url),
-                Finding("FAIL", "cloud API key accepted", f"HTTP {code}",
-                        "put the bridge's key from the cloud app into [uplink] api_key")]
+        return [
+            Finding("PASS", "cloud API reachable", config.uplink.url),
+            Finding(
+                "FAIL",
+                "cloud API key accepted",
+                f"HTTP {code}",
+                "put the bridge's key from the cloud app into [uplink] api_key",
+            ),
+        ]
     if code >= 500 or code == 404:
-        return [Finding("FAIL", "cloud API reachable", f"HTTP {code} from {config.uplink.url}",
-                        "check the URL path and the cloud app's status; readings wait in the outbox")]
-    return [Finding("PASS", "cloud API reachable", config.uplink.url),
-            Finding("PASS", "cloud API key accepted", f"probe answered HTTP {code}")]
+        return [
+            Finding(
+                "FAIL",
+                "cloud API reachable",
+                f"HTTP {code} from {config.uplink.url}",
+                "check the URL path and the cloud app's status; readings wait in the outbox",
+            )
+        ]
+    return [
+        Finding("PASS", "cloud API reachable", config.uplink.url),
+        Finding("PASS", "cloud API key accepted", f"probe answered HTTP {code}"),
+    ]
 
 
 def check_host(config: Config) -> list[Finding]:
     found = []
     try:
         free_mb = shutil.disk_usage(config.paths.state_dir).free / 1e6
-        verdict = "PASS" if free_mb >= config.outbox.min_free_disk_mb * 2 else (
-            "WARN" if free_mb >= config.outbox.min_free_disk_mb else "FAIL")
-        found.append(Finding(verdict, "disk space", f"{free_mb:.0f} MB free for {config.paths.state_dir}",
-                             "" if verdict == "PASS" else "delete old logs (journalctl --vacuum-size=50M)"))
+        verdict = (
+            "PASS"
+            if free_mb >= config.outbox.min_free_disk_mb * 2
+            else ("WARN" if free_mb >= config.outbox.min_free_disk_mb else "FAIL")
+        )
+        found.append(
+            Finding(
+                verdict,
+                "disk space",
+                f"{free_mb:.0f} MB free for {config.paths.state_dir}",
+                "" if verdict == "PASS" else "delete old logs (journalctl --vacuum-size=50M)",
+            )
+        )
     except OSError as exc:
-        found.append(Finding("FAIL", "disk space", f"{config.paths.state_dir}: {exc.strerror}",
-                             "create the state directory (provision.sh does)"))
+        found.append(
+            Finding(
+                "FAIL",
+                "disk space",
+                f"{config.paths.state_dir}: {exc.strerror}",
+                "create the state directory (provision.sh does)",
+            )
+        )
     if clock_synchronised():
         found.append(Finding("PASS", "clock synchronised", time.strftime("%Y-%m-%d %H:%M:%S %Z")))
     else:
         verdict = "FAIL" if config.bridge.require_time_sync else "WARN"
-        found.append(Finding(verdict, "clock synchronised", "NTP has not set the clock",
-                             "allow NTP (UDP 123) out of the store network; check `timedatectl`"))
+        found.append(
+            Finding(
+                verdict,
+                "clock synchronised",
+                "NTP has not set the clock",
+                "allow NTP (UDP 123) out of the store network; check `timedatectl`",
+            )
+        )
     return found
 
 
@@ -253,14 +340,25 @@ def check_services(config: Config) -> list[Finding]:
         body = read_status(config.paths.run_dir, service)
         state = effective_state(body)
         if body is None:
-            found.append(Finding("FAIL", f"service {service}", "not running (no status file)",
-                                 f"systemctl status {_unit(service)}"))
+            found.append(
+                Finding(
+                    "FAIL",
+                    f"service {service}",
+                    "not running (no status file)",
+                    f"systemctl status {_unit(service)}",
+                )
+            )
         elif state in ("ok", "starting", "maintenance"):
             found.append(Finding("PASS", f"service {service}", state))
         else:
-            found.append(Finding("WARN" if state == "degraded" else "FAIL", f"service {service}",
-                                 f"{state}: {body.get('reason', 'status file stale')}",
-                                 f"journalctl -u {_unit(service)} -n 50"))
+            found.append(
+                Finding(
+                    "WARN" if state == "degraded" else "FAIL",
+                    f"service {service}",
+                    f"{state}: {body.get('reason', 'status file stale')}",
+                    f"journalctl -u {_unit(service)} -n 50",
+                )
+            )
     return found
 
 
@@ -271,19 +369,43 @@ def check_outbox(config: Config) -> list[Finding]:
         found = []
         damage = outbox.reset_reason or outbox.damage
         if damage:
-            found.append(Finding("FAIL", "outbox undamaged", damage,
-                                 "look at the moved-aside file, then `sensor-bridge outbox ack-corrupt`"))
+            found.append(
+                Finding(
+                    "FAIL",
+                    "outbox undamaged",
+                    damage,
+                    "look at the moved-aside file, then `sensor-bridge outbox ack-corrupt`",
+                )
+            )
         if s.pending and s.oldest_pending_age_s > 3600:
-            found.append(Finding("WARN", "outbox draining", f"{s.pending} pending, oldest {_ago(s.oldest_pending_age_s)}",
-                                 "see the uplink line of `sensor-bridge status`"))
+            found.append(
+                Finding(
+                    "WARN",
+                    "outbox draining",
+                    f"{s.pending} pending, oldest {_ago(s.oldest_pending_age_s)}",
+                    "see the uplink line of `sensor-bridge status`",
+                )
+            )
         else:
             found.append(Finding("PASS", "outbox draining", f"{s.pending} pending"))
         if s.dead_letter:
-            found.append(Finding("WARN", "dead-letter table", f"{s.dead_letter} entries",
-                                 "inspect with `sensor-bridge outbox list --dead`; `outbox retry-dead` after a fix"))
+            found.append(
+                Finding(
+                    "WARN",
+                    "dead-letter table",
+                    f"{s.dead_letter} entries",
+                    "inspect with `sensor-bridge outbox list --dead`; `outbox retry-dead` after a fix",
+                )
+            )
         if s.dropped:
-            found.append(Finding("FAIL", "nothing dropped", f"{s.dropped} readings were shed",
-                                 "the uplink was down too long for outbox.max_mb; raise it or fix the uplink"))
+            found.append(
+                Finding(
+                    "FAIL",
+                    "nothing dropped",
+                    f"{s.dropped} readings were shed",
+                    "the uplink was down too long for outbox.max_mb; raise it or fix the uplink",
+                )
+            )
         return found
     finally:
         outbox.close()
@@ -294,15 +416,36 @@ def check_recent_errors(config: Config) -> list[Finding]:
         return []
     try:
         out = subprocess.run(
-            ["journalctl", "-u", "sensor-bridge*", "-p", "warning", "--since", "-24h", "-n", "5",
-             "--no-pager", "-o", "cat"], capture_output=True, text=True, timeout=10,
+            [
+                "journalctl",
+                "-u",
+                "sensor-bridge*",
+                "-p",
+                "warning",
+                "--since",
+                "-24h",
+                "-n",
+                "5",
+                "--no-pager",
+                "-o",
+                "cat",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return []
     if not out or out.startswith("-- No entries"):
         return [Finding("PASS", "recent errors", "none in the last 24 h")]
-    return [Finding("WARN", "recent errors", out.splitlines()[-1],
-                    "journalctl -u 'sensor-bridge*' -p warning --since -24h")]
+    return [
+        Finding(
+            "WARN",
+            "recent errors",
+            out.splitlines()[-1],
+            "journalctl -u 'sensor-bridge*' -p warning --since -24h",
+        )
+    ]
 
 
 def _unit(service: str) -> str:
@@ -312,7 +455,12 @@ def _unit(service: str) -> str:
 
 
 CHECKS: tuple[Callable[[Config], list[Finding]], ...] = (
-    check_host, check_services, check_sensors, check_uplink, check_outbox, check_recent_errors,
+    check_host,
+    check_services,
+    check_sensors,
+    check_uplink,
+    check_outbox,
+    check_recent_errors,
 )
 
 
@@ -391,10 +539,14 @@ def _outbox_list(outbox: Outbox, dead: bool, limit: int, devices: list[Any] | No
     else:
         for body in outbox.pending_list(limit):
             if "unreadable" in body:
-                print(f"UNREADABLE {body['id'][:16]}: {body['unreadable']} (the service moves it to the dead letters)")
+                print(
+                    f"UNREADABLE {body['id'][:16]}: {body['unreadable']} (the service moves it to the dead letters)"
+                )
                 continue
-            print(f"{body['period_start']} {body['sensor_id']:<16} {body['kind']:<14}"
-                  f" rev {body['revision']} {'final' if body['final'] else 'growing'}")
+            print(
+                f"{body['period_start']} {body['sensor_id']:<16} {body['kind']:<14}"
+                f" rev {body['revision']} {'final' if body['final'] else 'growing'}"
+            )
     s = outbox.stats()
     print(f"pending {s.pending}, dead-letter {s.dead_letter}, dropped {s.dropped}")
     if outbox.reset_reason:
@@ -406,19 +558,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true", help="machine-readable")
     status.set_defaults(func=_status)
 
-    doctor = commands.add_parser("doctor", help="run the troubleshooting checklist and suggest fixes")
+    doctor = commands.add_parser(
+        "doctor", help="run the troubleshooting checklist and suggest fixes"
+    )
     doctor.set_defaults(func=_doctor)
 
     sensors = commands.add_parser("sensors", help="talk to one sensor")
-    sensor_commands = sensors.add_subparsers(dest="sensors_command", metavar="ACTION", required=True)
-    test = sensor_commands.add_parser("test", help="one live read of a sensor; print the parsed periods")
+    sensor_commands = sensors.add_subparsers(
+        dest="sensors_command", metavar="ACTION", required=True
+    )
+    test = sensor_commands.add_parser(
+        "test", help="one live read of a sensor; print the parsed periods"
+    )
     test.add_argument("id", help="the sensor's id in the config")
     test.add_argument("--hours", type=int, default=3, help="how far back to read (default 3)")
     test.set_defaults(func=_sensors_test)
 
     outbox = commands.add_parser("outbox", help="look into and repair the outbox")
-    outbox.add_argument("action", choices=("list", "retry-dead", "purge-dead", "ack-corrupt"),
-                        help="ack-corrupt: a person has seen the outbox damage note; stop reporting it")
+    outbox.add_argument(
+        "action",
+        choices=("list", "retry-dead", "purge-dead", "ack-corrupt"),
+        help="ack-corrupt: a person has seen the outbox damage note; stop reporting it",
+    )
     outbox.add_argument("--dead", action="store_true", help="with list: show the dead-letter table")
     outbox.add_argument("--limit", type=int, default=50)
     outbox.set_defaults(func=_outbox)

@@ -39,11 +39,16 @@ def device_of(entry: dict[str, Any], devices: list[MqttDevice] | None = None) ->
     eui = _EUI.search(preview)
     if eui:
         plain = re.sub(r"[:-]", "", eui.group(1)).lower()
-        named = next((d.sensor_id for d in devices or [] if re.sub(r"[:-]", "", d.dev_eui).lower() == plain), None)
+        named = next(
+            (d.sensor_id for d in devices or [] if re.sub(r"[:-]", "", d.dev_eui).lower() == plain),
+            None,
+        )
         return named or plain
     serial = _SERIAL.search(preview)
     if serial:
-        return next((d.sensor_id for d in devices or [] if d.serial == serial.group(1)), serial.group(1))
+        return next(
+            (d.sensor_id for d in devices or [] if d.serial == serial.group(1)), serial.group(1)
+        )
     origin = str(entry.get("origin") or "unknown")
     if origin.startswith("http-push "):
         return origin.rsplit(" ", 1)[-1].lstrip("/") or origin
@@ -62,7 +67,9 @@ def group(entries: list[dict[str, Any]], devices: list[MqttDevice] | None = None
         key = (device, reason_key(str(entry.get("reason"))))
         found = groups.get(key)
         if found is None:
-            groups[key] = Group(device, str(entry.get("reason")), 1, at, at, str(entry.get("preview") or ""))
+            groups[key] = Group(
+                device, str(entry.get("reason")), 1, at, at, str(entry.get("preview") or "")
+            )
         else:
             found.count += 1
             found.last_at = max(found.last_at, at)
@@ -74,16 +81,23 @@ def listing(entries: list[dict[str, Any]], devices: list[MqttDevice] | None = No
     lines = []
     for g in group(entries, devices):
         span = _when(g.first_at) if g.count == 1 else f"{_when(g.first_at)} .. {_when(g.last_at)}"
-        lines.append(f"{g.device}: {g.count} x {g.reason}  ({span})\n    {' '.join(g.preview.split())[:200]}")
+        lines.append(
+            f"{g.device}: {g.count} x {g.reason}  ({span})\n    {' '.join(g.preview.split())[:200]}"
+        )
     return lines
 
 
-def not_understood_today(entries: list[dict[str, Any]], devices: list[MqttDevice] | None = None,
-                         now: float | None = None) -> list[str]:
+def not_understood_today(
+    entries: list[dict[str, Any]], devices: list[MqttDevice] | None = None, now: float | None = None
+) -> list[str]:
     """One line per device whose messages were dead-lettered since local midnight."""
     today = time.localtime(now if now is not None else time.time())
     midnight = time.mktime((today.tm_year, today.tm_mon, today.tm_mday, 0, 0, 0, 0, 0, -1))
-    recent = [e for e in entries if float(e.get("created_at") or 0) >= midnight and e.get("origin") != "uplink"]
+    recent = [
+        e
+        for e in entries
+        if float(e.get("created_at") or 0) >= midnight and e.get("origin") != "uplink"
+    ]
     per_device: dict[str, list[Group]] = {}
     for g in group(recent, devices):
         per_device.setdefault(g.device, []).append(g)
@@ -98,4 +112,3 @@ def not_understood_today(entries: list[dict[str, Any]], devices: list[MqttDevice
 
 def _when(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
-

@@ -25,7 +25,9 @@ from .service import run_service
 DEMO_KEY = "demo-key"
 
 
-def demo_config(workdir: Path, camera_urls: list[str], receiver: Any, health_port: int) -> dict[str, Any]:
+def demo_config(
+    workdir: Path, camera_urls: list[str], receiver: Any, health_port: int
+) -> dict[str, Any]:
     """The embedded default: two cameras polled every 10 s, delivered to the local receiver."""
     return {
         "bridge": {"id": "demo-store", "timezone": "Europe/Lisbon", "require_time_sync": False},
@@ -96,9 +98,18 @@ def run_demo(seconds: float | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="sensor-bridge-demo-"))
     receiver = SimReceiver(db_path=workdir / "cloud.db", api_key=DEMO_KEY, announce=True)
     cameras = [
-        SimCamera(timezone="Europe/Lisbon", username="admin", password="demo", lines=2, regions=2, seed=1),
-        SimCamera(timezone="Europe/Lisbon", username="admin", password="demo", lines=1, regions=1,
-                  seed=2, header_style="compact"),
+        SimCamera(
+            timezone="Europe/Lisbon", username="admin", password="demo", lines=2, regions=2, seed=1
+        ),
+        SimCamera(
+            timezone="Europe/Lisbon",
+            username="admin",
+            password="demo",
+            lines=1,
+            regions=1,
+            seed=2,
+            header_style="compact",
+        ),
     ]
     receiver.start()
     for camera in cameras:
@@ -109,7 +120,8 @@ def run_demo(seconds: float | None = None) -> int:
     write_toml(raw, config_path)
     config: Config = parse_config(raw, path=str(config_path))
 
-    print(f"""
+    print(
+        f"""
 sensor-bridge demo
   cameras:   {cameras[0].url} (entrance), {cameras[1].url} (back-door)
   receiver:  {receiver.url}
@@ -118,12 +130,24 @@ sensor-bridge demo
   try:       {Path(sys.argv[0]).name} -c {config_path} status
              curl -X POST -d html {cameras[1].url}/_sim/fault   (make a camera misbehave; 'none' heals it)
 Press Ctrl-C to stop.
-""", flush=True)
+""",
+        flush=True,
+    )
 
     watchdog = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "-c", str(config_path), "watchdog", "--dry-run",
-         "--network-probe", "true"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "-c",
+            str(config_path),
+            "watchdog",
+            "--dry-run",
+            "--network-probe",
+            "true",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     timer = threading.Timer(seconds or 0, stop.set)
     timer.daemon = True
@@ -148,6 +172,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    demo = commands.add_parser("demo", help="simulated cameras -> collector -> local receiver, on this machine")
+    demo = commands.add_parser(
+        "demo", help="simulated cameras -> collector -> local receiver, on this machine"
+    )
     demo.add_argument("--seconds", type=float, help="stop by itself after this long")
     demo.set_defaults(func=_demo)

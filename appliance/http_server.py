@@ -41,8 +41,10 @@ DEADLINE_S = 10.0
 WRITE_TIMEOUT_S = 10.0
 _DIGITS = re.compile(r"[0-9]{1,15}")
 _BUSY_BODY = b'{"error": "too many connections right now; retry soon"}'
-_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 2\r\n"
-         b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
+_BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 2\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -72,14 +74,18 @@ class BoundedHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.rfile.close()  # the plain file would wait per read; this one waits for the whole request
-        deadline = time.monotonic() + self.server.deadline_s  # this thread starts as the connection is accepted
+        deadline = (
+            time.monotonic() + self.server.deadline_s
+        )  # this thread starts as the connection is accepted
         self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline))
 
     def flush_headers(self) -> None:
         self.connection.settimeout(WRITE_TIMEOUT_S)  # the read deadline may be all but spent
         super().flush_headers()
 
-    def send_json(self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    def send_json(
+        self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         """Answer with ``body`` as JSON (headers only for HEAD)."""
         data = json.dumps(body, indent=1).encode()
         self.send_response(code)
@@ -100,7 +106,9 @@ class BoundedHandler(BaseHTTPRequestHandler):
             return None
         if len(set(values)) != 1 or not _DIGITS.fullmatch(values[0].strip(" \t")):
             shown = ", ".join(values)[:40]
-            self.send_json(400, {"error": f"Content-Length must be one number of plain digits, not {shown!r}"})
+            self.send_json(
+                400, {"error": f"Content-Length must be one number of plain digits, not {shown!r}"}
+            )
             return None
         return int(values[0])
 
@@ -119,8 +127,13 @@ class BoundedHandler(BaseHTTPRequestHandler):
             pass
         if got < length:
             self.close_connection = True
-            self.send_json(400, {"error": f"body ended after {got} of {length} bytes "
-                                          f"(the whole request must arrive within {self.server.deadline_s:.0f}s)"})
+            self.send_json(
+                400,
+                {
+                    "error": f"body ended after {got} of {length} bytes "
+                    f"(the whole request must arrive within {self.server.deadline_s:.0f}s)"
+                },
+            )
             return None
         return b"".join(chunks)
 
@@ -141,8 +154,14 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # a burst of connects waits in the kernel, not in threads
 
-    def __init__(self, address: tuple[str, int], handler: type[BoundedHandler], name: str,
-                 max_connections: int = MAX_CONNECTIONS, deadline_s: float = DEADLINE_S) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BoundedHandler],
+        name: str,
+        max_connections: int = MAX_CONNECTIONS,
+        deadline_s: float = DEADLINE_S,
+    ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.name = name
         self.deadline_s = deadline_s
@@ -168,8 +187,12 @@ class BoundedHTTPServer(ThreadingHTTPServer):
 
     def _refuse(self, request: socket.socket, client_address: Any) -> None:
         """Full: answer 503 without waiting for anything, then close."""
-        log.debug("%s: %s refused, %d connections already open", self.name, client_address[0],
-                  self.max_connections)
+        log.debug(
+            "%s: %s refused, %d connections already open",
+            self.name,
+            client_address[0],
+            self.max_connections,
+        )
         try:
             request.setblocking(False)
             try:  # what the client already sent, read so that closing does not reset the 503 away
@@ -189,7 +212,9 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         log.exception("%s: answering %s failed", self.name, client_address[0])
 
 
-def serve(address: tuple[str, int], handler: type[BoundedHandler], name: str, **limits: Any) -> BoundedHTTPServer:
+def serve(
+    address: tuple[str, int], handler: type[BoundedHandler], name: str, **limits: Any
+) -> BoundedHTTPServer:
     """Bind ``address`` and serve from a daemon thread called ``name``; ``OSError`` if the port is taken."""
     server = BoundedHTTPServer(address, handler, name, **limits)
     threading.Thread(target=server.serve_forever, name=name, daemon=True).start()

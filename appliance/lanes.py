@@ -56,8 +56,13 @@ class SensorLane:
         now = time.monotonic()
         if now - self._skip_logged_at >= SKIP_LOG_EVERY_S:
             self._skip_logged_at = now
-            log.warning("sensor %s: %s poll skipped, the camera is still busy with an earlier one "
-                        "(%d skipped so far)", self.sensor_id, kind, self.skipped)
+            log.warning(
+                "sensor %s: %s poll skipped, the camera is still busy with an earlier one "
+                "(%d skipped so far)",
+                self.sensor_id,
+                kind,
+                self.skipped,
+            )
 
     def _work(self) -> None:
         while True:
@@ -122,5 +127,8 @@ class PollLanes:
             lane.close()
         cut()
         deadline = time.monotonic() + grace_s
-        return [sensor_id for sensor_id, lane in self.lanes.items()
-                if not lane.join(deadline - time.monotonic())]
+        return [
+            sensor_id
+            for sensor_id, lane in self.lanes.items()
+            if not lane.join(deadline - time.monotonic())
+        ]

@@ -58,29 +58,46 @@ class Pattern:
 
 PATTERNS: dict[str, Pattern] = {
     "starting": Pattern(
-        "booting, waiting for time sync or first poll", "slow pulse / breathing (3 s)",
-        "blue", (0.0, 0.0, 1.0), _breathing(3.0),
+        "booting, waiting for time sync or first poll",
+        "slow pulse / breathing (3 s)",
+        "blue",
+        (0.0, 0.0, 1.0),
+        _breathing(3.0),
     ),
     "ok": Pattern(
-        "all sensors polled recently, outbox draining", "solid on",
-        "green", (0.0, 1.0, 0.0), ((1.0, 1.0),),
+        "all sensors polled recently, outbox draining",
+        "solid on",
+        "green",
+        (0.0, 1.0, 0.0),
+        ((1.0, 1.0),),
     ),
     "degraded": Pattern(
-        "some sensors failing, or uplink down and data buffering safely", "slow blink (1 Hz)",
-        "yellow", (1.0, 0.6, 0.0), ((1.0, 0.5), (0.0, 0.5)),
+        "some sensors failing, or uplink down and data buffering safely",
+        "slow blink (1 Hz)",
+        "yellow",
+        (1.0, 0.6, 0.0),
+        ((1.0, 0.5), (0.0, 0.5)),
     ),
     "error": Pattern(
-        "no sensor reachable, auth rejected, outbox shedding data, disk full", "fast blink (4 Hz)",
-        "red", (1.0, 0.0, 0.0), ((1.0, 0.125), (0.0, 0.125)),
+        "no sensor reachable, auth rejected, outbox shedding data, disk full",
+        "fast blink (4 Hz)",
+        "red",
+        (1.0, 0.0, 0.0),
+        ((1.0, 0.125), (0.0, 0.125)),
     ),
     "no-config": Pattern(
         "no valid config; the reason is in sensor-bridge-error.txt on the boot partition",
-        "double blink every 2 s", "magenta", (1.0, 0.0, 1.0),
+        "double blink every 2 s",
+        "magenta",
+        (1.0, 0.0, 1.0),
         ((1.0, 0.2), (0.0, 0.2), (1.0, 0.2), (0.0, 1.4)),
     ),
     MAINTENANCE: Pattern(
-        "a person switched maintenance mode on over SSH", "short flash every 5 s",
-        "white", (1.0, 1.0, 1.0), ((1.0, 0.2), (0.0, 4.8)),
+        "a person switched maintenance mode on over SSH",
+        "short flash every 5 s",
+        "white",
+        (1.0, 1.0, 1.0),
+        ((1.0, 0.2), (0.0, 4.8)),
     ),
 }
 
@@ -124,7 +141,9 @@ class Light:
                 return cls(RGBLED(*led.rgb, pwm=True, **common), True, True, f"RGB LED on {where}")
             except PinPWMUnsupported:
                 device = RGBLED(*led.rgb, pwm=False, **common)
-                return cls(device, True, False, f"RGB LED on {where} (no PWM: fades show as blinks)")
+                return cls(
+                    device, True, False, f"RGB LED on {where} (no PWM: fades show as blinks)"
+                )
         try:
             return cls(PWMLED(led.pin, **common), False, True, f"LED on {where}")
         except PinPWMUnsupported:
@@ -203,7 +222,11 @@ class LedService(Service):
         """(state to show, why): appliance/bridge_state.py's rules, the LED's own state included."""
         problem = f"config {self.watch.path}: {'; '.join(self.watch.problems or ['unreadable'])}"
         state = self.own_state()
-        own = ("led", state, "its LED cannot be driven (see light in led.json)" if state == "degraded" else "ok")
+        own = (
+            "led",
+            state,
+            "its LED cannot be driven (see light in led.json)" if state == "degraded" else "ok",
+        )
         bridge = bridge_state(config, config_problem=problem, own=own, started=self.started)
         return bridge.state, bridge.reason
 
@@ -229,7 +252,9 @@ class LedService(Service):
             self.light_note = "no LED configured (led.backend = none)"
             return
         try:
-            with warnings.catch_warnings(record=True) as fallbacks:  # one log line each, not a traceback
+            with warnings.catch_warnings(
+                record=True
+            ) as fallbacks:  # one log line each, not a traceback
                 warnings.simplefilter("always")
                 try:
                     self.light = Light.open(led)
@@ -252,9 +277,14 @@ class LedService(Service):
 
     def write_status(self) -> None:
         write_status(
-            self.watch.paths.run_dir, "led", self.own_state(),
-            showing=self.showing, pattern=PATTERNS[self.showing].led, reason=self.reason,
-            light=self.light_note, config_problems=self.watch.problems,
+            self.watch.paths.run_dir,
+            "led",
+            self.own_state(),
+            showing=self.showing,
+            pattern=PATTERNS[self.showing].led,
+            reason=self.reason,
+            light=self.light_note,
+            config_problems=self.watch.problems,
         )
 
     def report(self) -> str:
@@ -278,7 +308,7 @@ def _test(args: argparse.Namespace) -> int:
     service.watch.poll()
     led = service.settings()
     if led.backend == "none":
-        print(f"{args.config}: led.backend is \"none\": there is no LED to test", file=sys.stderr)
+        print(f'{args.config}: led.backend is "none": there is no LED to test', file=sys.stderr)
         return 2
     try:
         light = Light.open(led)
@@ -306,11 +336,18 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("led", help="the LED alone (on a bridge the watchdog drives it); `led test` plays every pattern,"
-                                " `led table` prints them")
+    parser = commands.add_parser(
+        "led",
+        help="the LED alone (on a bridge the watchdog drives it); `led test` plays every pattern,"
+        " `led table` prints them",
+    )
     actions = parser.add_subparsers(dest="led_action", metavar="ACTION")
     parser.set_defaults(func=_service)
     test = actions.add_parser("test", help="play every pattern once, printing its name")
-    test.add_argument("--each", type=float, default=5.0, metavar="S", help="seconds per pattern (default 5)")
+    test.add_argument(
+        "--each", type=float, default=5.0, metavar="S", help="seconds per pattern (default 5)"
+    )
     test.set_defaults(func=_test)
-    actions.add_parser("table", help="print the state/pattern table as markdown").set_defaults(func=_table)
+    actions.add_parser("table", help="print the state/pattern table as markdown").set_defaults(
+        func=_table
+    )

@@ -154,15 +154,22 @@ def _status(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "maintenance", help="stop the watchdog from acting while you work (on [--for 2h] | off | status)"
+        "maintenance",
+        help="stop the watchdog from acting while you work (on [--for 2h] | off | status)",
     )
     actions = parser.add_subparsers(dest="maintenance_action", metavar="ACTION")
     parser.set_defaults(func=lambda a: (parser.print_help(), 2)[1])
     on = actions.add_parser("on", help="switch maintenance on; it ends by itself")
     on.add_argument(
-        "--for", dest="for_s", type=_duration_arg, default=parse_duration(DEFAULT_FOR), metavar="TIME",
+        "--for",
+        dest="for_s",
+        type=_duration_arg,
+        default=parse_duration(DEFAULT_FOR),
+        metavar="TIME",
         help=f"how long, e.g. 30m, 2h, 1h30m (default {DEFAULT_FOR}, at most 7d)",
     )
     on.set_defaults(func=_on)
     actions.add_parser("off", help="end maintenance now").set_defaults(func=_off)
-    actions.add_parser("status", help="is maintenance on, and until when").set_defaults(func=_status)
+    actions.add_parser("status", help="is maintenance on, and until when").set_defaults(
+        func=_status
+    )

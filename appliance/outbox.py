@@ -250,6 +250,7 @@ def _digest(wire: dict[str, Any]) -> str:
     """What makes two versions of a record the same reading."""
     meaningful = {k: wire[k] for k in ("period_end", "final", "values")}
     import hashlib  # here, not at the top: OpenSSL's libcrypto costs the watchdog 3.7 MB
+
     return hashlib.sha256(json.dumps(meaningful, sort_keys=True).encode()).hexdigest()
 
 
@@ -291,8 +292,10 @@ def torn_wal(path: str | Path) -> str | None:
             return None
     except OSError:
         return None
-    return (f"its write-ahead log {wal.name} was cut short ({size} bytes is not a whole number of"
-            f" {frame}-byte frames): the last writes before the cut may be lost")
+    return (
+        f"its write-ahead log {wal.name} was cut short ({size} bytes is not a whole number of"
+        f" {frame}-byte frames): the last writes before the cut may be lost"
+    )
 
 
 class OutboxDamage:
@@ -416,8 +419,13 @@ class Outbox:
     with :attr:`damage` saying why.
     """
 
-    def __init__(self, path: str | Path, max_mb: float = 256, min_free_disk_mb: float = 200,
-                 readonly: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        max_mb: float = 256,
+        min_free_disk_mb: float = 200,
+        readonly: bool = False,
+    ) -> None:
         self.path = Path(path)
         self.max_mb = max_mb
         self.min_free_disk_mb = min_free_disk_mb
@@ -450,7 +458,12 @@ class Outbox:
     @classmethod
     def of(cls, config: Config, readonly: bool = False) -> Outbox:
         """The outbox ``config`` names, with its limits."""
-        return cls(config.outbox_path, config.outbox.max_mb, config.outbox.min_free_disk_mb, readonly=readonly)
+        return cls(
+            config.outbox_path,
+            config.outbox.max_mb,
+            config.outbox.min_free_disk_mb,
+            readonly=readonly,
+        )
 
     @property
     def group_window_s(self) -> float:
@@ -489,13 +502,20 @@ class Outbox:
         if self.path.exists():
             torn = torn_wal(self.path)
             try:
-                db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
-                                     isolation_level=None, check_same_thread=False)
+                db = sqlite3.connect(
+                    f"file:{self.path}?mode=ro",
+                    uri=True,
+                    timeout=30,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
                 try:
                     verdict = db.execute("PRAGMA quick_check").fetchone()[0]
                     if verdict != "ok":
                         raise _Corrupt(f"quick_check: {verdict}")
-                    db.execute("SELECT COUNT(*) FROM readings, counters, dead_letter LIMIT 1").fetchone()
+                    db.execute(
+                        "SELECT COUNT(*) FROM readings, counters, dead_letter LIMIT 1"
+                    ).fetchone()
                 except BaseException:
                     db.close()
                     raise
@@ -558,7 +578,10 @@ class Outbox:
                 log.info("disk has room again: the outbox stores readings")
                 self.full_since = None
             if lost:
-                log.error("%d reading(s) could not be stored while the disk was full; counted as dropped", lost)
+                log.error(
+                    "%d reading(s) could not be stored while the disk was full; counted as dropped",
+                    lost,
+                )
 
     # ------------------------------------------------------------ writing
 
@@ -593,8 +616,13 @@ class Outbox:
         if outcomes["ignored_final"]:
             self._bump(db, "final_changes_ignored", outcomes["ignored_final"])
         item.refused = refused
-        item.result = PutResult(outcomes["added"], outcomes["updated"], outcomes["unchanged"],
-                                outcomes["ignored_final"], len(refused))
+        item.result = PutResult(
+            outcomes["added"],
+            outcomes["updated"],
+            outcomes["unchanged"],
+            outcomes["ignored_final"],
+            len(refused),
+        )
         return seq
 
     def _commit_group(self, batch: list[_Put]) -> None:
@@ -628,15 +656,25 @@ class Outbox:
         wire = record.wire()
         digest = _digest(wire)
         row = db.execute(
-            "SELECT revision, digest, final, state, seq, queued_at FROM readings WHERE id = ?", (wire["id"],)
+            "SELECT revision, digest, final, state, seq, queued_at FROM readings WHERE id = ?",
+            (wire["id"],),
         ).fetchone()
         if row is None:
             wire["revision"] = 1
             db.execute(
                 "INSERT INTO readings (id, seq, sensor_id, kind, period_start, revision, final,"
                 " digest, body, state, queued_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, 'pending', ?)",
-                (wire["id"], seq + 1, record.sensor_id, record.kind, wire["period_start"],
-                 int(record.final), digest, json.dumps(wire), now),
+                (
+                    wire["id"],
+                    seq + 1,
+                    record.sensor_id,
+                    record.kind,
+                    wire["period_start"],
+                    int(record.final),
+                    digest,
+                    json.dumps(wire),
+                    now,
+                ),
             )
             return "added", seq + 1
         revision, old_digest, was_final, state, old_seq, queued_at = row
@@ -651,12 +689,22 @@ class Outbox:
         db.execute(
             "UPDATE readings SET seq = ?, revision = ?, final = ?, digest = ?, body = ?,"
             " state = 'pending', queued_at = ? WHERE id = ?",
-            (old_seq, revision + 1, int(record.final), digest, json.dumps(wire), queued_at, wire["id"]),
+            (
+                old_seq,
+                revision + 1,
+                int(record.final),
+                digest,
+                json.dumps(wire),
+                queued_at,
+                wire["id"],
+            ),
         )
         return "updated", seq
 
     @staticmethod
-    def _move_cursors(db: sqlite3.Connection, cursors: Iterable[tuple[str, str, str]], now: float) -> None:
+    def _move_cursors(
+        db: sqlite3.Connection, cursors: Iterable[tuple[str, str, str]], now: float
+    ) -> None:
         for sensor_id, kind, position in cursors:
             db.execute(
                 "INSERT INTO cursors (sensor_id, kind, position, updated_at) VALUES (?, ?, ?, ?)"
@@ -683,7 +731,13 @@ class Outbox:
             db.execute(
                 "INSERT INTO dead_letter (record_id, origin, reason, preview, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (entry.record_id, _storable(entry.origin), _storable(entry.reason), _storable(entry.preview), now),
+                (
+                    entry.record_id,
+                    _storable(entry.origin),
+                    _storable(entry.reason),
+                    _storable(entry.preview),
+                    now,
+                ),
             )
 
     @staticmethod
@@ -693,7 +747,6 @@ class Outbox:
             " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
             (name, by),
         )
-
 
     def set_counter(self, name: str, value: int) -> None:
         with self._write() as db:
@@ -727,7 +780,9 @@ class Outbox:
 
     # ------------------------------------------------------------ delivering
 
-    def _read_pending(self, sql: str, args: tuple[Any, ...]) -> tuple[list[Pending], list[tuple[str, int, bytes, str]]]:
+    def _read_pending(
+        self, sql: str, args: tuple[Any, ...]
+    ) -> tuple[list[Pending], list[tuple[str, int, bytes, str]]]:
         """Rows (id, revision, body bytes) -> readable records, and the unreadable ones with why."""
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
@@ -749,7 +804,9 @@ class Outbox:
         for _ in range(TAKE_ROUNDS):
             good, bad = self._read_pending(
                 "SELECT id, revision, CAST(body AS BLOB) FROM readings WHERE state = 'pending'"
-                " ORDER BY seq LIMIT ?", (limit,))
+                " ORDER BY seq LIMIT ?",
+                (limit,),
+            )
             if not bad or self.readonly:
                 break
             self._bury(bad)
@@ -759,8 +816,10 @@ class Outbox:
         now = time.time()
         with self._write() as db:
             for rid, revision, raw, reason in bad:
-                db.execute("UPDATE readings SET state = 'dead' WHERE id = ? AND revision = ? AND state = 'pending'",
-                           (rid, revision))
+                db.execute(
+                    "UPDATE readings SET state = 'dead' WHERE id = ? AND revision = ? AND state = 'pending'",
+                    (rid, revision),
+                )
                 self._insert_dead(db, [DeadEntry("outbox", reason, _preview(raw), rid)], now)
                 log.error("outbox: reading %s %s; moved to the dead-letter table", rid[:12], reason)
 
@@ -769,7 +828,9 @@ class Outbox:
         ``avoid_sensors``, then preferably not in ``avoid_ids``."""
         good, _ = self._read_pending(
             "SELECT id, revision, CAST(body AS BLOB) FROM readings WHERE state = 'pending'"
-            " ORDER BY seq DESC LIMIT 200", ())
+            " ORDER BY seq DESC LIMIT 200",
+            (),
+        )
         good.sort(key=lambda p: (p.body.get("sensor_id") in avoid_sensors, p.id in avoid_ids))
         return good[0] if good else None
 
@@ -813,8 +874,16 @@ class Outbox:
                 (limit,),
             ).fetchall()
         keys = ("seq", "record_id", "origin", "reason", "preview", "created_at")
-        return [dict(zip(keys, (*row[:3], _preview(bytes(row[3])), _preview(bytes(row[4])), row[5]), strict=True))
-                for row in rows]
+        return [
+            dict(
+                zip(
+                    keys,
+                    (*row[:3], _preview(bytes(row[3])), _preview(bytes(row[4])), row[5]),
+                    strict=True,
+                )
+            )
+            for row in rows
+        ]
 
     def retry_dead(self) -> int:
         """Queue every dead-lettered record again (raw messages cannot be retried)."""
@@ -846,7 +915,11 @@ class Outbox:
         return st.f_bavail * st.f_frsize / 1e6
 
     def _file_bytes(self) -> int:
-        return sum(Path(f"{self.path}{s}").stat().st_size for s in ("", "-wal") if Path(f"{self.path}{s}").exists())
+        return sum(
+            Path(f"{self.path}{s}").stat().st_size
+            for s in ("", "-wal")
+            if Path(f"{self.path}{s}").exists()
+        )
 
     def enforce_limits(self, now: float | None = None) -> int:
         """Forget old delivery memory and junk beyond its caps; shed when over a limit.
@@ -866,12 +939,17 @@ class Outbox:
     def _clock_looks_wrong(self, now: float) -> bool:
         """The clock is well behind the outbox's own newest write: it jumped back (or was ahead)."""
         with self._lock:
-            newest = self._db.execute("SELECT MAX(MAX(queued_at), COALESCE(MAX(delivered_at), 0))"
-                                      " FROM readings").fetchone()[0]
+            newest = self._db.execute(
+                "SELECT MAX(MAX(queued_at), COALESCE(MAX(delivered_at), 0)) FROM readings"
+            ).fetchone()[0]
         wrong = newest is not None and now < newest - CLOCK_SLACK_S
         if wrong and not self._clock_warned:
-            log.warning("outbox: the clock reads %s, before the outbox's newest write (%s);"
-                        " delivery memory is kept until it is right", _epoch_text(now), _epoch_text(newest))
+            log.warning(
+                "outbox: the clock reads %s, before the outbox's newest write (%s);"
+                " delivery memory is kept until it is right",
+                _epoch_text(now),
+                _epoch_text(newest),
+            )
         self._clock_warned = wrong
         return wrong
 
@@ -889,39 +967,52 @@ class Outbox:
                 " AS cutoff FROM readings WHERE period_start <= ? GROUP BY sensor_id, kind)"
                 " DELETE FROM readings WHERE state = 'delivered' AND period_start < (SELECT cutoff FROM newest"
                 " WHERE newest.sensor_id = readings.sensor_id AND newest.kind = readings.kind)",
-                (f"-{KEEP_DELIVERED_S} seconds", _epoch_text(now + CLOCK_SLACK_S)))
+                (f"-{KEEP_DELIVERED_S} seconds", _epoch_text(now + CLOCK_SLACK_S)),
+            )
 
     def _cap_junk(self, now: float) -> None:
         """Dead letters and first-seen cursors within their own caps, oldest forgotten first."""
         with self._lock:
             count, size = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(length(CAST(preview AS BLOB)) + length(CAST(reason AS BLOB))"
-                " + 100), 0) FROM dead_letter").fetchone()
+                " + 100), 0) FROM dead_letter"
+            ).fetchone()
             seen, newest = self._db.execute(
                 "SELECT COUNT(*), MAX(position) FROM cursors WHERE kind LIKE 'first-seen:%'"
-                " AND position <= ?", (_epoch_text(now + CLOCK_SLACK_S),)).fetchone()
+                " AND position <= ?",
+                (_epoch_text(now + CLOCK_SLACK_S),),
+            ).fetchone()
         budget = DEAD_LETTER_SHARE * self.max_mb * 1e6
-        over = max(count - MAX_DEAD_LETTERS, int((size - budget) / (size / count)) + 1 if size > budget else 0)
+        over = max(
+            count - MAX_DEAD_LETTERS,
+            int((size - budget) / (size / count)) + 1 if size > budget else 0,
+        )
         if over > 0:
             with self._write() as db:
                 self._forget_dead(db, over)
         if seen:
             stale = "" if self._clock_looks_wrong(now) else _shift(newest, -KEEP_FIRST_SEEN_S)
             with self._write() as db:
-                forgot = db.execute("DELETE FROM cursors WHERE kind LIKE 'first-seen:%' AND position < ?",
-                                    (stale,)).rowcount
+                forgot = db.execute(
+                    "DELETE FROM cursors WHERE kind LIKE 'first-seen:%' AND position < ?", (stale,)
+                ).rowcount
                 forgot += self._forget_first_seen(db, seen - forgot - MAX_FIRST_SEEN)
                 self._bump(db, "junk_shed", forgot)
 
     def _forget_dead(self, db: sqlite3.Connection, rows: int) -> int:
         """The ``rows`` oldest dead letters (and the refused readings they hold)."""
         doomed = "SELECT seq FROM dead_letter ORDER BY seq LIMIT ?"
-        db.execute("DELETE FROM readings WHERE state = 'dead' AND id IN"
-                   f" (SELECT record_id FROM dead_letter WHERE seq IN ({doomed}))", (rows,))
+        db.execute(
+            "DELETE FROM readings WHERE state = 'dead' AND id IN"
+            f" (SELECT record_id FROM dead_letter WHERE seq IN ({doomed}))",
+            (rows,),
+        )
         forgot = db.execute(f"DELETE FROM dead_letter WHERE seq IN ({doomed})", (rows,)).rowcount
         self._bump(db, "junk_shed", forgot)
         if forgot:
-            log.warning("outbox: forgot the %d oldest dead letter(s) to keep junk within its cap", forgot)
+            log.warning(
+                "outbox: forgot the %d oldest dead letter(s) to keep junk within its cap", forgot
+            )
         return forgot
 
     def _forget_first_seen(self, db: sqlite3.Connection, rows: int) -> int:
@@ -929,13 +1020,17 @@ class Outbox:
             return 0
         return db.execute(
             "DELETE FROM cursors WHERE rowid IN (SELECT rowid FROM cursors WHERE kind LIKE 'first-seen:%'"
-            " ORDER BY position LIMIT ?)", (rows,)).rowcount
+            " ORDER BY position LIMIT ?)",
+            (rows,),
+        ).rowcount
 
     def _target_bytes(self) -> tuple[int, bool]:
         """How many live bytes the outbox may hold now, and whether the disk is low."""
         live = self._live_bytes()
         cap = self.max_mb * 1e6
-        target = live if live <= cap else int(0.95 * cap)  # 95%: one new reading must not shed again
+        target = (
+            live if live <= cap else int(0.95 * cap)
+        )  # 95%: one new reading must not shed again
         shortfall = (self.min_free_disk_mb - self._free_disk_mb()) * 1e6
         # Shedding helps a low disk only when the outbox is what fills it: readings are never
         # dropped to make room for someone else's files.
@@ -969,12 +1064,19 @@ class Outbox:
     def _shed_step(self, db: sqlite3.Connection, excess: int) -> tuple[str, int]:
         """Forget one chunk of the least valuable rows there are."""
 
-        everything = sum(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-                         for t in ("readings", "dead_letter", "cursors")) or 1
+        everything = (
+            sum(
+                db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                for t in ("readings", "dead_letter", "cursors")
+            )
+            or 1
+        )
         per_row = self._live_bytes() / everything  # a row costs at least its share of the pages
 
         def rows(table: str, where: str, size: str) -> int:
-            n, total = db.execute(f"SELECT COUNT(*), COALESCE(SUM({size}), 0) FROM {table} WHERE {where}").fetchone()
+            n, total = db.execute(
+                f"SELECT COUNT(*), COALESCE(SUM({size}), 0) FROM {table} WHERE {where}"
+            ).fetchone()
             return max(1, min(500, int(excess / max(per_row, total / n + 1)) + 1)) if n else 0
 
         if n := rows("dead_letter", "1", "length(CAST(preview AS BLOB)) + 100"):
@@ -985,8 +1087,11 @@ class Outbox:
             return "first-seen", forgot
         for state in ("delivered", "pending"):
             if n := rows("readings", f"state = '{state}'", "length(CAST(body AS BLOB)) + 150"):
-                forgot = db.execute("DELETE FROM readings WHERE id IN (SELECT id FROM readings"
-                                    f" WHERE state = '{state}' ORDER BY seq LIMIT ?)", (n,)).rowcount
+                forgot = db.execute(
+                    "DELETE FROM readings WHERE id IN (SELECT id FROM readings"
+                    f" WHERE state = '{state}' ORDER BY seq LIMIT ?)",
+                    (n,),
+                ).rowcount
                 if state == "pending":
                     self._bump(db, "dropped", forgot)
                 return state, forgot
@@ -1040,9 +1145,17 @@ class Outbox:
         is ``{"id": ..., "unreadable": why}`` (the services move it to the dead letters)."""
         good, bad = self._read_pending(
             "SELECT id, revision, CAST(body AS BLOB) FROM readings WHERE state = 'pending'"
-            " ORDER BY seq LIMIT ?", (limit,))
-        listed = {p.id: p.body for p in good} | {rid: {"id": rid, "unreadable": why} for rid, _, _, why in bad}
+            " ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        listed = {p.id: p.body for p in good} | {
+            rid: {"id": rid, "unreadable": why} for rid, _, _, why in bad
+        }
         with self._lock:
-            order = [r[0] for r in self._db.execute(
-                "SELECT id FROM readings WHERE state = 'pending' ORDER BY seq LIMIT ?", (limit,))]
+            order = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT id FROM readings WHERE state = 'pending' ORDER BY seq LIMIT ?", (limit,)
+                )
+            ]
         return [listed[i] for i in order if i in listed]

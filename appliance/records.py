@@ -27,7 +27,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-KINDS = ("line_counts", "region_counts", "live_counts", "occupancy", "event", "line_totals", "dwell", "ambience")
+KINDS = (
+    "line_counts",
+    "region_counts",
+    "live_counts",
+    "occupancy",
+    "event",
+    "line_totals",
+    "dwell",
+    "ambience",
+)
 SOURCES = ("poll", "mqtt", "http-push")
 
 
@@ -50,7 +59,9 @@ def parse_utc(text: str) -> datetime:
 
 # Test hook, never set on a bridge: tests start the collector with its clock
 # skewed by this many seconds (no faketime on the image). Read once, here only.
-_TEST_CLOCK_OFFSET = timedelta(seconds=float(os.environ.get("SENSOR_BRIDGE_TEST_CLOCK_OFFSET_S") or 0))
+_TEST_CLOCK_OFFSET = timedelta(
+    seconds=float(os.environ.get("SENSOR_BRIDGE_TEST_CLOCK_OFFSET_S") or 0)
+)
 
 
 def now_utc() -> datetime:
@@ -60,6 +71,7 @@ def now_utc() -> datetime:
 def record_id(sensor_id: str, kind: str, period_start: str) -> str:
     """The contract's id: SHA-256 of ``sensor_id|kind|period_start`` as sent."""
     import hashlib  # here, not at the top: OpenSSL's libcrypto costs the watchdog 3.7 MB
+
     return hashlib.sha256(f"{sensor_id}|{kind}|{period_start}".encode()).hexdigest()
 
 
@@ -155,11 +167,23 @@ ONE_SECOND = timedelta(seconds=1)
 
 # ---------------------------------------------------------------- the door
 
-RECORD_FIELDS = ("id", "sensor_id", "kind", "period_start", "period_end", "final", "revision", "source",
-                 "observed_at", "values")
+RECORD_FIELDS = (
+    "id",
+    "sensor_id",
+    "kind",
+    "period_start",
+    "period_end",
+    "final",
+    "revision",
+    "source",
+    "observed_at",
+    "values",
+)
 SENSOR_ID_MAX = 256  # bridge_record_error() in the cloud's migration: 1..256 characters
 BIGINT = (-(2**63), 2**63 - 1)  # PostgreSQL bigint: revision, and what a reader casts counts to
-VALUES_MAX_BYTES = 256 * 1024  # one record must fit a batch the cloud accepts (4 MB) many times over
+VALUES_MAX_BYTES = (
+    256 * 1024
+)  # one record must fit a batch the cloud accepts (4 MB) many times over
 NESTING_MAX = 32
 # Readings outside these years come from a device whose clock was never set (1970, 2000 after a
 # reset is kept) or is wildly wrong; the cloud's dashboards and the stale-sensor check would be
@@ -248,7 +272,12 @@ def _count_map(value: Any, per_entry: Any) -> bool:
 
 
 def _in_out(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {"in", "out"} and _count(value["in"]) and _count(value["out"])
+    return (
+        isinstance(value, dict)
+        and set(value) == {"in", "out"}
+        and _count(value["in"])
+        and _count(value["out"])
+    )
 
 
 VALUE_KEYS = {
@@ -263,19 +292,42 @@ VALUE_KEYS = {
 # Keys a kind may carry besides its required ones (added compatibly, docs/ingest-contract.md).
 OPTIONAL_KEYS = {"occupancy": {"occupied", "region_names"}}
 # What an ambience reading may hold: each a finite number, the unit in the name.
-AMBIENCE_KEYS = frozenset({
-    "temperature_c", "humidity_pct", "co2_ppm", "tvoc_iaq", "tvoc_ugm3", "pressure_hpa", "light_level",
-    "pir", "hcho_mgm3", "pm2_5_ugm3", "pm10_ugm3", "o3_ppm", "battery_pct", "distance_mm",
-})
+AMBIENCE_KEYS = frozenset(
+    {
+        "temperature_c",
+        "humidity_pct",
+        "co2_ppm",
+        "tvoc_iaq",
+        "tvoc_ugm3",
+        "pressure_hpa",
+        "light_level",
+        "pir",
+        "hcho_mgm3",
+        "pm2_5_ugm3",
+        "pm10_ugm3",
+        "o3_ppm",
+        "battery_pct",
+        "distance_mm",
+    }
+)
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
         and abs(value) <= BIGINT[1]
+    )
 
 
 def _dwell(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {"avg", "max"} and _count(value["avg"]) and _count(value["max"])
+    return (
+        isinstance(value, dict)
+        and set(value) == {"avg", "max"}
+        and _count(value["avg"])
+        and _count(value["max"])
+    )
 
 
 def _ambience_problem(v: dict[str, Any]) -> str | None:
@@ -291,7 +343,9 @@ def _ambience_problem(v: dict[str, Any]) -> str | None:
 def _occupancy_extras_problem(v: dict[str, Any]) -> str | None:
     if "occupied" in v and not _count_map(v["occupied"], lambda x: isinstance(x, bool)):
         return "values.occupied: must map each region to true or false"
-    if "region_names" in v and not _count_map(v["region_names"], lambda x: isinstance(x, str) and x != ""):
+    if "region_names" in v and not _count_map(
+        v["region_names"], lambda x: isinstance(x, str) and x != ""
+    ):
         return "values.region_names: must map each region to a non-empty name"
     return None
 

@@ -44,7 +44,9 @@ HTTP_COMMIT_WAIT_S = 30.0
 BROKER_DOWN_ERROR_S = 60.0
 DEAD_RECENT_S = 600.0
 STALL_ERROR_S = 60.0
-DISCARD_MAX = 8 * 1024 * 1024  # a bigger refused body is not read at all: the connection just closes
+DISCARD_MAX = (
+    8 * 1024 * 1024
+)  # a bigger refused body is not read at all: the connection just closes
 # The whole POST must arrive within this: 512 KB ([push] max_body_kb's default) in 10 s needs
 # ~50 KB/s, a tenth of a poor Wi-Fi link; a device slower than that is stuck, not sending.
 PUSH_DEADLINE_S = 10.0
@@ -62,8 +64,11 @@ class PushHandler(BoundedHandler):
         push = relay.config.push
         assert push is not None
         if not relay.push_authorised(self.headers.get("Authorization", "")):
-            self.send_json(401, {"error": "wrong or missing username/password ([push] username, password)"},
-                           {"WWW-Authenticate": 'Basic realm="sensor-bridge"'})
+            self.send_json(
+                401,
+                {"error": "wrong or missing username/password ([push] username, password)"},
+                {"WWW-Authenticate": 'Basic realm="sensor-bridge"'},
+            )
             return
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self.send_json(411, {"error": "send the body with a Content-Length"})
@@ -74,8 +79,13 @@ class PushHandler(BoundedHandler):
         limit = push.max_body_kb * 1024
         if length > limit:
             self._discard(length)
-            self.send_json(413, {"error": f"body of {length} bytes is over the limit of {push.max_body_kb} KB "
-                                          "([push] max_body_kb)"})
+            self.send_json(
+                413,
+                {
+                    "error": f"body of {length} bytes is over the limit of {push.max_body_kb} KB "
+                    "([push] max_body_kb)"
+                },
+            )
             return
         body = self.read_body(length)
         if body is None:
@@ -129,7 +139,9 @@ class Relay(Service):
         if push is None or scheme.lower() != "basic":
             return False
         try:
-            user, _, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+            user, _, password = (
+                base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+            )
         except (binascii.Error, UnicodeDecodeError):
             return False
         return hmac.compare_digest(user.encode(), push.username.encode()) & hmac.compare_digest(
@@ -141,8 +153,13 @@ class Relay(Service):
         if not self.time_synced:
             return 503, {"error": "the bridge's clock is not synchronised yet; retry shortly"}
         route = path.split("?", 1)[0].strip("/")
-        parsed = self.parser.parse(body, source="http-push", topic=route, origin=f"http-push {client} /{route}",
-                                   received_at=datetime.now(UTC))
+        parsed = self.parser.parse(
+            body,
+            source="http-push",
+            topic=route,
+            origin=f"http-push {client} /{route}",
+            received_at=datetime.now(UTC),
+        )
         finished = threading.Event()
         outcome: dict[str, Any] = {}
 
@@ -166,7 +183,9 @@ class Relay(Service):
             relay = self
 
         try:
-            self.http = serve(parse_listen(push.listen), Handler, "push", deadline_s=PUSH_DEADLINE_S)
+            self.http = serve(
+                parse_listen(push.listen), Handler, "push", deadline_s=PUSH_DEADLINE_S
+            )
         except OSError as exc:
             self.http_error = f"cannot listen on {push.listen} ([push] listen): {exc.strerror}"
             log.error("%s", self.http_error)
@@ -200,7 +219,10 @@ class Relay(Service):
                 return "error", detail + "; devices' messages wait in the broker"
             return "degraded", detail
         if c.counters.last_dead and now - c.counters.last_dead_time < DEAD_RECENT_S:
-            return "degraded", f"{c.counters.dead_lettered} message(s) dead-lettered, latest {c.counters.last_dead}"
+            return (
+                "degraded",
+                f"{c.counters.dead_lettered} message(s) dead-lettered, latest {c.counters.last_dead}",
+            )
         doors = [d for d, on in (("MQTT", m is not None), ("HTTP", self.http is not None)) if on]
         return "ok", f"receiving over {' and '.join(doors)}"
 
@@ -210,11 +232,19 @@ class Relay(Service):
         c, m = self.counters, self.mqtt
         details: dict[str, Any] = {
             "reason": reason,
-            "broker": None if m is None else {
-                "host": m.mqtt.host, "port": m.mqtt.port, "connected": m.connected, "last_error": m.last_error,
+            "broker": None
+            if m is None
+            else {
+                "host": m.mqtt.host,
+                "port": m.mqtt.port,
+                "connected": m.connected,
+                "last_error": m.last_error,
             },
-            "push": None if self.config.push is None else {
-                "listen": self.config.push.listen, "listening": self.http is not None,
+            "push": None
+            if self.config.push is None
+            else {
+                "listen": self.config.push.listen,
+                "listening": self.http is not None,
             },
             "messages_received": c.received,
             "records_stored": c.records_stored,
@@ -232,7 +262,9 @@ class Relay(Service):
     def start(self) -> None:
         if self.outbox.reset_reason:
             log.error("%s", self.outbox.reset_reason)
-        self.committer_thread = threading.Thread(target=self.committer.run, name="commit", daemon=True)
+        self.committer_thread = threading.Thread(
+            target=self.committer.run, name="commit", daemon=True
+        )
         self.committer_thread.start()
         self._serve_push()
 
@@ -264,8 +296,11 @@ class Relay(Service):
             self.mqtt.stop()  # after the acknowledgements, which go out first
         self.write_status()
         self.outbox.close()
-        log.info("stopped cleanly: %d message(s) received, %d record(s) stored",
-                 self.counters.received, self.counters.records_stored)
+        log.info(
+            "stopped cleanly: %d message(s) received, %d record(s) stored",
+            self.counters.received,
+            self.counters.records_stored,
+        )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -278,5 +313,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    relay = commands.add_parser("relay", help="the relay service: MQTT and HTTP pushes from devices -> outbox")
+    relay = commands.add_parser(
+        "relay", help="the relay service: MQTT and HTTP pushes from devices -> outbox"
+    )
     relay.set_defaults(func=_run)

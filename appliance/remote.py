@@ -81,7 +81,9 @@ def _x25519(scalar: bytes, u: bytes) -> bytes:
 
 def public_key_of(private_key: str) -> str:
     """The base64 public key of a base64 WireGuard private key (what ``wg pubkey`` prints)."""
-    return base64.b64encode(_x25519(base64.b64decode(private_key), (9).to_bytes(32, "little"))).decode()
+    return base64.b64encode(
+        _x25519(base64.b64decode(private_key), (9).to_bytes(32, "little"))
+    ).decode()
 
 
 def new_private_key() -> str:
@@ -95,32 +97,58 @@ def new_private_key() -> str:
 
 
 def netdev_text(remote: RemoteConfig, key_file: Path) -> str:
-    return "\n".join([
-        MARK, "[NetDev]", f"Name={INTERFACE}", "Kind=wireguard",
-        "Description=sensor-bridge remote access: SSH from the admin network only", "",
-        "[WireGuard]", f"PrivateKeyFile={key_file}", "",
-        "[WireGuardPeer]", f"PublicKey={remote.peer_public_key}", f"Endpoint={remote.endpoint}",
-        # WireGuard drops whatever arrives from the hub with a source outside these.
-        f"AllowedIPs={','.join(remote.allowed_ips)}", f"PersistentKeepalive={remote.keepalive_s}", "",
-    ])
+    return "\n".join(
+        [
+            MARK,
+            "[NetDev]",
+            f"Name={INTERFACE}",
+            "Kind=wireguard",
+            "Description=sensor-bridge remote access: SSH from the admin network only",
+            "",
+            "[WireGuard]",
+            f"PrivateKeyFile={key_file}",
+            "",
+            "[WireGuardPeer]",
+            f"PublicKey={remote.peer_public_key}",
+            f"Endpoint={remote.endpoint}",
+            # WireGuard drops whatever arrives from the hub with a source outside these.
+            f"AllowedIPs={','.join(remote.allowed_ips)}",
+            f"PersistentKeepalive={remote.keepalive_s}",
+            "",
+        ]
+    )
 
 
 def network_text(remote: RemoteConfig) -> str:
     routes = [line for net in remote.allowed_ips for line in ("", "[Route]", f"Destination={net}")]
-    return "\n".join([
-        MARK, "[Match]", f"Name={INTERFACE}", "",
-        # Not needed for network-online.target: the data path never waits for the tunnel.
-        "[Link]", "RequiredForOnline=no", "",
-        # Only the admin network goes through the tunnel: no default route, no DNS from it.
-        "[Network]", f"Address={remote.address}", "DHCP=no", "IPv6AcceptRA=no", "LinkLocalAddressing=no",
-        *routes, "",
-    ])
+    return "\n".join(
+        [
+            MARK,
+            "[Match]",
+            f"Name={INTERFACE}",
+            "",
+            # Not needed for network-online.target: the data path never waits for the tunnel.
+            "[Link]",
+            "RequiredForOnline=no",
+            "",
+            # Only the admin network goes through the tunnel: no default route, no DNS from it.
+            "[Network]",
+            f"Address={remote.address}",
+            "DHCP=no",
+            "IPv6AcceptRA=no",
+            "LinkLocalAddressing=no",
+            *routes,
+            "",
+        ]
+    )
 
 
 class Tunnel:
     """The bridge's WireGuard key and networkd files under ``network_dir``; the public key on the card."""
 
-    def __init__(self, network_dir: str | Path | None = None, boot_files: tuple[str, ...] = BOOT_FILES) -> None:
+    def __init__(
+        self, network_dir: str | Path | None = None, boot_files: tuple[str, ...] = BOOT_FILES
+    ) -> None:
         self.dir = Path(network_dir or os.environ.get("SENSOR_BRIDGE_NETWORK_DIR", NETWORK_DIR))
         self.boot_files = boot_files
         self.key_file = self.dir / KEY_NAME
@@ -187,7 +215,11 @@ class Tunnel:
     def apply(self, remote: RemoteConfig | None) -> list[str]:
         """Write (or, without [remote], remove) the networkd files; what changed, one line each."""
         changes = []
-        wanted = {NETDEV: netdev_text(remote, self.key_file), NETWORK: network_text(remote)} if remote else {}
+        wanted = (
+            {NETDEV: netdev_text(remote, self.key_file), NETWORK: network_text(remote)}
+            if remote
+            else {}
+        )
         for name in (NETDEV, NETWORK):
             path = self.dir / name
             if name in wanted:
@@ -202,27 +234,41 @@ class Tunnel:
 def peer_block(config: Config, public: str) -> str:
     """The [Peer] section for the hub's wg0.conf: this bridge, reachable at its tunnel address."""
     if config.remote is None:
-        raise ConfigError(["[remote]: not in the config; add it (address, peer_public_key, endpoint, allowed_ips)"])
+        raise ConfigError(
+            [
+                "[remote]: not in the config; add it (address, peer_public_key, endpoint, allowed_ips)"
+            ]
+        )
     address = ipaddress.ip_interface(config.remote.address)
     host = ipaddress.ip_network(f"{address.ip}/{address.max_prefixlen}")
-    return "\n".join([
-        "[Peer]", f"# sensor-bridge {config.bridge.id}", f"PublicKey = {public}", f"AllowedIPs = {host}", "",
-    ])
+    return "\n".join(
+        [
+            "[Peer]",
+            f"# sensor-bridge {config.bridge.id}",
+            f"PublicKey = {public}",
+            f"AllowedIPs = {host}",
+            "",
+        ]
+    )
 
 
 def handshake() -> str:
     """The tunnel's last handshake as ``wg`` tells it (root only), or why it cannot be told."""
     if not shutil.which("wg"):
         return "unknown (wireguard-tools not installed)"
-    shown = subprocess.run(["wg", "show", INTERFACE, "latest-handshakes"], capture_output=True, text=True)
+    shown = subprocess.run(
+        ["wg", "show", INTERFACE, "latest-handshakes"], capture_output=True, text=True
+    )
     if shown.returncode != 0 and "not permitted" in shown.stderr:
         return "unknown (only root sees the tunnel: sudo sensor-bridge status)"
     if shown.returncode != 0:
         return f"no tunnel ({shown.stderr.strip() or 'wg show failed'})"
     stamps = [int(line.split()[1]) for line in shown.stdout.splitlines() if len(line.split()) == 2]
     if not stamps or not max(stamps):
-        return ("no handshake with the hub yet: check the hub's [Peer] (sensor-bridge remote show), "
-                "[remote] peer_public_key and endpoint")
+        return (
+            "no handshake with the hub yet: check the hub's [Peer] (sensor-bridge remote show), "
+            "[remote] peer_public_key and endpoint"
+        )
     import time
 
     return f"last handshake {int(time.time()) - max(stamps)} s ago"
@@ -241,7 +287,10 @@ def _setup(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"wireguard: no valid config ({exc.problems[0]}); tunnel files left as they are", file=sys.stderr)
+        print(
+            f"wireguard: no valid config ({exc.problems[0]}); tunnel files left as they are",
+            file=sys.stderr,
+        )
         return 0
     for line in tunnel.apply(config.remote):
         print(f"wireguard: {line}")
@@ -252,7 +301,10 @@ def _show(args: argparse.Namespace) -> int:
     tunnel = Tunnel(args.network_dir)
     public = tunnel.public_key()
     if not public:
-        print("this bridge has no WireGuard key yet: `sudo sensor-bridge remote setup` makes one", file=sys.stderr)
+        print(
+            "this bridge has no WireGuard key yet: `sudo sensor-bridge remote setup` makes one",
+            file=sys.stderr,
+        )
         return 1
     try:
         config = load_config(args.config)
@@ -260,21 +312,33 @@ def _show(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"public key {public}\n{exc.report()}", file=sys.stderr)
         return 2
-    print(f"# bridge public key {public}; tunnel {INTERFACE} {config.remote.address} -> {config.remote.endpoint}")
+    print(
+        f"# bridge public key {public}; tunnel {INTERFACE} {config.remote.address} -> {config.remote.endpoint}"
+    )
     print(f"# {handshake()}")
-    print("# paste into the hub's /etc/wireguard/wg0.conf, then: sudo systemctl reload wg-quick@wg0")
+    print(
+        "# paste into the hub's /etc/wireguard/wg0.conf, then: sudo systemctl reload wg-quick@wg0"
+    )
     print(block, end="")
     return 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    remote = commands.add_parser("remote", help="WireGuard remote access: the bridge's key and the hub's [Peer]")
+    remote = commands.add_parser(
+        "remote", help="WireGuard remote access: the bridge's key and the hub's [Peer]"
+    )
     actions = remote.add_subparsers(dest="remote_command", metavar="ACTION")
     remote.set_defaults(func=lambda a: (remote.print_help(), 2)[1])
     for name, func, text in (
-        ("setup", _setup, "make the key once, publish it, write the tunnel's networkd files (at boot)"),
+        (
+            "setup",
+            _setup,
+            "make the key once, publish it, write the tunnel's networkd files (at boot)",
+        ),
         ("show", _show, "print the [Peer] block to paste into the hub's config"),
     ):
         action = actions.add_parser(name, help=text)
-        action.add_argument("--network-dir", help=f"where networkd's files live (default {NETWORK_DIR})")
+        action.add_argument(
+            "--network-dir", help=f"where networkd's files live (default {NETWORK_DIR})"
+        )
         action.set_defaults(func=func)

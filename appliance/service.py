@@ -93,8 +93,12 @@ class Background(Service):
 
     step_every_s = WRITE_EVERY_S
 
-    def __init__(self, start: Callable[[], object], stop: Callable[[], object],
-                 stop_event: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        start: Callable[[], object],
+        stop: Callable[[], object],
+        stop_event: threading.Event | None = None,
+    ) -> None:
         super().__init__(stop_event)
         self._start, self._stop = start, stop
 
@@ -105,7 +109,9 @@ class Background(Service):
         self._stop()
 
 
-def run_service(make: Callable[[threading.Event], Service], stop: threading.Event | None = None) -> int:
+def run_service(
+    make: Callable[[threading.Event], Service], stop: threading.Event | None = None
+) -> int:
     """Install the signal handlers, then make the service (it may open files) and run it."""
     stop = stop_on_signals(stop)
     return make(stop).run()

@@ -66,15 +66,24 @@ log = logging.getLogger("sensor-bridge.update")
 ROOT = "/opt/sensor-bridge"
 NAMESPACE = "sensor-bridge-release"
 FORMAT = "sensor-bridge/release/v1"
-SIGNERS = "release-signers"  # in ROOT, root-owned: provision.sh installs it from the image build's input
+SIGNERS = (
+    "release-signers"  # in ROOT, root-owned: provision.sh installs it from the image build's input
+)
 STATUS_FILE = "update-status.json"
 BAD_FILE = "bad-versions.json"
 REBOOT_REQUIRED = "/run/reboot-required"  # unattended-upgrades (update-notifier-common) leaves it
 FETCH_TIMEOUT_S = 60
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_INTERRUPTED = 2  # a version whose gate a reboot cut short this often is marked bad
-ARCH_NAMES = {"arm64": "aarch64", "aarch64": "aarch64", "armv7l": "armv7l", "armv6l": "armv7l",
-              "armhf": "armv7l", "x86_64": "x86_64", "amd64": "x86_64"}
+ARCH_NAMES = {
+    "arm64": "aarch64",
+    "aarch64": "aarch64",
+    "armv7l": "armv7l",
+    "armv6l": "armv7l",
+    "armhf": "armv7l",
+    "x86_64": "x86_64",
+    "amd64": "x86_64",
+}
 
 
 class UpdateError(RuntimeError):
@@ -83,7 +92,9 @@ class UpdateError(RuntimeError):
 
 def version_key(version: str) -> tuple[tuple[int, str], ...]:
     """Orders 0.10.0 after 0.9.1; letters (rc1) before the numbers they precede."""
-    return tuple((int(p), "") if p.isdigit() else (-1, p) for p in re.findall(r"\d+|[a-z]+", version))
+    return tuple(
+        (int(p), "") if p.isdigit() else (-1, p) for p in re.findall(r"\d+|[a-z]+", version)
+    )
 
 
 def this_arch() -> str:
@@ -93,7 +104,9 @@ def this_arch() -> str:
 
 def clean_env() -> dict[str, str]:
     """This environment without what would make a venv's programs import another tree's code."""
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    return {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+    }
 
 
 def current_schema() -> int:
@@ -197,8 +210,12 @@ class Notes:
 
     def report(self, message: str, ok: bool, **extra: Any) -> None:
         (log.info if ok else log.error)("%s", message)
-        body = {"last": message, "ok": ok, "at": time.time(),
-                "at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        body = {
+            "last": message,
+            "ok": ok,
+            "at": time.time(),
+            "at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         body.update(extra)
         write_json_atomic(self.status_path, body)
 
@@ -258,25 +275,50 @@ class Releases:
         self.verify(text, signature, version)
         manifest = json.loads(text)
         if manifest.get("format") != FORMAT or manifest.get("version") != version:
-            raise UpdateError(f"release {version}: its manifest is not a {FORMAT} of version {version}")
+            raise UpdateError(
+                f"release {version}: its manifest is not a {FORMAT} of version {version}"
+            )
         return manifest
 
     def verify(self, text: bytes, signature: bytes, version: str) -> None:
         if not self.signers.is_file():
-            raise UpdateError(f"no allowed signers file {self.signers}: provision.sh installs it "
-                              "(image/build.sh --release-key); without it no release is trusted")
+            raise UpdateError(
+                f"no allowed signers file {self.signers}: provision.sh installs it "
+                "(image/build.sh --release-key); without it no release is trusted"
+            )
         with tempfile.TemporaryDirectory() as tmp:
             sig = Path(tmp) / "manifest.json.sig"
             sig.write_bytes(signature)
-            found = subprocess.run(["ssh-keygen", "-Y", "find-principals", "-s", str(sig), "-f", str(self.signers)],
-                                   capture_output=True, text=True, timeout=30)
+            found = subprocess.run(
+                ["ssh-keygen", "-Y", "find-principals", "-s", str(sig), "-f", str(self.signers)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             principal = found.stdout.split("\n")[0].strip()
             checked = subprocess.run(
-                ["ssh-keygen", "-Y", "verify", "-f", str(self.signers), "-I", principal or "nobody",
-                 "-n", NAMESPACE, "-s", str(sig)], input=text, capture_output=True, timeout=30)
+                [
+                    "ssh-keygen",
+                    "-Y",
+                    "verify",
+                    "-f",
+                    str(self.signers),
+                    "-I",
+                    principal or "nobody",
+                    "-n",
+                    NAMESPACE,
+                    "-s",
+                    str(sig),
+                ],
+                input=text,
+                capture_output=True,
+                timeout=30,
+            )
         if found.returncode != 0 or checked.returncode != 0:
-            raise UpdateError(f"release {version}: bad signature (not signed by a key in {self.signers}); "
-                              "refused, nothing changed")
+            raise UpdateError(
+                f"release {version}: bad signature (not signed by a key in {self.signers}); "
+                "refused, nothing changed"
+            )
 
     def download(self, manifest: dict[str, Any], arch: str) -> Path:
         """This architecture's files of a verified release, each hash checked; the folder holding them."""
@@ -284,8 +326,10 @@ class Releases:
         wanted = manifest.get("architectures", {}).get(arch)
         if not wanted:
             have = ", ".join(sorted(manifest.get("architectures", {}))) or "none"
-            raise UpdateError(f"release {version} has no files for this bridge's architecture {arch} "
-                              f"(it has {have}); refused, nothing changed")
+            raise UpdateError(
+                f"release {version} has no files for this bridge's architecture {arch} "
+                f"(it has {have}); refused, nothing changed"
+            )
         folder = self.layout.downloads / version
         shutil.rmtree(self.layout.downloads, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -300,11 +344,15 @@ class Releases:
     def fetch_file(self, manifest: dict[str, Any], name: str, folder: Path) -> None:
         version = manifest["version"]
         if "/" in name or name.startswith(".") or name not in manifest.get("files", {}):
-            raise UpdateError(f"release {version}: file {name!r} is not allowed; refused, nothing changed")
+            raise UpdateError(
+                f"release {version}: file {name!r} is not allowed; refused, nothing changed"
+            )
         data = self.fetch(f"{version}/{name}")
         if hashlib.sha256(data).hexdigest() != manifest["files"][name]["sha256"]:
-            raise UpdateError(f"release {version}: {name} does not match its sha256 in the signed "
-                              "manifest (tampered or damaged); refused, nothing changed")
+            raise UpdateError(
+                f"release {version}: {name} does not match its sha256 in the signed "
+                "manifest (tampered or damaged); refused, nothing changed"
+            )
         (folder / name).write_bytes(data)
 
 
@@ -314,7 +362,9 @@ class Releases:
 class Installer:
     """One update (or rollback) of this bridge, step by step; each step says so on stdout."""
 
-    def __init__(self, config: Config | None, config_path: str, layout: Layout | None = None) -> None:
+    def __init__(
+        self, config: Config | None, config_path: str, layout: Layout | None = None
+    ) -> None:
         self.config = config
         self.config_path = config_path
         self.layout = layout or Layout.from_env()
@@ -328,16 +378,26 @@ class Installer:
         """The verified manifest to install, or None when this bridge is up to date."""
         running = self.layout.running()
         bad = self.notes.bad()
-        candidates = [version] if version else [v for v in reversed(releases.versions())
-                                                 if running is None or version_key(v) > version_key(running)]
+        candidates = (
+            [version]
+            if version
+            else [
+                v
+                for v in reversed(releases.versions())
+                if running is None or version_key(v) > version_key(running)
+            ]
+        )
         for candidate in candidates:
             if candidate in bad and not version:
                 log.info("skipping %s: marked bad (%s)", candidate, bad[candidate].get("why"))
                 continue
             manifest = releases.manifest(candidate)
             if auto and not covered(self.config.bridge.id, manifest.get("rollout_percent", 100)):
-                log.info("%s is rolled out to %s%% of bridges; not to this one yet", candidate,
-                         manifest.get("rollout_percent"))
+                log.info(
+                    "%s is rolled out to %s%% of bridges; not to this one yet",
+                    candidate,
+                    manifest.get("rollout_percent"),
+                )
                 return None
             if candidate == running:
                 raise UpdateError(f"{candidate} is what this bridge runs already")
@@ -346,13 +406,16 @@ class Installer:
         return None
 
     def check_schema(self, manifest: dict[str, Any]) -> None:
-        have = int(self.layout.release_of(self.layout.venv).get("outbox_schema") or current_schema())
+        have = int(
+            self.layout.release_of(self.layout.venv).get("outbox_schema") or current_schema()
+        )
         want = int(manifest.get("outbox_schema") or 1)
         if want < have:
             raise UpdateError(
                 f"refused: {manifest['version']} keeps the outbox in schema {want}, this bridge's outbox is "
                 f"already schema {have}; going back would strand the undelivered readings. Install a newer "
-                "release instead")
+                "release instead"
+            )
 
     def install(self, releases: Releases, manifest: dict[str, Any]) -> bool:
         """Download, build, check, switch, gate; True when the new version passed its gate."""
@@ -372,7 +435,9 @@ class Installer:
         if name in (self.layout.target(self.layout.venv), self.layout.target(self.layout.previous)):
             raise UpdateError(f"{dest} is in use; not rebuilt")
         shutil.rmtree(dest, ignore_errors=True)
-        python = os.environ.get("SENSOR_BRIDGE_PYTHON") or getattr(sys, "_base_executable", sys.executable)
+        python = os.environ.get("SENSOR_BRIDGE_PYTHON") or getattr(
+            sys, "_base_executable", sys.executable
+        )
         wheels = [str(folder / f) for f in manifest["architectures"][this_arch()]["files"]]
         # ensurepip is half the build time on a Pi: when the running venv has pip, it installs into
         # the new one (pip --python) and the new one goes without; a venv without pip (made by an
@@ -380,26 +445,47 @@ class Installer:
         new_python = str(dest / "bin" / "python")
         if importlib.util.find_spec("pip") is not None:
             make = [python, "-m", "venv", "--without-pip", "--system-site-packages", str(dest)]
-            pip = [sys.executable, "-m", "pip", "--python", new_python, "--disable-pip-version-check"]
+            pip = [
+                sys.executable,
+                "-m",
+                "pip",
+                "--python",
+                new_python,
+                "--disable-pip-version-check",
+            ]
         else:
             make = [python, "-m", "venv", "--system-site-packages", str(dest)]
             pip = [new_python, "-m", "pip", "--disable-pip-version-check"]
-        for argv in (make, [*pip, "install", "-q", "--no-index", "--no-deps", "--no-cache-dir", *wheels],
-                     [*pip, "check"]):
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=clean_env())
+        for argv in (
+            make,
+            [*pip, "install", "-q", "--no-index", "--no-deps", "--no-cache-dir", *wheels],
+            [*pip, "check"],
+        ):
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=600, env=clean_env()
+            )
             if done.returncode != 0:
                 shutil.rmtree(dest, ignore_errors=True)
-                raise UpdateError(f"building {name} failed ({' '.join(argv[:4])}...): "
-                                  f"{(done.stderr or done.stdout).strip()[-400:]}")
+                raise UpdateError(
+                    f"building {name} failed ({' '.join(argv[:4])}...): "
+                    f"{(done.stderr or done.stdout).strip()[-400:]}"
+                )
         self.try_new(dest, version)
         (dest / "release.json").write_text(json.dumps(manifest, indent=1))
         return name
 
     def try_new(self, dest: Path, version: str) -> None:
         cli = str(dest / "bin" / "sensor-bridge")
-        shown = subprocess.run([cli, "--version"], capture_output=True, text=True, timeout=60, env=clean_env())
-        checked = subprocess.run([cli, "-c", self.config_path, "config", "check"], capture_output=True,
-                                 text=True, timeout=60, env=clean_env())
+        shown = subprocess.run(
+            [cli, "--version"], capture_output=True, text=True, timeout=60, env=clean_env()
+        )
+        checked = subprocess.run(
+            [cli, "-c", self.config_path, "config", "check"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_env(),
+        )
         problem = ""
         if shown.stdout.strip() != f"sensor-bridge {version}":
             problem = f"its --version says {(shown.stdout + shown.stderr).strip()[-200:]!r}"
@@ -413,7 +499,10 @@ class Installer:
         """Point venv at ``name``, restart, gate; roll back by itself when the gate fails."""
         old = self.layout.target(self.layout.venv)
         old_version = self.layout.running()
-        write_json_atomic(self.inflight, {"version": version, "to": name, "from": old, "from_version": old_version})
+        write_json_atomic(
+            self.inflight,
+            {"version": version, "to": name, "from": old, "from_version": old_version},
+        )
         self.step("switch")
         if old:
             self.layout.point(self.layout.undo, old)
@@ -427,8 +516,12 @@ class Installer:
             if old:
                 self.layout.move(self.layout.undo, self.layout.previous)
             self.inflight.unlink(missing_ok=True)
-            self.notes.report(f"updated to {version} (from {old_version}); passed its health gate in "
-                              f"{time.time() - started:.0f} s", True, version=version)
+            self.notes.report(
+                f"updated to {version} (from {old_version}); passed its health gate in "
+                f"{time.time() - started:.0f} s",
+                True,
+                version=version,
+            )
             self.prune()
             return True
         message = f"update to {version} failed: {why}; rolled back to {old_version}"
@@ -443,15 +536,21 @@ class Installer:
 
     def restart(self) -> None:
         command = os.environ.get("SENSOR_BRIDGE_RESTART_CMD")
-        argv = shlex.split(command) if command else [
-            "systemctl", "restart", *(UNITS[s] for s in self.config.enabled_services())]
+        argv = (
+            shlex.split(command)
+            if command
+            else ["systemctl", "restart", *(UNITS[s] for s in self.config.enabled_services())]
+        )
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=clean_env())
         if done.returncode != 0:
             log.warning("%s: %s", " ".join(argv), done.stderr.strip())
 
     def prune(self) -> None:
         """Remove venvs nothing points at and leftover downloads (a running one is always kept)."""
-        keep = {self.layout.target(link) for link in (self.layout.venv, self.layout.undo, self.layout.previous)}
+        keep = {
+            self.layout.target(link)
+            for link in (self.layout.venv, self.layout.undo, self.layout.previous)
+        }
         for path in self.layout.root.glob("venv-*"):
             if path.is_dir() and path.name not in keep:
                 shutil.rmtree(path, ignore_errors=True)
@@ -461,7 +560,9 @@ class Installer:
         """Back to venv.previous, behind the same gate (a failed rollback restores what ran)."""
         previous = self.layout.target(self.layout.previous)
         if not previous or not (self.layout.root / previous).is_dir():
-            raise UpdateError("nothing to roll back to: no previous version is kept (only after an update)")
+            raise UpdateError(
+                "nothing to roll back to: no previous version is kept (only after an update)"
+            )
         release = self.layout.release_of(self.layout.previous)
         version = self.layout.version_of(self.layout.previous) or previous
         self.check_schema(release or {"version": version, "outbox_schema": 1})
@@ -476,16 +577,25 @@ class Installer:
         if inflight:
             version = str(inflight.get("version"))
             if self.layout.target(self.layout.venv) == inflight.get("to"):
-                message = f"updated to {version}; its confirmation was cut short and is taken as done"
+                message = (
+                    f"updated to {version}; its confirmation was cut short and is taken as done"
+                )
                 self.notes.report(message, True, version=version)
             else:
                 count = self.notes.interrupted(version) + 1
-                message = (f"update to {version} failed: interrupted (a reboot or power cut before its health "
-                           f"gate passed); rolled back to {inflight.get('from_version')}")
+                message = (
+                    f"update to {version} failed: interrupted (a reboot or power cut before its health "
+                    f"gate passed); rolled back to {inflight.get('from_version')}"
+                )
                 if count >= MAX_INTERRUPTED:
                     self.notes.mark_bad(version, f"interrupted {count} times")
-                self.notes.report(message, False, version=inflight.get("from_version"), failed=version,
-                                  interrupted={version: count})
+                self.notes.report(
+                    message,
+                    False,
+                    version=inflight.get("from_version"),
+                    failed=version,
+                    interrupted={version: count},
+                )
             self.inflight.unlink(missing_ok=True)
         self.prune()
         return message
@@ -550,8 +660,12 @@ def os_reboot_if_due(config: Config) -> str | None:
     w = config.watchdog
     budget = RebootBudget(Path(config.paths.state_dir) / BUDGET_FILE)
     if not w.reboot or len(budget.used(w.reboot_window_s, time.time())) >= w.max_reboots:
-        return "a security update asks for a reboot; the watchdog's reboot budget is spent, so not now"
-    budget.spend(w.reboot_window_s, time.time(), "security update (unattended-upgrades) asked for a reboot")
+        return (
+            "a security update asks for a reboot; the watchdog's reboot budget is spent, so not now"
+        )
+    budget.spend(
+        w.reboot_window_s, time.time(), "security update (unattended-upgrades) asked for a reboot"
+    )
     subprocess.run(shlex.split(w.reboot_cmd), timeout=120)
     return "rebooting for a security update"
 
@@ -595,7 +709,9 @@ def _run(args: argparse.Namespace, config: Config, layout: Layout) -> int:
         return 0 if installer.rollback() else 1
     if args.auto:
         if not config.update.auto or not in_window(config.update.window, config.bridge.timezone):
-            print(f"outside [update] window {config.update.window!r} (or auto = false): nothing to do")
+            print(
+                f"outside [update] window {config.update.window!r} (or auto = false): nothing to do"
+            )
             return 0
         if said := os_reboot_if_due(config):
             print(said)
@@ -610,22 +726,36 @@ def _run(args: argparse.Namespace, config: Config, layout: Layout) -> int:
         print(f"up to date: {running}")
         return 0
     if args.check:
-        print(f"available: {manifest['version']} (running {running}); rollout "
-              f"{manifest.get('rollout_percent', 100)}%; notes: {manifest.get('notes') or '-'}")
+        print(
+            f"available: {manifest['version']} (running {running}); rollout "
+            f"{manifest.get('rollout_percent', 100)}%; notes: {manifest.get('notes') or '-'}"
+        )
         return 0
     return 0 if installer.install(releases, manifest) else 1
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     update = commands.add_parser(
-        "update", help="install a signed release behind a health gate (rolls back by itself)",
+        "update",
+        help="install a signed release behind a health gate (rolls back by itself)",
         description="Without options: install the newest release at [update] url. The bridge switches to "
-                    "it only after it verifies, builds and checks it, and goes back by itself when the "
-                    "services are not healthy within [update] gate_s.")
+        "it only after it verifies, builds and checks it, and goes back by itself when the "
+        "services are not healthy within [update] gate_s.",
+    )
     which = update.add_mutually_exclusive_group()
     which.add_argument("--check", action="store_true", help="say what is available; change nothing")
-    which.add_argument("--to", metavar="VERSION", help="install this version (also one marked bad, or older)")
-    which.add_argument("--rollback", action="store_true", help="go back to the version before the last update")
-    which.add_argument("--auto", action="store_true", help="what the timer runs: only inside the window and rollout")
-    which.add_argument("--recover", action="store_true", help="at boot: undo a switch a power cut interrupted")
+    which.add_argument(
+        "--to", metavar="VERSION", help="install this version (also one marked bad, or older)"
+    )
+    which.add_argument(
+        "--rollback", action="store_true", help="go back to the version before the last update"
+    )
+    which.add_argument(
+        "--auto",
+        action="store_true",
+        help="what the timer runs: only inside the window and rollout",
+    )
+    which.add_argument(
+        "--recover", action="store_true", help="at boot: undo a switch a power cut interrupted"
+    )
     update.set_defaults(func=_update)

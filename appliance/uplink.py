@@ -44,7 +44,9 @@ TOO_LARGE_MEMORY_S = 3600.0  # how long a size that got 413 stays the ceiling
 # sensor if there is one) alone. Taken: these readings are bad, dead-letter on. Refused too: it
 # is the bridge's config (bridge.id) or the cloud, not the readings: hold everything.
 MALFORMED_STREAK = 10
-STREAK_COUNTER = "uplink_refused_streak"  # kept in the outbox: a restart must not dead-letter 10 more
+STREAK_COUNTER = (
+    "uplink_refused_streak"  # kept in the outbox: a restart must not dead-letter 10 more
+)
 GZIP_LEVEL = 5  # past 5, a Pi spends much more time for a few percent less
 # Woken by new readings, the uplink waits this long for the rest of the poll round: one batch,
 # one POST and one marking transaction (pages written to the SD card) for the lot.
@@ -61,8 +63,12 @@ class DeliveryResult:
     error: str | None = None  # set when the attempt failed and the wait is a backoff
 
     def __add__(self, other: DeliveryResult) -> DeliveryResult:
-        return DeliveryResult(self.delivered + other.delivered, self.rejected + other.rejected,
-                              max(self.wait_s, other.wait_s), other.error or self.error)
+        return DeliveryResult(
+            self.delivered + other.delivered,
+            self.rejected + other.rejected,
+            max(self.wait_s, other.wait_s),
+            other.error or self.error,
+        )
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,9 @@ class Uplink:
     dates and the 413 memory without waiting.
     """
 
-    def __init__(self, config: Config, outbox: Outbox, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: Config, outbox: Outbox, clock: Callable[[], float] = time.time
+    ) -> None:
         self.config = config
         self.settings = config.uplink
         self.outbox = outbox
@@ -125,7 +133,10 @@ class Uplink:
         self.next_try_at = 0.0
         self.delivered_total = 0
         if not self.settings.verify_tls:
-            log.warning("TLS certificates of %s are NOT verified (uplink.verify_tls = false)", self.settings.url)
+            log.warning(
+                "TLS certificates of %s are NOT verified (uplink.verify_tls = false)",
+                self.settings.url,
+            )
 
     def _new_session(self) -> Any:
         import requests
@@ -134,17 +145,20 @@ class Uplink:
         if not self.settings.verify_tls:  # said once above, not once per request
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         session = requests.Session()
-        session.headers.update({
-            "Authorization": f"Bearer {self.settings.api_key}",
-            "User-Agent": f"sensor-bridge/{__version__}",
-            "Content-Type": "application/json",
-        })
+        session.headers.update(
+            {
+                "Authorization": f"Bearer {self.settings.api_key}",
+                "User-Agent": f"sensor-bridge/{__version__}",
+                "Content-Type": "application/json",
+            }
+        )
         return session
 
     # ------------------------------------------------------------ one request
 
-    def _post(self, session: Any, url: str, body: dict[str, Any], headers: dict[str, str],
-              compress: bool) -> _Answer:
+    def _post(
+        self, session: Any, url: str, body: dict[str, Any], headers: dict[str, str], compress: bool
+    ) -> _Answer:
         import requests
 
         data = json.dumps(body, separators=(",", ":")).encode()
@@ -154,8 +168,14 @@ class Uplink:
         try:
             # No redirects: requests would turn a POST into a GET on 301/302, and a login
             # page's 200 would then look like "stored" to us.
-            answer = session.post(url, data=data, headers=headers, timeout=self.settings.timeout_s,
-                                  verify=self.settings.verify_tls, allow_redirects=False)
+            answer = session.post(
+                url,
+                data=data,
+                headers=headers,
+                timeout=self.settings.timeout_s,
+                verify=self.settings.verify_tls,
+                allow_redirects=False,
+            )
         except requests.Timeout:
             return _Answer(None, error=f"no answer within {self.settings.timeout_s:g} s")
         except requests.exceptions.SSLError as exc:
@@ -169,12 +189,20 @@ class Uplink:
         except ValueError:
             parsed = None
         reason = parsed.get("error") if isinstance(parsed, dict) else None
-        error = f"HTTP {answer.status_code}" + (f": {reason}" if isinstance(reason, str) and reason else "")
+        error = f"HTTP {answer.status_code}" + (
+            f": {reason}" if isinstance(reason, str) and reason else ""
+        )
         if answer.is_redirect:
-            error += (f" (the cloud app redirected to {answer.headers.get('Location')}: likely its auth middleware;"
-                      " exclude /api/bridge/ from it, see cloud/README.md)")
-        return _Answer(answer.status_code, parsed,
-                       parse_retry_after(answer.headers.get("Retry-After"), self.clock()), self._clean(error))
+            error += (
+                f" (the cloud app redirected to {answer.headers.get('Location')}: likely its auth middleware;"
+                " exclude /api/bridge/ from it, see cloud/README.md)"
+            )
+        return _Answer(
+            answer.status_code,
+            parsed,
+            parse_retry_after(answer.headers.get("Retry-After"), self.clock()),
+            self._clean(error),
+        )
 
     def _clean(self, text: str) -> str:
         """One line, short, and never the key (a receiver may echo what it was sent)."""
@@ -198,8 +226,13 @@ class Uplink:
             "sent_at": utc_text_now(self.clock),
             "records": [p.body for p in items],
         }
-        return self._post(self._session, self.settings.url, body, {"Idempotency-Key": batch_id},
-                          self.settings.gzip)
+        return self._post(
+            self._session,
+            self.settings.url,
+            body,
+            {"Idempotency-Key": batch_id},
+            self.settings.gzip,
+        )
 
     # ------------------------------------------------------------ the contract's table
 
@@ -220,14 +253,20 @@ class Uplink:
         if status == 413:
             return self._too_large(items, answer)
         if status in (401, 403):
-            return self._failed("error", f"API key rejected ({status})", AUTH_RETRY_S * random.uniform(1, 1.1))
+            return self._failed(
+                "error", f"API key rejected ({status})", AUTH_RETRY_S * random.uniform(1, 1.1)
+            )
         wait = self._backoff()
-        if answer.retry_after is not None:  # the API knows best; a second of jitter spreads the bridges
+        if (
+            answer.retry_after is not None
+        ):  # the API knows best; a second of jitter spreads the bridges
             wait = min(answer.retry_after, MAX_RETRY_AFTER_S) + random.uniform(0, 1)
         if status is None or status in (408, 429) or status >= 500:
             return self._failed("degraded", answer.error, wait)
         # Not in the contract (404 after a URL typo, 405, 3xx to a login page): a person must look.
-        return self._failed("error", f"unexpected answer {answer.error} from {self.settings.url}", wait)
+        return self._failed(
+            "error", f"unexpected answer {answer.error} from {self.settings.url}", wait
+        )
 
     def _stored(self, items: list[Pending], body: Any) -> DeliveryResult:
         """2xx: delete what was accepted, dead-letter what the body lists as rejected."""
@@ -235,21 +274,28 @@ class Uplink:
         listed = body.get("rejected") if isinstance(body, dict) else None
         for entry in listed if isinstance(listed, list) else ():
             if isinstance(entry, dict) and isinstance(entry.get("id"), str):
-                refused[entry["id"]] = self._clean(f"refused by the cloud API: {entry.get('error') or 'no reason'}")
+                refused[entry["id"]] = self._clean(
+                    f"refused by the cloud API: {entry.get('error') or 'no reason'}"
+                )
         done = self.outbox.delivered([p for p in items if p.id not in refused])
         if done:
             self._set_streak(0)
         rejected = self.outbox.reject([(p, refused[p.id]) for p in items if p.id in refused])
         if rejected:
-            log.warning("the cloud API refused %d reading(s), kept in the dead-letter table; first: %s",
-                        rejected, next(iter(refused.values())))
+            log.warning(
+                "the cloud API refused %d reading(s), kept in the dead-letter table; first: %s",
+                rejected,
+                next(iter(refused.values())),
+            )
         self._answered()
         with self._lock:
             self.last_success = utc_text_now(self.clock)
             self.delivered_total += done
             self._grow(len(items))
         # Nothing changed (every record got a newer revision in flight): take again, but not in a hot loop.
-        return DeliveryResult(delivered=done, rejected=rejected, wait_s=0.0 if done or rejected else 1.0)
+        return DeliveryResult(
+            delivered=done, rejected=rejected, wait_s=0.0 if done or rejected else 1.0
+        )
 
     def _bisect(self, items: list[Pending], answer: _Answer) -> DeliveryResult:
         """400/422: split the batch until each bad record stands alone, then dead-letter it.
@@ -270,8 +316,12 @@ class Uplink:
             self._set_streak(self._malformed_streak + 1)
             self._refused_sensors.add(str(items[0].body.get("sensor_id")))
             rejected = self.outbox.reject([(items[0], reason)])
-            log.warning("reading %s (%s) %s; kept in the dead-letter table",
-                        items[0].id[:12], items[0].body.get("sensor_id"), reason)
+            log.warning(
+                "reading %s (%s) %s; kept in the dead-letter table",
+                items[0].id[:12],
+                items[0].body.get("sensor_id"),
+                reason,
+            )
             return DeliveryResult(rejected=rejected)
         half = len(items) // 2
         total = DeliveryResult()
@@ -295,13 +345,22 @@ class Uplink:
             if reply.status is not None and 200 <= reply.status < 300:
                 result = self._stored([probe], reply.body)
                 if result.delivered:
-                    log.info("uplink: the cloud API took reading %s alone; the refused ones are bad, not the config",
-                             probe.id[:12])
+                    log.info(
+                        "uplink: the cloud API took reading %s alone; the refused ones are bad, not the config",
+                        probe.id[:12],
+                    )
                     return None
-            elif reply.status not in (400, 422):  # no verdict (5xx, no answer, ...): try again later
+            elif reply.status not in (
+                400,
+                422,
+            ):  # no verdict (5xx, no answer, ...): try again later
                 return self._failed("degraded", reply.error, self._backoff())
-        return self._failed("error", f"the cloud API refuses every reading as malformed ({answer.error});"
-                            " holding them: check bridge.id and the cloud app", AUTH_RETRY_S)
+        return self._failed(
+            "error",
+            f"the cloud API refuses every reading as malformed ({answer.error});"
+            " holding them: check bridge.id and the cloud app",
+            AUTH_RETRY_S,
+        )
 
     def _set_streak(self, value: int) -> None:
         if value == self._malformed_streak:
@@ -322,12 +381,19 @@ class Uplink:
                 self._too_large_seen = None  # that record was the trouble, not the batch size
             return DeliveryResult(rejected=rejected)
         with self._lock:
-            smallest = len(items) if self._too_large_seen is None else min(self._too_large_seen[0], len(items))
+            smallest = (
+                len(items)
+                if self._too_large_seen is None
+                else min(self._too_large_seen[0], len(items))
+            )
             self._too_large_seen = (smallest, self.clock())
             self.batch_size = max(1, len(items) // 2)
             self._full_batches = 0
-        log.info("the cloud API says %d readings are too large a batch; sending %d at a time",
-                 len(items), self.batch_size)
+        log.info(
+            "the cloud API says %d readings are too large a batch; sending %d at a time",
+            len(items),
+            self.batch_size,
+        )
         if self._stop.is_set():
             return DeliveryResult()
         return self._deliver(items[: self.batch_size])
@@ -377,7 +443,9 @@ class Uplink:
             self.last_error = error
             self.next_try_at = self.clock() + wait_s
         if changed:  # once per change, not once per retry
-            (log.error if state == "error" else log.warning)("uplink: %s; readings wait in the outbox", error)
+            (log.error if state == "error" else log.warning)(
+                "uplink: %s; readings wait in the outbox", error
+            )
         return DeliveryResult(wait_s=wait_s, error=error)
 
     def snapshot(self) -> dict[str, Any]:
@@ -413,8 +481,11 @@ class Uplink:
                 result = self.deliver_once()
             except Exception as exc:  # a disk error or a bug must not end delivery for good
                 log.exception("uplink attempt failed")
-                result = self._failed("degraded", self._clean(f"uplink fault: {type(exc).__name__}: {exc}"),
-                                      self._backoff())
+                result = self._failed(
+                    "degraded",
+                    self._clean(f"uplink fault: {type(exc).__name__}: {exc}"),
+                    self._backoff(),
+                )
             if result.wait_s > 0:
                 self._pause(stop, result.wait_s, wakeable=result.error is None)
 
@@ -437,7 +508,9 @@ class Uplink:
             return False
         if self._heartbeat_session is None:  # its own connection: it runs in another thread
             self._heartbeat_session = self._new_session()
-        answer = self._post(self._heartbeat_session, self.settings.heartbeat_url, body, {}, compress=False)
+        answer = self._post(
+            self._heartbeat_session, self.settings.heartbeat_url, body, {}, compress=False
+        )
         ok = answer.status is not None and 200 <= answer.status < 300
         error = None if ok else answer.error
         if error != self._heartbeat_error:
@@ -458,13 +531,15 @@ def _root_cause(exc: BaseException) -> str:
     while exc.__cause__ or exc.__context__:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     text = str(exc)
-    for needle, words in (("Connection refused", "connection refused"),
-                          ("Name or service not known", "name not resolved"),
-                          ("Temporary failure in name resolution", "name not resolved"),
-                          ("Network is unreachable", "network unreachable"),
-                          ("No route to host", "no route to host"),
-                          ("CERTIFICATE_VERIFY_FAILED", "certificate not trusted"),
-                          ("Connection reset", "connection reset")):
+    for needle, words in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "name not resolved"),
+        ("Temporary failure in name resolution", "name not resolved"),
+        ("Network is unreachable", "network unreachable"),
+        ("No route to host", "no route to host"),
+        ("CERTIFICATE_VERIFY_FAILED", "certificate not trusted"),
+        ("Connection reset", "connection reset"),
+    ):
         if needle in text:
             return words
     return text[:160]

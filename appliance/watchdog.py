@@ -176,12 +176,20 @@ class CommandProbe:
     def check(self) -> NetworkState:
         try:
             result = subprocess.run(
-                shlex.split(self.command), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+                shlex.split(self.command),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                stdin=subprocess.DEVNULL,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return NetworkState(True, f"network probe {self.command!r} cannot run ({exc}); not judging")
+            return NetworkState(
+                True, f"network probe {self.command!r} cannot run ({exc}); not judging"
+            )
         said = (result.stdout.strip() or result.stderr.strip()).splitlines()[-1:]
-        detail = f"network probe {self.command!r} exited {result.returncode}" + (f": {said[0]}" if said else "")
+        detail = f"network probe {self.command!r} exited {result.returncode}" + (
+            f": {said[0]}" if said else ""
+        )
         return NetworkState(result.returncode == 0, detail)
 
 
@@ -238,7 +246,9 @@ class ServiceWatch:
         self.rss_mb: float | None = None
         self.pid: int | None = None
 
-    def problem(self, status: dict[str, Any] | None, now: float, stall_s: float, max_rss_mb: float) -> str | None:
+    def problem(
+        self, status: dict[str, Any] | None, now: float, stall_s: float, max_rss_mb: float
+    ) -> str | None:
         """Why this service counts as stalled now, or None when it is fine."""
         written = status.get("written_at") if status else None
         if written is not None and written != self.written_at:
@@ -284,7 +294,10 @@ class Watchdog(Service):
     """Looks every check_s, decides, acts (or only says what it would do in a dry run)."""
 
     def __init__(
-        self, watch: ConfigWatch, dry_run: bool = False, probe: NetworkProbe | CommandProbe | None = None,
+        self,
+        watch: ConfigWatch,
+        dry_run: bool = False,
+        probe: NetworkProbe | CommandProbe | None = None,
         stop_event: threading.Event | None = None,
     ) -> None:
         super().__init__(stop_event)
@@ -314,14 +327,18 @@ class Watchdog(Service):
         if config is None:
             problems = self.watch.problems or []
             self._quiet()
-            self._set("no-config", f"config {self.watch.path}: {'; '.join(problems)} (acting on nothing)")
+            self._set(
+                "no-config", f"config {self.watch.path}: {'; '.join(problems)} (acting on nothing)"
+            )
             return
         w = config.watchdog
         maintenance = maintenance_active(config)
         self.facts["maintenance"] = maintenance
         if maintenance:
             self._quiet()
-            self._set("maintenance", f"maintenance on until {maintenance['until']} by {maintenance['by']}")
+            self._set(
+                "maintenance", f"maintenance on until {maintenance['until']} by {maintenance['by']}"
+            )
             return
         budget_path = Path(config.paths.state_dir) / BUDGET_FILE
         if self.budget is None or self.budget.path != budget_path:
@@ -350,7 +367,11 @@ class Watchdog(Service):
             self._set("ok", f"{len(self.services)} service(s) fresh, {self.network.detail}")
 
     def _look_at_services(
-        self, config: Config, now: float, problems: list[str], reboot_for: list[tuple[ServiceWatch | None, str]]
+        self,
+        config: Config,
+        now: float,
+        problems: list[str],
+        reboot_for: list[tuple[ServiceWatch | None, str]],
     ) -> None:
         """Restart a stalled service; one still stalled stall_s after its restart asks for a reboot."""
         w = config.watchdog
@@ -358,9 +379,13 @@ class Watchdog(Service):
         enabled = [s for s in config.enabled_services() if UNITS[s] != UNITS["watchdog"]]
         self.services = {s: self.services.get(s) or ServiceWatch(s, now) for s in enabled}
         for sw in self.services.values():
-            problem = sw.problem(read_status(config.paths.run_dir, sw.service), now, w.stall_s, w.max_rss_mb)
+            problem = sw.problem(
+                read_status(config.paths.run_dir, sw.service), now, w.stall_s, w.max_rss_mb
+            )
             if problem is None:
-                if sw.restarted is not None and sw.advanced > sw.restarted:  # written since the restart
+                if (
+                    sw.restarted is not None and sw.advanced > sw.restarted
+                ):  # written since the restart
                     sw.restarted = None
                     self._decide("recovered", sw.unit, f"{sw.service} is healthy again")
                 continue
@@ -368,10 +393,16 @@ class Watchdog(Service):
             if sw.restarted is None:
                 self._restart(config, sw, problem, now)
             elif now - sw.restarted >= w.stall_s:
-                reboot_for.append((sw, f"{problem}, still {now - sw.restarted:.0f} s after a restart"))
+                reboot_for.append(
+                    (sw, f"{problem}, still {now - sw.restarted:.0f} s after a restart")
+                )
 
     def _look_at_network(
-        self, config: Config, now: float, problems: list[str], reboot_for: list[tuple[ServiceWatch | None, str]]
+        self,
+        config: Config,
+        now: float,
+        problems: list[str],
+        reboot_for: list[tuple[ServiceWatch | None, str]],
     ) -> None:
         """A network down for network_down_s asks for a reboot."""
         self.network = self.probe.check()
@@ -388,7 +419,10 @@ class Watchdog(Service):
         limit = config.watchdog.network_down_s
         if down >= limit:
             reboot_for.append(
-                (None, f"network down for {down:.0f} s (network_down_s = {limit:g}): {self.network.detail}")
+                (
+                    None,
+                    f"network down for {down:.0f} s (network_down_s = {limit:g}): {self.network.detail}",
+                )
             )
 
     def _restart(self, config: Config, sw: ServiceWatch, reason: str, now: float) -> None:
@@ -396,7 +430,9 @@ class Watchdog(Service):
         self._run(config.watchdog.restart_cmd, sw.unit)
         sw.restarted = sw.advanced = now  # it gets another stall_s to come back
 
-    def _reboot(self, config: Config, causes: list[tuple[ServiceWatch | None, str]], now: float) -> None:
+    def _reboot(
+        self, config: Config, causes: list[tuple[ServiceWatch | None, str]], now: float
+    ) -> None:
         w = config.watchdog
         reason = "; ".join(text for _, text in causes)
         assert self.budget is not None
@@ -434,7 +470,9 @@ class Watchdog(Service):
 
     def _disk_problem(self, config: Config) -> str | None:
         where = Path(config.paths.state_dir)
-        while not where.exists() and where != where.parent:  # not created yet: its disk all the same
+        while (
+            not where.exists() and where != where.parent
+        ):  # not created yet: its disk all the same
             where = where.parent
         try:
             free_mb = shutil.disk_usage(where).free / 1e6
@@ -450,17 +488,33 @@ class Watchdog(Service):
 
     def _set(self, state: str, reason: str) -> None:
         if state != self.state:
-            log.log(logging.INFO if state in ("ok", "maintenance") else logging.WARNING, "%s: %s", state, reason)
+            log.log(
+                logging.INFO if state in ("ok", "maintenance") else logging.WARNING,
+                "%s: %s",
+                state,
+                reason,
+            )
         self.state, self.reason = state, reason
 
     def _decide(self, action: str, unit: str | None, reason: str) -> None:
         self.decisions.append(
-            {"at": utc_text(now_utc()), "action": action, "unit": unit, "reason": reason, "dry_run": self.dry_run}
+            {
+                "at": utc_text(now_utc()),
+                "action": action,
+                "unit": unit,
+                "reason": reason,
+                "dry_run": self.dry_run,
+            }
         )
         what = f"{action} {unit}" if unit else action
         if self.dry_run and action in ("restart", "reboot"):
             what = f"dry run, would {what}"
-        log.log(logging.INFO if action in ("recovered", "noticed") else logging.WARNING, "%s: %s", what, reason)
+        log.log(
+            logging.INFO if action in ("recovered", "noticed") else logging.WARNING,
+            "%s: %s",
+            what,
+            reason,
+        )
 
     # -------------------------------------------------------- acting
 
@@ -496,14 +550,22 @@ class Watchdog(Service):
         now = time.monotonic()
         network = None
         if self.network:
-            down = None if self.network_down_since is None else round(now - self.network_down_since, 1)
+            down = (
+                None if self.network_down_since is None else round(now - self.network_down_since, 1)
+            )
             network = {"up": self.network.up, "detail": self.network.detail, "down_for_s": down}
         write_status(
-            self.watch.paths.run_dir, "watchdog", self.state,
-            reason=self.reason, dry_run=self.dry_run, checks=self.checks,
-            decisions=list(self.decisions), network=network,
+            self.watch.paths.run_dir,
+            "watchdog",
+            self.state,
+            reason=self.reason,
+            dry_run=self.dry_run,
+            checks=self.checks,
+            decisions=list(self.decisions),
+            network=network,
             services={s: sw.describe(now) for s, sw in self.services.items()},
-            config_problems=self.watch.problems, **self.facts,
+            config_problems=self.watch.problems,
+            **self.facts,
         )
 
     # -------------------------------------------------------- the loop (appliance/service.py)
@@ -522,7 +584,11 @@ class Watchdog(Service):
         self.write_status()
         if not self.said_ready:
             self.said_ready = True
-            log.info("watching%s: %s", " (dry run: acting on nothing)" if self.dry_run else "", self.reason)
+            log.info(
+                "watching%s: %s",
+                " (dry run: acting on nothing)" if self.dry_run else "",
+                self.reason,
+            )
         return f"{self.state}: {self.reason}"
 
 
@@ -594,12 +660,16 @@ def _watchdog(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "watchdog", help="the watchdog service: restart stalled services, reboot when only that helps;"
-        " it also drives the status LED when the config has one"
+        "watchdog",
+        help="the watchdog service: restart stalled services, reboot when only that helps;"
+        " it also drives the status LED when the config has one",
     )
-    parser.add_argument("--dry-run", action="store_true", help="log and report decisions, act on none")
     parser.add_argument(
-        "--network-probe", metavar="CMD",
+        "--dry-run", action="store_true", help="log and report decisions, act on none"
+    )
+    parser.add_argument(
+        "--network-probe",
+        metavar="CMD",
         help="judge the network by CMD's exit status (0: up) instead of the default route's gateway",
     )
     parser.set_defaults(func=_watchdog)

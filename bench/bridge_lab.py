@@ -66,8 +66,13 @@ class CountingReceiver(SimReceiver):
 @contextmanager
 def camera_farm(n: int) -> Iterator[list[str]]:
     """N simulated cameras in their own process, so they do not share anyone's GIL."""
-    proc = subprocess.Popen([sys.executable, "-c", CAMERA_FARM, str(n)], cwd=REPO,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CAMERA_FARM, str(n)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         urls = proc.stdout.readline().split()  # type: ignore[union-attr]
         assert len(urls) == n, "camera farm did not start"
@@ -80,20 +85,39 @@ def camera_farm(n: int) -> Iterator[list[str]]:
 class Bridge:
     """Every service of one bridge from source tree ``tree``, its state under ``work``."""
 
-    def __init__(self, tree: Path, work: Path, urls: list[str], receiver_url: str, interval_s: float,
-                 mqtt_port: int | None = None, run_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        tree: Path,
+        work: Path,
+        urls: list[str],
+        receiver_url: str,
+        interval_s: float,
+        mqtt_port: int | None = None,
+        run_dir: Path | None = None,
+    ) -> None:
         self.tree, self.work = tree, work
         work.mkdir(parents=True, exist_ok=True)
-        tables = relay_tables(work, mqtt_port, free_port()) if mqtt_port else base_tables(work, receiver_url)
+        tables = (
+            relay_tables(work, mqtt_port, free_port())
+            if mqtt_port
+            else base_tables(work, receiver_url)
+        )
         tables["uplink"] = base_tables(work, receiver_url)["uplink"] | {"heartbeat_s": 60}
         tables["led"] = {"backend": "gpiozero", "pin": 17}
         tables["watchdog"] = {"check_s": 10, "restart_cmd": "true {unit}", "reboot_cmd": "true"}
         if run_dir:
             tables["paths"] = {"state_dir": str(work / "state"), "run_dir": str(run_dir)}
         tables["sensors"] = [
-            {"id": f"cam-{i:03d}", "url": url, "username": "admin", "password": "pw", "interval_s": interval_s,
-             "live_interval_s": interval_s, "collect": ["line_counts", "region_counts", "live_counts"],
-             "backfill_h": 1}
+            {
+                "id": f"cam-{i:03d}",
+                "url": url,
+                "username": "admin",
+                "password": "pw",
+                "interval_s": interval_s,
+                "live_interval_s": interval_s,
+                "collect": ["line_counts", "region_counts", "live_counts"],
+                "backfill_h": 1,
+            }
             for i, url in enumerate(urls)
         ]
         self.config = write_config(work / "config.toml", tables)
@@ -104,9 +128,15 @@ class Bridge:
     def has_led_unit(self) -> bool:
         return (self.tree / "appliance" / "units" / "sensor-bridge-led.service").exists()
 
-    def start(self, services: tuple[str, ...] = ("collector", "relay", "watchdog", "led")) -> Bridge:
-        argv = {"collector": ["run"], "relay": ["relay"], "led": ["led"],
-                "watchdog": ["watchdog", "--dry-run", "--network-probe", "true"]}
+    def start(
+        self, services: tuple[str, ...] = ("collector", "relay", "watchdog", "led")
+    ) -> Bridge:
+        argv = {
+            "collector": ["run"],
+            "relay": ["relay"],
+            "led": ["led"],
+            "watchdog": ["watchdog", "--dry-run", "--network-probe", "true"],
+        }
         env = {**os.environ, **MOCK_PINS, "PYTHONPATH": str(self.tree), "NOTIFY_SOCKET": ""}
         for name in services:
             if name == "led" and not self.has_led_unit:
@@ -114,7 +144,11 @@ class Bridge:
             with open(self.work / f"{name}.log", "ab") as log:
                 self.procs[name] = subprocess.Popen(
                     [sys.executable, "-m", "appliance", "-c", str(self.config), *argv[name]],
-                    cwd=self.tree, env=env, stdout=log, stderr=log)
+                    cwd=self.tree,
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                )
         return self
 
     def stop(self) -> None:

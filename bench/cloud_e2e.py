@@ -56,24 +56,37 @@ def main() -> None:
 
         stack.reset()
         api = stack.api("bench-bridge")
-        headers = {"Authorization": f"Bearer {api.api_key}", "Content-Type": "application/json",
-                   "Content-Encoding": "gzip", "User-Agent": "sensor-bridge/bench"}
+        headers = {
+            "Authorization": f"Bearer {api.api_key}",
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "User-Agent": "sensor-bridge/bench",
+        }
         bodies = []
         for i in range(0, N, BATCH):
-            batch = {"schema": "sensor-bridge/ingest/v1", "bridge_id": api.bridge_id, "batch_id": f"b{i}",
-                     "sent_at": "2025-01-01T00:00:00Z", "records": [r.wire() for r in records[i:i + BATCH]]}
+            batch = {
+                "schema": "sensor-bridge/ingest/v1",
+                "bridge_id": api.bridge_id,
+                "batch_id": f"b{i}",
+                "sent_at": "2025-01-01T00:00:00Z",
+                "records": [r.wire() for r in records[i : i + BATCH]],
+            }
             bodies.append((f"b{i}", gzip.compress(json.dumps(batch).encode(), 5)))
         session = requests.Session()
         start = time.perf_counter()
         for key, body in bodies:
-            answer = session.post(api.ingest_url, data=body, headers={**headers, "Idempotency-Key": key}, timeout=60)
+            answer = session.post(
+                api.ingest_url, data=body, headers={**headers, "Idempotency-Key": key}, timeout=60
+            )
             assert answer.status_code == 200, answer.text
         raw = N / (time.perf_counter() - start)
 
         stack.reset()
         api = stack.api("bench-bridge")
-        script = "".join(raw_insert_sql(api.bridge_id, {"records": [r.wire() for r in records[i:i + BATCH]]})
-                         for i in range(0, N, BATCH))
+        script = "".join(
+            raw_insert_sql(api.bridge_id, {"records": [r.wire() for r in records[i : i + BATCH]]})
+            for i in range(0, N, BATCH)
+        )
         start = time.perf_counter()
         stack.pg.psql(script, user=API_ROLE, timeout=600)
         insert = N / (time.perf_counter() - start)
@@ -82,7 +95,9 @@ def main() -> None:
     finally:
         stack.stop()
     version = json.loads((NEXTJS / "node_modules" / "next" / "package.json").read_text())["version"]
-    print(f"{N} readings, batches of {BATCH}, into PostgreSQL; HTTP through `next start` (Next.js {version})")
+    print(
+        f"{N} readings, batches of {BATCH}, into PostgreSQL; HTTP through `next start` (Next.js {version})"
+    )
     print(f"{'':26} {'sensor-bridge uplink':>21} {'raw HTTP posts':>15} {'raw INSERT (psql)':>18}")
     print(f"{'records/s outbox->table':26} {ours:>21,.0f} {raw:>15,.0f} {insert:>18,.0f}")
 

@@ -55,17 +55,27 @@ def build_batches(bridge_id: str, batches: int, size: int) -> list[dict[str, Any
 def raw_insert_sql(bridge_id: str, batch: dict[str, Any]) -> str:
     rows = ",\n".join(
         "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}::jsonb, {}, now())".format(
-            sql_literal(r["id"]), sql_literal(r["sensor_id"]), sql_literal(r["kind"]),
-            sql_literal(r["period_start"]), sql_literal(r["period_end"]), "true" if r["final"] else "false",
-            r["revision"], sql_literal(r["source"]), sql_literal(r["observed_at"]),
-            sql_literal(json.dumps(r["values"])), sql_literal(bridge_id))
-        for r in batch["records"])
+            sql_literal(r["id"]),
+            sql_literal(r["sensor_id"]),
+            sql_literal(r["kind"]),
+            sql_literal(r["period_start"]),
+            sql_literal(r["period_end"]),
+            "true" if r["final"] else "false",
+            r["revision"],
+            sql_literal(r["source"]),
+            sql_literal(r["observed_at"]),
+            sql_literal(json.dumps(r["values"])),
+            sql_literal(bridge_id),
+        )
+        for r in batch["records"]
+    )
     return (
         "insert into public.bridge_readings as cur (id, sensor_id, kind, period_start, period_end, final, "
-        "revision, source, observed_at, \"values\", bridge_id, received_at) values\n" + rows +
-        "\non conflict (id) do update set period_end = excluded.period_end, final = excluded.final, "
+        'revision, source, observed_at, "values", bridge_id, received_at) values\n'
+        + rows
+        + "\non conflict (id) do update set period_end = excluded.period_end, final = excluded.final, "
         "revision = excluded.revision, source = excluded.source, observed_at = excluded.observed_at, "
-        "\"values\" = excluded.\"values\", received_at = excluded.received_at "
+        '"values" = excluded."values", received_at = excluded.received_at '
         "where cur.revision < excluded.revision and cur.bridge_id = excluded.bridge_id;\n"
     )
 
@@ -88,8 +98,12 @@ def run_route(api: CloudApi, bodies: Sequence[tuple[str, bytes]], concurrency: i
                     if not queue:
                         return
                     batch_id, body = queue.pop(0)
-                answer = session.post(api.ingest_url, data=body, headers=contract_headers(api.api_key, batch_id),
-                                      timeout=120)
+                answer = session.post(
+                    api.ingest_url,
+                    data=body,
+                    headers=contract_headers(api.api_key, batch_id),
+                    timeout=120,
+                )
                 if answer.status_code != 200 or answer.json()["rejected"]:
                     failures.append(f"{answer.status_code} {answer.text[:200]}")
 
@@ -106,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=1, help="parallel HTTP clients for the route")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="parallel HTTP clients for the route"
+    )
     args = parser.parse_args(argv)
     reason = missing_tools()
     if reason:
@@ -122,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         bodies = [(b["batch_id"], json.dumps(b).encode()) for b in batches]
         function_script = "".join(
             f"select (public.ingest_bridge_batch({sql_literal(api.bridge_id)}, {dollar_quoted(body.decode())}::jsonb))"
-            "->'changed';\n" for _, body in bodies)
+            "->'changed';\n"
+            for _, body in bodies
+        )
         raw_script = "".join(raw_insert_sql(api.bridge_id, b) for b in batches)
 
         def empty() -> None:
@@ -131,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         def psql_script(script: str) -> Callable[[], None]:
             def run() -> None:
                 stack.pg.psql(script, user=API_ROLE, timeout=600)
+
             return run
 
         run_route(api, bodies[:2], 1)  # warm up Node's JIT and the connection pool
@@ -147,15 +166,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise RuntimeError(f"{name}: stored {count} of {records} records")
             results[name] = [first, timed(action)]
 
-        version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
-        server = stack.pg.query("select split_part(current_setting('server_version'), ' ', 1) as v")[0][0]
-        print(f"cloud ingest: {args.batches} batches x {args.batch_size} records, one transaction per batch, "
-              f"PostgreSQL {server} (fsync on), Node {version}, {args.concurrency} HTTP client(s)")
-        print(f"{'records/s':<12}{'route (HTTP)':>16}{'ingest fn (psql)':>20}{'raw INSERT (psql)':>20}")
+        version = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True
+        ).stdout.strip()
+        server = stack.pg.query(
+            "select split_part(current_setting('server_version'), ' ', 1) as v"
+        )[0][0]
+        print(
+            f"cloud ingest: {args.batches} batches x {args.batch_size} records, one transaction per batch, "
+            f"PostgreSQL {server} (fsync on), Node {version}, {args.concurrency} HTTP client(s)"
+        )
+        print(
+            f"{'records/s':<12}{'route (HTTP)':>16}{'ingest fn (psql)':>20}{'raw INSERT (psql)':>20}"
+        )
         for row, label in enumerate(["new rows", "replay"]):
-            cells = [f"{records / results[name][row]:>,.0f}" for name in ("route", "function", "raw")]
+            cells = [
+                f"{records / results[name][row]:>,.0f}" for name in ("route", "function", "raw")
+            ]
             print(f"{label:<12}{cells[0]:>16}{cells[1]:>20}{cells[2]:>20}")
-        ms = [f"{results[name][0] / args.batches * 1000:.1f}" for name in ("route", "function", "raw")]
+        ms = [
+            f"{results[name][0] / args.batches * 1000:.1f}" for name in ("route", "function", "raw")
+        ]
         print(f"{'ms/batch':<12}{ms[0]:>16}{ms[1]:>20}{ms[2]:>20}   (new rows)")
     finally:
         stack.stop()

@@ -40,8 +40,12 @@ sys.stdin.read()
 
 def camera_farm(n: int) -> tuple[subprocess.Popen[str], list[str]]:
     """N simulated cameras in their own process, so they do not share the collector's GIL."""
-    proc = subprocess.Popen([sys.executable, "-c", CAMERA_FARM % (LATENCY_S * 1000), str(n)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CAMERA_FARM % (LATENCY_S * 1000), str(n)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     urls = proc.stdout.readline().split()
     assert len(urls) == n, "camera farm did not start"
     return proc, urls
@@ -50,8 +54,15 @@ def camera_farm(n: int) -> tuple[subprocess.Popen[str], list[str]]:
 def config_for(workdir: Path, urls: list[str], receiver_url: str, interval_s: float) -> Path:
     tables = base_tables(workdir, receiver_url)
     tables["sensors"] = [
-        {"id": f"cam-{i:03d}", "url": url, "username": "admin", "password": "pw", "interval_s": interval_s,
-         "collect": ["line_counts"], "backfill_h": 2}
+        {
+            "id": f"cam-{i:03d}",
+            "url": url,
+            "username": "admin",
+            "password": "pw",
+            "interval_s": interval_s,
+            "collect": ["line_counts"],
+            "backfill_h": 2,
+        }
         for i, url in enumerate(urls)
     ]
     return write_config(workdir / "config.toml", tables)
@@ -86,8 +97,12 @@ def peak_rss(n: int, seconds: float, receiver: SimReceiver) -> float:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             config = config_for(Path(tmp), urls, receiver.url, 2)
-            proc = subprocess.Popen([*CLI, "-c", str(config), "run"], cwd=REPO,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [*CLI, "-c", str(config), "run"],
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             peak = 0.0
             stop = time.monotonic() + seconds
             while time.monotonic() < stop:
@@ -111,7 +126,10 @@ def baseline_interpreter_rss() -> float:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp, SimReceiver(db_path=Path(tmp) / "rx.db", api_key="test-key") as rx:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        SimReceiver(db_path=Path(tmp) / "rx.db", api_key="test-key") as rx,
+    ):
         print(f"poll cycle, every camera answering in {LATENCY_S * 1000:.0f} ms")
         print(f"{'cameras':>8} {'measured s':>11} {'ideal s':>8} {'ratio':>6}")
         for n in (1, 50, 200):

@@ -51,9 +51,18 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 def make_readings(n: int) -> list[Record]:
     return [
-        Record(f"cam-{i % 50:02d}", "line_counts", T0 + timedelta(hours=i), T0 + timedelta(hours=i + 1),
-               {"total": {"in": i % 300, "out": i % 200}, "lines": {"1": {"in": i % 300, "out": i % 200}}},
-               True, "poll")
+        Record(
+            f"cam-{i % 50:02d}",
+            "line_counts",
+            T0 + timedelta(hours=i),
+            T0 + timedelta(hours=i + 1),
+            {
+                "total": {"in": i % 300, "out": i % 200},
+                "lines": {"1": {"in": i % 300, "out": i % 200}},
+            },
+            True,
+            "poll",
+        )
         for i in range(n)
     ]
 
@@ -69,7 +78,7 @@ def put_rate(records: list[Record], workdir: Path, round_: int) -> float:
     box = Outbox(workdir / f"outbox-{round_}.db")
     start = time.perf_counter()
     for i in range(0, len(records), BATCH):
-        box.put(records[i:i + BATCH])
+        box.put(records[i : i + BATCH])
     rate = len(records) / (time.perf_counter() - start)
     box.close()
     return rate
@@ -83,13 +92,29 @@ def raw_insert_rate(records: list[Record], workdir: Path, round_: int) -> float:
     rows = []
     for seq, r in enumerate(records, 1):
         wire = r.wire()
-        rows.append((wire["id"], seq, r.sensor_id, r.kind, wire["period_start"], 1, 1, "-", json.dumps(wire),
-                     "pending", 0.0))
+        rows.append(
+            (
+                wire["id"],
+                seq,
+                r.sensor_id,
+                r.kind,
+                wire["period_start"],
+                1,
+                1,
+                "-",
+                json.dumps(wire),
+                "pending",
+                0.0,
+            )
+        )
     start = time.perf_counter()
     for i in range(0, len(rows), BATCH):
         db.execute("BEGIN IMMEDIATE")
-        db.executemany("INSERT INTO readings (id, seq, sensor_id, kind, period_start, revision, final, digest,"
-                       " body, state, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows[i:i + BATCH])
+        db.executemany(
+            "INSERT INTO readings (id, seq, sensor_id, kind, period_start, revision, final, digest,"
+            " body, state, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows[i : i + BATCH],
+        )
         db.execute("COMMIT")
     rate = len(rows) / (time.perf_counter() - start)
     db.close()
@@ -103,9 +128,24 @@ def raw_insert_rate(records: list[Record], workdir: Path, round_: int) -> float:
 def receiver_process() -> Iterator[str]:
     """A fresh `sensor-bridge sim receiver` (in-memory) in its own process; yields its ingest URL."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "sim", "receiver", "--port", str(port),
-                             "--api-key", KEY, "--max-records", str(BATCH)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "sim",
+            "receiver",
+            "--port",
+            str(port),
+            "--api-key",
+            KEY,
+            "--max-records",
+            str(BATCH),
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -141,16 +181,27 @@ def drain_rate(records: list[Record], workdir: Path, round_: int) -> float:
 def raw_post_rate(records: list[Record], workdir: Path, round_: int) -> float:
     bodies = []
     for i in range(0, len(records), BATCH):
-        batch = {"schema": "sensor-bridge/ingest/v1", "bridge_id": "bench", "batch_id": f"b{round_}-{i}",
-                 "sent_at": "2025-01-01T00:00:00Z", "records": [r.wire() for r in records[i:i + BATCH]]}
+        batch = {
+            "schema": "sensor-bridge/ingest/v1",
+            "bridge_id": "bench",
+            "batch_id": f"b{round_}-{i}",
+            "sent_at": "2025-01-01T00:00:00Z",
+            "records": [r.wire() for r in records[i : i + BATCH]],
+        }
         data = gzip.compress(json.dumps(batch, separators=(",", ":")).encode(), GZIP_LEVEL)
         bodies.append((batch["batch_id"], data))
-    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json", "Content-Encoding": "gzip",
-               "User-Agent": f"sensor-bridge/{__version__}"}
+    headers = {
+        "Authorization": f"Bearer {KEY}",
+        "Content-Type": "application/json",
+        "Content-Encoding": "gzip",
+        "User-Agent": f"sensor-bridge/{__version__}",
+    }
     with receiver_process() as url, requests.Session() as session:
         start = time.perf_counter()
         for batch_id, data in bodies:
-            answer = session.post(url, data=data, headers={**headers, "Idempotency-Key": batch_id}, timeout=30)
+            answer = session.post(
+                url, data=data, headers={**headers, "Idempotency-Key": batch_id}, timeout=30
+            )
             assert answer.status_code == 200 and answer.json()["accepted"] == BATCH, answer.text
         return len(records) / (time.perf_counter() - start)
 
@@ -165,9 +216,13 @@ def main() -> None:
         drain_raw = best(ROUNDS, lambda r: raw_post_rate(records, work, r))
     print(f"{N:,} readings, batches of {BATCH}, best of {ROUNDS}")
     print(f"{'records/s':30} {'sensor-bridge':>14} {'baseline':>10}  baseline is")
-    print(f"{'into the outbox (put)':30} {put:>14,.0f} {put_raw:>10,.0f}  raw executemany of pre-serialised rows")
-    print(f"{'drained to a receiver (uplink)':30} {drain:>14,.0f} {drain_raw:>10,.0f}  raw POSTs of pre-built gzip"
-          " bodies")
+    print(
+        f"{'into the outbox (put)':30} {put:>14,.0f} {put_raw:>10,.0f}  raw executemany of pre-serialised rows"
+    )
+    print(
+        f"{'drained to a receiver (uplink)':30} {drain:>14,.0f} {drain_raw:>10,.0f}  raw POSTs of pre-built gzip"
+        " bodies"
+    )
     print(f"target: drain >= 5,000 records/s -> {'met' if drain >= 5000 else 'NOT met'}")
 
 

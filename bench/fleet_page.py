@@ -91,11 +91,15 @@ def main() -> int:
         stack.pg.psql(fleet_sql(args.readings), timeout=3600)
         made = time.perf_counter() - start
         count = stack.pg.query("select count(*) from public.bridge_readings")[0][0]
-        print(f"{BRIDGES} bridges, {BRIDGES * SENSORS_PER_BRIDGE} sensors, {count:,} readings (made in {made:.0f}s)")
+        print(
+            f"{BRIDGES} bridges, {BRIDGES * SENSORS_PER_BRIDGE} sensors, {count:,} readings (made in {made:.0f}s)"
+        )
         for name, path in [("/bridges", "/bridges"), ("/bridges/<id>", "/bridges/store-100")]:
             taken = timings(f"{stack.base_url}{path}", stack.fleet_auth, args.requests)
-            print(f"GET {name:<15} median {statistics.median(taken):6.1f} ms   slowest {max(taken):6.1f} ms"
-                  f"   ({args.requests} requests)")
+            print(
+                f"GET {name:<15} median {statistics.median(taken):6.1f} ms   slowest {max(taken):6.1f} ms"
+                f"   ({args.requests} requests)"
+            )
     finally:
         stack.stop()
     return 0

@@ -43,23 +43,38 @@ T0 = datetime(2025, 1, 1)
 
 def report(device: int, i: int) -> str:
     start = T0 + timedelta(minutes=i)
-    return json.dumps({
-        "event": "Region People Counting", "report_type": "interval",
-        "device_info": {"device": "Workplace Sensor", "device_sn": f"SN-{device}", "ip_address": "192.168.0.99"},
-        "time_info": {"timezone": "UTC+1:00", "dst_status": False,
-                      "start_time": start.strftime("%Y/%m/%d %H:%M:%S"),
-                      "end_time": (start + timedelta(minutes=1)).strftime("%Y/%m/%d %H:%M:%S")},
-        "current_total": i % 40, "max_counted": i % 40 + 2, "total_mapped_regions": 2,
-        "numbering_regions": [1, 2], "current_counted": [i % 40 // 2, i % 40 - i % 40 // 2],
-    })
+    return json.dumps(
+        {
+            "event": "Region People Counting",
+            "report_type": "interval",
+            "device_info": {
+                "device": "Workplace Sensor",
+                "device_sn": f"SN-{device}",
+                "ip_address": "192.168.0.99",
+            },
+            "time_info": {
+                "timezone": "UTC+1:00",
+                "dst_status": False,
+                "start_time": start.strftime("%Y/%m/%d %H:%M:%S"),
+                "end_time": (start + timedelta(minutes=1)).strftime("%Y/%m/%d %H:%M:%S"),
+            },
+            "current_total": i % 40,
+            "max_counted": i % 40 + 2,
+            "total_mapped_regions": 2,
+            "numbering_regions": [1, 2],
+            "current_counted": [i % 40 // 2, i % 40 - i % 40 // 2],
+        }
+    )
 
 
 def stream(devices: list[Device], per_device: int, offset: int) -> float:
     """Every device publishes its share at full speed; returns the start time."""
     payloads = [[report(d, offset + i) for i in range(per_device)] for d in range(len(devices))]
     started = time.perf_counter()
-    threads = [threading.Thread(target=lambda dev=dev, mine=mine: [dev.publish(p) for p in mine])
-               for dev, mine in zip(devices, payloads, strict=True)]
+    threads = [
+        threading.Thread(target=lambda dev=dev, mine=mine: [dev.publish(p) for p in mine])
+        for dev, mine in zip(devices, payloads, strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -91,9 +106,28 @@ def main() -> int:
         # Baseline: mosquitto_sub -q 1 into a file, until it has every message.
         sink = work / "baseline.txt"
         with open(sink, "wb") as out:
-            sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
-                                    "-i", "bench-baseline", "-u", "sensor-bridge", "-P", RELAY_PASSWORD,
-                                    "-t", "milesight/#", "-C", str(total)], stdout=out)
+            sub = subprocess.Popen(
+                [
+                    "mosquitto_sub",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-q",
+                    "1",
+                    "-i",
+                    "bench-baseline",
+                    "-u",
+                    "sensor-bridge",
+                    "-P",
+                    RELAY_PASSWORD,
+                    "-t",
+                    "milesight/#",
+                    "-C",
+                    str(total),
+                ],
+                stdout=out,
+            )
             time.sleep(1.0)  # subscribed
             started = stream(devices, per_device, 0)
             sub.wait(timeout=300)
@@ -128,8 +162,10 @@ def main() -> int:
     lost = total - stored
     print(f"{total:,} QoS 1 messages from {DEVICES} devices through mosquitto on loopback")
     print(f"{'':34} {'sensor-bridge':>14} {'baseline':>10}")
-    print(f"{'messages/s, publish -> stored':34} {total / relay_s:>14,.0f} {total / baseline_s:>10,.0f}"
-          "   (baseline: mosquitto_sub -q 1 > file)")
+    print(
+        f"{'messages/s, publish -> stored':34} {total / relay_s:>14,.0f} {total / baseline_s:>10,.0f}"
+        "   (baseline: mosquitto_sub -q 1 > file)"
+    )
     print(f"{'messages lost':34} {lost:>14,} {total - baseline_lines:>10,}")
     print(f"{'relay RSS, MB (idle / peak)':34} {rss_idle / 1e6:>6.0f} / {peak[0] / 1e6:<5.0f}")
     met = total / relay_s >= 2000 and lost == 0

@@ -39,9 +39,16 @@ from appliance.config import MqttDevice
 from appliance.sources.milesight_push import PushParser
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
-EUIS = {"vs133": "24e1240000000133", "vs350": "24e1240000000350", "am307": "24e1240000000307",
-        "vs330": "24e1240000000330", "vs121": "24e1240000000121"}
-DEVICES = [MqttDevice(f"{model}-1", dev_eui=eui, model=model, period_s=60) for model, eui in EUIS.items()]
+EUIS = {
+    "vs133": "24e1240000000133",
+    "vs350": "24e1240000000350",
+    "am307": "24e1240000000307",
+    "vs330": "24e1240000000330",
+    "vs121": "24e1240000000121",
+}
+DEVICES = [
+    MqttDevice(f"{model}-1", dev_eui=eui, model=model, period_s=60) for model, eui in EUIS.items()
+]
 
 
 def moment(i: int) -> datetime:
@@ -59,40 +66,93 @@ def b64(frame: bytes) -> str:
 def vs121p(i: int) -> dict:
     wall = (moment(i) + timedelta(hours=1)).strftime("%Y/%m/%d %H:%M:%S")
     end = (moment(i) + timedelta(hours=1, minutes=1)).strftime("%Y/%m/%d %H:%M:%S")
-    return {"event": "Region People Counting", "report_type": "interval", "device_info": {"device_sn": "SN-121P"},
-            "time_info": {"timezone": "UTC+1:00", "start_time": wall, "end_time": end},
-            "current_total": i % 9, "max_counted": i % 9 + 1, "numbering_regions": [1, 2],
-            "current_counted": [i % 9 // 2, i % 9 - i % 9 // 2], "occupancy": [1, 0]}
+    return {
+        "event": "Region People Counting",
+        "report_type": "interval",
+        "device_info": {"device_sn": "SN-121P"},
+        "time_info": {"timezone": "UTC+1:00", "start_time": wall, "end_time": end},
+        "current_total": i % 9,
+        "max_counted": i % 9 + 1,
+        "numbering_regions": [1, 2],
+        "current_counted": [i % 9 // 2, i % 9 - i % 9 // 2],
+        "occupancy": [1, 0],
+    }
 
 
 def vs125(i: int) -> dict:
-    return {"device_info": {"device_sn": "SN-125"}, "time_info": {"start_time": iso(i), "end_time": iso(i + 1)},
-            "line_periodic_data": [{"line": 1, "total": {"in": i % 7, "out": i % 5}}],
-            "line_total_data": [{"line": 1, "total": {"in_counted": i, "out_counted": i // 2}}]}
+    return {
+        "device_info": {"device_sn": "SN-125"},
+        "time_info": {"start_time": iso(i), "end_time": iso(i + 1)},
+        "line_periodic_data": [{"line": 1, "total": {"in": i % 7, "out": i % 5}}],
+        "line_total_data": [{"line": 1, "total": {"in_counted": i, "out_counted": i // 2}}],
+    }
 
 
 def ug6x(model: str, frame: bytes, i: int) -> dict:
-    return {"applicationID": "1", "deviceName": model, "devEUI": EUIS[model], "fPort": 85, "time": iso(i),
-            "data": b64(frame)}
+    return {
+        "applicationID": "1",
+        "deviceName": model,
+        "devEUI": EUIS[model],
+        "fPort": 85,
+        "time": iso(i),
+        "data": b64(frame),
+    }
 
 
 FORMATS: list[Callable[[int], dict]] = [
     vs121p,
     vs125,
-    lambda i: ug6x("vs133", b"\x03\xd2" + struct.pack("<I", i) + b"\x04\xd2" + struct.pack("<I", i // 2)
-                   + b"\x05\xcc" + struct.pack("<HH", i % 11, i % 3), i),
-    lambda i: ug6x("vs350", b"\x01\x75\x64\x04\xcc" + struct.pack("<HH", i % 60000, i % 50000)
-                   + b"\x05\xcc" + struct.pack("<HH", i % 9, i % 4), i),
-    lambda i: ug6x("am307", b"\x03\x67" + struct.pack("<h", 200 + i % 50) + b"\x04\x68\x7c\x07\x7d"
-                   + struct.pack("<H", 400 + i % 900), i),
-    lambda i: {"devEUI": EUIS["am307"], "fPort": 85, "time": iso(i) .replace("Z", ".5Z"),
-               "temperature": 21.5, "humidity": 40, "co2": 500 + i % 100, "tvoc": 0.5},
-    lambda i: {"time": iso(i), "deviceInfo": {"devEui": EUIS["vs330"], "deviceName": "stall"}, "fPort": 85,
-               "data": b64(b"\x02\x82" + struct.pack("<H", i % 2000) + b"\x03\x8e" + bytes([i % 2]))},
-    lambda i: {"end_device_ids": {"device_id": "office", "dev_eui": EUIS["vs121"].upper()},
-               "uplink_message": {"f_port": 85, "received_at": iso(i),
-                                  "frm_payload": b64(b"\x04\xc9" + bytes([i % 20, 2]) + b"\x00\x01\x06\xcd"
-                                                     + bytes([i % 20 + 1]))}},
+    lambda i: ug6x(
+        "vs133",
+        b"\x03\xd2"
+        + struct.pack("<I", i)
+        + b"\x04\xd2"
+        + struct.pack("<I", i // 2)
+        + b"\x05\xcc"
+        + struct.pack("<HH", i % 11, i % 3),
+        i,
+    ),
+    lambda i: ug6x(
+        "vs350",
+        b"\x01\x75\x64\x04\xcc"
+        + struct.pack("<HH", i % 60000, i % 50000)
+        + b"\x05\xcc"
+        + struct.pack("<HH", i % 9, i % 4),
+        i,
+    ),
+    lambda i: ug6x(
+        "am307",
+        b"\x03\x67"
+        + struct.pack("<h", 200 + i % 50)
+        + b"\x04\x68\x7c\x07\x7d"
+        + struct.pack("<H", 400 + i % 900),
+        i,
+    ),
+    lambda i: {
+        "devEUI": EUIS["am307"],
+        "fPort": 85,
+        "time": iso(i).replace("Z", ".5Z"),
+        "temperature": 21.5,
+        "humidity": 40,
+        "co2": 500 + i % 100,
+        "tvoc": 0.5,
+    },
+    lambda i: {
+        "time": iso(i),
+        "deviceInfo": {"devEui": EUIS["vs330"], "deviceName": "stall"},
+        "fPort": 85,
+        "data": b64(b"\x02\x82" + struct.pack("<H", i % 2000) + b"\x03\x8e" + bytes([i % 2])),
+    },
+    lambda i: {
+        "end_device_ids": {"device_id": "office", "dev_eui": EUIS["vs121"].upper()},
+        "uplink_message": {
+            "f_port": 85,
+            "received_at": iso(i),
+            "frm_payload": b64(
+                b"\x04\xc9" + bytes([i % 20, 2]) + b"\x00\x01\x06\xcd" + bytes([i % 20 + 1])
+            ),
+        },
+    },
 ]
 
 
@@ -108,8 +168,13 @@ def expected_ids(stream: list[str]) -> set[str]:
     parser = PushParser(DEVICES, "UTC")
     ids: set[str] = set()
     for body in stream:
-        parsed = parser.parse(body.encode(), source="mqtt", topic="bench", origin="bench",
-                              received_at=datetime.now(UTC))
+        parsed = parser.parse(
+            body.encode(),
+            source="mqtt",
+            topic="bench",
+            origin="bench",
+            received_at=datetime.now(UTC),
+        )
         assert not parsed.dead, (parsed.dead, body)
         ids |= {r.id for r in parsed.records}
     return ids
@@ -127,8 +192,10 @@ def main() -> int:
     config = write_config(work / "config.toml", relay_tables(work, port))
     with config.open("a") as f:
         for d in DEVICES:
-            f.write(f'\n[[mqtt.devices]]\nsensor_id = "{d.sensor_id}"\ndev_eui = "{d.dev_eui}"\n'
-                    f'model = "{d.model}"\nperiod_s = {d.period_s:g}\n')
+            f.write(
+                f'\n[[mqtt.devices]]\nsensor_id = "{d.sensor_id}"\ndev_eui = "{d.dev_eui}"\n'
+                f'model = "{d.model}"\nperiod_s = {d.period_s:g}\n'
+            )
     broker = Mosquitto(work / "mosquitto", config, port)
     broker.cli("setup", "--bind", "127.0.0.1")
     broker.start()
@@ -168,11 +235,15 @@ def main() -> int:
             gateway.close()
         broker.stop()
     exact = len(got) == len(set(got)) == len(want) and set(got) == want
-    print(f"{total:,} messages in {len(FORMATS)} formats (+{(total + 9) // 10:,} retried copies) -> "
-          f"{len(want):,} readings; relay SIGKILLed {kills} times")
+    print(
+        f"{total:,} messages in {len(FORMATS)} formats (+{(total + 9) // 10:,} retried copies) -> "
+        f"{len(want):,} readings; relay SIGKILLed {kills} times"
+    )
     print(f"messages/s, publish -> stored (kills included): {total / elapsed:,.0f}")
-    print(f"readings stored {len(got):,}, distinct {len(set(got)):,}, expected {len(want):,}; "
-          f"revisions {sorted({r['revision'] for r in readings})}; dead letters {len(dead)}")
+    print(
+        f"readings stored {len(got):,}, distinct {len(set(got)):,}, expected {len(want):,}; "
+        f"revisions {sorted({r['revision'] for r in readings})}; dead letters {len(dead)}"
+    )
     ok = exact and kills == 2 and not dead and {r["revision"] for r in readings} == {1}
     print("every reading exactly once: " + ("yes" if ok else "NO"))
     shutil.rmtree(work, ignore_errors=True)

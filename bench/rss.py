@@ -36,8 +36,9 @@ SERVICES = ("collector", "relay", "watchdog", "led")
 TARGET_MB = 90.0
 
 
-def measure(tree: Path, work: Path, urls: list[str], receiver_url: str, mqtt_port: int, seconds: float
-            ) -> dict[str, float]:
+def measure(
+    tree: Path, work: Path, urls: list[str], receiver_url: str, mqtt_port: int, seconds: float
+) -> dict[str, float]:
     bridge = Bridge(tree, work, urls, receiver_url, 10, mqtt_port).start()
     try:
         sampler = PeakRss(bridge.procs)
@@ -54,8 +55,12 @@ def main() -> int:
     results: dict[str, dict[str, float]] = {}
     publishing = threading.Event()
     try:
-        with CountingReceiver(db_path=work / "rx.db", api_key="test-key") as rx, camera_farm(10) as urls, \
-                broker(work) as (server, device):
+        with (
+            CountingReceiver(db_path=work / "rx.db", api_key="test-key") as rx,
+            camera_farm(10) as urls,
+            broker(work) as (server, device),
+        ):
+
             def publish() -> None:
                 i = 0
                 while not publishing.wait(1.0):
@@ -75,7 +80,9 @@ def main() -> int:
 
 
 def show(results: dict[str, dict[str, float]], seconds: float) -> None:
-    print(f"peak RSS, MB: 10 cameras every 10 s (line, region, live), push and MQTT on, {seconds:g} s per tree")
+    print(
+        f"peak RSS, MB: 10 cameras every 10 s (line, region, live), push and MQTT on, {seconds:g} s per tree"
+    )
     names = list(results)
     print(f"{'service':<34}" + "".join(f"{n:>10}" for n in names))
     for service in SERVICES:
@@ -86,7 +93,9 @@ def show(results: dict[str, dict[str, float]], seconds: float) -> None:
         print(f"{service:<34}" + "".join(cells))
     print(f"{'total':<34}" + "".join(f"{sum(results[n].values()):>10.1f}" for n in names))
     if "before" not in results:
-        print(f"(no before tree: commit {BEFORE} is not in this clone; issue 14 recorded 125 MB with push only)")
+        print(
+            f"(no before tree: commit {BEFORE} is not in this clone; issue 14 recorded 125 MB with push only)"
+        )
     total = sum(results["after"].values())
     print(f"target: all services < {TARGET_MB:g} MB -> {'met' if total < TARGET_MB else 'NOT met'}")
 

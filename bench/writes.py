@@ -44,11 +44,18 @@ def file_bytes(outbox: Path) -> int:
     return sum(p.stat().st_size for p in (outbox, Path(f"{outbox}-wal")) if p.exists())
 
 
-def measure(tree: Path, work: Path, cameras: int, interval_s: float, rounds: int) -> tuple[float, float, int]:
+def measure(
+    tree: Path, work: Path, cameras: int, interval_s: float, rounds: int
+) -> tuple[float, float, int]:
     """(KB written per reading, KB of outbox growth per reading, readings delivered)."""
-    with CountingReceiver(api_key="test-key") as rx, camera_farm(cameras) as urls, \
-            tempfile.TemporaryDirectory(dir="/dev/shm") as run_dir:
-        bridge = Bridge(tree, work, urls, rx.url, interval_s, run_dir=Path(run_dir)).start(("collector",))
+    with (
+        CountingReceiver(api_key="test-key") as rx,
+        camera_farm(cameras) as urls,
+        tempfile.TemporaryDirectory(dir="/dev/shm") as run_dir,
+    ):
+        bridge = Bridge(tree, work, urls, rx.url, interval_s, run_dir=Path(run_dir)).start(
+            ("collector",)
+        )
         try:
             pid = bridge.procs["collector"].pid
             wait(interval_s / 2 + 5)  # the backfill round, delivered
@@ -71,16 +78,26 @@ def main() -> int:
     loads = [load for load in LOADS if len(sys.argv) < 3 or load[0] == int(sys.argv[2])]
     met = True
     try:
-        print(f"storage writes per delivered reading revision, {rounds} poll rounds after the backfill")
-        print(f"{'load':<26}{'tree':>8}{'KB written':>12}{'KB growth':>11}{'readings':>10}{'target':>9}")
+        print(
+            f"storage writes per delivered reading revision, {rounds} poll rounds after the backfill"
+        )
+        print(
+            f"{'load':<26}{'tree':>8}{'KB written':>12}{'KB growth':>11}{'readings':>10}{'target':>9}"
+        )
         for cameras, interval_s, target in loads:
             for name, tree in trees:
-                kb, growth, delivered = measure(tree, work / f"{name}-{cameras}", cameras, interval_s, rounds)
+                kb, growth, delivered = measure(
+                    tree, work / f"{name}-{cameras}", cameras, interval_s, rounds
+                )
                 load = f"{cameras} cameras / {interval_s:g} s"
-                print(f"{load:<26}{name:>8}{kb:>12.1f}{growth:>11.2f}{delivered:>10,}{f'< {target:g}':>9}")
+                print(
+                    f"{load:<26}{name:>8}{kb:>12.1f}{growth:>11.2f}{delivered:>10,}{f'< {target:g}':>9}"
+                )
                 met = met and (name != "after" or kb < target)
         if not before:
-            print(f"(no before tree: commit {BEFORE} is not in this clone; issue 14 recorded 27.7 KB per reading)")
+            print(
+                f"(no before tree: commit {BEFORE} is not in this clone; issue 14 recorded 27.7 KB per reading)"
+            )
     finally:
         cleanup(work)
     print(f"targets -> {'met' if met else 'NOT met'}")

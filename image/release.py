@@ -63,8 +63,11 @@ def sha256(path: Path) -> str:
 
 
 def pip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
+        capture_output=True,
+        text=True,
+    )
 
 
 # ---------------------------------------------------------------- the source
@@ -74,7 +77,9 @@ def stage_source(source: Path, into: Path, version: str | None) -> tuple[str, in
     """A copy of the checkout's package files, its version set; returns (version, outbox schema)."""
     for name in SOURCE_FILES:
         if (source / name).is_dir():
-            shutil.copytree(source / name, into / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(
+                source / name, into / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
         elif (source / name).exists():
             shutil.copy2(source / name, into / name)
     init = into / "appliance" / "__init__.py"
@@ -86,9 +91,18 @@ def stage_source(source: Path, into: Path, version: str | None) -> tuple[str, in
         die(f"--version {version!r}: expected a version like 0.2.0")
     init.write_text(init.read_text().replace(found.group(0), f'__version__ = "{version}"'))
     project = into / "pyproject.toml"
-    project.write_text(re.sub(r'^version = "[^"]+"', f'version = "{version}"', project.read_text(), count=1,
-                              flags=re.M))
-    schema = re.search(r"^SCHEMA_VERSION = (\d+)", (into / "appliance" / "outbox.py").read_text(), re.M)
+    project.write_text(
+        re.sub(
+            r'^version = "[^"]+"',
+            f'version = "{version}"',
+            project.read_text(),
+            count=1,
+            flags=re.M,
+        )
+    )
+    schema = re.search(
+        r"^SCHEMA_VERSION = (\d+)", (into / "appliance" / "outbox.py").read_text(), re.M
+    )
     return version, int(schema.group(1)) if schema else 1
 
 
@@ -98,8 +112,16 @@ def stage_source(source: Path, into: Path, version: str | None) -> tuple[str, in
 def download(cache: Path, arch: str, lock: Path) -> tuple[list[Path], list[str]]:
     """The lock's wheels and psutil's for ``arch`` in ``cache`` (offline first); and what is missing."""
     platforms = [flag for p in PLATFORMS[arch] for flag in ("--platform", p)]
-    common = ["download", "--no-deps", "--only-binary=:all:", "--python-version", PYTHON, *platforms,
-              "-d", str(cache)]
+    common = [
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        PYTHON,
+        *platforms,
+        "-d",
+        str(cache),
+    ]
     for index in (["--no-index", "--find-links", str(cache)], []):
         done = pip(*common, *index, "--require-hashes", "-r", str(lock))
         if done.returncode == 0:
@@ -111,20 +133,31 @@ def download(cache: Path, arch: str, lock: Path) -> tuple[list[Path], list[str]]
         if pip(*common, *index, f"psutil=={PSUTIL}").returncode == 0:
             break
     else:
-        notes.append(f"psutil: no wheel on PyPI for {arch}; the bridge uses Debian's python3-psutil "
-                     "(provision.sh installs it)")
-    pins = [line.split()[0].split("==") for line in lock.read_text().splitlines()
-            if "==" in line and not line.startswith("#")]
+        notes.append(
+            f"psutil: no wheel on PyPI for {arch}; the bridge uses Debian's python3-psutil "
+            "(provision.sh installs it)"
+        )
+    pins = [
+        line.split()[0].split("==")
+        for line in lock.read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    ]
     if not notes:
         pins.append(["psutil", PSUTIL])
-    files = [_wheel_for(cache, name.lower().replace("-", "_"), version, arch) for name, version in pins]
+    files = [
+        _wheel_for(cache, name.lower().replace("-", "_"), version, arch) for name, version in pins
+    ]
     return files, notes
 
 
 def _wheel_for(cache: Path, name: str, version: str, arch: str) -> Path:
     """The wheel of ``name`` ``version`` in ``cache`` that serves ``arch`` (a pure one serves them all)."""
     for wheel in sorted(cache.glob("*.whl")):
-        dist, release, tags = wheel.name.split("-")[0].lower(), wheel.name.split("-")[1], wheel.name.split("-")[-1]
+        dist, release, tags = (
+            wheel.name.split("-")[0].lower(),
+            wheel.name.split("-")[1],
+            wheel.name.split("-")[-1],
+        )
         if dist == name and release == version and ("none-any" in wheel.name or arch in tags):
             return wheel
     die(f"no wheel of {name} {version} for {arch} in {cache}")
@@ -133,7 +166,9 @@ def _wheel_for(cache: Path, name: str, version: str, arch: str) -> Path:
 
 def build_appliance(staged: Path, cache: Path, out: Path) -> Path:
     """The appliance's wheel, built with the lock's setuptools from the cache (no index)."""
-    done = pip("wheel", "--no-deps", "--no-index", "--find-links", str(cache), "-w", str(out), str(staged))
+    done = pip(
+        "wheel", "--no-deps", "--no-index", "--find-links", str(cache), "-w", str(out), str(staged)
+    )
     if done.returncode != 0:
         die(f"building the appliance wheel failed:\n{done.stderr}")
     return next(out.glob("sensor_bridge-*.whl"))
@@ -144,8 +179,11 @@ def build_appliance(staged: Path, cache: Path, out: Path) -> Path:
 
 def sign(manifest: Path, key: Path) -> None:
     manifest.with_name(manifest.name + ".sig").unlink(missing_ok=True)
-    done = subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-f", str(key), "-n", NAMESPACE, str(manifest)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["ssh-keygen", "-q", "-Y", "sign", "-f", str(key), "-n", NAMESPACE, str(manifest)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         die(f"ssh-keygen could not sign with {key}: {done.stderr.strip()}")
 
@@ -156,7 +194,9 @@ def write_index(out: Path) -> None:
 
 
 def _version_key(version: str) -> tuple[tuple[int, str], ...]:
-    return tuple((int(p), "") if p.isdigit() else (-1, p) for p in re.findall(r"\d+|[a-z]+", version))
+    return tuple(
+        (int(p), "") if p.isdigit() else (-1, p) for p in re.findall(r"\d+|[a-z]+", version)
+    )
 
 
 def build(args: argparse.Namespace) -> int:
@@ -173,7 +213,9 @@ def build(args: argparse.Namespace) -> int:
             die(f"{dest} exists: a version is released once; pick a new --version")
         per_arch, notes, files = {}, {}, {}
         for arch in args.arch:
-            wheels, notes[arch] = download(cache, arch, Path(args.source) / "image" / "requirements.lock")
+            wheels, notes[arch] = download(
+                cache, arch, Path(args.source) / "image" / "requirements.lock"
+            )
             per_arch[arch] = [w.name for w in wheels]
             files.update({w.name: w for w in wheels})
         appliance = build_appliance(staged, cache, Path(tmp) / "wheel")
@@ -184,13 +226,22 @@ def build(args: argparse.Namespace) -> int:
         for name, path in files.items():
             shutil.copy2(path, partial / name)
     manifest = {
-        "format": FORMAT, "version": version, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "notes": args.notes, "rollout_percent": args.rollout, "outbox_schema": schema, "python": f">={PYTHON}",
+        "format": FORMAT,
+        "version": version,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "notes": args.notes,
+        "rollout_percent": args.rollout,
+        "outbox_schema": schema,
+        "python": f">={PYTHON}",
         "appliance": appliance.name,
-        "files": {name: {"sha256": sha256(partial / name), "size": (partial / name).stat().st_size}
-                  for name in sorted(files)},
-        "architectures": {arch: {"files": sorted([appliance.name, *per_arch[arch]]), "notes": notes[arch]}
-                          for arch in args.arch},
+        "files": {
+            name: {"sha256": sha256(partial / name), "size": (partial / name).stat().st_size}
+            for name in sorted(files)
+        },
+        "architectures": {
+            arch: {"files": sorted([appliance.name, *per_arch[arch]]), "notes": notes[arch]}
+            for arch in args.arch
+        },
     }
     (partial / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     sign(partial / "manifest.json", Path(args.key))
@@ -198,8 +249,10 @@ def build(args: argparse.Namespace) -> int:
     write_index(out)
     for arch, body in manifest["architectures"].items():
         size = sum(manifest["files"][name]["size"] for name in body["files"])
-        print(f"{version} {arch}: {len(body['files'])} files, {size / 1024:.0f} KB"
-              + "".join(f"\n  note: {n}" for n in body["notes"]))
+        print(
+            f"{version} {arch}: {len(body['files'])} files, {size / 1024:.0f} KB"
+            + "".join(f"\n  note: {n}" for n in body["notes"])
+        )
     print(f"release {version} in {dest} ({time.monotonic() - started:.1f} s)")
     return 0
 
@@ -214,7 +267,9 @@ def rollout(args: argparse.Namespace) -> int:
     manifest["rollout_percent"] = args.percent
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     sign(manifest_path, Path(args.key))
-    print(f"{manifest['version']}: rollout {args.percent}% (signed again); upload {manifest_path} and its .sig")
+    print(
+        f"{manifest['version']}: rollout {args.percent}% (signed again); upload {manifest_path} and its .sig"
+    )
     return 0
 
 
@@ -230,16 +285,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="release.py", description=__doc__.split("\n\n")[0])
     actions = parser.add_subparsers(dest="action", required=True)
     b = actions.add_parser("build", help="build and sign a release from a checkout")
-    b.add_argument("--key", required=True, help="the release signing key (private; ssh-keygen -t ed25519)")
-    b.add_argument("--out", required=True, help="the releases folder; <version>/ and index.json go there")
+    b.add_argument(
+        "--key", required=True, help="the release signing key (private; ssh-keygen -t ed25519)"
+    )
+    b.add_argument(
+        "--out", required=True, help="the releases folder; <version>/ and index.json go there"
+    )
     b.add_argument("--version", help="the release's version (default: the checkout's)")
     b.add_argument("--notes", default="", help="what changed, for the people rolling it out")
-    b.add_argument("--rollout", type=int, default=100, help="percent of bridges that install it by themselves")
+    b.add_argument(
+        "--rollout", type=int, default=100, help="percent of bridges that install it by themselves"
+    )
     b.add_argument("--arch", action="append", choices=sorted(PLATFORMS), help="default: all three")
     b.add_argument("--source", default=str(REPO), help="the checkout to build (default: this one)")
     b.add_argument("--wheel-cache", help="keep downloaded wheels here (default: OUT/.wheels)")
     b.set_defaults(func=build)
-    r = actions.add_parser("rollout", help="change a release's rollout percentage and sign it again")
+    r = actions.add_parser(
+        "rollout", help="change a release's rollout percentage and sign it again"
+    )
     r.add_argument("--key", required=True)
     r.add_argument("release", help="the release's folder, e.g. releases/0.2.0")
     r.add_argument("percent", type=int)

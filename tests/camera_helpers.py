@@ -32,8 +32,15 @@ class Clock:
 
 
 def sensor_for(camera_url: str, **extra: object) -> CameraConfig:
-    settings: dict[str, object] = {"id": "entrance", "url": camera_url, "username": "admin", "password": "pw",
-                                   "timezone": "Europe/Lisbon", "backfill_h": 6, "timeout_s": 2}
+    settings: dict[str, object] = {
+        "id": "entrance",
+        "url": camera_url,
+        "username": "admin",
+        "password": "pw",
+        "timezone": "Europe/Lisbon",
+        "backfill_h": 6,
+        "timeout_s": 2,
+    }
     settings.update(extra)
     return CameraConfig(**settings)  # type: ignore[arg-type]
 
@@ -51,13 +58,16 @@ class OddFirmware:
             protocol_version = "HTTP/1.1"
 
             def date_time_string(self, timestamp: float | None = None) -> str:
-                return front.camera.date_header()  # the camera's clock, as the simulator's own answers
+                return (
+                    front.camera.date_header()
+                )  # the camera's clock, as the simulator's own answers
 
             def do_GET(self) -> None:  # noqa: N802
                 front.paths.append(self.path)
                 if front.body is None:
                     code, ctype, body, headers = front.camera.answer(
-                        self.command, self.path, self.headers.get("Authorization"))
+                        self.command, self.path, self.headers.get("Authorization")
+                    )
                 else:
                     code, ctype, body, headers = 200, "text/csv", front.body, {}
                 self.send_response(code)

@@ -145,7 +145,9 @@ class ThrowawayPostgres:
             raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql")
         self.bindir = bindir
         self.fast = fast
-        self.root = Path(tempfile.mkdtemp(prefix="sensor-bridge-pg-", dir="/tmp" if os.geteuid() == 0 else None))
+        self.root = Path(
+            tempfile.mkdtemp(prefix="sensor-bridge-pg-", dir="/tmp" if os.geteuid() == 0 else None)
+        )
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self.port = 0
@@ -158,11 +160,29 @@ class ThrowawayPostgres:
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
-        self.root.chmod(0o755)  # psql (as root) reads nothing here, but the socket dir must be reachable
+        self.root.chmod(
+            0o755
+        )  # psql (as root) reads nothing here, but the socket dir must be reachable
         subprocess.run(
-            self._as_server_user([str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
-                                  "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]),
-            check=True, capture_output=True, text=True, timeout=120,
+            self._as_server_user(
+                [
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         options = [
             "-c listen_addresses=127.0.0.1",
@@ -176,9 +196,24 @@ class ThrowawayPostgres:
         for _ in range(3):  # a free port can be taken between choosing and binding it
             self.port = free_port()
             run = subprocess.run(
-                self._as_server_user([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-                                      "-w", "-t", "60", "-o", " ".join([f"-p {self.port}", *options]), "start"]),
-                capture_output=True, text=True, timeout=90,
+                self._as_server_user(
+                    [
+                        str(self.bindir / "pg_ctl"),
+                        "-D",
+                        str(self.data),
+                        "-l",
+                        str(self.log),
+                        "-w",
+                        "-t",
+                        "60",
+                        "-o",
+                        " ".join([f"-p {self.port}", *options]),
+                        "start",
+                    ]
+                ),
+                capture_output=True,
+                text=True,
+                timeout=90,
             )
             if run.returncode == 0:
                 self.started = True
@@ -189,9 +224,19 @@ class ThrowawayPostgres:
     def stop(self) -> None:
         if self.started:
             subprocess.run(
-                self._as_server_user([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
-                                      "-w", "stop"]),
-                capture_output=True, timeout=60,
+                self._as_server_user(
+                    [
+                        str(self.bindir / "pg_ctl"),
+                        "-D",
+                        str(self.data),
+                        "-m",
+                        "immediate",
+                        "-w",
+                        "stop",
+                    ]
+                ),
+                capture_output=True,
+                timeout=60,
             )
             self.started = False
         shutil.rmtree(self.root, ignore_errors=True)
@@ -199,20 +244,41 @@ class ThrowawayPostgres:
     def url(self, user: str = "postgres", database: str = "postgres") -> str:
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
-    def psql(self, script: str, *, database: str = "postgres", user: str = "postgres",
-             check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def psql(
+        self,
+        script: str,
+        *,
+        database: str = "postgres",
+        user: str = "postgres",
+        check: bool = True,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
         """Run an SQL script (stdin) with psql; unaligned, tuples only, stop at the first error."""
         run = subprocess.run(
-            [str(self.bindir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-             "-d", self.url(user, database)],
-            input=script, capture_output=True, text=True, timeout=timeout,
+            [
+                str(self.bindir / "psql"),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                self.url(user, database),
+            ],
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             env={**os.environ, "PGTZ": "UTC", "PGAPPNAME": "sensor-bridge-tests"},
         )
         if check and run.returncode != 0:
             raise PsqlError(run.returncode, run.stderr)
         return run
 
-    def query(self, sql: str, *, database: str = "postgres", user: str = "postgres") -> list[tuple[Any, ...]]:
+    def query(
+        self, sql: str, *, database: str = "postgres", user: str = "postgres"
+    ) -> list[tuple[Any, ...]]:
         """Rows of a SELECT (or of DML with RETURNING) as tuples of JSON-typed values.
 
         Numbers come back as int/float, booleans as bool, jsonb as dict/list,
@@ -220,8 +286,11 @@ class ThrowawayPostgres:
         distinct (each row travels as a JSON object).
         """
         body = sql.strip().rstrip(";")
-        out = self.psql(f"with q as ({body}) select coalesce(json_agg(q), '[]') from q;",
-                        database=database, user=user).stdout
+        out = self.psql(
+            f"with q as ({body}) select coalesce(json_agg(q), '[]') from q;",
+            database=database,
+            user=user,
+        ).stdout
         return [tuple(row.values()) for row in json.loads(out)]
 
     def apply_migrations(self, database: str = "postgres") -> None:
@@ -236,8 +305,11 @@ class ThrowawayPostgres:
 
 def cache_dir() -> Path:
     """Where generated apps and their node_modules are kept between runs (CI reruns stay fast)."""
-    for base in (os.environ.get("SENSOR_BRIDGE_TEST_CACHE"), "/var/cache/sensor-bridge-tests",
-                 str(Path.home() / ".cache" / "sensor-bridge-tests")):
+    for base in (
+        os.environ.get("SENSOR_BRIDGE_TEST_CACHE"),
+        "/var/cache/sensor-bridge-tests",
+        str(Path.home() / ".cache" / "sensor-bridge-tests"),
+    ):
         if not base:
             continue
         path = Path(base)
@@ -250,8 +322,14 @@ def cache_dir() -> Path:
 
 def npm(args: Sequence[str], cwd: Path, timeout: float = 900) -> str:
     """Run npm (no audit, no fund, no telemetry); its output, or RuntimeError with it."""
-    run = subprocess.run(["npm", *args, "--no-audit", "--no-fund"], cwd=cwd, capture_output=True, text=True,
-                         timeout=timeout, env={**os.environ, "NEXT_TELEMETRY_DISABLED": "1"})
+    run = subprocess.run(
+        ["npm", *args, "--no-audit", "--no-fund"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "NEXT_TELEMETRY_DISABLED": "1"},
+    )
     if run.returncode != 0:
         raise RuntimeError(f"npm {' '.join(args)} in {cwd} failed:\n{run.stdout}\n{run.stderr}")
     return run.stdout + run.stderr
@@ -262,7 +340,11 @@ def ensure_node_modules(app: Path = NEXTJS) -> None:
     lock = app / "package-lock.json"
     marker = app / "node_modules" / ".sensor-bridge-lock-sha256"
     digest = hashlib.sha256(lock.read_bytes()).hexdigest()
-    if marker.exists() and marker.read_text() == digest and (app / "node_modules" / ".bin" / "next").exists():
+    if (
+        marker.exists()
+        and marker.read_text() == digest
+        and (app / "node_modules" / ".bin" / "next").exists()
+    ):
         return
     npm(["ci"], app)
     marker.write_text(digest)
@@ -277,9 +359,14 @@ class NextBuild:
 
     def run(self, timeout: float = 900) -> NextBuild:
         started = time.monotonic()
-        run = subprocess.run([str(self.app / "node_modules" / ".bin" / "next"), "build"], cwd=self.app,
-                             capture_output=True, text=True, timeout=timeout,
-                             env={**clean_env(), "NEXT_TELEMETRY_DISABLED": "1"})
+        run = subprocess.run(
+            [str(self.app / "node_modules" / ".bin" / "next"), "build"],
+            cwd=self.app,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**clean_env(), "NEXT_TELEMETRY_DISABLED": "1"},
+        )
         self.log = run.stdout + run.stderr
         if run.returncode != 0:
             raise RuntimeError(f"next build in {self.app} failed:\n{self.log}")
@@ -308,23 +395,46 @@ def clean_env() -> dict[str, str]:
 class NextServer:
     """``next start`` of a built app on 127.0.0.1:<free port>, with its own environment."""
 
-    def __init__(self, database_url: str, env: Mapping[str, str] | None = None, log_dir: Path | None = None,
-                 app: Path = NEXTJS) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        env: Mapping[str, str] | None = None,
+        log_dir: Path | None = None,
+        app: Path = NEXTJS,
+    ) -> None:
         self.database_url = database_url
         self.env = dict(env or {})
         self.app = app
-        self.log = Path(tempfile.mkstemp(prefix="sensor-bridge-next-", suffix=".log", dir=log_dir)[1])
+        self.log = Path(
+            tempfile.mkstemp(prefix="sensor-bridge-next-", suffix=".log", dir=log_dir)[1]
+        )
         self.process: subprocess.Popen[bytes] | None = None
         self.base_url = ""
 
     def start(self, timeout: float = 60) -> NextServer:
-        env = {**clean_env(), **self.env, "DATABASE_URL": self.database_url, "NEXT_TELEMETRY_DISABLED": "1"}
+        env = {
+            **clean_env(),
+            **self.env,
+            "DATABASE_URL": self.database_url,
+            "NEXT_TELEMETRY_DISABLED": "1",
+        }
         for _ in range(3):  # a free port can be taken between choosing and binding it
             port = free_port()
             with self.log.open("wb") as log:
                 self.process = subprocess.Popen(
-                    [str(self.app / "node_modules" / ".bin" / "next"), "start", "-H", "127.0.0.1", "-p", str(port)],
-                    cwd=self.app, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    [
+                        str(self.app / "node_modules" / ".bin" / "next"),
+                        "start",
+                        "-H",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                    ],
+                    cwd=self.app,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
                 )
             if self._answers(f"http://127.0.0.1:{port}", timeout):
                 self.base_url = f"http://127.0.0.1:{port}"
@@ -340,7 +450,10 @@ class NextServer:
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
                 return False
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), 1):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), 1),
+            ):
                 return True
             time.sleep(0.05)
         return False
@@ -386,9 +499,16 @@ class CloudStack:
     def __init__(self, *, fast: bool = True, server_env: Mapping[str, str] | None = None) -> None:
         self.pg = ThrowawayPostgres(fast=fast)
         self.cron_secret = secrets.token_urlsafe(16)
-        self.fleet_auth = ("fleet", secrets.token_urlsafe(12))  # FLEET_USER, FLEET_PASSWORD of the fleet page
-        self.server_env = {"CRON_SECRET": self.cron_secret, "FLEET_USER": self.fleet_auth[0],
-                           "FLEET_PASSWORD": self.fleet_auth[1], **(server_env or {})}
+        self.fleet_auth = (
+            "fleet",
+            secrets.token_urlsafe(12),
+        )  # FLEET_USER, FLEET_PASSWORD of the fleet page
+        self.server_env = {
+            "CRON_SECRET": self.cron_secret,
+            "FLEET_USER": self.fleet_auth[0],
+            "FLEET_PASSWORD": self.fleet_auth[1],
+            **(server_env or {}),
+        }
         self.server: NextServer | None = None
 
     def start(self) -> CloudStack:
@@ -404,12 +524,20 @@ class CloudStack:
             raise
         return self
 
-    def start_server(self, env: Mapping[str, str] | None = None, database_url: str | None = None,
-                     app: Path = NEXTJS) -> NextServer:
+    def start_server(
+        self,
+        env: Mapping[str, str] | None = None,
+        database_url: str | None = None,
+        app: Path = NEXTJS,
+    ) -> NextServer:
         """Another ``next start`` of the built app on this database (or ``database_url``), e.g. with other limits."""
         built_app(app)
-        server = NextServer(database_url or self.pg.url(API_ROLE), {**self.server_env, **(env or {})},
-                            log_dir=self.pg.root, app=app)
+        server = NextServer(
+            database_url or self.pg.url(API_ROLE),
+            {**self.server_env, **(env or {})},
+            log_dir=self.pg.root,
+            app=app,
+        )
         return server.start()
 
     def stop(self) -> None:
@@ -428,8 +556,14 @@ class CloudStack:
         """Register a bridge with cloud/bin/add-bridge; returns the printed key."""
         run = subprocess.run(
             ["bash", str(ADD_BRIDGE), bridge_id, "--key-only", *args],
-            capture_output=True, text=True, timeout=60,
-            env={**os.environ, "DATABASE_URL": self.pg.url(), "PATH": f"{self.pg.bindir}:{os.environ['PATH']}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                **os.environ,
+                "DATABASE_URL": self.pg.url(),
+                "PATH": f"{self.pg.bindir}:{os.environ['PATH']}",
+            },
         )
         if run.returncode != 0:
             raise RuntimeError(f"add-bridge failed: {run.stderr}")
@@ -449,7 +583,9 @@ class CloudStack:
 
     def reset(self) -> None:
         """Forget every bridge and reading, so a test sees only its own data."""
-        self.pg.psql("truncate public.bridge_readings, public.bridge_sensors, public.bridges cascade;")
+        self.pg.psql(
+            "truncate public.bridge_readings, public.bridge_sensors, public.bridges cascade;"
+        )
 
     def ingest_sql(self, bridge_id: str, batch: Mapping[str, Any] | str) -> dict[str, Any]:
         """Call ingest_bridge_batch directly (one psql session), as the routes' role."""
@@ -501,7 +637,10 @@ def record_id(sensor_id: str, kind: str, period_start: str) -> str:
 
 
 DEFAULT_VALUES: dict[str, dict[str, Any]] = {
-    "line_counts": {"total": {"in": 7, "out": 5}, "lines": {"1": {"in": 4, "out": 3}, "2": {"in": 3, "out": 2}}},
+    "line_counts": {
+        "total": {"in": 7, "out": 5},
+        "lines": {"1": {"in": 4, "out": 3}, "2": {"in": 3, "out": 2}},
+    },
     "region_counts": {"regions": {"1": 3, "2": 0}},
     "live_counts": {"in": 120, "out": 117, "sum": 3, "capacity": 50},
     "occupancy": {"current_total": 4, "max": None, "regions": {"1": 4}},
@@ -515,9 +654,17 @@ def recent_period_start(periods_ago: int = 1, minutes: int = 5) -> datetime:
     return now - timedelta(minutes=now.minute % minutes) - timedelta(minutes=minutes * periods_ago)
 
 
-def make_record(sensor_id: str = "entrance-1", kind: str = "line_counts", start: datetime | None = None, *,
-                revision: int = 1, final: bool = True, values: Mapping[str, Any] | None = None,
-                source: str = "poll", period_minutes: int = 5) -> dict[str, Any]:
+def make_record(
+    sensor_id: str = "entrance-1",
+    kind: str = "line_counts",
+    start: datetime | None = None,
+    *,
+    revision: int = 1,
+    final: bool = True,
+    values: Mapping[str, Any] | None = None,
+    source: str = "poll",
+    period_minutes: int = 5,
+) -> dict[str, Any]:
     """A valid contract record (live_counts as a snapshot: start == end, final)."""
     start = start or recent_period_start()
     end = start if kind == "live_counts" else start + timedelta(minutes=period_minutes)
@@ -536,20 +683,31 @@ def make_record(sensor_id: str = "entrance-1", kind: str = "line_counts", start:
     }
 
 
-def make_series(sensor_id: str, count: int, *, kind: str = "line_counts", revision: int = 1,
-                first: datetime | None = None, salt: str = "") -> list[dict[str, Any]]:
+def make_series(
+    sensor_id: str,
+    count: int,
+    *,
+    kind: str = "line_counts",
+    revision: int = 1,
+    first: datetime | None = None,
+    salt: str = "",
+) -> list[dict[str, Any]]:
     """``count`` consecutive 5-minute records of one sensor, oldest first."""
     first = first or recent_period_start(count)
     records = []
     for i in range(count):
-        record = make_record(f"{sensor_id}{salt}", kind, first + timedelta(minutes=5 * i), revision=revision)
+        record = make_record(
+            f"{sensor_id}{salt}", kind, first + timedelta(minutes=5 * i), revision=revision
+        )
         if kind == "line_counts":
             record["values"]["total"]["in"] = i + revision
         records.append(record)
     return records
 
 
-def make_batch(bridge_id: str, records: Sequence[Mapping[str, Any]], batch_id: str | None = None) -> dict[str, Any]:
+def make_batch(
+    bridge_id: str, records: Sequence[Mapping[str, Any]], batch_id: str | None = None
+) -> dict[str, Any]:
     return {
         "schema": INGEST_SCHEMA,
         "bridge_id": bridge_id,
@@ -568,13 +726,21 @@ def make_heartbeat(bridge_id: str, state: str = "ok") -> dict[str, Any]:
         "uptime_s": 42,
         "state": state,
         "outbox": {"pending": 3, "oldest_pending_age_s": 12, "dead_letter": 0, "dropped": 0},
-        "sensors": [{"id": "entrance-1", "state": "ok", "last_success": utc_text(datetime.now(UTC)),
-                     "last_error": None}],
+        "sensors": [
+            {
+                "id": "entrance-1",
+                "state": "ok",
+                "last_success": utc_text(datetime.now(UTC)),
+                "last_error": None,
+            }
+        ],
         "host": {"disk_free_mb": 20480, "mem_used_pct": 31.5, "cpu_temp_c": None, "load1": 0.2},
     }
 
 
-def contract_headers(api_key: str, batch_id: str | None = None, *, gzipped: bool = False) -> dict[str, str]:
+def contract_headers(
+    api_key: str, batch_id: str | None = None, *, gzipped: bool = False
+) -> dict[str, str]:
     """The headers the appliance's uplink sends (ingest contract, "Batch")."""
     headers = {
         "Content-Type": "application/json",

@@ -84,7 +84,9 @@ def base_tables(tmp_path: Path, uplink_url: str, api_key: str = "test-key") -> d
 
 
 def run_cli(*args: str, timeout: float = 60, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, **kwargs)
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, **kwargs
+    )
 
 
 @pytest.fixture

@@ -44,8 +44,17 @@ ROOTFS_RECIPE = 1
 # out nftables and logrotate so provision.sh's own apt step runs; the arm64 one has everything,
 # because apt under emulation is slow.
 COMMON_PACKAGES = [
-    "systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "python3-psutil",
-    "ca-certificates", "openssh-server", "systemd-timesyncd", "sudo", "iproute2",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "python3",
+    "python3-venv",
+    "python3-psutil",
+    "ca-certificates",
+    "openssh-server",
+    "systemd-timesyncd",
+    "sudo",
+    "iproute2",
 ]
 BOOT_PACKAGES = [*COMMON_PACKAGES, "linux-image-amd64", "udev", "kmod"]
 ARM64_PACKAGES = [*COMMON_PACKAGES, "nftables", "logrotate"]
@@ -53,10 +62,17 @@ ARM64_PACKAGES = [*COMMON_PACKAGES, "nftables", "logrotate"]
 FIRST_USER = "admin"  # image/build.sh's FIRST_USER_NAME
 
 TOOL_PACKAGES = {
-    "debootstrap": "debootstrap", "qemu-system-x86_64": "qemu-system-x86",
-    "qemu-aarch64-static": "qemu-user-static", "mkfs.vfat": "dosfstools", "mcopy": "mtools",
-    "mkfs.ext4": "e2fsprogs", "debugfs": "e2fsprogs", "systemd-analyze": "systemd",
-    "socat": "socat", "ssh": "openssh-client", "ssh-keygen": "openssh-client",
+    "debootstrap": "debootstrap",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "qemu-aarch64-static": "qemu-user-static",
+    "mkfs.vfat": "dosfstools",
+    "mcopy": "mtools",
+    "mkfs.ext4": "e2fsprogs",
+    "debugfs": "e2fsprogs",
+    "systemd-analyze": "systemd",
+    "socat": "socat",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
     "shellcheck": "shellcheck",
 }
 
@@ -79,13 +95,17 @@ def arm64_binfmt() -> bool:
     """True when arm64 binaries run through qemu-user (mounting binfmt_misc if needed)."""
     misc = Path("/proc/sys/fs/binfmt_misc")
     if not (misc / "register").exists():
-        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(misc)], capture_output=True)
+        subprocess.run(
+            ["mount", "-t", "binfmt_misc", "binfmt_misc", str(misc)], capture_output=True
+        )
     if not (misc / "qemu-aarch64").exists() and shutil.which("update-binfmts"):
         subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True)
     return (misc / "qemu-aarch64").exists()
 
 
-def run(cmd: list[str], timeout: float = 600, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], timeout: float = 600, check: bool = True, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
     """Run ``cmd``; on failure raise with its output so the test report shows what went wrong."""
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
     if check and proc.returncode != 0:
@@ -119,10 +139,18 @@ def base_rootfs(suite: str, arch: str, packages: list[str]) -> Path:
             return dest
         tmp = dest.with_name(dest.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        run([
-            "debootstrap", "--variant=minbase", f"--arch={arch}", f"--include={','.join(packages)}",
-            suite, str(tmp), MIRROR,
-        ], timeout=1200)
+        run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--arch={arch}",
+                f"--include={','.join(packages)}",
+                suite,
+                str(tmp),
+                MIRROR,
+            ],
+            timeout=1200,
+        )
         run(["chroot", str(tmp), "apt-get", "clean"])
         (tmp / "etc" / "hostname").write_text("debian\n")
         tmp.rename(dest)
@@ -140,14 +168,19 @@ def working_copy(base: Path, dest: Path) -> Path:
     return dest
 
 
-def chroot(root: Path, *cmd: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def chroot(
+    root: Path, *cmd: str, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return run(["chroot", str(root), *cmd], check=check, timeout=timeout, env=clean_env())
 
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment of a person's root shell: none of this machine's pip or CI settings."""
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-           "HOME": "/root", "LANG": "C.UTF-8"}
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+    }
     env.update(extra)
     return env
 
@@ -159,11 +192,20 @@ def source_snapshot(dest: Path) -> Path:
     edits the working tree.
     """
     dest.mkdir(parents=True)
-    items = ["provision.sh", "pyproject.toml", "appliance", "image/requirements.lock",
-             "image/sensor-bridge.example.toml", "README.md", "LICENSE"]
+    items = [
+        "provision.sh",
+        "pyproject.toml",
+        "appliance",
+        "image/requirements.lock",
+        "image/sensor-bridge.example.toml",
+        "README.md",
+        "LICENSE",
+    ]
     present = [item for item in items if (REPO / item).exists()]
-    tar = subprocess.Popen(["tar", "-C", str(REPO), "--exclude=__pycache__", "--exclude=*.pyc", "-cf", "-",
-                            *present], stdout=subprocess.PIPE)
+    tar = subprocess.Popen(
+        ["tar", "-C", str(REPO), "--exclude=__pycache__", "--exclude=*.pyc", "-cf", "-", *present],
+        stdout=subprocess.PIPE,
+    )
     run(["tar", "-C", str(dest), "-xf", "-"], stdin=tar.stdout)
     assert tar.wait() == 0
     return dest
@@ -178,8 +220,18 @@ def pigen_prepare(root: Path, pubkey: str, hostname: str = "sensor-bridge") -> N
     The first user as image/build.sh configures it (a throwaway password, the builder's key
     in authorized_keys), TARGET_HOSTNAME, and the boot partition's mount point.
     """
-    chroot(root, "useradd", "--create-home", "--shell", "/bin/bash", "--uid", "1000",
-           "--groups", "sudo", FIRST_USER)
+    chroot(
+        root,
+        "useradd",
+        "--create-home",
+        "--shell",
+        "/bin/bash",
+        "--uid",
+        "1000",
+        "--groups",
+        "sudo",
+        FIRST_USER,
+    )
     throwaway = hashlib.sha256(os.urandom(16)).hexdigest()
     chroot(root, "sh", "-c", f"echo '{FIRST_USER}:{throwaway}' | chpasswd")
     ssh_dir = root / "home" / FIRST_USER / ".ssh"
@@ -219,8 +271,14 @@ def run_stage(stage: Path, root: Path, env: dict[str, str]) -> str:
     log: list[str] = []
 
     def bash(script: str, cwd: Path, stdin: str | None = None) -> None:
-        proc = run(["bash", "-c", PIGEN_FUNCTIONS + script], cwd=cwd, env=env, input=stdin, timeout=900,
-                   check=False)
+        proc = run(
+            ["bash", "-c", PIGEN_FUNCTIONS + script],
+            cwd=cwd,
+            env=env,
+            input=stdin,
+            timeout=900,
+            check=False,
+        )
         log.append(f"== {cwd.name}: {script.strip()}\n{proc.stdout}{proc.stderr}")
         if proc.returncode != 0:
             raise AssertionError(f"pi-gen step failed in {cwd}:\n" + "\n".join(log)[-8000:])
@@ -234,7 +292,9 @@ def run_stage(stage: Path, root: Path, env: dict[str, str]) -> str:
             for i in (f"{n:02d}" for n in range(100)):
                 packages = step / f"{i}-packages"
                 if packages.exists():
-                    names = " ".join(line.split("#")[0].strip() for line in packages.read_text().splitlines())
+                    names = " ".join(
+                        line.split("#")[0].strip() for line in packages.read_text().splitlines()
+                    )
                     bash(f"on_chroot <<< 'apt-get install -y {names}'", step)
                 if os.access(step / f"{i}-run.sh", os.X_OK):
                     bash(f"./{i}-run.sh", step)
@@ -270,7 +330,13 @@ def tree_state(root: Path, paths: list[str]) -> dict[str, tuple[int, int, int, i
         for path in [base, *base.rglob("*")] if base.is_dir() and not base.is_symlink() else [base]:
             st = path.lstat()
             extra = os.readlink(path) if path.is_symlink() else str(st.st_size)
-            state[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, extra)
+            state[str(path.relative_to(root))] = (
+                st.st_mode,
+                st.st_uid,
+                st.st_gid,
+                st.st_mtime_ns,
+                extra,
+            )
     return state
 
 
@@ -321,8 +387,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float, every: float = 0.25,
-             alive: Callable[[], str | None] | None = None) -> Any:
+def wait_for(
+    what: str,
+    probe: Callable[[], Any],
+    timeout: float,
+    every: float = 0.25,
+    alive: Callable[[], str | None] | None = None,
+) -> Any:
     """Poll ``probe`` until it returns something truthy; fail naming ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -345,7 +416,9 @@ def accelerator() -> list[str]:
     """
     choice = os.environ.get("SENSOR_BRIDGE_TEST_ACCEL")
     if choice is None:
-        usable = os.access("/dev/kvm", os.R_OK | os.W_OK) and not Path("/sys/module/kvm_pvm").exists()
+        usable = (
+            os.access("/dev/kvm", os.R_OK | os.W_OK) and not Path("/sys/module/kvm_pvm").exists()
+        )
         choice = "kvm" if usable else "tcg"
     return ["-enable-kvm"] if choice == "kvm" else ["-accel", "tcg,thread=multi"]
 
@@ -357,8 +430,16 @@ class Guest:
     each connection. /health (guest port 8080), SSH and MQTT are forwarded to host loopback ports.
     """
 
-    def __init__(self, workdir: Path, root_img: Path, boot_img: Path, kernel: Path, initrd: Path,
-                 key: Path, services: dict[str, int]) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        root_img: Path,
+        boot_img: Path,
+        kernel: Path,
+        initrd: Path,
+        key: Path,
+        services: dict[str, int],
+    ) -> None:
         self.workdir = workdir
         self.root_img, self.boot_img = root_img, boot_img
         self.kernel, self.initrd = kernel, initrd
@@ -372,32 +453,58 @@ class Guest:
         self.started_at = 0.0
 
     def start(self) -> None:
-        forwards = [f"hostfwd=tcp:127.0.0.1:{self.health_port}-:8080",
-                    f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
-                    f"hostfwd=tcp:127.0.0.1:{self.mqtt_port}-:1883"]
+        forwards = [
+            f"hostfwd=tcp:127.0.0.1:{self.health_port}-:8080",
+            f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
+            f"hostfwd=tcp:127.0.0.1:{self.mqtt_port}-:1883",
+        ]
         for address, port in self.services.items():
             forwards.append(f"guestfwd=tcp:{address}:80-cmd:socat - TCP:127.0.0.1:{port}")
         cmd = [
-            "qemu-system-x86_64", *accelerator(), "-m", "1024", "-smp", "2",
-            "-display", "none", "-monitor", "none", "-serial", f"file:{self.console}", "-no-reboot",
-            "-kernel", str(self.kernel), "-initrd", str(self.initrd),
-            "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.show_status=1",
-            "-drive", f"file={self.root_img},if=virtio,format=raw",
-            "-drive", f"file={self.boot_img},if=virtio,format=raw",
-            "-netdev", "user,id=net0,restrict=on," + ",".join(forwards),
-            "-device", "virtio-net-pci,netdev=net0",
+            "qemu-system-x86_64",
+            *accelerator(),
+            "-m",
+            "1024",
+            "-smp",
+            "2",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            f"file:{self.console}",
+            "-no-reboot",
+            "-kernel",
+            str(self.kernel),
+            "-initrd",
+            str(self.initrd),
+            "-append",
+            "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.show_status=1",
+            "-drive",
+            f"file={self.root_img},if=virtio,format=raw",
+            "-drive",
+            f"file={self.boot_img},if=virtio,format=raw",
+            "-netdev",
+            "user,id=net0,restrict=on," + ",".join(forwards),
+            "-device",
+            "virtio-net-pci,netdev=net0",
             # A watchdog device, so systemd's RuntimeWatchdogSec has something to arm.
-            "-device", "i6300esb",
+            "-device",
+            "i6300esb",
         ]
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.workdir / "qemu.err", "wb"))
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=open(self.workdir / "qemu.err", "wb")
+        )
 
     def dead(self) -> str | None:
         """Why the guest is gone, or None while it runs."""
         if self.proc is None or self.proc.poll() is None:
             return None
-        return f"qemu exited {self.proc.returncode}: {(self.workdir / 'qemu.err').read_text()[-2000:]}" + (
-            f"\n--- console\n{self.console_tail()}")
+        return (
+            f"qemu exited {self.proc.returncode}: {(self.workdir / 'qemu.err').read_text()[-2000:]}"
+            + (f"\n--- console\n{self.console_tail()}")
+        )
 
     def console_tail(self, chars: int = 6000) -> str:
         try:
@@ -405,22 +512,68 @@ class Guest:
         except OSError:
             return ""
 
-    def ssh(self, command: str, user: str = FIRST_USER, check: bool = True, timeout: float = 60,
-            extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-        cmd = ["ssh", "-p", str(self.ssh_port), "-i", str(self.key), "-o", "BatchMode=yes",
-               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-               "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", *extra, f"{user}@127.0.0.1", command]
+    def ssh(
+        self,
+        command: str,
+        user: str = FIRST_USER,
+        check: bool = True,
+        timeout: float = 60,
+        extra: tuple[str, ...] = (),
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [
+            "ssh",
+            "-p",
+            str(self.ssh_port),
+            "-i",
+            str(self.key),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "LogLevel=ERROR",
+            *extra,
+            f"{user}@127.0.0.1",
+            command,
+        ]
         return run(cmd, check=check, timeout=timeout)
 
     def copy_in(self, local: Path, remote: str) -> None:
         """Copy a file into the guest (as the first user) with scp."""
-        run(["scp", "-q", "-P", str(self.ssh_port), "-i", str(self.key), "-o", "BatchMode=yes",
-             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-             str(local), f"{FIRST_USER}@127.0.0.1:{remote}"], timeout=60)
+        run(
+            [
+                "scp",
+                "-q",
+                "-P",
+                str(self.ssh_port),
+                "-i",
+                str(self.key),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                str(local),
+                f"{FIRST_USER}@127.0.0.1:{remote}",
+            ],
+            timeout=60,
+        )
 
     def wait_ssh(self, timeout: float = 120) -> None:
-        wait_for("SSH login into the guest", lambda: self.ssh("true", check=False, timeout=20).returncode == 0,
-                 timeout, every=1, alive=self.dead)
+        wait_for(
+            "SSH login into the guest",
+            lambda: self.ssh("true", check=False, timeout=20).returncode == 0,
+            timeout,
+            every=1,
+            alive=self.dead,
+        )
 
     def stop(self, timeout: float = 90) -> None:
         """Power off cleanly (so the FAT and ext4 images are consistent), or kill."""

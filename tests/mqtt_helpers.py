@@ -32,7 +32,9 @@ from typing import Any
 import pytest
 from conftest import CLI, REPO, base_tables, closed_port_url, free_port, wait_for, write_config
 
-HAVE_MOSQUITTO = all(shutil.which(tool) for tool in ("mosquitto", "mosquitto_passwd", "mosquitto_pub"))
+HAVE_MOSQUITTO = all(
+    shutil.which(tool) for tool in ("mosquitto", "mosquitto_passwd", "mosquitto_pub")
+)
 needs_mosquitto = pytest.mark.skipif(
     not HAVE_MOSQUITTO,
     reason="needs Debian's mosquitto and mosquitto-clients: apt-get install mosquitto mosquitto-clients",
@@ -46,15 +48,25 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def relay_tables(tmp_path: Path, mqtt_port: int | None, push_port: int | None = None,
-                 **mqtt: Any) -> dict[str, object]:
+def relay_tables(
+    tmp_path: Path, mqtt_port: int | None, push_port: int | None = None, **mqtt: Any
+) -> dict[str, object]:
     """A bridge config with the relay's [mqtt] (and [push]) pointing at loopback ports."""
     tables = base_tables(tmp_path, closed_port_url())
     if mqtt_port is not None:
-        tables["mqtt"] = {"host": "127.0.0.1", "port": mqtt_port, "password": RELAY_PASSWORD, **mqtt}
+        tables["mqtt"] = {
+            "host": "127.0.0.1",
+            "port": mqtt_port,
+            "password": RELAY_PASSWORD,
+            **mqtt,
+        }
     if push_port is not None:
-        tables["push"] = {"listen": f"127.0.0.1:{push_port}", "username": "milesight",
-                          "password": "push-test-password", "max_body_kb": 64}
+        tables["push"] = {
+            "listen": f"127.0.0.1:{push_port}",
+            "username": "milesight",
+            "password": "push-test-password",
+            "max_body_kb": 64,
+        }
     return tables
 
 
@@ -88,17 +100,29 @@ class Mosquitto:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """``sensor-bridge -c CONFIG mqtt --broker-dir ROOT ARGS``."""
-        done = subprocess.run([*CLI, "-c", str(self.config), "mqtt", "--broker-dir", str(self.root), *args],
-                              capture_output=True, text=True, timeout=60, cwd=REPO)
+        done = subprocess.run(
+            [*CLI, "-c", str(self.config), "mqtt", "--broker-dir", str(self.root), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
         if check and done.returncode != 0:
-            raise AssertionError(f"mqtt {' '.join(args)} failed ({done.returncode}): {done.stderr}{done.stdout}")
+            raise AssertionError(
+                f"mqtt {' '.join(args)} failed ({done.returncode}): {done.stderr}{done.stdout}"
+            )
         return done
 
     def start(self) -> Mosquitto:
         assert not port_open(self.port), f"port {self.port} is taken"
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.root / "mosquitto.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: port_open(self.port) or self.proc.poll() is not None, 10, "mosquitto to listen")
+        self.proc = subprocess.Popen(
+            ["mosquitto", "-c", str(self.root / "mosquitto.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(
+            lambda: port_open(self.port) or self.proc.poll() is not None, 10, "mosquitto to listen"
+        )
         assert self.proc.poll() is None, f"mosquitto exited: {self.log()[-2000:]}"
         return self
 
@@ -122,14 +146,18 @@ class Mosquitto:
     def add_device(self, name: str, *extra: str) -> Login:
         out = self.cli("add-device", name, *extra).stdout
         fields = dict(re.findall(r"^\s+([A-Za-z ]+):\s+(.*)$", out, re.MULTILINE))
-        return Login(name, fields["Password"].strip(), fields["Topic"].strip(), int(fields["Broker port"]))
+        return Login(
+            name, fields["Password"].strip(), fields["Topic"].strip(), int(fields["Broker port"])
+        )
 
 
 @pytest.fixture
 def broker(tmp_path: Path):
     """A running mosquitto set up by ``sensor-bridge mqtt setup`` from a config with [mqtt] and [push]."""
     if not HAVE_MOSQUITTO:
-        pytest.skip("needs Debian's mosquitto and mosquitto-clients: apt-get install mosquitto mosquitto-clients")
+        pytest.skip(
+            "needs Debian's mosquitto and mosquitto-clients: apt-get install mosquitto mosquitto-clients"
+        )
     port, push_port = free_port(), free_port()
     config = write_config(tmp_path / "config.toml", relay_tables(tmp_path, port, push_port))
     server = Mosquitto(tmp_path / "mosquitto", config, port)
@@ -145,14 +173,21 @@ def broker(tmp_path: Path):
 class Device:
     """A sensor publishing like a Milesight device: paho, MQTT 3.1.1, QoS 1."""
 
-    def __init__(self, login: Login, password: str | None = None, protocol: str = "3.1.1",
-                 client_id: str | None = None, inflight: int = 100) -> None:
+    def __init__(
+        self,
+        login: Login,
+        password: str | None = None,
+        protocol: str = "3.1.1",
+        client_id: str | None = None,
+        inflight: int = 100,
+    ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
         version = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or login.name,
-                                  protocol=version)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id or login.name, protocol=version
+        )
         self.client.username_pw_set(login.name, password or login.password)
         self.client.max_inflight_messages_set(inflight)
         self.client.reconnect_delay_set(0.1, 1)
@@ -179,7 +214,11 @@ class Device:
 
     def wait_connected(self) -> Device:
         # Refusals right after `add-device` are fine: mosquitto reloads a moment after SIGHUP.
-        wait_for(self.connected.is_set, 10, f"{self.login.name} to connect (last refusal: {self.refused})")
+        wait_for(
+            self.connected.is_set,
+            10,
+            f"{self.login.name} to connect (last refusal: {self.refused})",
+        )
         return self
 
     def publish(self, payload: str | bytes, topic: str | None = None, qos: int = 1) -> int:
@@ -190,28 +229,55 @@ class Device:
         self.client.loop_stop()
 
 
-def mosquitto_pub(login: Login, payload: str, topic: str | None = None, password: str | None = None
-                  ) -> subprocess.CompletedProcess[str]:
+def mosquitto_pub(
+    login: Login, payload: str, topic: str | None = None, password: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """One message the way a shell script or a device's firmware would send it."""
     return subprocess.run(
-        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(login.port), "-i", login.name, "-u", login.name,
-         "-P", password or login.password, "-q", "1", "-t", topic or login.topic, "-m", payload],
-        capture_output=True, text=True, timeout=30,
+        [
+            "mosquitto_pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(login.port),
+            "-i",
+            login.name,
+            "-u",
+            login.name,
+            "-P",
+            password or login.password,
+            "-q",
+            "1",
+            "-t",
+            topic or login.topic,
+            "-m",
+            payload,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
 class RelayProcess:
     """``sensor-bridge -c CONFIG relay`` as a real process."""
 
-    def __init__(self, config: Path, run_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, run_dir: Path, log: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.config, self.run_dir, self.log_path = config, run_dir, log
         self.env = {**os.environ, "NOTIFY_SOCKET": "", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RelayProcess:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([*CLI, "-c", str(self.config), "relay"], stdout=log, stderr=log,
-                                         cwd=REPO, env=self.env)
+            self.proc = subprocess.Popen(
+                [*CLI, "-c", str(self.config), "relay"],
+                stdout=log,
+                stderr=log,
+                cwd=REPO,
+                env=self.env,
+            )
         return self
 
     def status(self) -> dict[str, Any]:
@@ -230,8 +296,11 @@ class RelayProcess:
         return self
 
     def wait_state(self, state: str, timeout: float = 30) -> dict[str, Any]:
-        return wait_for(lambda: self.status() if self.status().get("state") == state else None, timeout,
-                        f"relay state {state} (now {self.status().get('state')}: {self.status().get('reason')})")
+        return wait_for(
+            lambda: self.status() if self.status().get("state") == state else None,
+            timeout,
+            f"relay state {state} (now {self.status().get('state')}: {self.status().get('reason')})",
+        )
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -277,7 +346,9 @@ class OutboxReader:
         return rows[0][0] if rows else 0
 
     def readings(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for (body,) in self._query("SELECT body FROM readings ORDER BY seq")]
+        return [
+            json.loads(body) for (body,) in self._query("SELECT body FROM readings ORDER BY seq")
+        ]
 
     def revisions(self) -> list[int]:
         return [rev for (rev,) in self._query("SELECT revision FROM readings")]

@@ -24,11 +24,20 @@ T0 = datetime(2025, 7, 22, 0, tzinfo=UTC)
 KEY = "test-key-s3cret"
 
 
-def readings(n: int, sensor: str = "cam-1", people: int = 3, start: int = 0, final: bool = True) -> list[Record]:
+def readings(
+    n: int, sensor: str = "cam-1", people: int = 3, start: int = 0, final: bool = True
+) -> list[Record]:
     """``n`` hourly region counts of ``sensor``; the same arguments give the same ids and values."""
     return [
-        Record(sensor, "region_counts", T0 + timedelta(hours=h), T0 + timedelta(hours=h + 1),
-               {"regions": {"1": people + h}}, final, "poll")
+        Record(
+            sensor,
+            "region_counts",
+            T0 + timedelta(hours=h),
+            T0 + timedelta(hours=h + 1),
+            {"regions": {"1": people + h}},
+            final,
+            "poll",
+        )
         for h in range(start, start + n)
     ]
 
@@ -43,8 +52,14 @@ class Clock:
         return self.now
 
 
-def make_uplink(tmp_path: Path, url: str, api_key: str = KEY, clock: Callable[[], float] = time.time,
-                outbox: Outbox | None = None, **uplink: Any) -> tuple[Uplink, Outbox]:
+def make_uplink(
+    tmp_path: Path,
+    url: str,
+    api_key: str = KEY,
+    clock: Callable[[], float] = time.time,
+    outbox: Outbox | None = None,
+    **uplink: Any,
+) -> tuple[Uplink, Outbox]:
     """An Uplink built from a real config (``uplink`` overrides [uplink] keys) on an outbox in tmp_path."""
     tables = base_tables(tmp_path, url, api_key=api_key)
     tables["uplink"].update(uplink)

@@ -75,11 +75,15 @@ def pings() -> Iterator[PingReceiver]:
 
 @pytest.fixture
 def camera() -> Iterator[SimCamera]:
-    with SimCamera(timezone="Europe/Lisbon", username="admin", password="pw", lines=1, regions=1, seed=3) as cam:
+    with SimCamera(
+        timezone="Europe/Lisbon", username="admin", password="pw", lines=1, regions=1, seed=3
+    ) as cam:
         yield cam
 
 
-def config_with_ping(tmp_path: Path, uplink_url: str, sensor_url: str, ping_url: str) -> tuple[Path, dict]:
+def config_with_ping(
+    tmp_path: Path, uplink_url: str, sensor_url: str, ping_url: str
+) -> tuple[Path, dict]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     tables = base_tables(tmp_path, uplink_url)
     tables["sensors"] = [sensor_table("entrance", sensor_url, backfill_h=2)]
@@ -103,10 +107,16 @@ def test_pings_every_ping_s_while_alive_and_fail_while_in_error(
 
     pings.pings.clear()
     # the only camera unreachable: the bridge is in error, so the ping says /fail, with the reason
-    config, _ = config_with_ping(tmp_path / "error", closed_port_url(), closed_port_url(), pings.url)
+    config, _ = config_with_ping(
+        tmp_path / "error", closed_port_url(), closed_port_url(), pings.url
+    )
     proc = start_collector(config)
     try:
-        fail = wait_for(lambda: [p for p in pings.pings if p[2].endswith("/fail")], timeout=20, what="a /fail ping")
+        fail = wait_for(
+            lambda: [p for p in pings.pings if p[2].endswith("/fail")],
+            timeout=20,
+            what="a /fail ping",
+        )
     finally:
         stop(proc)
     _, method, path, body = fail[0]
@@ -124,10 +134,19 @@ def test_a_hanging_ping_url_blocks_nothing_and_the_url_never_shows(
         proc = start_collector(config)
         try:
             wait_for(lambda: pings.pings, timeout=15, what="the first (hanging) ping")
-            wait_for(lambda: receiver.records(), timeout=30, what="readings delivered while the ping hangs")
-            first = wait_for(lambda: status_file.exists() and json.loads(status_file.read_text()), what="status")
-            wait_for(lambda: json.loads(status_file.read_text())["written_at"] > first["written_at"] + 2,
-                     timeout=10, what="the status file to keep being rewritten")
+            wait_for(
+                lambda: receiver.records(),
+                timeout=30,
+                what="readings delivered while the ping hangs",
+            )
+            first = wait_for(
+                lambda: status_file.exists() and json.loads(status_file.read_text()), what="status"
+            )
+            wait_for(
+                lambda: json.loads(status_file.read_text())["written_at"] > first["written_at"] + 2,
+                timeout=10,
+                what="the status file to keep being rewritten",
+            )
             health = requests.get(f"http://{tables['health']['listen']}/health", timeout=5)
             status = run_cli("-c", str(config), "status", "--json")
             checked = run_cli("-c", str(config), "config", "check")
@@ -148,20 +167,32 @@ def test_alerts_test_sends_one_ping_and_says_whether_it_was_answered(
     assert answered.returncode == 0 and "answered: HTTP 200" in answered.stdout
     failed = run_cli("-c", str(config), "alerts", "test", "--fail")
     assert failed.returncode == 0 and "/fail ping" in failed.stdout
-    assert [(m, p) for _, m, p, _ in pings.pings] == [("GET", SECRET_PATH), ("POST", SECRET_PATH + "/fail")]
+    assert [(m, p) for _, m, p, _ in pings.pings] == [
+        ("GET", SECRET_PATH),
+        ("POST", SECRET_PATH + "/fail"),
+    ]
     assert all("secret-check" not in out for out in (answered.stdout, failed.stdout))
 
-    config, _ = config_with_ping(tmp_path / "down", closed_port_url(), closed_port_url(), closed_port_url() + "/x")
+    config, _ = config_with_ping(
+        tmp_path / "down", closed_port_url(), closed_port_url(), closed_port_url() + "/x"
+    )
     down = run_cli("-c", str(config), "alerts", "test")
     assert down.returncode == 1 and "NOT answered" in down.stdout
 
 
 def test_alerts_table_is_checked_without_repeating_the_url(tmp_path: Path) -> None:
     tables = base_tables(tmp_path, "http://127.0.0.1:9/ingest")
-    tables["alerts"] = {"ping_url": "ftp://hc-ping.example/secret-check", "ping_s": 0, "pingurl": "x"}
+    tables["alerts"] = {
+        "ping_url": "ftp://hc-ping.example/secret-check",
+        "ping_s": 0,
+        "pingurl": "x",
+    }
     with pytest.raises(ConfigError) as err:
         parse_config(tables)
     problems = "\n".join(err.value.problems)
     assert "alerts.ping_url: expected a URL" in problems and "secret-check" not in problems
-    assert "alerts.ping_s: expected a number >= 1, got 0" in problems and "alerts.pingurl: unknown key" in problems
+    assert (
+        "alerts.ping_s: expected a number >= 1, got 0" in problems
+        and "alerts.pingurl: unknown key" in problems
+    )
     assert parse_config(base_tables(tmp_path, "http://127.0.0.1:9/ingest")).alerts.ping_url == ""

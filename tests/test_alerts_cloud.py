@@ -86,51 +86,81 @@ class FakeReceiver:
 class Alerting:
     """The route server with alert channels pointed at the fakes, and helpers to drive it."""
 
-    def __init__(self, stack: CloudStack, telegram: FakeReceiver, webhook: FakeReceiver, server: NextServer):
+    def __init__(
+        self, stack: CloudStack, telegram: FakeReceiver, webhook: FakeReceiver, server: NextServer
+    ):
         self.stack, self.telegram, self.webhook, self.server = stack, telegram, webhook, server
 
     def cron(self) -> requests.Response:
-        return requests.get(f"{self.server.base_url}/api/bridge/v1/cron/alerts",
-                            headers={"Authorization": f"Bearer {self.stack.cron_secret}"}, timeout=TIMEOUT)
+        return requests.get(
+            f"{self.server.base_url}/api/bridge/v1/cron/alerts",
+            headers={"Authorization": f"Bearer {self.stack.cron_secret}"},
+            timeout=TIMEOUT,
+        )
 
     def status(self, token: str = STATUS_TOKEN) -> requests.Response:
         return requests.get(f"{self.server.base_url}/api/bridge/v1/status/{token}", timeout=TIMEOUT)
 
-    def bridge(self, label: str = "Lisbon, Rua Augusta", timezone: str | None = "Europe/Lisbon") -> CloudApi:
+    def bridge(
+        self, label: str = "Lisbon, Rua Augusta", timezone: str | None = "Europe/Lisbon"
+    ) -> CloudApi:
         api = self.stack.api()
         api.heartbeat_url = f"{self.server.base_url}/api/bridge/v1/heartbeat"
-        self.sql(f"update bridges set label = {sql_literal(label)}, timezone = "
-                 f"{sql_literal(timezone) if timezone else 'null'} where id = {sql_literal(api.bridge_id)}")
+        self.sql(
+            f"update bridges set label = {sql_literal(label)}, timezone = "
+            f"{sql_literal(timezone) if timezone else 'null'} where id = {sql_literal(api.bridge_id)}"
+        )
         return api
 
     def heartbeat(self, api: CloudApi, **changes: Any) -> None:
         body = make_heartbeat(api.bridge_id)
         body.update(changes)
-        answer = requests.post(api.heartbeat_url, json=body, timeout=TIMEOUT,
-                               headers={"Authorization": f"Bearer {api.api_key}", "User-Agent": "sensor-bridge/0.1.0"})
+        answer = requests.post(
+            api.heartbeat_url,
+            json=body,
+            timeout=TIMEOUT,
+            headers={"Authorization": f"Bearer {api.api_key}", "User-Agent": "sensor-bridge/0.1.0"},
+        )
         assert answer.status_code == 200, answer.text
 
     def silence(self, api: CloudApi, minutes: float) -> None:
-        self.sql(f"update bridges set last_heartbeat_at = now() - interval '{minutes} minutes' "
-                 f"where id = {sql_literal(api.bridge_id)}")
+        self.sql(
+            f"update bridges set last_heartbeat_at = now() - interval '{minutes} minutes' "
+            f"where id = {sql_literal(api.bridge_id)}"
+        )
 
     def sql(self, statement: str) -> None:
         self.stack.pg.psql(statement)
 
     def tool(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["bash", str(BRIDGES_TOOL), *args], capture_output=True, text=True, timeout=60,
-                              env={**os.environ, "DATABASE_URL": self.stack.pg.url(),
-                                   "PATH": f"{self.stack.pg.bindir}:{os.environ['PATH']}"})
+        return subprocess.run(
+            ["bash", str(BRIDGES_TOOL), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                **os.environ,
+                "DATABASE_URL": self.stack.pg.url(),
+                "PATH": f"{self.stack.pg.bindir}:{os.environ['PATH']}",
+            },
+        )
 
 
 @pytest.fixture(scope="module")
-def alerting_server(cloud_stack: CloudStack) -> Iterator[tuple[FakeReceiver, FakeReceiver, NextServer]]:
+def alerting_server(
+    cloud_stack: CloudStack,
+) -> Iterator[tuple[FakeReceiver, FakeReceiver, NextServer]]:
     telegram = FakeReceiver({"ok": True, "result": {"message_id": 1}})
     webhook = FakeReceiver({"ok": True})
-    server = cloud_stack.start_server({
-        "ALERT_TELEGRAM_API": telegram.url, "ALERT_TELEGRAM_BOT_TOKEN": BOT_TOKEN, "ALERT_TELEGRAM_CHAT_ID": "-1001",
-        "ALERT_WEBHOOK_URL": f"{webhook.url}/hook", "STATUS_TOKEN": STATUS_TOKEN,
-    })
+    server = cloud_stack.start_server(
+        {
+            "ALERT_TELEGRAM_API": telegram.url,
+            "ALERT_TELEGRAM_BOT_TOKEN": BOT_TOKEN,
+            "ALERT_TELEGRAM_CHAT_ID": "-1001",
+            "ALERT_WEBHOOK_URL": f"{webhook.url}/hook",
+            "STATUS_TOKEN": STATUS_TOKEN,
+        }
+    )
     try:
         yield telegram, webhook, server
     finally:
@@ -140,7 +170,9 @@ def alerting_server(cloud_stack: CloudStack) -> Iterator[tuple[FakeReceiver, Fak
 
 
 @pytest.fixture
-def alerts(cloud_stack: CloudStack, alerting_server: tuple[FakeReceiver, FakeReceiver, NextServer]) -> Alerting:
+def alerts(
+    cloud_stack: CloudStack, alerting_server: tuple[FakeReceiver, FakeReceiver, NextServer]
+) -> Alerting:
     cloud_stack.reset()
     cloud_stack.pg.psql("truncate public.bridge_alert_channels;")
     telegram, webhook, server = alerting_server
@@ -178,8 +210,10 @@ def test_silent_bridge_one_message_per_channel_then_one_recovery(alerts: Alertin
     recovered = alerts.telegram.texts()[1]
     assert "Recovered" in recovered and "heartbeats again after 11 min" in recovered, recovered
     assert alerts.webhook.received[1]["incidents"][0]["duration_s"] >= 11 * 60
-    rows = alerts.stack.pg.query("select notified_at is not null as a, closed_at is not null as b, "
-                                 "close_notified_at is not null as c from bridge_alert_incidents")
+    rows = alerts.stack.pg.query(
+        "select notified_at is not null as a, closed_at is not null as b, "
+        "close_notified_at is not null as c from bridge_alert_incidents"
+    )
     assert rows == [(True, True, True)]
 
 
@@ -197,19 +231,37 @@ def test_two_cron_runs_at_once_send_one_message(alerts: Alerting) -> None:
     assert sum(1 for a in answers if "skipped" in a) == 1, answers
 
 
-@pytest.mark.parametrize("failure", [
-    (500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}),
-    (429, {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 30",
-           "parameters": {"retry_after": 30}}),
-], ids=["500", "429"])
-def test_failed_telegram_send_is_delivered_later_once(alerts: Alerting, failure: tuple[int, dict[str, Any]]) -> None:
+@pytest.mark.parametrize(
+    "failure",
+    [
+        (500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}),
+        (
+            429,
+            {
+                "ok": False,
+                "error_code": 429,
+                "description": "Too Many Requests: retry after 30",
+                "parameters": {"retry_after": 30},
+            },
+        ),
+    ],
+    ids=["500", "429"],
+)
+def test_failed_telegram_send_is_delivered_later_once(
+    alerts: Alerting, failure: tuple[int, dict[str, Any]]
+) -> None:
     api = alerts.bridge()
     alerts.silence(api, 15)
     alerts.telegram.answers.append(failure)
     answer = alerts.cron()
-    assert answer.status_code == 502 and "HTTP " + str(failure[0]) in answer.json()["channels"]["telegram"]["error"]
+    assert (
+        answer.status_code == 502
+        and "HTTP " + str(failure[0]) in answer.json()["channels"]["telegram"]["error"]
+    )
     assert BOT_TOKEN not in answer.text and BOT_TOKEN not in alerts.server.output()
-    assert alerts.telegram.texts() == [] and len(alerts.webhook.texts()) == 1  # the webhook is not held up
+    assert (
+        alerts.telegram.texts() == [] and len(alerts.webhook.texts()) == 1
+    )  # the webhook is not held up
 
     alerts.cron()
     if failure[0] == 429:  # retry_after is respected: nothing is tried before it passes
@@ -224,9 +276,11 @@ def test_failed_telegram_send_is_delivered_later_once(alerts: Alerting, failure:
 
 def test_forty_silent_bridges_make_one_message(alerts: Alerting) -> None:
     ids = [f"store-{n:03d}" for n in range(40)]
-    alerts.sql("insert into bridges (id, api_key_sha256, label, created_at, last_heartbeat_at) select id, "
-               "repeat('0', 64), 'Store ' || id, now() - interval '1 day', now() - interval '20 minutes' "
-               f"from unnest(array[{', '.join(sql_literal(i) for i in ids)}]) id")
+    alerts.sql(
+        "insert into bridges (id, api_key_sha256, label, created_at, last_heartbeat_at) select id, "
+        "repeat('0', 64), 'Store ' || id, now() - interval '1 day', now() - interval '20 minutes' "
+        f"from unnest(array[{', '.join(sql_literal(i) for i in ids)}]) id"
+    )
     alerts.cron()
     [text] = alerts.telegram.texts()
     assert all(f"({i})" in text for i in ids) and "(40)" in text
@@ -235,7 +289,12 @@ def test_forty_silent_bridges_make_one_message(alerts: Alerting) -> None:
 
 def _failing_sensor(sensor_id: str) -> dict[str, Any]:
     long_ago = utc_text(datetime.now(UTC) - timedelta(hours=2))
-    return {"id": sensor_id, "state": "failing", "last_success": long_ago, "last_error": "line_counts: timed out"}
+    return {
+        "id": sensor_id,
+        "state": "failing",
+        "last_success": long_ago,
+        "last_error": "line_counts: timed out",
+    }
 
 
 def test_retired_sensor_never_alerts_and_leaves_the_stale_check(alerts: Alerting) -> None:
@@ -244,17 +303,27 @@ def test_retired_sensor_never_alerts_and_leaves_the_stale_check(alerts: Alerting
     assert retire.returncode == 0 and "retired" in retire.stderr
     old = datetime.now(UTC) - timedelta(hours=6)
     for sensor in ("cam-test-bench", "cam-till"):  # both without new counts for 6 h; one retired
-        alerts.sql("insert into bridge_sensors (bridge_id, sensor_id, kind, first_seen_at, last_final_period_end) "
-                   f"values ({sql_literal(api.bridge_id)}, '{sensor}', 'line_counts', '{utc_text(old)}', "
-                   f"'{utc_text(old)}')")
-    alerts.heartbeat(api, state="degraded",
-                     sensors=[_failing_sensor("cam-test-bench"), _failing_sensor("cam-entrance")])
+        alerts.sql(
+            "insert into bridge_sensors (bridge_id, sensor_id, kind, first_seen_at, last_final_period_end) "
+            f"values ({sql_literal(api.bridge_id)}, '{sensor}', 'line_counts', '{utc_text(old)}', "
+            f"'{utc_text(old)}')"
+        )
+    alerts.heartbeat(
+        api,
+        state="degraded",
+        sensors=[_failing_sensor("cam-test-bench"), _failing_sensor("cam-entrance")],
+    )
     alerts.cron()
     [text] = alerts.telegram.texts()
-    assert "cam-entrance" in text and "Camera not answering" in text and "cam-test-bench" not in text
+    assert (
+        "cam-entrance" in text and "Camera not answering" in text and "cam-test-bench" not in text
+    )
     assert "No new counts for over 3 h (1):\n• sensor cam-till" in text
-    stale = requests.get(api.stale_url, headers={"Authorization": f"Bearer {alerts.stack.cron_secret}"},
-                         timeout=TIMEOUT)
+    stale = requests.get(
+        api.stale_url,
+        headers={"Authorization": f"Bearer {alerts.stack.cron_secret}"},
+        timeout=TIMEOUT,
+    )
     assert [s["sensor_id"] for s in stale.json()["stale_sensors"]] == ["cam-till"], stale.text
     listing = alerts.tool("sensors", api.bridge_id)
     assert "cam-test-bench" in listing.stdout and "retired" in listing.stdout
@@ -277,11 +346,16 @@ def test_status_endpoint_flips_and_refuses_a_wrong_token(alerts: Alerting) -> No
 def test_error_state_and_dropped_readings_are_told_with_what_to_try(alerts: Alerting) -> None:
     api = alerts.bridge(label="", timezone=None)
     alerts.heartbeat(api)
-    alerts.heartbeat(api, state="error", outbox={"pending": 9000, "oldest_pending_age_s": 7200,
-                                                  "dead_letter": 0, "dropped": 120})
+    alerts.heartbeat(
+        api,
+        state="error",
+        outbox={"pending": 9000, "oldest_pending_age_s": 7200, "dead_letter": 0, "dropped": 120},
+    )
     alerts.cron()
     [text] = alerts.telegram.texts()
-    assert "Bridge reports an error" in text and "Readings dropped" in text and "outbox.max_mb" in text
+    assert (
+        "Bridge reports an error" in text and "Readings dropped" in text and "outbox.max_mb" in text
+    )
     assert "UTC" in text
     kinds = sorted(i["what"] for i in alerts.webhook.received[0]["incidents"])
     assert kinds == ["bridge_error", "readings_dropped"]
@@ -303,4 +377,6 @@ def test_bridges_tool_lists_retires_and_rotates(alerts: Alerting) -> None:
     assert "retired" in alerts.tool("list").stdout
     rotated = alerts.tool("rotate", api.bridge_id, "--key-only")
     assert rotated.returncode == 0 and rotated.stdout.startswith("sbk_")
-    assert alerts.stack.pg.query(f"select disabled_at from bridges where id = {sql_literal(api.bridge_id)}") == [(None,)]
+    assert alerts.stack.pg.query(
+        f"select disabled_at from bridges where id = {sql_literal(api.bridge_id)}"
+    ) == [(None,)]

@@ -34,7 +34,10 @@ def views(config, collector: Collector, led: LedService) -> dict[str, tuple[str,
     """(state, reason) as /health, the heartbeat, the LED and `status` show it now."""
     snap = collector.write_status()
     code, health = collector.health()
-    assert code == (200 if health["status"] in ("ok", "degraded", "starting") else 503), (code, health)
+    assert code == (200 if health["status"] in ("ok", "degraded", "starting") else 503), (
+        code,
+        health,
+    )
     led.step()
     report = gather_status(config)
     return {
@@ -45,12 +48,16 @@ def views(config, collector: Collector, led: LedService) -> dict[str, tuple[str,
     }
 
 
-def test_a_rejected_boot_config_is_an_error_everywhere_not_only_on_the_led(bridge, tmp_path, monkeypatch):
+def test_a_rejected_boot_config_is_an_error_everywhere_not_only_on_the_led(
+    bridge, tmp_path, monkeypatch
+):
     config, collector, led = bridge
     card = tmp_path / "boot"
     card.mkdir()
     monkeypatch.setattr(boot_config, "BOOT_FILES", (str(card / "sensor-bridge.toml"),))
-    (card / "sensor-bridge-error.txt").write_text("sensor-bridge could not use sensor-bridge.toml\n")
+    (card / "sensor-bridge-error.txt").write_text(
+        "sensor-bridge could not use sensor-bridge.toml\n"
+    )
 
     seen = views(config, collector, led)
     assert {state for state, _ in seen.values()} == {"error"}, seen
@@ -68,7 +75,9 @@ def test_outbox_damage_is_an_error_everywhere_until_acknowledged(bridge):
     collector.outbox.notes.add("corrupt", "outbox was corrupt (test); moved aside, started empty")
     seen = views(config, collector, led)
     assert {state for state, _ in seen.values()} == {"error"}, seen
-    assert all("was corrupt" in reason for where, (_, reason) in seen.items() if where != "heartbeat"), seen
+    assert all(
+        "was corrupt" in reason for where, (_, reason) in seen.items() if where != "heartbeat"
+    ), seen
 
 
 def test_health_answers_200_starting_before_the_first_status(bridge):

@@ -27,7 +27,9 @@ from appliance.broker import Broker, password_matches
 from appliance.config import MqttConfig
 
 pytestmark = needs_mosquitto
-REPORT = json.dumps({"device_info": {"device_sn": "SN1"}, "time_info": {"time": 1736496000}, "current_total": 1})
+REPORT = json.dumps(
+    {"device_info": {"device_sn": "SN1"}, "time_info": {"time": 1736496000}, "current_total": 1}
+)
 
 
 def accepted(login, password: str | None = None) -> bool:
@@ -36,29 +38,42 @@ def accepted(login, password: str | None = None) -> bool:
 
 def eventually(login, ok: bool, password: str | None = None) -> None:
     """mosquitto applies a reload (SIGHUP) a moment after the command returns."""
-    wait_for(lambda: accepted(login, password) == ok, 10, f"{login.name} to be {'accepted' if ok else 'refused'}")
+    wait_for(
+        lambda: accepted(login, password) == ok,
+        10,
+        f"{login.name} to be {'accepted' if ok else 'refused'}",
+    )
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int]]:
     """Every file under the broker dir: its text and mtime (a no-op run must touch nothing)."""
-    return {str(p.relative_to(root)): (p.read_text(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file() and p.suffix not in (".db", ".log", ".pid")
-            and p.name != ".lock"}
+    return {
+        str(p.relative_to(root)): (p.read_text(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix not in (".db", ".log", ".pid") and p.name != ".lock"
+    }
 
 
 def test_setup_writes_what_the_config_says_and_a_second_run_changes_nothing(tmp_path):
     port = free_port()
-    config = write_config(tmp_path / "config.toml",
-                          relay_tables(tmp_path, port, topics=["milesight/#", "vs133/#"], username="relay"))
+    config = write_config(
+        tmp_path / "config.toml",
+        relay_tables(tmp_path, port, topics=["milesight/#", "vs133/#"], username="relay"),
+    )
     server = Mosquitto(tmp_path / "mosquitto", config, port)
     first = server.cli("setup", "--bind", "127.0.0.1")
     assert "wrote" in first.stdout
     before = snapshot(server.root)
 
     conf = (server.root / "conf.d" / "sensor-bridge.conf").read_text()
-    for line in (f"listener {port} 127.0.0.1", "allow_anonymous false", "persistence true",
-                 f"password_file {server.root}/sensor-bridge/passwd", f"acl_file {server.root}/sensor-bridge/acl",
-                 "max_queued_messages 200000"):
+    for line in (
+        f"listener {port} 127.0.0.1",
+        "allow_anonymous false",
+        "persistence true",
+        f"password_file {server.root}/sensor-bridge/passwd",
+        f"acl_file {server.root}/sensor-bridge/acl",
+        "max_queued_messages 200000",
+    ):
         assert line in conf.splitlines(), line
     acl = (server.root / "sensor-bridge" / "acl").read_text()
     assert "user relay\ntopic read milesight/#\ntopic read vs133/#\n" in acl
@@ -74,11 +89,19 @@ def test_setup_writes_what_the_config_says_and_a_second_run_changes_nothing(tmp_
 
 def test_added_device_publishes_with_what_was_printed_and_not_after_removal(broker):  # noqa: F811
     out = broker.cli("add-device", "entrance-1").stdout
-    for label in ("Broker address:    127.0.0.1", f"Broker port:       {broker.port}", "Client ID:         entrance-1",
-                  "Username:          entrance-1", "Topic:             milesight/entrance-1", "Password:"):
+    for label in (
+        "Broker address:    127.0.0.1",
+        f"Broker port:       {broker.port}",
+        "Client ID:         entrance-1",
+        "Username:          entrance-1",
+        "Topic:             milesight/entrance-1",
+        "Password:",
+    ):
         assert label in out, label
     assert "reloaded mosquitto" in out  # the running broker knows the device at once
-    login = broker.add_device("entrance-1")  # a second time: idempotent, the password is not shown again
+    login = broker.add_device(
+        "entrance-1"
+    )  # a second time: idempotent, the password is not shown again
     assert login.password.startswith("(unchanged")
     login.password = [line.split()[-1] for line in out.splitlines() if "Password:" in line][0]
 
@@ -103,7 +126,11 @@ def test_new_password_replaces_the_old_one(broker):  # noqa: F811
 
 
 def test_bad_device_names_are_refused_with_the_reason(broker):  # noqa: F811
-    for name, why in (("../etc", "device name"), ("two words", "device name"), ("sensor-bridge", "relay's own user")):
+    for name, why in (
+        ("../etc", "device name"),
+        ("two words", "device name"),
+        ("sensor-bridge", "relay's own user"),
+    ):
         done = broker.cli("add-device", name, check=False)
         assert done.returncode == 1 and why in done.stderr, (name, done.stderr)
 
@@ -120,8 +147,12 @@ def test_relay_uses_the_generated_password_when_the_config_sets_none(tmp_path):
     assert "up to date" in server.cli("setup").stdout  # the secret is made once
     server.start()
     login = server.add_device("entrance")
-    relay = RelayProcess(config, tmp_path / "run", tmp_path / "relay.log",
-                         env={"SENSOR_BRIDGE_BROKER_DIR": str(server.root)}).start()
+    relay = RelayProcess(
+        config,
+        tmp_path / "run",
+        tmp_path / "relay.log",
+        env={"SENSOR_BRIDGE_BROKER_DIR": str(server.root)},
+    ).start()
     try:
         relay.wait_connected()
         eventually(login, True)
@@ -156,12 +187,16 @@ def test_no_broker_file_is_ever_readable_by_others_even_under_a_loose_umask(tmp_
     monkeypatch.setattr(os, "replace", watching_replace)
     old_umask = os.umask(0)
     try:
-        Broker(tmp_path / "mosquitto", MqttConfig(host="127.0.0.1", port=free_port()), have_config=True).setup(None)
+        Broker(
+            tmp_path / "mosquitto", MqttConfig(host="127.0.0.1", port=free_port()), have_config=True
+        ).setup(None)
     finally:
         os.umask(old_umask)
     assert "relay.secret" in at_rename, at_rename
     for name in ("relay.secret", "acl", "devices.json"):
-        assert at_rename[name] & 0o007 == 0, f"{name} was {oct(at_rename[name])} when it took its name"
+        assert at_rename[name] & 0o007 == 0, (
+            f"{name} was {oct(at_rename[name])} when it took its name"
+        )
     own = tmp_path / "mosquitto" / "sensor-bridge"
     for name in ("relay.secret", "passwd", "acl", "devices.json"):
         assert stat.S_IMODE((own / name).stat().st_mode) & 0o007 == 0, name

@@ -105,7 +105,7 @@ class HostileCamera:
                 record["sent"] += len(self.ROW)
             return
         answer = self.HEAD + self.ROW * 1000
-        for byte in answer[record["sent"]:]:
+        for byte in answer[record["sent"] :]:
             conn.sendall(bytes([byte]))
             record["sent"] += 1
             if self._gone(conn, 2.0):
@@ -113,8 +113,18 @@ class HostileCamera:
 
 
 def sensor_table(sensor_id: str, url: str) -> dict[str, Any]:
-    return {"id": sensor_id, "url": url, "username": "admin", "password": "pw", "timezone": "Europe/Lisbon",
-            "interval_s": 1, "live_interval_s": 1, "backfill_h": 2, "collect": KINDS, "timeout_s": TIMEOUT_S}
+    return {
+        "id": sensor_id,
+        "url": url,
+        "username": "admin",
+        "password": "pw",
+        "timezone": "Europe/Lisbon",
+        "interval_s": 1,
+        "live_interval_s": 1,
+        "backfill_h": 2,
+        "collect": KINDS,
+        "timeout_s": TIMEOUT_S,
+    }
 
 
 def sensors_in(status_file: Path) -> dict[str, dict[str, Any]]:
@@ -130,8 +140,9 @@ def receiver(tmp_path: Path):
         yield rx
 
 
-def test_trickling_cameras_are_cut_and_the_healthy_one_keeps_its_cadence(tmp_path: Path,
-                                                                        receiver: SimReceiver) -> None:
+def test_trickling_cameras_are_cut_and_the_healthy_one_keeps_its_cadence(
+    tmp_path: Path, receiver: SimReceiver
+) -> None:
     modes = ["trickle", "trickle-body", "endless", "silent", "trickle"]
     hostile = [HostileCamera(m) for m in modes]
     with SimCamera(username="admin", password="pw", lines=2, regions=2) as healthy:
@@ -140,14 +151,24 @@ def test_trickling_cameras_are_cut_and_the_healthy_one_keeps_its_cadence(tmp_pat
         try:
             tables = base_tables(tmp_path, receiver.url)
             tables["sensors"] = [sensor_table("healthy", healthy.url)] + [
-                sensor_table(f"bad-{i}-{cam.mode}", cam.url) for i, cam in enumerate(hostile)]
+                sensor_table(f"bad-{i}-{cam.mode}", cam.url) for i, cam in enumerate(hostile)
+            ]
             config = write_config(tmp_path / "config.toml", tables)
-            proc = subprocess.Popen([*CLI, "-c", str(config), "run"], cwd=REPO, text=True, env=dict(os.environ),
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [*CLI, "-c", str(config), "run"],
+                cwd=REPO,
+                text=True,
+                env=dict(os.environ),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
             try:
                 _assert_cadence_and_reasons(tmp_path / "run" / "collector.json", healthy, hostile)
-                wait_for(lambda: all(cam.open_now() for cam in hostile[:3]), timeout=10,
-                         what="polls in flight on the trickling cameras")
+                wait_for(
+                    lambda: all(cam.open_now() for cam in hostile[:3]),
+                    timeout=10,
+                    what="polls in flight on the trickling cameras",
+                )
                 began = time.monotonic()
                 proc.send_signal(signal.SIGTERM)
                 out, _ = proc.communicate(timeout=30)
@@ -162,26 +183,40 @@ def test_trickling_cameras_are_cut_and_the_healthy_one_keeps_its_cadence(tmp_pat
     assert proc.returncode == 0, out
     assert took < 5, f"SIGTERM took {took:.1f} s with polls in flight"
     assert "stopped cleanly" in out
-    assert "poll skipped, the camera is still busy with an earlier one" in out, "skips are counted and said"
+    assert "poll skipped, the camera is still busy with an earlier one" in out, (
+        "skips are counted and said"
+    )
     for cam in hostile:
         held = [c["held_s"] for c in cam.connections if c["held_s"] is not None]
-        assert held and max(held) < TIMEOUT_S + 1.5, f"{cam.mode}: a connection was held {max(held):.1f} s"
+        assert held and max(held) < TIMEOUT_S + 1.5, (
+            f"{cam.mode}: a connection was held {max(held):.1f} s"
+        )
         rate = sum(c["sent"] for c in cam.connections) / sum(held)
-        print(f"{cam.mode}: {len(held)} requests, held at most {max(held):.2f} s, {rate:.0f} bytes/s while held")
+        print(
+            f"{cam.mode}: {len(held)} requests, held at most {max(held):.2f} s, {rate:.0f} bytes/s while held"
+        )
     print(f"SIGTERM to exit: {took:.2f} s")
 
 
-def _assert_cadence_and_reasons(status_file: Path, healthy: SimCamera, hostile: list[HostileCamera]) -> None:
+def _assert_cadence_and_reasons(
+    status_file: Path, healthy: SimCamera, hostile: list[HostileCamera]
+) -> None:
     def settled() -> bool:
         sensors = sensors_in(status_file)
         bad = [s for i, s in sensors.items() if i.startswith("bad-")]
-        return (sensors.get("healthy", {}).get("state") == "ok" and len(bad) == len(hostile)
-                and all(s["state"] == "failing" for s in bad))
+        return (
+            sensors.get("healthy", {}).get("state") == "ok"
+            and len(bad) == len(hostile)
+            and all(s["state"] == "failing" for s in bad)
+        )
 
     wait_for(settled, timeout=15, what="the healthy sensor ok and every hostile one failing")
     for sensor_id, sensor in sensors_in(status_file).items():
         if sensor_id.startswith("bad-"):
-            assert f"answer took longer than {TIMEOUT_S} s" in sensor["last_error"], (sensor_id, sensor)
+            assert f"answer took longer than {TIMEOUT_S} s" in sensor["last_error"], (
+                sensor_id,
+                sensor,
+            )
     # Cadence: three kinds, each due every second, for six seconds.
     window, gaps, seen, last = 6.0, [], healthy.requests_served, time.monotonic()
     ends = last + window
@@ -193,7 +228,11 @@ def _assert_cadence_and_reasons(status_file: Path, healthy: SimCamera, hostile: 
             gaps.append(now - last)
             seen, last = healthy.requests_served, now
     polls = healthy.requests_served - start_count
-    print(f"healthy camera: {polls} requests in {window:g} s ({polls / window:.1f}/s for 3 kinds due every 1 s), "
-          f"longest gap {max(gaps, default=window):.2f} s")
-    assert polls >= 0.7 * 3 * window, f"the healthy camera got only {polls} requests in {window:g} s"
+    print(
+        f"healthy camera: {polls} requests in {window:g} s ({polls / window:.1f}/s for 3 kinds due every 1 s), "
+        f"longest gap {max(gaps, default=window):.2f} s"
+    )
+    assert polls >= 0.7 * 3 * window, (
+        f"the healthy camera got only {polls} requests in {window:g} s"
+    )
     assert max(gaps) < 2.0, f"the healthy camera went {max(gaps):.1f} s without a poll"

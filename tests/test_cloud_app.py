@@ -37,13 +37,27 @@ from cloud_helpers import (
 pytest_plugins = ["cloud_helpers"]
 
 TIMEOUT = 30
-CREATE_FLAGS = ["--ts", "--app", "--no-tailwind", "--no-eslint", "--no-src-dir", "--import-alias", "@/*",
-                "--use-npm", "--skip-install", "--disable-git", "--cache-components", "--yes"]
+CREATE_FLAGS = [
+    "--ts",
+    "--app",
+    "--no-tailwind",
+    "--no-eslint",
+    "--no-src-dir",
+    "--import-alias",
+    "@/*",
+    "--use-npm",
+    "--skip-install",
+    "--disable-git",
+    "--cache-components",
+    "--yes",
+]
 README_NPM = ["install pg", "install -D @types/pg"]
 
 
 def latest_version(package: str) -> str | None:
-    run = subprocess.run(["npm", "view", package, "version"], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        ["npm", "view", package, "version"], capture_output=True, text=True, timeout=120
+    )
     return run.stdout.strip() or None if run.returncode == 0 else None
 
 
@@ -59,8 +73,13 @@ def generated_app(flavour: str) -> Path:
     base = cache / f"create-next-app-{version}"
     if not (base / ".ready").exists():
         shutil.rmtree(base, ignore_errors=True)
-        subprocess.run(["npx", "--yes", f"create-next-app@{version}", str(base), *CREATE_FLAGS],
-                       check=True, capture_output=True, timeout=600, cwd=cache)
+        subprocess.run(
+            ["npx", "--yes", f"create-next-app@{version}", str(base), *CREATE_FLAGS],
+            check=True,
+            capture_output=True,
+            timeout=600,
+            cwd=cache,
+        )
         npm(["install"], base)
         for args in README_NPM:
             npm(args.split(), base)
@@ -74,7 +93,8 @@ def generated_app(flavour: str) -> Path:
         npm(["install", "next@15"], older)
         # cacheComponents and partialPrefetching are Next.js 16 options
         (older / "next.config.ts").write_text(
-            'import type { NextConfig } from "next";\n\nconst nextConfig: NextConfig = {};\n\nexport default nextConfig;\n')
+            'import type { NextConfig } from "next";\n\nconst nextConfig: NextConfig = {};\n\nexport default nextConfig;\n'
+        )
         (older / ".ready").write_text(version)
     return older
 
@@ -88,9 +108,16 @@ def readme_block() -> str:
 
 def copy_of(pristine: Path, into: Path) -> Path:
     """The app copied to ``into``; node_modules hard-linked (the build writes only .next)."""
-    shutil.copytree(pristine, into, symlinks=True, ignore=shutil.ignore_patterns("node_modules", ".next", ".ready"))
-    linked = subprocess.run(["cp", "-al", str(pristine / "node_modules"), str(into / "node_modules")],
-                            capture_output=True)
+    shutil.copytree(
+        pristine,
+        into,
+        symlinks=True,
+        ignore=shutil.ignore_patterns("node_modules", ".next", ".ready"),
+    )
+    linked = subprocess.run(
+        ["cp", "-al", str(pristine / "node_modules"), str(into / "node_modules")],
+        capture_output=True,
+    )
     if linked.returncode != 0:
         shutil.copytree(pristine / "node_modules", into / "node_modules", symlinks=True)
     return into
@@ -99,9 +126,11 @@ def copy_of(pristine: Path, into: Path) -> Path:
 def without_google_fonts(app: Path) -> None:
     """The template's layout fetches Geist from Google Fonts at build time; tests reach only loopback and npm."""
     layout = app / "app" / "layout.tsx"
-    text = re.sub(r'^import \{[^}]*\} from "next/font/google";\n', "", layout.read_text(), flags=re.M)
+    text = re.sub(
+        r'^import \{[^}]*\} from "next/font/google";\n', "", layout.read_text(), flags=re.M
+    )
     text = re.sub(r"^const \w+ = \w+\(\{.*?\}\);\n", "", text, flags=re.M | re.S)
-    text = re.sub(r'\s+className=\{`[^`]*`\}', "", text)
+    text = re.sub(r"\s+className=\{`[^`]*`\}", "", text)
     assert "next/font/google" not in text and "geist" not in text.lower(), text
     layout.write_text(text)
 
@@ -111,14 +140,19 @@ def run_readme_block(app: Path) -> list[str]:
     block = re.sub(r"^APP=.*$", f"APP={app}", readme_block(), count=1, flags=re.M)
     calls = app / ".npm-calls"
     script = f'npm() {{ echo "$*" >> {calls}; }}\nset -euo pipefail\n{block}'
-    run = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        ["bash", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 0, run.stderr
     return calls.read_text().splitlines() if calls.exists() else []
 
 
 @pytest.fixture(scope="module", params=["next16", "next15"])
-def installed_app(request: pytest.FixtureRequest, cloud_stack: CloudStack,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, NextBuild, NextServer]]:
+def installed_app(
+    request: pytest.FixtureRequest,
+    cloud_stack: CloudStack,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, NextBuild, NextServer]]:
     flavour = request.param
     try:
         pristine = generated_app(flavour)
@@ -132,7 +166,11 @@ def installed_app(request: pytest.FixtureRequest, cloud_stack: CloudStack,
     build = NextBuild(app).run()
     server = cloud_stack.start_server(app=app)
     try:
-        yield json.loads((app / "node_modules" / "next" / "package.json").read_text())["version"], build, server
+        yield (
+            json.loads((app / "node_modules" / "next" / "package.json").read_text())["version"],
+            build,
+            server,
+        )
     finally:
         server.stop()
 
@@ -141,8 +179,14 @@ def test_readme_block_lands_the_folders_where_the_imports_expect_them(tmp_path: 
     app = tmp_path / "fresh-app"
     (app / "app").mkdir(parents=True)  # a fresh app: no app/api/, no lib/, no proxy.ts yet
     run_readme_block(app)
-    for path in ("app/api/bridge/v1/ingest/route.ts", "app/bridges/page.tsx", "lib/bridge/ingest.ts",
-                 "lib/fleet/queries.ts", "proxy.ts", "vercel.json"):
+    for path in (
+        "app/api/bridge/v1/ingest/route.ts",
+        "app/bridges/page.tsx",
+        "lib/bridge/ingest.ts",
+        "lib/fleet/queries.ts",
+        "proxy.ts",
+        "vercel.json",
+    ):
         assert (app / path).is_file(), path
     assert not (app / "app" / "api" / "v1").exists()
     run_readme_block(app)  # again (an update): the same layout, nothing nested
@@ -151,21 +195,33 @@ def test_readme_block_lands_the_folders_where_the_imports_expect_them(tmp_path: 
 
 
 def test_the_copied_routes_build_and_serve_in_a_generated_app(
-        installed_app: tuple[str, NextBuild, NextServer], cloud_stack: CloudStack) -> None:
+    installed_app: tuple[str, NextBuild, NextServer], cloud_stack: CloudStack
+) -> None:
     version, build, server = installed_app
     print(f"\nNext.js {version}: next build {build.seconds:.0f}s")
     assert "unexpected error" not in build.log and "Error" not in build.log, build.log
     api = cloud_stack.api()
     batch = make_batch(api.bridge_id, make_series(f"{api.bridge_id}-door", 4))
-    answer = requests.post(f"{server.base_url}/api/bridge/v1/ingest", data=encode_body(batch, gzipped=True),
-                           headers=contract_headers(api.api_key, batch["batch_id"], gzipped=True), timeout=TIMEOUT)
-    assert answer.status_code == 200 and answer.json() == {"accepted": 4, "rejected": []}, answer.text
-    stale = requests.get(f"{server.base_url}/api/bridge/v1/stale?bridge_minutes=60&sensor_hours=1000",
-                         headers={"Authorization": f"Bearer {cloud_stack.cron_secret}"}, timeout=TIMEOUT)
+    answer = requests.post(
+        f"{server.base_url}/api/bridge/v1/ingest",
+        data=encode_body(batch, gzipped=True),
+        headers=contract_headers(api.api_key, batch["batch_id"], gzipped=True),
+        timeout=TIMEOUT,
+    )
+    assert answer.status_code == 200 and answer.json() == {"accepted": 4, "rejected": []}, (
+        answer.text
+    )
+    stale = requests.get(
+        f"{server.base_url}/api/bridge/v1/stale?bridge_minutes=60&sensor_hours=1000",
+        headers={"Authorization": f"Bearer {cloud_stack.cron_secret}"},
+        timeout=TIMEOUT,
+    )
     assert stale.status_code == 200 and stale.json()["ok"] is True, stale.text
 
     challenge = requests.get(f"{server.base_url}/bridges", timeout=TIMEOUT)
-    assert challenge.status_code == 401 and challenge.headers["WWW-Authenticate"].startswith("Basic ")
+    assert challenge.status_code == 401 and challenge.headers["WWW-Authenticate"].startswith(
+        "Basic "
+    )
     fleet = requests.get(f"{server.base_url}/bridges", auth=cloud_stack.fleet_auth, timeout=TIMEOUT)
     assert fleet.status_code == 200 and api.bridge_id in fleet.text
     assert "unexpected error" not in server.output()

@@ -32,9 +32,15 @@ BACKFILL_H = 30
 
 def sensor_table(sensor_id: str, url: str, **extra: Any) -> dict[str, Any]:
     table = {
-        "id": sensor_id, "url": url, "username": "admin", "password": "pw",
-        "timezone": "Europe/Lisbon", "interval_s": 1, "backfill_h": BACKFILL_H,
-        "collect": ["line_counts", "region_counts"], "timeout_s": 2,
+        "id": sensor_id,
+        "url": url,
+        "username": "admin",
+        "password": "pw",
+        "timezone": "Europe/Lisbon",
+        "interval_s": 1,
+        "backfill_h": BACKFILL_H,
+        "collect": ["line_counts", "region_counts"],
+        "timeout_s": 2,
     }
     table.update(extra)
     return table
@@ -42,20 +48,29 @@ def sensor_table(sensor_id: str, url: str, **extra: Any) -> dict[str, Any]:
 
 def start_collector(config: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*CLI, "-c", str(config), "run"], cwd=REPO, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        [*CLI, "-c", str(config), "run"],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
     )
 
 
-def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 30) -> tuple[int, str]:
+def stop(
+    proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 30
+) -> tuple[int, str]:
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=timeout)
     return proc.returncode, out
 
 
 def held(receiver: SimReceiver, sensor_id: str, kind: str) -> dict[str, dict[str, Any]]:
-    return {r["period_start"]: r for r in receiver.records().values()
-            if r["sensor_id"] == sensor_id and r["kind"] == kind}
+    return {
+        r["period_start"]: r
+        for r in receiver.records().values()
+        if r["sensor_id"] == sensor_id and r["kind"] == kind
+    }
 
 
 def backfill_start() -> datetime:
@@ -70,8 +85,9 @@ def truth(camera: SimCamera, kind: str, since: datetime) -> dict[str, dict[str, 
     return camera.expected(kind, since, now_utc())
 
 
-def assert_receiver_matches_truth(receiver: SimReceiver, camera: SimCamera, sensor_id: str,
-                                  since: datetime) -> None:
+def assert_receiver_matches_truth(
+    receiver: SimReceiver, camera: SimCamera, sensor_id: str, since: datetime
+) -> None:
     now_text = utc_text(now_utc())
     for kind in ("line_counts", "region_counts"):
         expected = truth(camera, kind, since)
@@ -89,7 +105,9 @@ def assert_receiver_matches_truth(receiver: SimReceiver, camera: SimCamera, sens
 
 @pytest.fixture
 def camera():
-    with SimCamera(timezone="Europe/Lisbon", username="admin", password="pw", lines=2, regions=2, seed=7) as cam:
+    with SimCamera(
+        timezone="Europe/Lisbon", username="admin", password="pw", lines=2, regions=2, seed=7
+    ) as cam:
         yield cam
 
 
@@ -117,9 +135,14 @@ def test_sigkill_storm_and_outage_end_with_exactly_the_cameras_truth(
     receiver.set_down(False)
     proc = start_collector(config)
     try:
-        wait_for(lambda: all(held(receiver, "entrance", k).keys() >= truth(camera, k, since).keys()
-                             for k in ("line_counts", "region_counts")),
-                 timeout=60, what="every past period to reach the receiver")
+        wait_for(
+            lambda: all(
+                held(receiver, "entrance", k).keys() >= truth(camera, k, since).keys()
+                for k in ("line_counts", "region_counts")
+            ),
+            timeout=60,
+            what="every past period to reach the receiver",
+        )
         time.sleep(1.5)  # one more poll cycle: nothing further may change
     finally:
         code, out = stop(proc)
@@ -145,14 +168,29 @@ def test_status_file_health_and_systemd_notifications(
         while not {"READY=1", "WATCHDOG=1"} <= messages:
             messages.update(sock.recv(4096).decode().splitlines())
         status_file = tmp_path / "run" / "collector.json"
-        first = wait_for(lambda: json.loads(status_file.read_text()) if status_file.exists() else None,
-                         what="the status file")
-        second = wait_for(lambda: (s := json.loads(status_file.read_text()))["written_at"] > first["written_at"] and s,
-                          timeout=10, what="the status file to be rewritten")
+        first = wait_for(
+            lambda: json.loads(status_file.read_text()) if status_file.exists() else None,
+            what="the status file",
+        )
+        second = wait_for(
+            lambda: (
+                (s := json.loads(status_file.read_text()))["written_at"] > first["written_at"] and s
+            ),
+            timeout=10,
+            what="the status file to be rewritten",
+        )
         assert second["sensors"][0]["id"] == "entrance"
         answer = wait_for(lambda: requests.get(health_url, timeout=2), what="/health")
         body = answer.json()
-        for key in ("status", "uptime", "last_collection", "outbox", "sensors", "host", "bridge_id"):
+        for key in (
+            "status",
+            "uptime",
+            "last_collection",
+            "outbox",
+            "sensors",
+            "host",
+            "bridge_id",
+        ):
             assert key in body, key
         # no watchdog runs in this test: once the grace period is over the bridge reports it
         assert body["services"]["watchdog"] in ("starting", "error")
@@ -166,7 +204,9 @@ def test_status_file_health_and_systemd_notifications(
 def test_one_dead_camera_does_not_hold_up_the_others(
     tmp_path: Path, camera: SimCamera, receiver: SimReceiver
 ) -> None:
-    with SimCamera(timezone="Europe/Lisbon", username="admin", password="pw", seed=9, fault="slow") as slow:
+    with SimCamera(
+        timezone="Europe/Lisbon", username="admin", password="pw", seed=9, fault="slow"
+    ) as slow:
         tables = base_tables(tmp_path, receiver.url)
         tables["sensors"] = [
             sensor_table("slow-door", slow.url, timeout_s=3),
@@ -177,10 +217,19 @@ def test_one_dead_camera_does_not_hold_up_the_others(
         since = backfill_start()
         proc = start_collector(config)
         try:
-            wait_for(lambda: held(receiver, "entrance", "line_counts").keys()
-                     >= truth(camera, "line_counts", since).keys(), timeout=30, what="the healthy camera's data")
-            status = wait_for(lambda: _failing(tmp_path, {"slow-door", "unplugged"}), timeout=20,
-                              what="both broken cameras to be reported failing")
+            wait_for(
+                lambda: (
+                    held(receiver, "entrance", "line_counts").keys()
+                    >= truth(camera, "line_counts", since).keys()
+                ),
+                timeout=30,
+                what="the healthy camera's data",
+            )
+            status = wait_for(
+                lambda: _failing(tmp_path, {"slow-door", "unplugged"}),
+                timeout=20,
+                what="both broken cameras to be reported failing",
+            )
         finally:
             code, out = stop(proc)
     assert code == 0
@@ -201,7 +250,9 @@ def _failing(tmp_path: Path, ids: set[str]) -> dict[str, Any] | None:
     return status if ids <= failing else None
 
 
-def test_waits_for_clock_sync_before_polling(tmp_path: Path, camera: SimCamera, receiver: SimReceiver) -> None:
+def test_waits_for_clock_sync_before_polling(
+    tmp_path: Path, camera: SimCamera, receiver: SimReceiver
+) -> None:
     from appliance.clock import clock_synchronised
 
     if clock_synchronised():
@@ -233,13 +284,24 @@ def test_maintenance_console_status_and_outbox(tmp_path: Path, camera: SimCamera
     config = write_config(tmp_path / "config.toml", tables)
     proc = start_collector(config)
     try:
-        wait_for(lambda: (s := _status(tmp_path)) and s["outbox"]["pending"] > 0 and s["uplink"]["last_error"],
-                 timeout=30, what="readings buffered while the uplink fails")
-        shown = subprocess.run([*CLI, "-c", str(config), "status"], capture_output=True, text=True, cwd=REPO)
-        as_json = subprocess.run([*CLI, "-c", str(config), "status", "--json"], capture_output=True, text=True,
-                                 cwd=REPO)
-        listed = subprocess.run([*CLI, "-c", str(config), "outbox", "list"], capture_output=True, text=True,
-                                cwd=REPO)
+        wait_for(
+            lambda: (
+                (s := _status(tmp_path))
+                and s["outbox"]["pending"] > 0
+                and s["uplink"]["last_error"]
+            ),
+            timeout=30,
+            what="readings buffered while the uplink fails",
+        )
+        shown = subprocess.run(
+            [*CLI, "-c", str(config), "status"], capture_output=True, text=True, cwd=REPO
+        )
+        as_json = subprocess.run(
+            [*CLI, "-c", str(config), "status", "--json"], capture_output=True, text=True, cwd=REPO
+        )
+        listed = subprocess.run(
+            [*CLI, "-c", str(config), "outbox", "list"], capture_output=True, text=True, cwd=REPO
+        )
     finally:
         stop(proc)
     assert "entrance" in shown.stdout and "pending" in shown.stdout, shown.stdout + shown.stderr
@@ -249,25 +311,40 @@ def test_maintenance_console_status_and_outbox(tmp_path: Path, camera: SimCamera
     assert "entrance" in listed.stdout and "line_counts" in listed.stdout
 
 
-def test_sensors_test_and_doctor_name_the_problem(tmp_path: Path, camera: SimCamera, receiver: SimReceiver) -> None:
+def test_sensors_test_and_doctor_name_the_problem(
+    tmp_path: Path, camera: SimCamera, receiver: SimReceiver
+) -> None:
     tables = base_tables(tmp_path, receiver.url)
-    tables["sensors"] = [sensor_table("entrance", camera.url),
-                         sensor_table("wrong-pass", camera.url, password="nope"),
-                         sensor_table("unplugged", closed_port_url())]
+    tables["sensors"] = [
+        sensor_table("entrance", camera.url),
+        sensor_table("wrong-pass", camera.url, password="nope"),
+        sensor_table("unplugged", closed_port_url()),
+    ]
     config = write_config(tmp_path / "config.toml", tables)
-    sample = subprocess.run([*CLI, "-c", str(config), "sensors", "test", "entrance"],
-                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    sample = subprocess.run(
+        [*CLI, "-c", str(config), "sensors", "test", "entrance"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert sample.returncode == 0, sample.stdout + sample.stderr
     assert "line_counts" in sample.stdout and "final" in sample.stdout
-    doctor = subprocess.run([*CLI, "-c", str(config), "doctor"], capture_output=True, text=True, cwd=REPO,
-                            timeout=120)
+    doctor = subprocess.run(
+        [*CLI, "-c", str(config), "doctor"], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     out = doctor.stdout
     assert doctor.returncode == 1, out
     assert "PASS sensor entrance credentials and sample read" in out
-    assert "FAIL sensor wrong-pass credentials and sample read" in out and "username/password" in out
+    assert (
+        "FAIL sensor wrong-pass credentials and sample read" in out and "username/password" in out
+    )
     assert "FAIL sensor unplugged reachable" in out
     assert "PASS cloud API key accepted" in out
-    bad_key = write_config(tmp_path / "bad.toml", {**tables, "uplink": {**tables["uplink"], "api_key": "wrong"}})
-    doctor = subprocess.run([*CLI, "-c", str(bad_key), "doctor"], capture_output=True, text=True, cwd=REPO,
-                            timeout=120)
+    bad_key = write_config(
+        tmp_path / "bad.toml", {**tables, "uplink": {**tables["uplink"], "api_key": "wrong"}}
+    )
+    doctor = subprocess.run(
+        [*CLI, "-c", str(bad_key), "doctor"], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert "FAIL cloud API key accepted" in doctor.stdout

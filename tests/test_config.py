@@ -47,23 +47,43 @@ def test_a_good_file_loads_with_the_documented_defaults(tmp_path: Path) -> None:
     ("change", "message"),
     [
         (("[[sensors]]", "[[sensors]]\nintervl_s = 60"), "sensors[0].intervl_s: unknown key"),
-        (('id = "entrance-1"', 'id = "entrance-1"\ninterval_s = "often"'),
-         "sensors[0].interval_s: expected a number, got 'often'"),
-        (('id = "entrance-1"', 'id = "entrance-1"\ninterval_s = 0'), "sensors[0].interval_s: expected a number > 0"),
-        (('url = "http://127.0.0.1:9"', 'url = "192.168.1.100"'), "sensors[0].url: expected a URL like http://host[:port]"),  # example, refused
-        (('timezone = "Europe/Lisbon"', 'timezone = "Europe/Atlantis"'), "bridge.timezone: unknown IANA timezone"),
-        (('collect = ["line_counts", "live_counts"]', 'collect = ["people"]'),
-         "sensors[0].collect: 'people' is not one of line_counts, region_counts, live_counts"),
+        (
+            ('id = "entrance-1"', 'id = "entrance-1"\ninterval_s = "often"'),
+            "sensors[0].interval_s: expected a number, got 'often'",
+        ),
+        (
+            ('id = "entrance-1"', 'id = "entrance-1"\ninterval_s = 0'),
+            "sensors[0].interval_s: expected a number > 0",
+        ),
+        (
+            ('url = "http://127.0.0.1:9"', 'url = "192.168.1.100"'),
+            "sensors[0].url: expected a URL like http://host[:port]",
+        ),  # example, refused
+        (
+            ('timezone = "Europe/Lisbon"', 'timezone = "Europe/Atlantis"'),
+            "bridge.timezone: unknown IANA timezone",
+        ),
+        (
+            ('collect = ["line_counts", "live_counts"]', 'collect = ["people"]'),
+            "sensors[0].collect: 'people' is not one of line_counts, region_counts, live_counts",
+        ),
         (('api_key = "s3cret-key"', ""), "uplink.api_key: required (or api_key_file)"),
-        (('api_key = "s3cret-key"', 'api_key_file = "/nonexistent/key"'),
-         "uplink.api_key_file: cannot read /nonexistent/key"),
+        (
+            ('api_key = "s3cret-key"', 'api_key_file = "/nonexistent/key"'),
+            "uplink.api_key_file: cannot read /nonexistent/key",
+        ),
         (("[bridge]", "[bridg]"), "bridg: unknown key"),
-        (("[bridge]", "[led]\npin = 40\n[bridge]"), "led.pin: expected a BCM pin number 0..27, got 40"),
-        (("[bridge]", "[health]\nlisten = \"8080\"\n[bridge]"), "health.listen: expected host:port"),
-        (('auth', 'auth'), None),
+        (
+            ("[bridge]", "[led]\npin = 40\n[bridge]"),
+            "led.pin: expected a BCM pin number 0..27, got 40",
+        ),
+        (("[bridge]", '[health]\nlisten = "8080"\n[bridge]'), "health.listen: expected host:port"),
+        (("auth", "auth"), None),
     ],
 )
-def test_each_mistake_is_named_by_its_key(tmp_path: Path, change: tuple[str, str], message: str | None) -> None:
+def test_each_mistake_is_named_by_its_key(
+    tmp_path: Path, change: tuple[str, str], message: str | None
+) -> None:
     old, new = change
     if message is None:
         text = GOOD.replace("[[sensors]]", '[[sensors]]\nauth = "kerberos"')
@@ -95,7 +115,9 @@ def test_not_toml_and_missing_file_are_clear(tmp_path: Path) -> None:
 
 def test_secret_files_are_read_relative_to_the_config(tmp_path: Path) -> None:
     (tmp_path / "api_key").write_text("from-a-file\n")
-    config = load_config(write(tmp_path, GOOD.replace('api_key = "s3cret-key"', 'api_key_file = "api_key"')))
+    config = load_config(
+        write(tmp_path, GOOD.replace('api_key = "s3cret-key"', 'api_key_file = "api_key"'))
+    )
     assert config.uplink.api_key == "from-a-file"
 
 
@@ -110,8 +132,12 @@ def test_config_check_prints_the_config_with_secrets_masked(tmp_path: Path) -> N
 
 
 def test_config_check_lists_errors_and_fails(tmp_path: Path) -> None:
-    done = run_cli("-c", str(write(tmp_path, GOOD.replace("[[sensors]]", "[[sensors]]\nbogus = 1"))),
-                   "config", "check")
+    done = run_cli(
+        "-c",
+        str(write(tmp_path, GOOD.replace("[[sensors]]", "[[sensors]]\nbogus = 1"))),
+        "config",
+        "check",
+    )
     assert done.returncode == 2
     assert "sensors[0].bogus: unknown key" in done.stderr
     assert "s3cret" not in done.stderr + done.stdout
@@ -122,14 +148,24 @@ def test_left_out_tables_take_exactly_the_model_s_defaults(tmp_path: Path) -> No
 
     config = load_config(write(tmp_path, GOOD))
     assert (config.paths, config.outbox, config.watchdog, config.led, config.alerts) == (
-        PathsConfig(), OutboxConfig(), WatchdogConfig(), LedConfig(), AlertsConfig())
+        PathsConfig(),
+        OutboxConfig(),
+        WatchdogConfig(),
+        LedConfig(),
+        AlertsConfig(),
+    )
     assert config.uplink.heartbeat_s == 60 and config.alerts.ping_s == 60
 
 
-def test_a_broken_file_still_tells_the_led_its_pin_and_the_services_their_run_dir(tmp_path: Path) -> None:
+def test_a_broken_file_still_tells_the_led_its_pin_and_the_services_their_run_dir(
+    tmp_path: Path,
+) -> None:
     from appliance.config import ConfigWatch, LedConfig
 
-    broken = GOOD.replace("[uplink]", "[uplink]\nurll = 1") + '\n[led]\npin = 5\n[paths]\nrun_dir = "/tmp/x"\n'
+    broken = (
+        GOOD.replace("[uplink]", "[uplink]\nurll = 1")
+        + '\n[led]\npin = 5\n[paths]\nrun_dir = "/tmp/x"\n'
+    )
     watch = ConfigWatch(write(tmp_path, broken))
     assert watch.poll() is None and "uplink.urll: unknown key" in (watch.problems or [])
     assert watch.partial(LedConfig) == LedConfig(pin=5)
@@ -140,12 +176,25 @@ def test_a_broken_file_still_tells_the_led_its_pin_and_the_services_their_run_di
 
 def test_an_alerts_ping_url_is_a_masked_secret(tmp_path: Path) -> None:
     url = "https://hc-ping.example/ping/0f3c-secret-token"
-    done = run_cli("-c", str(write(tmp_path, GOOD + f'\n[alerts]\nping_url = "{url}"\nping_s = 30\n')),
-                   "config", "check")
+    done = run_cli(
+        "-c",
+        str(write(tmp_path, GOOD + f'\n[alerts]\nping_url = "{url}"\nping_s = 30\n')),
+        "config",
+        "check",
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["alerts"] == {"ping_url": "***", "ping_s": 30}
-    bad = run_cli("-c", str(write(tmp_path, GOOD + '\n[alerts]\nping_url = "hc-ping.example/secret-token"\nping_s = 0\n')),
-                  "config", "check")
+    bad = run_cli(
+        "-c",
+        str(
+            write(
+                tmp_path,
+                GOOD + '\n[alerts]\nping_url = "hc-ping.example/secret-token"\nping_s = 0\n',
+            )
+        ),
+        "config",
+        "check",
+    )
     assert bad.returncode == 2
     assert "alerts.ping_url: expected a URL like https://host[:port], got '***'" in bad.stderr
     assert "alerts.ping_s: expected a number >= 1, got 0" in bad.stderr

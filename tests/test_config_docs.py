@@ -34,7 +34,9 @@ def test_every_key_of_every_table_is_documented_with_its_limits():
                 assert f"`{title}`" in text, title
                 walk(section.model, f"{path}{f.name}.")
                 for type_name, typed in (section.by_type() if section.by_type else {}).items():
-                    assert f'`type = "{type_name}"`' in text, type_name  # [[sensors]]: each type's own keys
+                    assert f'`type = "{type_name}"`' in text, (
+                        type_name
+                    )  # [[sensors]]: each type's own keys
                     walk(typed, f"{path}{f.name}.")
                 continue
             if model is Config:
@@ -44,5 +46,12 @@ def test_every_key_of_every_table_is_documented_with_its_limits():
             assert f"| `{f.name}`" in text
 
     walk(Config, "")
-    for limit in ("256 KB", "4 KB", "200 `[[sensors]]`", "500 `[[mqtt.devices]]`", "user:password@", "link-local"):
+    for limit in (
+        "256 KB",
+        "4 KB",
+        "200 `[[sensors]]`",
+        "500 `[[mqtt.devices]]`",
+        "user:password@",
+        "link-local",
+    ):
         assert limit in text, limit

@@ -44,12 +44,20 @@ def sensor(url: str, **extra: Any) -> dict[str, Any]:
 
 def everything_printed(proc: subprocess.CompletedProcess[str], folder: Path) -> str:
     """What a person can see: the command's output and every file it left in ``folder``."""
-    files = [p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file() and not p.is_symlink()]
+    files = [
+        p.read_text(errors="replace")
+        for p in folder.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    ]
     return "\n".join([proc.stdout, proc.stderr, *files])
 
 
-def boot_import(boot_file: Path, target: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return run_cli("config", "import", "--from", str(boot_file), "--to", str(target), timeout=timeout)
+def boot_import(
+    boot_file: Path, target: Path, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return run_cli(
+        "config", "import", "--from", str(boot_file), "--to", str(target), timeout=timeout
+    )
 
 
 # ---------------------------------------------------------------- credentials in URLs
@@ -79,7 +87,9 @@ def test_config_check_refuses_a_url_with_credentials_and_never_prints_them(
     assert URL_PASSWORD not in done.stdout + done.stderr
 
 
-def test_the_boot_import_refuses_credentials_in_a_url_and_leaves_them_nowhere(tmp_path: Path) -> None:
+def test_the_boot_import_refuses_credentials_in_a_url_and_leaves_them_nowhere(
+    tmp_path: Path,
+) -> None:
     boot = tmp_path / "boot"
     boot.mkdir()
     tables = base_tables(tmp_path, f"https://bridge:{URL_PASSWORD}@example.invalid/ingest")
@@ -121,7 +131,9 @@ def answers_401() -> Iterator[str]:
     server.server_close()
 
 
-def test_a_query_string_secret_is_masked_by_config_check_and_doctor(tmp_path: Path, answers_401: str) -> None:
+def test_a_query_string_secret_is_masked_by_config_check_and_doctor(
+    tmp_path: Path, answers_401: str
+) -> None:
     tables = base_tables(tmp_path, f"{answers_401}/ingest?code={QUERY_SECRET}")
     tables["uplink"]["heartbeat_url"] = f"{answers_401}/heartbeat?token={QUERY_SECRET}"
     config = write_config(tmp_path / "config.toml", tables)
@@ -132,7 +144,9 @@ def test_a_query_string_secret_is_masked_by_config_check_and_doctor(tmp_path: Pa
     assert QUERY_SECRET not in check.stdout + check.stderr
 
     doctor = run_cli("-c", str(config), "doctor")
-    assert f"PASS cloud API reachable: {answers_401}/ingest?code=***" in doctor.stdout, doctor.stdout
+    assert f"PASS cloud API reachable: {answers_401}/ingest?code=***" in doctor.stdout, (
+        doctor.stdout
+    )
     assert QUERY_SECRET not in doctor.stdout + doctor.stderr
 
 
@@ -142,9 +156,15 @@ def test_the_collector_log_masks_a_query_string_secret(tmp_path: Path) -> None:
     config = write_config(tmp_path / "config.toml", tables)
     log = tmp_path / "collector.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([*CLI, "-c", str(config), "run"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [*CLI, "-c", str(config), "run"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
-        wait_for(lambda: "heartbeat to" in log.read_text(), timeout=30, what="the failed heartbeat's log line")
+        wait_for(
+            lambda: "heartbeat to" in log.read_text(),
+            timeout=30,
+            what="the failed heartbeat's log line",
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -196,8 +216,22 @@ def test_a_100_mb_boot_config_is_refused_quickly_with_bounded_memory(tmp_path: P
 
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS, *CLI, "config", "import", "--from", str(source), "--to", str(target)],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+        [
+            sys.executable,
+            "-c",
+            PEAK_RSS,
+            *CLI,
+            "config",
+            "import",
+            "--from",
+            str(source),
+            "--to",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
     )
     took = time.monotonic() - started
 
@@ -210,29 +244,40 @@ def test_a_100_mb_boot_config_is_refused_quickly_with_bounded_memory(tmp_path: P
     assert took < 20, f"took {took:.1f} s"
 
     check = run_cli("-c", str(source), "config", "check")
-    assert check.returncode == 2 and "the file is 104857600 bytes; at most 256 KB is read" in check.stderr
+    assert (
+        check.returncode == 2
+        and "the file is 104857600 bytes; at most 256 KB is read" in check.stderr
+    )
 
 
 def test_10000_sensors_are_refused_naming_the_limit(tmp_path: Path) -> None:
     raw = base_tables(tmp_path, closed_port_url())
-    raw["sensors"] = [sensor(f"http://127.0.0.1:{9000 + i % 50}", id=f"cam-{i}") for i in range(10_000)]
+    raw["sensors"] = [
+        sensor(f"http://127.0.0.1:{9000 + i % 50}", id=f"cam-{i}") for i in range(10_000)
+    ]
     with pytest.raises(ConfigError) as caught:
         parse_config(raw)
-    assert caught.value.problems == ["sensors: 10000 configured, a bridge serves at most 200; "
-                                     "split them over more bridges"]
+    assert caught.value.problems == [
+        "sensors: 10000 configured, a bridge serves at most 200; split them over more bridges"
+    ]
 
     raw["sensors"] = raw["sensors"][:200]
     assert len(parse_config(raw).sensors) == 200
 
     raw["sensors"] = raw["sensors"][:201] + [sensor(closed_port_url(), id="one-more")]
     done = run_cli("-c", str(write_config(tmp_path / "config.toml", raw)), "config", "check")
-    assert done.returncode == 2 and "sensors: 201 configured, a bridge serves at most 200" in done.stderr
+    assert (
+        done.returncode == 2
+        and "sensors: 201 configured, a bridge serves at most 200" in done.stderr
+    )
 
 
 def test_too_many_mqtt_devices_are_refused_naming_the_limit(tmp_path: Path) -> None:
     raw: dict[str, Any] = base_tables(tmp_path, closed_port_url())
     raw["mqtt"] = {"devices": [{"sensor_id": f"desk-{i}", "serial": f"SN{i}"} for i in range(501)]}
-    with pytest.raises(ConfigError, match=r"mqtt.devices: 501 configured, a bridge serves at most 500"):
+    with pytest.raises(
+        ConfigError, match=r"mqtt.devices: 501 configured, a bridge serves at most 500"
+    ):
         parse_config(raw)
 
 
@@ -251,8 +296,12 @@ def test_an_oversized_secret_file_is_refused(tmp_path: Path) -> None:
 SHADOW = "root:$6$SHADOWHASH$abcdef:19000:0:99999:7:::\n"
 
 
-@pytest.mark.parametrize("kind", ["link to /etc/shadow", "link to a valid config", "fifo", "folder"])
-def test_a_boot_config_that_is_not_a_plain_file_is_refused_unread(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize(
+    "kind", ["link to /etc/shadow", "link to a valid config", "fifo", "folder"]
+)
+def test_a_boot_config_that_is_not_a_plain_file_is_refused_unread(
+    tmp_path: Path, kind: str
+) -> None:
     boot = tmp_path / "boot"
     boot.mkdir()
     elsewhere = tmp_path / "elsewhere"
@@ -262,7 +311,11 @@ def test_a_boot_config_that_is_not_a_plain_file_is_refused_unread(tmp_path: Path
         (elsewhere / "shadow").write_text(SHADOW)
         source.symlink_to(elsewhere / "shadow")
     elif kind == "link to a valid config":
-        source.symlink_to(write_config(elsewhere / "c.toml", base_tables(tmp_path, closed_port_url(), "SHADOWHASH")))
+        source.symlink_to(
+            write_config(
+                elsewhere / "c.toml", base_tables(tmp_path, closed_port_url(), "SHADOWHASH")
+            )
+        )
     elif kind == "fifo":
         os.mkfifo(source)  # reading it would wait for a writer forever
     else:
@@ -294,7 +347,9 @@ def test_a_link_local_sensor_address_is_refused(tmp_path: Path, host: str) -> No
     ]
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]", "localhost", "192.0.2.10", "cam-1.store.invalid"])
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "[::1]", "localhost", "192.0.2.10", "cam-1.store.invalid"]
+)
 def test_loopback_and_store_addresses_stay_allowed(tmp_path: Path, host: str) -> None:
     raw = base_tables(tmp_path, closed_port_url())
     raw["sensors"] = [sensor(f"http://{host}:8080")]  # never contacted: only checked

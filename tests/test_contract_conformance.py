@@ -60,8 +60,14 @@ class Receiver:
     bridge_id: str
     stored: Callable[[], dict[str, tuple[int, Any, str]]]  # id -> (revision, values, when stored)
 
-    def post(self, batch: Any, *, gzipped: bool = False, headers: dict[str, str] | None = None,
-             data: bytes | None = None) -> requests.Response:
+    def post(
+        self,
+        batch: Any,
+        *,
+        gzipped: bool = False,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> requests.Response:
         batch_id = batch.get("batch_id") if isinstance(batch, dict) else None
         sent = contract_headers(self.api_key, batch_id, gzipped=gzipped)
         sent.update(headers or {})
@@ -84,8 +90,22 @@ class SimProcess:
         self.db = db
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [*CLI, "sim", "receiver", "--port", str(self.port), "--api-key", SIM_KEY, "--db", str(db)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                *CLI,
+                "sim",
+                "receiver",
+                "--port",
+                str(self.port),
+                "--api-key",
+                SIM_KEY,
+                "--db",
+                str(db),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self._wait_ready()
@@ -109,15 +129,26 @@ class SimProcess:
 
     def stored(self, bridge_id: str) -> dict[str, tuple[int, Any, str]]:
         with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as db:
-            rows = db.execute("SELECT id, revision, body, received_at FROM readings WHERE bridge_id = ?",
-                              (bridge_id,)).fetchall()
-        return {rid: (revision, json.loads(body)["values"], repr(at)) for rid, revision, body, at in rows}
+            rows = db.execute(
+                "SELECT id, revision, body, received_at FROM readings WHERE bridge_id = ?",
+                (bridge_id,),
+            ).fetchall()
+        return {
+            rid: (revision, json.loads(body)["values"], repr(at))
+            for rid, revision, body, at in rows
+        }
 
     def receiver(self) -> Receiver:
         base = f"http://127.0.0.1:{self.port}/api/bridge/v1"
         bridge_id = f"sim-{uuid.uuid4().hex[:12]}"
-        return Receiver("sim", f"{base}/ingest", f"{base}/heartbeat", SIM_KEY, bridge_id,
-                        lambda: self.stored(bridge_id))
+        return Receiver(
+            "sim",
+            f"{base}/ingest",
+            f"{base}/heartbeat",
+            SIM_KEY,
+            bridge_id,
+            lambda: self.stored(bridge_id),
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -136,8 +167,10 @@ def sim_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess
 
 def cloud_receiver(api: CloudApi) -> Receiver:
     def stored() -> dict[str, tuple[int, Any, str]]:
-        rows = api.query(f"select id, revision, \"values\" as vals, received_at::text || xmin::text as mark "
-                         f"from bridge_readings where bridge_id = '{api.bridge_id}'")
+        rows = api.query(
+            f'select id, revision, "values" as vals, received_at::text || xmin::text as mark '
+            f"from bridge_readings where bridge_id = '{api.bridge_id}'"
+        )
         return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
     return Receiver("cloud", api.ingest_url, api.heartbeat_url, api.api_key, api.bridge_id, stored)
@@ -163,8 +196,10 @@ def unique_sensor() -> str:
 
 def test_good_batch_is_stored_and_answered_with_counts(receiver: Receiver) -> None:
     sensor = unique_sensor()
-    records = [make_record(sensor, kind) for kind in
-               ("line_counts", "region_counts", "live_counts", "occupancy", "event")]
+    records = [
+        make_record(sensor, kind)
+        for kind in ("line_counts", "region_counts", "live_counts", "occupancy", "event")
+    ]
     answer = receiver.post(receiver.batch(records))
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"accepted": 5, "rejected": []}
@@ -175,9 +210,20 @@ def test_good_batch_is_stored_and_answered_with_counts(receiver: Receiver) -> No
 NEW_KINDS: dict[str, dict[str, Any]] = {
     "line_totals": {"total": {"in": 120, "out": 99}, "lines": {"1": {"in": 120, "out": 99}}},
     "dwell": {"regions": {"1": {"avg": 4105, "max": 8465}}},
-    "ambience": {"temperature_c": 23.8, "humidity_pct": 62, "co2_ppm": 936, "tvoc_iaq": 0.37, "pir": 1},
-    "occupancy": {"current_total": 10, "max": 12, "regions": {}, "occupied": {"1": True, "2": False},
-                  "region_names": {"1": "Desk A", "2": "Desk B"}},
+    "ambience": {
+        "temperature_c": 23.8,
+        "humidity_pct": 62,
+        "co2_ppm": 936,
+        "tvoc_iaq": 0.37,
+        "pir": 1,
+    },
+    "occupancy": {
+        "current_total": 10,
+        "max": 12,
+        "regions": {},
+        "occupied": {"1": True, "2": False},
+        "region_names": {"1": "Desk A", "2": "Desk B"},
+    },
 }
 BAD_NEW_KINDS: list[tuple[str, dict[str, Any], str]] = [
     ("line_totals", {"total": {"in": 1, "out": -1}, "lines": {}}, "values.total:"),
@@ -185,7 +231,11 @@ BAD_NEW_KINDS: list[tuple[str, dict[str, Any], str]] = [
     ("ambience", {}, "values:"),
     ("ambience", {"temperature_c": 21.5, "mood": 3}, "values:"),
     ("ambience", {"co2_ppm": "high"}, "values"),
-    ("occupancy", {"current_total": 1, "max": None, "regions": {}, "occupied": {"1": 1}}, "values.occupied:"),
+    (
+        "occupancy",
+        {"current_total": 1, "max": None, "regions": {}, "occupied": {"1": 1}},
+        "values.occupied:",
+    ),
     ("occupancy", {"current_total": 1, "max": None, "regions": {}, "seats": 4}, "values:"),
 ]
 
@@ -194,8 +244,10 @@ def test_kinds_added_for_lorawan_and_totals_are_stored_and_checked(receiver: Rec
     """line_totals, dwell, ambience and occupancy's optional keys (docs/ingest-contract.md)."""
     sensor = unique_sensor()
     good = [make_record(sensor, kind, values=values) for kind, values in NEW_KINDS.items()]
-    bad = [make_record(f"{sensor}-bad{i}", kind, values=values)
-           for i, (kind, values, _) in enumerate(BAD_NEW_KINDS)]
+    bad = [
+        make_record(f"{sensor}-bad{i}", kind, values=values)
+        for i, (kind, values, _) in enumerate(BAD_NEW_KINDS)
+    ]
     answer = receiver.post(receiver.batch(good + bad))
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -227,8 +279,12 @@ def test_replayed_batch_gets_the_same_answer_and_changes_nothing(receiver: Recei
 
 def test_lower_revision_after_a_higher_one_keeps_the_higher(receiver: Receiver) -> None:
     sensor, start = unique_sensor(), recent_period_start(3)
-    higher = make_record(sensor, start=start, revision=3, values={"total": {"in": 30, "out": 3}, "lines": {}})
-    lower = make_record(sensor, start=start, revision=2, values={"total": {"in": 20, "out": 2}, "lines": {}})
+    higher = make_record(
+        sensor, start=start, revision=3, values={"total": {"in": 30, "out": 3}, "lines": {}}
+    )
+    lower = make_record(
+        sensor, start=start, revision=2, values={"total": {"in": 20, "out": 2}, "lines": {}}
+    )
     assert receiver.post(receiver.batch([higher])).status_code == 200
     late = receiver.post(receiver.batch([lower]))
     # accepted (so the appliance forgets it) but stored nowhere
@@ -245,12 +301,22 @@ def test_lower_revision_after_a_higher_one_keeps_the_higher(receiver: Receiver) 
 
 BAD_RECORDS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("upper-case id", lambda r: r.update(id=r["id"].upper()), "id:"),
-    ("id of another period", lambda r: r.update(id=record_id("x", "line_counts", r["period_start"])), "id:"),
+    (
+        "id of another period",
+        lambda r: r.update(id=record_id("x", "line_counts", r["period_start"])),
+        "id:",
+    ),
     ("unknown kind", lambda r: r.update(kind="people"), "kind:"),
-    ("offset instead of Z", lambda r: r.update(period_start=r["period_start"].replace("Z", "+00:00")),
-     "period_start:"),
-    ("fractional period_start", lambda r: r.update(period_start=r["period_start"].replace("Z", ".5Z")),
-     "period_start:"),
+    (
+        "offset instead of Z",
+        lambda r: r.update(period_start=r["period_start"].replace("Z", "+00:00")),
+        "period_start:",
+    ),
+    (
+        "fractional period_start",
+        lambda r: r.update(period_start=r["period_start"].replace("Z", ".5Z")),
+        "period_start:",
+    ),
     ("end before start", lambda r: r.update(period_end="2000-01-01T00:00:00Z"), "period_end:"),
     ("final as text", lambda r: r.update(final="true"), "final:"),
     ("revision 0", lambda r: r.update(revision=0), "revision:"),
@@ -261,7 +327,11 @@ BAD_RECORDS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("negative count", lambda r: r["values"]["total"].update({"in": -1}), "values.total:"),
     ("float count", lambda r: r["values"]["lines"]["1"].update({"out": 1.5}), "values.lines:"),
     ("values not an object", lambda r: r.update(values=[1, 2]), "values:"),
-    ("line without a name", lambda r: r["values"].update(lines={"": {"in": 1, "out": 1}}), "values.lines:"),
+    (
+        "line without a name",
+        lambda r: r["values"].update(lines={"": {"in": 1, "out": 1}}),
+        "values.lines:",
+    ),
     ("revision beyond 64 bits", lambda r: r.update(revision=2**63), "revision:"),
     ("count beyond 64 bits", lambda r: r["values"]["total"].update({"in": 2**63}), "values.total:"),
     ("empty sensor_id", lambda r: r.update(sensor_id=""), "sensor_id:"),
@@ -292,13 +362,17 @@ def test_bad_records_are_rejected_by_id_and_the_good_ones_stored(receiver: Recei
     assert list(receiver.stored()) == [good["id"]]
 
 
-@pytest.mark.parametrize("spoil", [
-    pytest.param(lambda b: b["records"][0].pop("id"), id="record without id"),
-    pytest.param(lambda b: b["records"][0].update(id=7), id="id not a string"),
-    pytest.param(lambda b: b["records"].append("not an object"), id="record not an object"),
-])
-def test_a_record_that_cannot_be_named_fails_the_whole_batch(receiver: Receiver,
-                                                             spoil: Callable[[dict[str, Any]], None]) -> None:
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(lambda b: b["records"][0].pop("id"), id="record without id"),
+        pytest.param(lambda b: b["records"][0].update(id=7), id="id not a string"),
+        pytest.param(lambda b: b["records"].append("not an object"), id="record not an object"),
+    ],
+)
+def test_a_record_that_cannot_be_named_fails_the_whole_batch(
+    receiver: Receiver, spoil: Callable[[dict[str, Any]], None]
+) -> None:
     batch = receiver.batch(make_series(unique_sensor(), 2))
     spoil(batch)
     answer = receiver.post(batch)
@@ -312,18 +386,24 @@ def test_a_record_that_cannot_be_named_fails_the_whole_batch(receiver: Receiver,
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("spoil", "field"), [
-    pytest.param(lambda b: b.update(schema="sensor-bridge/ingest/v2"), "schema:", id="wrong schema"),
-    pytest.param(lambda b: b.pop("sent_at"), "", id="no sent_at"),
-    pytest.param(lambda b: b.pop("schema"), "", id="no schema"),
-    pytest.param(lambda b: b.update(sent_at="yesterday"), "sent_at:", id="sent_at not UTC"),
-    pytest.param(lambda b: b.update(batch_id=""), "", id="empty batch_id"),
-    pytest.param(lambda b: b.update(records=[]), "records:", id="no records"),
-    pytest.param(lambda b: b.update(records={"a": 1}), "records:", id="records not an array"),
-    pytest.param(lambda b: b.update(extra=1), "batch: unknown key", id="unknown envelope key"),
-])
-def test_malformed_batch_is_refused_whole(receiver: Receiver, spoil: Callable[[dict[str, Any]], None],
-                                          field: str) -> None:
+@pytest.mark.parametrize(
+    ("spoil", "field"),
+    [
+        pytest.param(
+            lambda b: b.update(schema="sensor-bridge/ingest/v2"), "schema:", id="wrong schema"
+        ),
+        pytest.param(lambda b: b.pop("sent_at"), "", id="no sent_at"),
+        pytest.param(lambda b: b.pop("schema"), "", id="no schema"),
+        pytest.param(lambda b: b.update(sent_at="yesterday"), "sent_at:", id="sent_at not UTC"),
+        pytest.param(lambda b: b.update(batch_id=""), "", id="empty batch_id"),
+        pytest.param(lambda b: b.update(records=[]), "records:", id="no records"),
+        pytest.param(lambda b: b.update(records={"a": 1}), "records:", id="records not an array"),
+        pytest.param(lambda b: b.update(extra=1), "batch: unknown key", id="unknown envelope key"),
+    ],
+)
+def test_malformed_batch_is_refused_whole(
+    receiver: Receiver, spoil: Callable[[dict[str, Any]], None], field: str
+) -> None:
     batch = receiver.batch(make_series(unique_sensor(), 2))
     spoil(batch)
     answer = receiver.post(batch)
@@ -332,17 +412,24 @@ def test_malformed_batch_is_refused_whole(receiver: Receiver, spoil: Callable[[d
     assert receiver.stored() == {}
 
 
-@pytest.mark.parametrize(("data", "headers"), [
-    pytest.param(b"{not json", {}, id="not JSON"),
-    pytest.param(b"[]", {}, id="a JSON array"),
-    pytest.param(None, {"Content-Type": "text/plain"}, id="text/plain"),
-    pytest.param(b"\x1f\x8b\x08garbage", {"Content-Encoding": "gzip"}, id="broken gzip"),
-    pytest.param(None, {"Content-Encoding": "br"}, id="brotli"),
-    pytest.param(None, {"Idempotency-Key": ""}, id="no Idempotency-Key"),
-    pytest.param(None, {"User-Agent": "curl/8"}, id="not sent by sensor-bridge"),
-    pytest.param(None, {"Idempotency-Key": "another-batch"}, id="Idempotency-Key not the batch_id"),
-])
-def test_malformed_request_is_refused_whole(receiver: Receiver, data: bytes | None, headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("data", "headers"),
+    [
+        pytest.param(b"{not json", {}, id="not JSON"),
+        pytest.param(b"[]", {}, id="a JSON array"),
+        pytest.param(None, {"Content-Type": "text/plain"}, id="text/plain"),
+        pytest.param(b"\x1f\x8b\x08garbage", {"Content-Encoding": "gzip"}, id="broken gzip"),
+        pytest.param(None, {"Content-Encoding": "br"}, id="brotli"),
+        pytest.param(None, {"Idempotency-Key": ""}, id="no Idempotency-Key"),
+        pytest.param(None, {"User-Agent": "curl/8"}, id="not sent by sensor-bridge"),
+        pytest.param(
+            None, {"Idempotency-Key": "another-batch"}, id="Idempotency-Key not the batch_id"
+        ),
+    ],
+)
+def test_malformed_request_is_refused_whole(
+    receiver: Receiver, data: bytes | None, headers: dict[str, str]
+) -> None:
     batch = receiver.batch(make_series(unique_sensor(), 1))
     answer = receiver.post(batch, data=data, headers=headers)
     assert answer.status_code in MALFORMED, (answer.status_code, answer.text)
@@ -351,9 +438,12 @@ def test_malformed_request_is_refused_whole(receiver: Receiver, data: bytes | No
 
 
 @pytest.mark.parametrize("authorization", ["", "Basic a2V5", "Bearer wrong-key", "Bearer"])
-def test_missing_or_wrong_key_is_refused_and_nothing_stored(receiver: Receiver, authorization: str) -> None:
-    answer = receiver.post(receiver.batch(make_series(unique_sensor(), 1)),
-                           headers={"Authorization": authorization})
+def test_missing_or_wrong_key_is_refused_and_nothing_stored(
+    receiver: Receiver, authorization: str
+) -> None:
+    answer = receiver.post(
+        receiver.batch(make_series(unique_sensor(), 1)), headers={"Authorization": authorization}
+    )
     assert answer.status_code in KEY_REJECTED, answer.text
     assert receiver.api_key not in answer.text
     assert receiver.stored() == {}
@@ -375,8 +465,10 @@ def test_key_is_checked_before_the_batch(receiver: Receiver) -> None:
 
 
 def test_bearer_scheme_is_case_insensitive(receiver: Receiver) -> None:
-    answer = receiver.post(receiver.batch(make_series(unique_sensor(), 1)),
-                           headers={"Authorization": f"bearer {receiver.api_key}"})
+    answer = receiver.post(
+        receiver.batch(make_series(unique_sensor(), 1)),
+        headers={"Authorization": f"bearer {receiver.api_key}"},
+    )
     assert answer.status_code == 200, answer.text
 
 
@@ -384,10 +476,16 @@ def test_oversize_body_is_413(receiver: Receiver) -> None:
     padding = b'{"schema": "' + b"x" * (5 * 1024 * 1024) + b'"}'
     answer = receiver.post({"batch_id": "big"}, data=padding)
     assert answer.status_code == 413, answer.text
-    streamed = requests.post(receiver.ingest_url, data=(b" " * (1024 * 1024) for _ in range(5)), timeout=TIMEOUT,
-                             headers=contract_headers(receiver.api_key, "chunked"))  # no Content-Length
+    streamed = requests.post(
+        receiver.ingest_url,
+        data=(b" " * (1024 * 1024) for _ in range(5)),
+        timeout=TIMEOUT,
+        headers=contract_headers(receiver.api_key, "chunked"),
+    )  # no Content-Length
     assert streamed.status_code == 413, streamed.text
-    bomb = encode_body({"schema": "0" * (17 * 1024 * 1024)}, gzipped=True)  # small sent, huge inflated
+    bomb = encode_body(
+        {"schema": "0" * (17 * 1024 * 1024)}, gzipped=True
+    )  # small sent, huge inflated
     answer = receiver.post({"batch_id": "bomb"}, data=bomb, headers={"Content-Encoding": "gzip"})
     assert answer.status_code == 413, answer.text
     assert receiver.stored() == {}
@@ -396,8 +494,12 @@ def test_oversize_body_is_413(receiver: Receiver) -> None:
 def test_chunked_body_is_read_like_any_other(receiver: Receiver) -> None:
     batch = receiver.batch(make_series(unique_sensor(), 2))
     data = encode_body(batch)
-    answer = requests.post(receiver.ingest_url, data=(data[i:i + 100] for i in range(0, len(data), 100)),
-                           headers=contract_headers(receiver.api_key, batch["batch_id"]), timeout=TIMEOUT)
+    answer = requests.post(
+        receiver.ingest_url,
+        data=(data[i : i + 100] for i in range(0, len(data), 100)),
+        headers=contract_headers(receiver.api_key, batch["batch_id"]),
+        timeout=TIMEOUT,
+    )
     assert (answer.status_code, answer.json()) == (200, {"accepted": 2, "rejected": []})
 
 
@@ -417,39 +519,66 @@ def test_too_many_records_is_413_so_the_appliance_halves(receiver: Receiver) -> 
 
 def test_heartbeat_is_accepted_with_or_without_content_type(receiver: Receiver) -> None:
     heartbeat = make_heartbeat(receiver.bridge_id, state="degraded")
-    for headers in (contract_headers(receiver.api_key), {"Authorization": f"Bearer {receiver.api_key}"},
-                    contract_headers(receiver.api_key, gzipped=True)):
-        answer = requests.post(receiver.heartbeat_url, headers=headers, timeout=TIMEOUT,
-                               data=encode_body(heartbeat, gzipped="Content-Encoding" in headers))
+    for headers in (
+        contract_headers(receiver.api_key),
+        {"Authorization": f"Bearer {receiver.api_key}"},
+        contract_headers(receiver.api_key, gzipped=True),
+    ):
+        answer = requests.post(
+            receiver.heartbeat_url,
+            headers=headers,
+            timeout=TIMEOUT,
+            data=encode_body(heartbeat, gzipped="Content-Encoding" in headers),
+        )
         assert answer.status_code == 200, (headers, answer.text)
         assert answer.json()["ok"] is True
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"state": "sleepy"}, "state:"),
-    ({"schema": "sensor-bridge/heartbeat/v2"}, "schema:"),
-    ({"uptime_s": "long"}, "uptime_s:"),
-    ({"outbox": {"pending": "many"}}, "outbox:"),
-    ({"wireguard_public_key": 42}, "wireguard_public_key:"),
-    ({"last_update": ["rolled back"]}, "last_update:"),
-])
-def test_malformed_heartbeat_is_refused(receiver: Receiver, change: dict[str, Any], field: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"state": "sleepy"}, "state:"),
+        ({"schema": "sensor-bridge/heartbeat/v2"}, "schema:"),
+        ({"uptime_s": "long"}, "uptime_s:"),
+        ({"outbox": {"pending": "many"}}, "outbox:"),
+        ({"wireguard_public_key": 42}, "wireguard_public_key:"),
+        ({"last_update": ["rolled back"]}, "last_update:"),
+    ],
+)
+def test_malformed_heartbeat_is_refused(
+    receiver: Receiver, change: dict[str, Any], field: str
+) -> None:
     heartbeat = {**make_heartbeat(receiver.bridge_id), **change}
-    answer = requests.post(receiver.heartbeat_url, data=encode_body(heartbeat), timeout=TIMEOUT,
-                           headers=contract_headers(receiver.api_key))
+    answer = requests.post(
+        receiver.heartbeat_url,
+        data=encode_body(heartbeat),
+        timeout=TIMEOUT,
+        headers=contract_headers(receiver.api_key),
+    )
     assert answer.status_code in MALFORMED, answer.text
     assert answer.json()["error"].startswith(field), answer.text
 
 
 def test_heartbeat_with_the_optional_fleet_keys_is_accepted(receiver: Receiver) -> None:
-    heartbeat = {**make_heartbeat(receiver.bridge_id), "wireguard_public_key": "x" * 43 + "=",
-                 "last_update": "update to 0.3.0 failed: the collector has not reported; rolled back to 0.2.0"}
-    answer = requests.post(receiver.heartbeat_url, data=encode_body(heartbeat), timeout=TIMEOUT,
-                           headers=contract_headers(receiver.api_key))
+    heartbeat = {
+        **make_heartbeat(receiver.bridge_id),
+        "wireguard_public_key": "x" * 43 + "=",
+        "last_update": "update to 0.3.0 failed: the collector has not reported; rolled back to 0.2.0",
+    }
+    answer = requests.post(
+        receiver.heartbeat_url,
+        data=encode_body(heartbeat),
+        timeout=TIMEOUT,
+        headers=contract_headers(receiver.api_key),
+    )
     assert answer.status_code == 200, answer.text
 
 
 def test_heartbeat_with_wrong_key_is_refused(receiver: Receiver) -> None:
-    answer = requests.post(receiver.heartbeat_url, data=encode_body(make_heartbeat(receiver.bridge_id)),
-                           headers=contract_headers("wrong-key"), timeout=TIMEOUT)
+    answer = requests.post(
+        receiver.heartbeat_url,
+        data=encode_body(make_heartbeat(receiver.bridge_id)),
+        headers=contract_headers("wrong-key"),
+        timeout=TIMEOUT,
+    )
     assert answer.status_code in KEY_REJECTED, answer.text

@@ -21,22 +21,40 @@ VENDOR_OCCUPANCY_STATUS = b"""{"event":"Region People Counting", "device_info":{
 
 
 def bad_messages() -> list[tuple[bytes, str]]:
-    lorawan = json.dumps({"devEUI": EUI, "fPort": 85, "time": "2025-07-01T10:00:00Z",
-                          "data": base64.b64encode(bytes.fromhex("7777")).decode()}).encode()
-    return [(VENDOR_OCCUPANCY_STATUS, "milesight/door")] * 3 + [(lorawan, "milesight/ug67/uplink")] * 2 + [
-        (b"\x89PNG", "milesight/door")]
+    lorawan = json.dumps(
+        {
+            "devEUI": EUI,
+            "fPort": 85,
+            "time": "2025-07-01T10:00:00Z",
+            "data": base64.b64encode(bytes.fromhex("7777")).decode(),
+        }
+    ).encode()
+    return (
+        [(VENDOR_OCCUPANCY_STATUS, "milesight/door")] * 3
+        + [(lorawan, "milesight/ug67/uplink")] * 2
+        + [(b"\x89PNG", "milesight/door")]
+    )
 
 
 def setup(tmp_path: Path) -> Path:
     config = write_config(tmp_path / "config.toml", base_tables(tmp_path, closed_port_url()))
     with config.open("a") as f:
-        f.write(f'\n[mqtt]\npassword = "x"\n\n[[mqtt.devices]]\nsensor_id = "door-1"\nserial = "369362028335"\n'
-                f'\n[[mqtt.devices]]\nsensor_id = "stall-3"\ndev_eui = "{EUI}"\nmodel = "vs330"\n')
-    parser = PushParser([MqttDevice("door-1", serial="369362028335"),
-                         MqttDevice("stall-3", dev_eui=EUI, model="vs330")], "UTC")
+        f.write(
+            f'\n[mqtt]\npassword = "x"\n\n[[mqtt.devices]]\nsensor_id = "door-1"\nserial = "369362028335"\n'
+            f'\n[[mqtt.devices]]\nsensor_id = "stall-3"\ndev_eui = "{EUI}"\nmodel = "vs330"\n'
+        )
+    parser = PushParser(
+        [
+            MqttDevice("door-1", serial="369362028335"),
+            MqttDevice("stall-3", dev_eui=EUI, model="vs330"),
+        ],
+        "UTC",
+    )
     box = Outbox(tmp_path / "state" / "outbox.db")
     for body, topic in bad_messages():
-        parsed = parser.parse(body, source="mqtt", topic=topic, origin=topic, received_at=datetime.now(UTC))
+        parsed = parser.parse(
+            body, source="mqtt", topic=topic, origin=topic, received_at=datetime.now(UTC)
+        )
         assert parsed.dead and not parsed.records
         box.add_dead(parsed.dead)
     box.close()
@@ -49,14 +67,21 @@ def test_outbox_list_dead_groups_by_device_and_reason_with_counts(tmp_path: Path
     assert done.returncode == 0, done.stderr
     heads = [line for line in done.stdout.splitlines() if not line.startswith(" ")]
     assert heads[0].startswith("door-1: 3 x not JSON: bare word Region1 in array at byte"), heads
-    assert heads[1].startswith("stall-3: 2 x vs330 frame 7777 from 24e124136b502217: byte 0: channel 0x77"), heads
-    assert heads[2].startswith("milesight/door: 1 x binary, not UTF-8 text"), heads  # no serial to go by
+    assert heads[1].startswith(
+        "stall-3: 2 x vs330 frame 7777 from 24e124136b502217: byte 0: channel 0x77"
+    ), heads
+    assert heads[2].startswith("milesight/door: 1 x binary, not UTF-8 text"), (
+        heads
+    )  # no serial to go by
     assert "pending 0, dead-letter 6" in done.stdout
 
 
 def test_status_says_which_devices_were_not_understood_today(tmp_path: Path):
     config = setup(tmp_path)
     out = run_cli("-c", str(config), "status").stdout
-    assert "door-1: 3 messages not understood today (first: not JSON: bare word Region1 in array at byte" in out
+    assert (
+        "door-1: 3 messages not understood today (first: not JSON: bare word Region1 in array at byte"
+        in out
+    )
     assert "stall-3: 2 messages not understood today (first: vs330 frame 7777" in out
     assert "milesight/door: 1 message not understood today (first: binary, not UTF-8 text" in out

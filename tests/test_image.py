@@ -69,15 +69,30 @@ from image_helpers import (
 
 pytestmark = pytest.mark.image
 
-UNITS = ["sensor-bridge.service", "sensor-bridge-relay.service", "sensor-bridge-watchdog.service",
-         "sensor-bridge-config.service"]
-INSTALLED = ["/opt/sensor-bridge", "/etc/sensor-bridge", "/var/lib/sensor-bridge", "/etc/systemd",
-             "/etc/ssh/sshd_config.d", "/etc/nftables.conf", "/usr/local/bin", "/etc/passwd", "/etc/group"]
+UNITS = [
+    "sensor-bridge.service",
+    "sensor-bridge-relay.service",
+    "sensor-bridge-watchdog.service",
+    "sensor-bridge-config.service",
+]
+INSTALLED = [
+    "/opt/sensor-bridge",
+    "/etc/sensor-bridge",
+    "/var/lib/sensor-bridge",
+    "/etc/systemd",
+    "/etc/ssh/sshd_config.d",
+    "/etc/nftables.conf",
+    "/usr/local/bin",
+    "/etc/passwd",
+    "/etc/group",
+]
 
 
 def provision(src: Path, root: Path, *args: str, check: bool = True) -> Any:
     env = clean_env(**host_ca_bundle(root))
-    return run([str(src / "provision.sh"), "--root", str(root), *args], env=env, check=check, timeout=900)
+    return run(
+        [str(src / "provision.sh"), "--root", str(root), *args], env=env, check=check, timeout=900
+    )
 
 
 def ssh_keypair(directory: Path) -> Path:
@@ -98,8 +113,11 @@ def arm64_root(tmp_path_factory: pytest.TempPathFactory):
     src = source_snapshot(work / "src")
     root = working_copy(base_rootfs(ARM64_SUITE, "arm64", ARM64_PACKAGES), work / "root")
     pigen_prepare(root, ssh_keypair(work).with_suffix(".pub").read_text())
-    log = run_stage(STAGE, root, {"SENSOR_BRIDGE_SRC": str(src), "FIRST_USER_NAME": FIRST_USER,
-                                  **host_ca_bundle(root)})
+    log = run_stage(
+        STAGE,
+        root,
+        {"SENSOR_BRIDGE_SRC": str(src), "FIRST_USER_NAME": FIRST_USER, **host_ca_bundle(root)},
+    )
     yield Installed(root, src, log)
     shutil.rmtree(work, ignore_errors=True)
 
@@ -143,17 +161,27 @@ def test_the_stage_installs_user_files_and_units(arm64_root):
     venv = root / "opt/sensor-bridge/venv"
     assert venv.is_symlink() and (venv / "bin/sensor-bridge").exists()
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
-    assert os.readlink(root / "usr/local/bin/sensor-bridge") == "/opt/sensor-bridge/venv/bin/sensor-bridge"
+    assert (
+        os.readlink(root / "usr/local/bin/sensor-bridge")
+        == "/opt/sensor-bridge/venv/bin/sensor-bridge"
+    )
 
     for unit in UNITS:
         path = root / "etc/systemd/system" / unit
         assert mode_owner(path) == ("0o644", "0", "0"), unit
-        assert (root / "etc/systemd/system/multi-user.target.wants" / unit).is_symlink(), f"{unit} not enabled"
+        assert (root / "etc/systemd/system/multi-user.target.wants" / unit).is_symlink(), (
+            f"{unit} not enabled"
+        )
     assert (root / "etc/systemd/system/mosquitto.service.d/sensor-bridge.conf").exists()
     assert (root / "etc/systemd/system/sysinit.target.wants/nftables.service").is_symlink()
-    assert (root / "etc/systemd/system/sysinit.target.wants/sensor-bridge-hostname.service").is_symlink()
+    assert (
+        root / "etc/systemd/system/sysinit.target.wants/sensor-bridge-hostname.service"
+    ).is_symlink()
 
-    assert "RuntimeWatchdogSec=15s" in (root / "etc/systemd/system.conf.d/50-sensor-bridge-watchdog.conf").read_text()
+    assert (
+        "RuntimeWatchdogSec=15s"
+        in (root / "etc/systemd/system.conf.d/50-sensor-bridge-watchdog.conf").read_text()
+    )
     journald = (root / "etc/systemd/journald.conf.d/50-sensor-bridge.conf").read_text()
     assert "SystemMaxUse=100M" in journald and "Storage=persistent" in journald
     sshd = (root / "etc/ssh/sshd_config.d/00-sensor-bridge.conf").read_text()
@@ -170,13 +198,17 @@ def test_no_password_anywhere_and_the_maintainer_gets_in_with_a_key(arm64_root):
     assert shadow_hash(root, "root") in ("*", "!", "!*")
     assert passwd_entry(root, FIRST_USER)[6] == "/bin/bash"
     assert "NOPASSWD" in (root / "etc/sudoers.d/010_sensor-bridge-admin").read_text()
-    assert (root / "home" / FIRST_USER / ".ssh/authorized_keys").read_text().startswith("ssh-ed25519 ")
+    assert (
+        (root / "home" / FIRST_USER / ".ssh/authorized_keys").read_text().startswith("ssh-ed25519 ")
+    )
 
 
 def test_units_pass_systemd_analyze_verify(arm64_root):
     root = arm64_root.root
-    proc = run(["systemd-analyze", f"--root={root}", "verify", *UNITS, "sensor-bridge-hostname.service"],
-               check=False)
+    proc = run(
+        ["systemd-analyze", f"--root={root}", "verify", *UNITS, "sensor-bridge-hostname.service"],
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "sensor-bridge" not in proc.stderr, proc.stderr  # no warnings about our units either
 
@@ -186,10 +218,17 @@ def test_sensor_bridge_runs_inside_the_image(arm64_root):
     assert chroot(root, "uname", "-m").stdout.strip() == "aarch64"
     version = chroot(root, "sensor-bridge", "--version").stdout
     assert version.startswith("sensor-bridge ")
-    check = chroot(root, "sensor-bridge", "-c", "/boot/firmware/sensor-bridge.example.toml", "config", "check")
+    check = chroot(
+        root, "sensor-bridge", "-c", "/boot/firmware/sensor-bridge.example.toml", "config", "check"
+    )
     assert "OK (1 sensor(s))" in check.stderr
     # psutil from Debian and lgpio-free gpiozero are importable from the venv
-    chroot(root, "/opt/sensor-bridge/venv/bin/python", "-c", "import psutil, gpiozero, paho.mqtt, requests")
+    chroot(
+        root,
+        "/opt/sensor-bridge/venv/bin/python",
+        "-c",
+        "import psutil, gpiozero, paho.mqtt, requests",
+    )
 
 
 def test_a_second_run_changes_nothing(arm64_root):
@@ -276,7 +315,9 @@ gate_s = {VM_GATE_S}
 """
 
 
-def vm_config(receiver_path: str, bridge_id: str = "store-vm", hub_public: str | None = None) -> str:
+def vm_config(
+    receiver_path: str, bridge_id: str = "store-vm", hub_public: str | None = None
+) -> str:
     extra = vm_remote_and_update(hub_public) if hub_public else ""
     return f"""\
 # What a person drops on the boot partition (see image/sensor-bridge.example.toml).
@@ -315,20 +356,34 @@ def vm_root(work: Path, pubkey: str, release_signers: str) -> Path:
     root = working_copy(base_rootfs(BOOT_SUITE, "amd64", BOOT_PACKAGES), work / "root")
     pigen_prepare(root, pubkey)
     # A Pi's fstab mounts the FAT boot partition at /boot/firmware; here it is the second disk.
-    (root / "etc/fstab").write_text("/dev/vda / ext4 defaults 0 1\n/dev/vdb /boot/firmware vfat defaults 0 2\n")
+    (root / "etc/fstab").write_text(
+        "/dev/vda / ext4 defaults 0 1\n/dev/vdb /boot/firmware vfat defaults 0 2\n"
+    )
     (root / "etc/systemd/network").mkdir(parents=True, exist_ok=True)
-    (root / "etc/systemd/network/20-vm.network").write_text("[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n")
+    (root / "etc/systemd/network/20-vm.network").write_text(
+        "[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n"
+    )
     chroot(root, "systemctl", "enable", "systemd-networkd", "systemd-networkd-wait-online")
     (root / "etc/machine-id").write_text("")  # as pi-gen exports it: a new id on first boot
-    run_stage(STAGE, root, {"SENSOR_BRIDGE_SRC": str(src), "FIRST_USER_NAME": FIRST_USER,
-                            "SENSOR_BRIDGE_MQTT": "1", **host_ca_bundle(root)})
+    run_stage(
+        STAGE,
+        root,
+        {
+            "SENSOR_BRIDGE_SRC": str(src),
+            "FIRST_USER_NAME": FIRST_USER,
+            "SENSOR_BRIDGE_MQTT": "1",
+            **host_ca_bundle(root),
+        },
+    )
     (root / "var/tmp/host-ca.pem").unlink(missing_ok=True)
     return root
 
 
 def get_health(guest: Guest) -> tuple[int, dict[str, Any]] | None:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{guest.health_port}/health", timeout=5) as reply:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{guest.health_port}/health", timeout=5
+        ) as reply:
             return reply.status, json.loads(reply.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
@@ -339,8 +394,17 @@ def get_health(guest: Guest) -> tuple[int, dict[str, Any]] | None:
 class Boot:
     """One boot of the guest with the simulators on the host; what the tests look at."""
 
-    def __init__(self, guest: Guest, camera: Any, receiver: Any, receiver_path: str, src: Path,
-                 hub_key: tuple[str, str], release_key: Path, served: Path) -> None:
+    def __init__(
+        self,
+        guest: Guest,
+        camera: Any,
+        receiver: Any,
+        receiver_path: str,
+        src: Path,
+        hub_key: tuple[str, str],
+        release_key: Path,
+        served: Path,
+    ) -> None:
         self.guest, self.camera, self.receiver = guest, camera, receiver
         self.receiver_path = receiver_path
         self.src = src  # the source snapshot installed
@@ -349,8 +413,12 @@ class Boot:
         self.served = served  # the host's release server serves this folder
 
     def wait_first_record(self, timeout: float) -> float:
-        wait_for("a reading delivered to the receiver", lambda: self.receiver.records(), timeout,
-                 alive=self.guest.dead)
+        wait_for(
+            "a reading delivered to the receiver",
+            lambda: self.receiver.records(),
+            timeout,
+            alive=self.guest.dead,
+        )
         return time.monotonic() - self.guest.started_at
 
 
@@ -365,7 +433,9 @@ class StaticServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+        self.httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder))
+        )
         self.port = self.httpd.server_address[1]
 
     def __enter__(self) -> StaticServer:
@@ -389,7 +459,9 @@ def vm(tmp_path_factory: pytest.TempPathFactory):
     key = ssh_keypair(work)
     (work / "release").mkdir()
     release_key = ssh_keypair(work / "release")
-    signers = run([sys.executable, str(REPO / "image/release.py"), "signers", f"{release_key}.pub"]).stdout
+    signers = run(
+        [sys.executable, str(REPO / "image/release.py"), "signers", f"{release_key}.pub"]
+    ).stdout
     hub_private = new_private_key()
     hub_key = (hub_private, public_key_of(hub_private))
     root = vm_root(work, key.with_suffix(".pub").read_text(), signers)
@@ -400,17 +472,40 @@ def vm(tmp_path_factory: pytest.TempPathFactory):
     ext4_image(root, work / "root.img")
     shutil.rmtree(root)
 
-    with SimCamera(timezone="Europe/Lisbon", username="admin", password="vm-camera-secret", seed=3) as camera, \
-            SimReceiver(db_path=work / "cloud.db", api_key="vm-uplink-secret") as receiver, \
-            StaticServer(work / "served") as releases:
+    with (
+        SimCamera(
+            timezone="Europe/Lisbon", username="admin", password="vm-camera-secret", seed=3
+        ) as camera,
+        SimReceiver(db_path=work / "cloud.db", api_key="vm-uplink-secret") as receiver,
+        StaticServer(work / "served") as releases,
+    ):
         receiver_port = int(receiver.url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
         receiver_path = "/" + receiver.url.split("//", 1)[1].split("/", 1)[1]
         camera_port = int(camera.url.rstrip("/").rsplit(":", 1)[1])
-        fat_image(work / "boot.img", {"sensor-bridge.toml": vm_config(receiver_path, hub_public=hub_key[1])})
-        guest = Guest(work, work / "root.img", work / "boot.img", work / "vmlinuz", work / "initrd.img",
-                      key, {VM_CAMERA: camera_port, VM_RECEIVER: receiver_port, VM_RELEASES: releases.port})
+        fat_image(
+            work / "boot.img",
+            {"sensor-bridge.toml": vm_config(receiver_path, hub_public=hub_key[1])},
+        )
+        guest = Guest(
+            work,
+            work / "root.img",
+            work / "boot.img",
+            work / "vmlinuz",
+            work / "initrd.img",
+            key,
+            {VM_CAMERA: camera_port, VM_RECEIVER: receiver_port, VM_RELEASES: releases.port},
+        )
         guest.start()
-        boot = Boot(guest, camera, receiver, receiver_path, work / "src", hub_key, release_key, releases.folder)
+        boot = Boot(
+            guest,
+            camera,
+            receiver,
+            receiver_path,
+            work / "src",
+            hub_key,
+            release_key,
+            releases.folder,
+        )
         try:
             yield boot
         finally:
@@ -429,8 +524,9 @@ def test_first_boot_delivers_the_cameras_readings(vm: Boot, record_property):
 
 
 def test_health_answers_from_outside_with_the_imported_config(vm: Boot):
-    status, body = wait_for("/health through the forwarded port", lambda: get_health(vm.guest), 120,
-                            alive=vm.guest.dead)
+    status, body = wait_for(
+        "/health through the forwarded port", lambda: get_health(vm.guest), 120, alive=vm.guest.dead
+    )
     assert status == 200, body
     assert body["bridge_id"] == "store-vm"  # from the boot partition's file, not a default
     assert "vm-uplink-secret" not in json.dumps(body)
@@ -449,26 +545,44 @@ def test_the_config_was_imported_and_its_secrets_left_the_card(vm: Boot):
 def test_services_run_and_the_box_is_locked_down(vm: Boot):
     guest = vm.guest
     guest.wait_ssh()
-    active = guest.ssh("systemctl is-active sensor-bridge sensor-bridge-watchdog nftables ssh",
-                       check=False).stdout.split()
-    assert active == ["active"] * 4, guest.ssh("systemctl --failed --no-legend; sudo journalctl -b -p warning "
-                                               "--no-pager | tail -40", check=False).stdout
+    active = guest.ssh(
+        "systemctl is-active sensor-bridge sensor-bridge-watchdog nftables ssh", check=False
+    ).stdout.split()
+    assert active == ["active"] * 4, guest.ssh(
+        "systemctl --failed --no-legend; sudo journalctl -b -p warning --no-pager | tail -40",
+        check=False,
+    ).stdout
     failed = guest.ssh("systemctl --failed --no-legend --plain", check=False).stdout.strip()
     assert failed == "", failed
     # Built with --mqtt and [mqtt] in the config: the broker and the relay run, the relay with
     # the broker password made at the first boot's import. The watchdog drives the LED by
     # default ([led] backend gpiozero) and copes with a machine that has no GPIO.
-    assert guest.ssh("systemctl is-active mosquitto sensor-bridge-relay sensor-bridge-watchdog",
-                     check=False).stdout.split() == ["active"] * 3
+    assert (
+        guest.ssh(
+            "systemctl is-active mosquitto sensor-bridge-relay sensor-bridge-watchdog", check=False
+        ).stdout.split()
+        == ["active"] * 3
+    )
     assert guest.ssh("test -s /run/sensor-bridge/led.json", check=False).returncode == 0
-    assert guest.ssh("sudo test -s /etc/mosquitto/sensor-bridge/relay.secret", check=False).returncode == 0
+    assert (
+        guest.ssh("sudo test -s /etc/mosquitto/sensor-bridge/relay.secret", check=False).returncode
+        == 0
+    )
     assert guest.ssh("systemctl show -p RuntimeWatchdogUSec --value").stdout.strip() == "15s"
     assert "table inet sensor_bridge" in guest.ssh("sudo nft list ruleset").stdout
     hostname = guest.ssh("hostname").stdout.strip()
     assert re.fullmatch(r"sensor-bridge-[0-9a-f]{6}", hostname), hostname
     # Keys only: no password prompt is offered, and root may not log in even with the key.
-    refused = guest.ssh("true", check=False, extra=("-o", "PreferredAuthentications=password,keyboard-interactive",
-                                                      "-o", "PubkeyAuthentication=no"))
+    refused = guest.ssh(
+        "true",
+        check=False,
+        extra=(
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+            "-o",
+            "PubkeyAuthentication=no",
+        ),
+    )
     assert refused.returncode != 0 and "Permission denied (publickey)" in refused.stderr
     assert guest.ssh("true", user="root", check=False).returncode != 0
 
@@ -487,27 +601,79 @@ def test_a_sensor_publishing_over_mqtt_reaches_the_receiver(vm: Boot):
         # drop-in leaves the unit no CAP_KILL. Signal it the way add-device means to.
         guest.ssh("sudo kill -HUP $(systemctl show -p MainPID --value mosquitto)")
     start = datetime.now(UTC).replace(second=0, microsecond=0, tzinfo=None) - timedelta(minutes=10)
-    report = json.dumps({
-        "event": "Region People Counting", "report_type": "interval",
-        "device_info": {"device": "Workplace Sensor", "device_sn": "SN-VM-DOOR"},
-        "time_info": {"timezone": "UTC+0:00", "dst_status": False,
-                      "start_time": start.strftime("%Y/%m/%d %H:%M:%S"),
-                      "end_time": (start + timedelta(minutes=1)).strftime("%Y/%m/%d %H:%M:%S")},
-        "current_total": 4, "max_counted": 6, "total_mapped_regions": 1,
-        "numbering_regions": [1], "current_counted": [4],
-    })
+    report = json.dumps(
+        {
+            "event": "Region People Counting",
+            "report_type": "interval",
+            "device_info": {"device": "Workplace Sensor", "device_sn": "SN-VM-DOOR"},
+            "time_info": {
+                "timezone": "UTC+0:00",
+                "dst_status": False,
+                "start_time": start.strftime("%Y/%m/%d %H:%M:%S"),
+                "end_time": (start + timedelta(minutes=1)).strftime("%Y/%m/%d %H:%M:%S"),
+            },
+            "current_total": 4,
+            "max_counted": 6,
+            "total_mapped_regions": 1,
+            "numbering_regions": [1],
+            "current_counted": [4],
+        }
+    )
 
-    sent = run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(guest.mqtt_port), "-i", "door-sensor",
-                "-u", "door-sensor", "-P", fields["Password"].strip(), "-q", "1",
-                "-t", fields["Topic"].strip(), "-m", report], check=False, timeout=30)
+    sent = run(
+        [
+            "mosquitto_pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(guest.mqtt_port),
+            "-i",
+            "door-sensor",
+            "-u",
+            "door-sensor",
+            "-P",
+            fields["Password"].strip(),
+            "-q",
+            "1",
+            "-t",
+            fields["Topic"].strip(),
+            "-m",
+            report,
+        ],
+        check=False,
+        timeout=30,
+    )
 
     assert sent.returncode == 0, sent.stderr
-    wait_for("the pushed reading at the receiver",
-             lambda: any(r["sensor_id"] == "SN-VM-DOOR" for r in vm.receiver.records().values()), 120,
-             alive=guest.dead)
-    wrong = run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(guest.mqtt_port), "-i", "intruder",
-                 "-u", "door-sensor", "-P", "not-the-password", "-q", "1", "-t", fields["Topic"].strip(),
-                 "-m", report], check=False, timeout=30)
+    wait_for(
+        "the pushed reading at the receiver",
+        lambda: any(r["sensor_id"] == "SN-VM-DOOR" for r in vm.receiver.records().values()),
+        120,
+        alive=guest.dead,
+    )
+    wrong = run(
+        [
+            "mosquitto_pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(guest.mqtt_port),
+            "-i",
+            "intruder",
+            "-u",
+            "door-sensor",
+            "-P",
+            "not-the-password",
+            "-q",
+            "1",
+            "-t",
+            fields["Topic"].strip(),
+            "-m",
+            report,
+        ],
+        check=False,
+        timeout=30,
+    )
     assert wrong.returncode != 0  # authentication is on
 
 
@@ -520,8 +686,10 @@ def test_provision_on_the_running_bridge_repairs_drift_and_then_has_nothing_to_d
     guest.copy_in(tarball, "/tmp/src.tar")
     guest.ssh("mkdir /tmp/src && tar -C /tmp/src -xf /tmp/src.tar")
     # Someone re-enabled password logins by hand.
-    guest.ssh("sudo sed -i 's/^PasswordAuthentication no/PasswordAuthentication yes/' "
-              "/etc/ssh/sshd_config.d/00-sensor-bridge.conf")
+    guest.ssh(
+        "sudo sed -i 's/^PasswordAuthentication no/PasswordAuthentication yes/' "
+        "/etc/ssh/sshd_config.d/00-sensor-bridge.conf"
+    )
 
     check = guest.ssh("sudo /tmp/src/provision.sh --check")
     repair = guest.ssh("sudo /tmp/src/provision.sh")
@@ -531,9 +699,15 @@ def test_provision_on_the_running_bridge_repairs_drift_and_then_has_nothing_to_d
     assert "1 change(s) would be made" in check.stderr
     assert "done: 1 change(s)" in repair.stderr, repair.stderr
     assert "nothing to change" in again.stderr, again.stderr
-    assert "PasswordAuthentication no" in guest.ssh("cat /etc/ssh/sshd_config.d/00-sensor-bridge.conf").stdout
-    refused = guest.ssh("true", check=False, extra=("-o", "PreferredAuthentications=password",
-                                                      "-o", "PubkeyAuthentication=no"))
+    assert (
+        "PasswordAuthentication no"
+        in guest.ssh("cat /etc/ssh/sshd_config.d/00-sensor-bridge.conf").stdout
+    )
+    refused = guest.ssh(
+        "true",
+        check=False,
+        extra=("-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"),
+    )
     assert "Permission denied (publickey)" in refused.stderr
     assert guest.ssh("systemctl is-active sensor-bridge").stdout.strip() == "active"
 
@@ -573,11 +747,16 @@ def dial_hub(guest: Guest) -> None:
 
 def tunnel_facts(guest: Guest) -> str:
     """What the bridge's and the hub's sides of the tunnel look like, for a failure's report."""
-    return guest.ssh("sudo sh -c 'ip -br addr; ip route; wg show; networkctl status wg-bridge --no-pager; "
-                     "ip netns exec hub wg show; ip -n hub -br addr'", check=False).stdout
+    return guest.ssh(
+        "sudo sh -c 'ip -br addr; ip route; wg show; networkctl status wg-bridge --no-pager; "
+        "ip netns exec hub wg show; ip -n hub -br addr'",
+        check=False,
+    ).stdout
 
 
-def test_the_tunnel_from_the_card_lets_the_hub_in_over_ssh_once_it_has_the_bridges_key(vm: Boot, record_property):
+def test_the_tunnel_from_the_card_lets_the_hub_in_over_ssh_once_it_has_the_bridges_key(
+    vm: Boot, record_property
+):
     """Section 8 of image/README.md in one guest: a hub with the wrong key gets nothing, the right one SSH."""
     from appliance.remote import new_private_key, public_key_of
 
@@ -585,16 +764,30 @@ def test_the_tunnel_from_the_card_lets_the_hub_in_over_ssh_once_it_has_the_bridg
     guest.wait_ssh()
     started = time.monotonic()
     # The tunnel came up at boot from the card's [remote]: config import, remote setup, networkd.
-    assert guest.ssh("command -v wg", check=False).returncode == 0, "wireguard-tools missing from the image"
+    assert guest.ssh("command -v wg", check=False).returncode == 0, (
+        "wireguard-tools missing from the image"
+    )
     assert "wireguard" in guest.ssh("ip -d link show wg-bridge").stdout
     shown = guest.ssh("sudo sensor-bridge remote show").stdout
     bridge_public = re.search(r"^PublicKey = (\S+)$", shown, re.M).group(1)
-    assert guest.ssh("cat /boot/firmware/sensor-bridge-wireguard.pub").stdout.strip() == bridge_public
+    assert (
+        guest.ssh("cat /boot/firmware/sensor-bridge-wireguard.pub").stdout.strip() == bridge_public
+    )
     assert f"AllowedIPs = {BRIDGE_TUNNEL}/32" in shown
     stranger = public_key_of(new_private_key())  # someone pasted the wrong [Peer] into the hub
-    guest.ssh("sudo bash -c " + shlex.quote(HUB_UP.format(
-        bridge_lan=BRIDGE_LAN, hub_lan=HUB_LAN, private=vm.hub_private, peer=stranger, bridge=BRIDGE_TUNNEL,
-        hub=HUB_TUNNEL)))
+    guest.ssh(
+        "sudo bash -c "
+        + shlex.quote(
+            HUB_UP.format(
+                bridge_lan=BRIDGE_LAN,
+                hub_lan=HUB_LAN,
+                private=vm.hub_private,
+                peer=stranger,
+                bridge=BRIDGE_TUNNEL,
+                hub=HUB_TUNNEL,
+            )
+        )
+    )
 
     # The bridge dials the hub; the hub does not know its key, so no handshake ever completes.
     dial_hub(guest)
@@ -608,20 +801,35 @@ def test_the_tunnel_from_the_card_lets_the_hub_in_over_ssh_once_it_has_the_bridg
     guest.ssh(f"sudo ip netns exec hub wg set wg-hub peer '{stranger}' remove")
     guest.ssh("sudo ip netns exec hub wg addconf wg-hub /run/bridge-peer.conf")
     try:
-        wait_for("a handshake with the hub", lambda: dial_hub(guest) or bridge_handshake(guest), 60, every=1,
-                 alive=guest.dead)
+        wait_for(
+            "a handshake with the hub",
+            lambda: dial_hub(guest) or bridge_handshake(guest),
+            60,
+            every=1,
+            alive=guest.dead,
+        )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{tunnel_facts(guest)}") from None
-    assert re.search(r"tunnel: last handshake \d+ s ago", guest.ssh("sudo sensor-bridge status", check=False).stdout)
+    assert re.search(
+        r"tunnel: last handshake \d+ s ago",
+        guest.ssh("sudo sensor-bridge status", check=False).stdout,
+    )
 
     # From the hub's namespace, with the admin key: SSH answers on the tunnel, nothing else does.
     guest.copy_in(guest.key, "/tmp/admin-key")
-    hub_ssh = ("sudo ip netns exec hub ssh -i /tmp/admin-key -o BatchMode=yes -o StrictHostKeyChecking=no "
-               f"-o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 -o LogLevel=ERROR {FIRST_USER}@{BRIDGE_TUNNEL} ")
+    hub_ssh = (
+        "sudo ip netns exec hub ssh -i /tmp/admin-key -o BatchMode=yes -o StrictHostKeyChecking=no "
+        f"-o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 -o LogLevel=ERROR {FIRST_USER}@{BRIDGE_TUNNEL} "
+    )
     through = guest.ssh(hub_ssh + "'echo $SSH_CONNECTION'").stdout.split()
     assert through[0] == HUB_TUNNEL and through[2:] == [BRIDGE_TUNNEL, "22"], through
-    health = guest.ssh(f"sudo ip netns exec hub timeout 3 bash -c 'echo >/dev/tcp/{BRIDGE_TUNNEL}/8080'", check=False)
-    assert health.returncode != 0  # /health listens on every address, yet the tunnel answers SSH only
+    health = guest.ssh(
+        f"sudo ip netns exec hub timeout 3 bash -c 'echo >/dev/tcp/{BRIDGE_TUNNEL}/8080'",
+        check=False,
+    )
+    assert (
+        health.returncode != 0
+    )  # /health listens on every address, yet the tunnel answers SSH only
     guest.ssh("rm -f /tmp/admin-key")
     record_property("vm_tunnel_test_s", round(time.monotonic() - started, 1))
 
@@ -644,9 +852,15 @@ def vm_releases(vm: Boot) -> dict[str, str]:
     cache = CACHE_DIR / "release-wheels"  # PyPI once, then offline
     started = time.monotonic()
     build_release(base / "out", vm.release_key, cache, good)
-    crashing = patched_tree(base / "broken", {"appliance/collector.py": (  # `sensor-bridge run` dies at start
-        "def _run(args: argparse.Namespace) -> int:\n",
-        "def _run(args: argparse.Namespace) -> int:\n    raise SystemExit('this release is broken')\n")})
+    crashing = patched_tree(
+        base / "broken",
+        {
+            "appliance/collector.py": (  # `sensor-bridge run` dies at start
+                "def _run(args: argparse.Namespace) -> int:\n",
+                "def _run(args: argparse.Namespace) -> int:\n    raise SystemExit('this release is broken')\n",
+            )
+        },
+    )
     build_release(base / "out", vm.release_key, cache, broken, crashing)
     print(f"two releases built in {time.monotonic() - started:.1f} s")
     return {"out": str(base / "out"), "good": good, "broken": broken}
@@ -672,7 +886,9 @@ def polled_on(guest: Guest, version: str, since: float) -> bool:
     return body.get("version") == version and float(body.get("written_at") or 0) > since
 
 
-def test_the_running_bridge_updates_and_a_broken_release_rolls_back(vm: Boot, vm_releases, record_property):
+def test_the_running_bridge_updates_and_a_broken_release_rolls_back(
+    vm: Boot, vm_releases, record_property
+):
     guest, good, broken = vm.guest, vm_releases["good"], vm_releases["broken"]
     guest.wait_ssh()
     publish(vm, vm_releases, good)
@@ -684,7 +900,9 @@ def test_the_running_bridge_updates_and_a_broken_release_rolls_back(vm: Boot, vm
     assert updated.returncode == 0, updated.stdout + updated.stderr
     assert guest.ssh("readlink /opt/sensor-bridge/venv").stdout.strip() == f"venv-{good}"
     assert collector_status(guest)["version"] == good
-    assert f"update: updated to {good}" in guest.ssh("sudo sensor-bridge status", check=False).stdout
+    assert (
+        f"update: updated to {good}" in guest.ssh("sudo sensor-bridge status", check=False).stdout
+    )
 
     publish(vm, vm_releases, good, broken)
     started = time.monotonic()
@@ -694,30 +912,54 @@ def test_the_running_bridge_updates_and_a_broken_release_rolls_back(vm: Boot, vm
 
     assert guest.ssh("readlink /opt/sensor-bridge/venv").stdout.strip() == f"venv-{good}"
     status = guest.ssh("sudo sensor-bridge status", check=False).stdout
-    assert re.search(rf"update: update to {re.escape(broken)} failed: .+; rolled back to {re.escape(good)}", status), status
-    assert "up to date" in guest.ssh("sudo sensor-bridge update --check").stdout  # marked bad: never again by itself
+    assert re.search(
+        rf"update: update to {re.escape(broken)} failed: .+; rolled back to {re.escape(good)}",
+        status,
+    ), status
+    assert (
+        "up to date" in guest.ssh("sudo sensor-bridge update --check").stdout
+    )  # marked bad: never again by itself
     # The old version is back and polling: the collector reports it, /health answers.
     back = float(guest.ssh("date +%s").stdout)
-    wait_for("the rolled-back collector's status", lambda: polled_on(guest, good, back), 120, every=2,
-             alive=guest.dead)
-    wait_for("/health after the rollback", lambda: (get_health(guest) or (0,))[0] == 200, 60, alive=guest.dead)
+    wait_for(
+        "the rolled-back collector's status",
+        lambda: polled_on(guest, good, back),
+        120,
+        every=2,
+        alive=guest.dead,
+    )
+    wait_for(
+        "/health after the rollback",
+        lambda: (get_health(guest) or (0,))[0] == 200,
+        60,
+        alive=guest.dead,
+    )
     record_property("vm_good_update_s", round(good_s, 1))
     record_property("vm_rollback_s", round(rollback_s, 1))
-    print(f"\nin the VM ({' '.join(accelerator())}): good update {good_s:.1f} s, "
-          f"broken release rolled back {rollback_s:.1f} s (gate_s {VM_GATE_S})")
+    print(
+        f"\nin the VM ({' '.join(accelerator())}): good update {good_s:.1f} s, "
+        f"broken release rolled back {rollback_s:.1f} s (gate_s {VM_GATE_S})"
+    )
 
 
 def test_a_bad_config_keeps_the_old_one_and_explains_on_the_card(vm: Boot):
     guest = vm.guest
     guest.stop()
     assert guest.proc is not None and guest.proc.returncode == 0, guest.console_tail()
-    bad = vm_config(vm.receiver_path, bridge_id="store-vm-2").replace("interval_s = 5", "interval_s = -5")
+    bad = vm_config(vm.receiver_path, bridge_id="store-vm-2").replace(
+        "interval_s = 5", "interval_s = -5"
+    )
     fat_put(guest.boot_img, "sensor-bridge.toml", bad)
 
     guest.start()
-    status, body = wait_for("/health after the reboot", lambda: get_health(guest), 180, alive=guest.dead)
+    status, body = wait_for(
+        "/health after the reboot", lambda: get_health(guest), 180, alive=guest.dead
+    )
     assert body.get("bridge_id") == "store-vm"  # still the old config
-    assert guest.ssh("systemctl is-failed sensor-bridge-config", check=False).stdout.strip() == "failed"
+    assert (
+        guest.ssh("systemctl is-failed sensor-bridge-config", check=False).stdout.strip()
+        == "failed"
+    )
     guest.stop()
 
     card = fat_files(guest.boot_img)

@@ -28,7 +28,10 @@ MOCK = {"GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin"}
 
 def segments(pin) -> list[tuple[float, float]]:
     """(value, seconds held) for every completed state of a mock pin."""
-    held = [(float(state.state), nxt.timestamp) for state, nxt in zip(pin.states, pin.states[1:], strict=False)]
+    held = [
+        (float(state.state), nxt.timestamp)
+        for state, nxt in zip(pin.states, pin.states[1:], strict=False)
+    ]
     while held and held[0][0] == 0.0:  # dark before the pattern's first step
         held.pop(0)
     return held
@@ -41,7 +44,10 @@ def near(values: list[float], expected: float, tolerance: float) -> bool:
 def test_every_pattern_blinks_at_its_pace():
     factory = MockFactory(pin_class=MockPWMPin)
     pins = {state: 10 + i for i, state in enumerate(PATTERNS)}
-    lights = {state: Light.open(LedConfig(backend="gpiozero", pin=pin), factory) for state, pin in pins.items()}
+    lights = {
+        state: Light.open(LedConfig(backend="gpiozero", pin=pin), factory)
+        for state, pin in pins.items()
+    }
     for state, light in lights.items():
         light.show(state)
     time.sleep(5.6)  # one maintenance period (5 s) and the start of the next flash
@@ -52,8 +58,16 @@ def test_every_pattern_blinks_at_its_pace():
     on = {s: [t for v, t in seen[s] if v == 1.0] for s in seen}
     off = {s: [t for v, t in seen[s] if v == 0.0] for s in seen}
     assert seen["ok"] == [(1.0, seen["ok"][0][1])]  # on once, until closed
-    assert len(on["degraded"]) >= 4 and near(on["degraded"], 0.5, 0.05) and near(off["degraded"], 0.5, 0.05)
-    assert len(on["error"]) >= 16 and near(on["error"], 0.125, 0.03) and near(off["error"], 0.125, 0.03)
+    assert (
+        len(on["degraded"]) >= 4
+        and near(on["degraded"], 0.5, 0.05)
+        and near(off["degraded"], 0.5, 0.05)
+    )
+    assert (
+        len(on["error"]) >= 16
+        and near(on["error"], 0.125, 0.03)
+        and near(off["error"], 0.125, 0.03)
+    )
     # double blink every 2 s: on 0.2, off 0.2, on 0.2, off 1.4
     assert len(on["no-config"]) >= 4 and near(on["no-config"], 0.2, 0.05)
     assert sorted(round(t, 1) for t in off["no-config"])[0] == pytest.approx(0.2, abs=0.1)
@@ -103,11 +117,19 @@ def test_the_table_covers_every_state_and_is_the_readme_s():
     block = re.search(r"<!-- led-table[^>]*-->\n(.*?)<!-- /led-table -->", readme, re.S)
     if not block:
         pytest.skip("README.md has no <!-- led-table --> marker")
-    assert block.group(1).strip() == markdown_table(), "README's LED table differs: paste `sensor-bridge led table`"
+    assert block.group(1).strip() == markdown_table(), (
+        "README's LED table differs: paste `sensor-bridge led table`"
+    )
 
 
 def test_led_test_plays_every_pattern():
-    result = run_cli("led", "test", "--each", "0.05", env={**os.environ, **MOCK, "SENSOR_BRIDGE_CONFIG": "/nonexistent"})
+    result = run_cli(
+        "led",
+        "test",
+        "--each",
+        "0.05",
+        env={**os.environ, **MOCK, "SENSOR_BRIDGE_CONFIG": "/nonexistent"},
+    )
     assert result.returncode == 0, result.stderr
     shown = [line.split(":")[0] for line in result.stdout.splitlines()[1:]]
     assert shown == list(PATTERNS)
@@ -125,7 +147,11 @@ def led_status(lab: Lab) -> dict:
 
 
 def showing(lab: Lab, state: str, timeout: float = 15) -> dict:
-    return wait_for(lambda: (s := led_status(lab)).get("showing") == state and s, timeout, f"the LED to show {state}")
+    return wait_for(
+        lambda: (s := led_status(lab)).get("showing") == state and s,
+        timeout,
+        f"the LED to show {state}",
+    )
 
 
 def test_the_led_shows_the_worst_state_and_maintenance_wins(lab: Lab, tmp_path):
@@ -136,13 +162,19 @@ def test_the_led_shows_the_worst_state_and_maintenance_wins(lab: Lab, tmp_path):
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(tmp_path / "notify.sock"))
         sock.settimeout(15)
-        lab.spawn([*CLI, "-c", str(lab.config_path), "led"], "led.log",
-                  {**MOCK, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+        lab.spawn(
+            [*CLI, "-c", str(lab.config_path), "led"],
+            "led.log",
+            {**MOCK, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")},
+        )
         assert sock.recv(4096) == b"READY=1"
         assert sock.recv(4096).startswith(b"WATCHDOG=1")
 
     status = showing(lab, "degraded")
-    assert status["pattern"] == PATTERNS["degraded"].led and "relay: stand-in relay" in status["reason"]
+    assert (
+        status["pattern"] == PATTERNS["degraded"].led
+        and "relay: stand-in relay" in status["reason"]
+    )
     assert status["state"] == "ok" and status["light"] == "LED on GPIO17"
 
     relay.kill()  # its file goes stale: a dead service is an error
@@ -196,13 +228,17 @@ def test_the_watchdog_drives_the_led_and_it_tells_a_hung_collector(lab: Lab):
     path = led_config(lab, watchdog={"stall_s": 600})
     good = path.read_text()
     collector = lab.service("collector", "ok")
-    proc = lab.spawn([*CLI, "-c", str(path), "watchdog", "--network-probe", "true"], "watchdog.log", MOCK)
+    proc = lab.spawn(
+        [*CLI, "-c", str(path), "watchdog", "--network-probe", "true"], "watchdog.log", MOCK
+    )
     status = showing(lab, "ok")
     assert status["pid"] == proc.pid and status["light"] == "LED on GPIO17"
     assert wait_for(lambda: (read_json(lab.run_dir / "watchdog.json") or {}).get("pid") == proc.pid)
 
     collector.freeze()  # hung: its status file goes stale
-    write_json_atomic(lab.run_dir / "collector.json", {"state": "ok", "written_at": time.time() - 100})
+    write_json_atomic(
+        lab.run_dir / "collector.json", {"state": "ok", "written_at": time.time() - 100}
+    )
     assert "collector: status file stale" in showing(lab, "error")["reason"]
 
     path.write_text(good.replace("[uplink]", "[uplink]\nurll = 1"))
@@ -212,6 +248,10 @@ def test_the_watchdog_drives_the_led_and_it_tells_a_hung_collector(lab: Lab):
     wait_for(lambda: "not driving one" in lab.log("watchdog.log"), what="the LED let go")
     last = led_status(lab)["written_at"]
     watchdog_written = (read_json(lab.run_dir / "watchdog.json") or {})["written_at"]
-    wait_for(lambda: (read_json(lab.run_dir / "watchdog.json") or {})["written_at"] > watchdog_written + 2,
-             what="the watchdog writing on")
+    wait_for(
+        lambda: (
+            (read_json(lab.run_dir / "watchdog.json") or {})["written_at"] > watchdog_written + 2
+        ),
+        what="the watchdog writing on",
+    )
     assert led_status(lab)["written_at"] == last and proc.poll() is None

@@ -27,7 +27,12 @@ EUI = "24e124136b502217"
 def test_decode_prints_the_values_as_json_and_names_the_byte_that_breaks_the_layout():
     done = run_cli("decode", "VS350", "04CC12001600 05CC13001400", "--fport", "85")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"total_in": 18, "total_out": 22, "period_in": 19, "period_out": 20}
+    assert json.loads(done.stdout) == {
+        "total_in": 18,
+        "total_out": 22,
+        "period_in": 19,
+        "period_out": 20,
+    }
     broken = run_cli("decode", "vs350", "04CC1200")
     assert broken.returncode == 1 and "byte 0: total in/out needs 4 data bytes" in broken.stderr
     assert run_cli("decode", "vs350", "zz").returncode == 2
@@ -44,9 +49,13 @@ def test_gateway_added_and_configured_as_printed_delivers_each_uplink_once(broke
 
     tables = relay_tables(tmp_path, broker.port, broker.push_port)  # type: ignore[attr-defined]
     write_config(broker.config, tables)
-    with broker.config.open("a") as config:  # the entry a person adds for the device behind the gateway
-        config.write(f'\n[[mqtt.devices]]\nsensor_id = "door-1"\ndev_eui = "{EUI.upper()}"\n'
-                     'model = "vs133"\nperiod_s = 300\n')
+    with broker.config.open(
+        "a"
+    ) as config:  # the entry a person adds for the device behind the gateway
+        config.write(
+            f'\n[[mqtt.devices]]\nsensor_id = "door-1"\ndev_eui = "{EUI.upper()}"\n'
+            'model = "vs133"\nperiod_s = 300\n'
+        )
     relay = RelayProcess(broker.config, tmp_path / "run", tmp_path / "relay.log").start()
     try:
         relay.wait_connected()
@@ -54,8 +63,12 @@ def test_gateway_added_and_configured_as_printed_delivers_each_uplink_once(broke
         n = 50
         for i in range(n):
             frame = bytes.fromhex("05CC") + i.to_bytes(2, "little") + (i // 2).to_bytes(2, "little")
-            uplink = {"devEUI": EUI, "fPort": 85, "time": f"2025-07-01T10:{i:02d}:00Z",
-                      "data": base64.b64encode(frame).decode()}
+            uplink = {
+                "devEUI": EUI,
+                "fPort": 85,
+                "time": f"2025-07-01T10:{i:02d}:00Z",
+                "data": base64.b64encode(frame).decode(),
+            }
             gateway.publish(json.dumps(uplink))
             if i % 10 == 0:
                 gateway.publish(json.dumps(uplink))  # the gateway retries: still one reading
@@ -69,7 +82,10 @@ def test_gateway_added_and_configured_as_printed_delivers_each_uplink_once(broke
         assert sample["kind"] == "line_counts" and sample["period_start"] == "2025-07-01T10:02:00Z"
         assert sample["values"]["lines"] == {"1": {"in": 7, "out": 3}}
         dead = box.dead()
-        assert len(dead) == 1 and "channel 0x77 type 0x77 is not in the VS133 layout" in dead[0]["reason"]
+        assert (
+            len(dead) == 1
+            and "channel 0x77 type 0x77 is not in the VS133 layout" in dead[0]["reason"]
+        )
         gateway.close()
     finally:
         relay.cleanup()

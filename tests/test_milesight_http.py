@@ -29,9 +29,11 @@ from appliance.sources.milesight_http import (
     read_sample,
 )
 
-FIRMWARE_HEADER = ("StartTime, EndTime, Tolal - In, Tolal - Out, Tolal - Sum, Line1 - In, Line1 - Out, Line1 - Sum, "
-                   "Line2 - In, Line2 - Out, Line2 - Sum, Line3 - In, Line3 - Out, Line3 - Sum, Line4 - In, "
-                   "Line4 - Out, Line4 - Sum")
+FIRMWARE_HEADER = (
+    "StartTime, EndTime, Tolal - In, Tolal - Out, Tolal - Sum, Line1 - In, Line1 - Out, Line1 - Sum, "
+    "Line2 - In, Line2 - Out, Line2 - Sum, Line3 - In, Line3 - Out, Line3 - Sum, Line4 - In, "
+    "Line4 - Out, Line4 - Sum"
+)
 FIRMWARE_ROW = "2025/07/22 10:00:00,2025/07/22 10:59:59,282,79,361,0,0,0,0,0,0,0,0,0,282,79,361"
 NOON = datetime(2025, 7, 22, 12, 30, tzinfo=UTC)  # 13:30 in Lisbon (summer time)
 
@@ -43,7 +45,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 def camera(clock: Clock):
-    with SimCamera(timezone="Europe/Lisbon", username="admin", password="pw", lines=2, regions=3, clock=clock) as cam:
+    with SimCamera(
+        timezone="Europe/Lisbon", username="admin", password="pw", lines=2, regions=3, clock=clock
+    ) as cam:
         yield cam
 
 
@@ -55,7 +59,11 @@ def outbox(tmp_path: Path):
 
 
 def by_start(outbox: Outbox, kind: str | None = None) -> dict[str, dict]:
-    return {p.body["period_start"]: p.body for p in outbox.take(10_000) if kind in (None, p.body["kind"])}
+    return {
+        p.body["period_start"]: p.body
+        for p in outbox.take(10_000)
+        if kind in (None, p.body["kind"])
+    }
 
 
 def finals(outbox: Outbox, kind: str) -> dict[str, Any]:
@@ -64,12 +72,16 @@ def finals(outbox: Outbox, kind: str) -> dict[str, Any]:
 
 def held(outbox: Outbox) -> list[tuple[str, int, Any, bool]]:
     """Everything the outbox would send, with revisions: any store shows up here."""
-    return sorted((p.id, p.revision, repr(p.body["values"]), p.body["final"]) for p in outbox.take(10_000))
+    return sorted(
+        (p.id, p.revision, repr(p.body["values"]), p.body["final"]) for p in outbox.take(10_000)
+    )
 
 
 def local_csv(header: str, *rows: tuple[str, str, str]) -> bytes:
     """A CSV answer from (start wall time, end wall time, counts) rows."""
-    return ("\r\n".join([header, *(f"{s},{e},{counts}" for s, e, counts in rows)]) + "\r\n").encode()
+    return (
+        "\r\n".join([header, *(f"{s},{e},{counts}" for s, e, counts in rows)]) + "\r\n"
+    ).encode()
 
 
 # ---------------------------------------------------------------- parsing quirks
@@ -80,35 +92,54 @@ def local_csv(header: str, *rows: tuple[str, str, str]) -> bytes:
     [
         FIRMWARE_HEADER + "\n" + FIRMWARE_ROW + "\n",
         FIRMWARE_HEADER + "\r\n" + FIRMWARE_ROW + "\r\n",
-        FIRMWARE_HEADER.replace(" - ", "-").replace(", ", ",").replace("Tolal", "Total") + "\n" + FIRMWARE_ROW,
+        FIRMWARE_HEADER.replace(" - ", "-").replace(", ", ",").replace("Tolal", "Total")
+        + "\n"
+        + FIRMWARE_ROW,
         FIRMWARE_HEADER.replace("Tolal", "Total") + "\n" + FIRMWARE_ROW,
         "\ufeff" + FIRMWARE_HEADER + "\n" + FIRMWARE_ROW,
         FIRMWARE_HEADER.replace("Line", "Line ") + "\n\n" + FIRMWARE_ROW + "\n\n",
     ],
-    ids=["firmware-verbatim", "crlf", "compact-Line1-In", "Total-spelled-right", "byte-order-mark",
-         "Line-1-and-blank-lines"],
+    ids=[
+        "firmware-verbatim",
+        "crlf",
+        "compact-Line1-In",
+        "Total-spelled-right",
+        "byte-order-mark",
+        "Line-1-and-blank-lines",
+    ],
 )
 def test_line_csv_columns_are_found_by_name(text: str) -> None:
     [(start, end, values)] = parse_counts_csv(text, "line_counts")
     assert (start, end) == (datetime(2025, 7, 22, 10), datetime(2025, 7, 22, 10, 59, 59))
     assert values["total"] == {"in": 282, "out": 79}
-    assert values["lines"]["4"] == {"in": 282, "out": 79} and values["lines"]["1"] == {"in": 0, "out": 0}
+    assert values["lines"]["4"] == {"in": 282, "out": 79} and values["lines"]["1"] == {
+        "in": 0,
+        "out": 0,
+    }
 
 
 def test_columns_in_another_order_are_still_read_by_name() -> None:
-    text = ("Line1-Out,Line1-In,EndTime,Total-Out,StartTime,Total-In\n"
-            "3,5,2025/07/22 10:59:59,3,2025/07/22 10:00:00,5\n")
+    text = (
+        "Line1-Out,Line1-In,EndTime,Total-Out,StartTime,Total-In\n"
+        "3,5,2025/07/22 10:59:59,3,2025/07/22 10:00:00,5\n"
+    )
     [(start, _, values)] = parse_counts_csv(text, "line_counts")
     assert start == datetime(2025, 7, 22, 10)
     assert values == {"total": {"in": 5, "out": 3}, "lines": {"1": {"in": 5, "out": 3}}}
 
 
 def test_fewer_lines_and_region_column_case() -> None:
-    [(_, _, lines)] = parse_counts_csv("StartTime,EndTime,Line1-In,Line1-Out,Line1-Sum\n"
-                                       "2025/07/22 10:00:00,2025/07/22 10:59:59,5,3,8\n", "line_counts")
+    [(_, _, lines)] = parse_counts_csv(
+        "StartTime,EndTime,Line1-In,Line1-Out,Line1-Sum\n"
+        "2025/07/22 10:00:00,2025/07/22 10:59:59,5,3,8\n",
+        "line_counts",
+    )
     assert lines == {"total": {"in": 5, "out": 3}, "lines": {"1": {"in": 5, "out": 3}}}
-    [(_, _, regions)] = parse_counts_csv("starttime, endtime, REGION1, region2, Region3\n"
-                                         "2025/07/22 10:00:00,2025/07/22 10:59:59,4,0,7\n", "region_counts")
+    [(_, _, regions)] = parse_counts_csv(
+        "starttime, endtime, REGION1, region2, Region3\n"
+        "2025/07/22 10:00:00,2025/07/22 10:59:59,4,0,7\n",
+        "region_counts",
+    )
     assert regions == {"regions": {"1": 4, "2": 0, "3": 7}}
 
 
@@ -120,18 +151,50 @@ def test_fewer_lines_and_region_column_case() -> None:
         ("\x00\x01\x02", "binary data"),
         ("x" * 300_000, "not CSV"),
         ("Time,In\n10:00,5\n", "no StartTime"),
-        ("StartTime,EndTime,Temperature\n2025/07/22 10:00:00,2025/07/22 10:59:59,21\n", "no Total or Line"),
-        ("StartTime,EndTime,Line1-In\n2025/07/22 10:00:00,2025/07/22 10:59:59,21\n", "no Line1 - Out"),
-        (FIRMWARE_HEADER + "\n" + FIRMWARE_ROW[:40], "truncated: row 2 has 3 fields, header has 17"),
+        (
+            "StartTime,EndTime,Temperature\n2025/07/22 10:00:00,2025/07/22 10:59:59,21\n",
+            "no Total or Line",
+        ),
+        (
+            "StartTime,EndTime,Line1-In\n2025/07/22 10:00:00,2025/07/22 10:59:59,21\n",
+            "no Line1 - Out",
+        ),
+        (
+            FIRMWARE_HEADER + "\n" + FIRMWARE_ROW[:40],
+            "truncated: row 2 has 3 fields, header has 17",
+        ),
         (FIRMWARE_HEADER + "\n" + FIRMWARE_ROW + ",7", "row 2 has 18 fields"),
-        (FIRMWARE_HEADER + "\n" + FIRMWARE_ROW.replace("282,79", "-3,79", 1), "Tolal - In '-3' is not a count"),
-        (FIRMWARE_HEADER + "\n" + FIRMWARE_ROW.replace("282,79", "2.5,79", 1), "'2.5' is not a count"),
+        (
+            FIRMWARE_HEADER + "\n" + FIRMWARE_ROW.replace("282,79", "-3,79", 1),
+            "Tolal - In '-3' is not a count",
+        ),
+        (
+            FIRMWARE_HEADER + "\n" + FIRMWARE_ROW.replace("282,79", "2.5,79", 1),
+            "'2.5' is not a count",
+        ),
         (FIRMWARE_HEADER + "\n" + FIRMWARE_ROW.replace("282,79", "\u00b2,79", 1), "is not a count"),
         (FIRMWARE_HEADER + "\n" + FIRMWARE_ROW.replace("282,79", ",79", 1), "'' is not a count"),
-        (FIRMWARE_HEADER + "\n" + FIRMWARE_ROW.replace("2025/07/22 10:00:00", "yesterday"), "is not a time"),
+        (
+            FIRMWARE_HEADER + "\n" + FIRMWARE_ROW.replace("2025/07/22 10:00:00", "yesterday"),
+            "is not a time",
+        ),
     ],
-    ids=["empty", "html", "binary", "one-huge-field", "no-StartTime", "no-count-columns", "half-a-line",
-         "truncated", "extra-field", "negative", "fraction", "unicode-digit", "blank-count", "bad-time"],
+    ids=[
+        "empty",
+        "html",
+        "binary",
+        "one-huge-field",
+        "no-StartTime",
+        "no-count-columns",
+        "half-a-line",
+        "truncated",
+        "extra-field",
+        "negative",
+        "fraction",
+        "unicode-digit",
+        "blank-count",
+        "bad-time",
+    ],
 )
 def test_malformed_csv_is_refused_whole_with_a_reason(text: str, reason: str) -> None:
     with pytest.raises(SensorError, match=reason):
@@ -158,10 +221,16 @@ def test_live_counters_both_layouts(body: str) -> None:
     ("body", "reason"),
     [
         ("var current_in_count='1';", "current_out_count missing"),
-        ("var current_in_count='x';var current_out_count='1';var current_sum_count='1';"
-         "var current_capacity_count='1';", "current_in_count 'x' is not a count"),
-        ("var current_in_count='5';var current_out_count='9';var current_sum_count='14';"
-         "var current_capacity_count='-4';", "current_capacity_count '-4' is not a count"),
+        (
+            "var current_in_count='x';var current_out_count='1';var current_sum_count='1';"
+            "var current_capacity_count='1';",
+            "current_in_count 'x' is not a count",
+        ),
+        (
+            "var current_in_count='5';var current_out_count='9';var current_sum_count='14';"
+            "var current_capacity_count='-4';",
+            "current_capacity_count '-4' is not a count",
+        ),
         ("<html><body>busy</body></html>", "HTML page instead of live counters"),
         ("", "empty answer"),
     ],
@@ -174,8 +243,9 @@ def test_live_counters_missing_or_garbled(body: str, reason: str) -> None:
 # ---------------------------------------------------------------- polling a camera
 
 
-def test_first_poll_backfills_and_the_growing_hour_is_not_final(camera: SimCamera, outbox: Outbox,
-                                                                clock: Clock) -> None:
+def test_first_poll_backfills_and_the_growing_hour_is_not_final(
+    camera: SimCamera, outbox: Outbox, clock: Clock
+) -> None:
     poller = CameraPoller(sensor_for(camera.url), outbox, clock)
     outcome = poller.poll("line_counts")
     assert outcome.ok, outcome.error
@@ -191,11 +261,13 @@ def test_first_poll_backfills_and_the_growing_hour_is_not_final(camera: SimCamer
     assert finals(outbox, "line_counts") == expected
     assert poller.poll("region_counts").ok
     assert finals(outbox, "region_counts") == camera.expected(
-        "region_counts", datetime(2025, 7, 22, 6, tzinfo=UTC), clock())
+        "region_counts", datetime(2025, 7, 22, 6, tzinfo=UTC), clock()
+    )
 
 
-def test_the_camera_is_asked_in_its_own_wall_time_from_the_cursor(camera: SimCamera, outbox: Outbox,
-                                                                  clock: Clock) -> None:
+def test_the_camera_is_asked_in_its_own_wall_time_from_the_cursor(
+    camera: SimCamera, outbox: Outbox, clock: Clock
+) -> None:
     with OddFirmware(camera) as firmware:
         poller = CameraPoller(sensor_for(firmware.url), outbox, clock)
         assert poller.poll("line_counts").ok
@@ -208,7 +280,9 @@ def test_the_camera_is_asked_in_its_own_wall_time_from_the_cursor(camera: SimCam
     assert second.endswith("&time_start=2025-07-22-12:00:00&time_end=2025-07-22-15:30:00")
 
 
-def test_the_current_hour_grows_then_goes_final_and_stays(camera: SimCamera, outbox: Outbox, clock: Clock) -> None:
+def test_the_current_hour_grows_then_goes_final_and_stays(
+    camera: SimCamera, outbox: Outbox, clock: Clock
+) -> None:
     poller = CameraPoller(sensor_for(camera.url), outbox, clock)
     poller.poll("line_counts")
     first = by_start(outbox)["2025-07-22T12:00:00Z"]
@@ -216,10 +290,16 @@ def test_the_current_hour_grows_then_goes_final_and_stays(camera: SimCamera, out
     clock.advance(minutes=10)
     poller.poll("line_counts")
     [grown] = outbox.take(10)
-    assert (grown.body["period_start"], grown.body["final"], grown.revision) == ("2025-07-22T12:00:00Z", False, 2)
+    assert (grown.body["period_start"], grown.body["final"], grown.revision) == (
+        "2025-07-22T12:00:00Z",
+        False,
+        2,
+    )
     assert grown.body["values"]["total"]["in"] >= first["values"]["total"]["in"]
     outbox.delivered([grown])
-    clock.advance(minutes=21)  # 13:01: the hour is over, but within the grace a late camera clock gets
+    clock.advance(
+        minutes=21
+    )  # 13:01: the hour is over, but within the grace a late camera clock gets
     poller.poll("line_counts")
     sent = {p.body["period_start"]: p for p in outbox.take(10)}
     assert sent["2025-07-22T12:00:00Z"].body["final"] is False
@@ -229,8 +309,12 @@ def test_the_current_hour_grows_then_goes_final_and_stays(camera: SimCamera, out
     sent = {p.body["period_start"]: p for p in outbox.take(10)}
     final = sent["2025-07-22T12:00:00Z"]
     assert final.body["final"] is True and final.revision > 2
-    assert final.body["values"] == camera.expected("line_counts", clock() - timedelta(hours=2), clock())[
-        "2025-07-22T12:00:00Z"]
+    assert (
+        final.body["values"]
+        == camera.expected("line_counts", clock() - timedelta(hours=2), clock())[
+            "2025-07-22T12:00:00Z"
+        ]
+    )
     assert sent["2025-07-22T13:00:00Z"].body["final"] is False  # the next hour has begun
     assert outbox.cursor("entrance", "line_counts") == "2025-07-22T12:00:00Z"
     outbox.delivered(list(sent.values()))
@@ -246,8 +330,16 @@ def test_future_rows_are_never_stored(camera: SimCamera, outbox: Outbox, clock: 
             header,
             ("2025/07/22 12:00:00", "2025/07/22 12:59:59", "10,4,10,4"),
             ("2025/07/22 13:00:00", "2025/07/22 13:59:59", "5,1,5,1"),  # now: 13:30 local
-            ("2025/07/22 14:00:00", "2025/07/22 14:59:59", "0,0,0,0"),  # the firmware's zeros to come
-            ("2025/07/22 15:00:00", "2025/07/22 15:59:59", "9,9,9,9"),  # even with counts, the future is not data
+            (
+                "2025/07/22 14:00:00",
+                "2025/07/22 14:59:59",
+                "0,0,0,0",
+            ),  # the firmware's zeros to come
+            (
+                "2025/07/22 15:00:00",
+                "2025/07/22 15:59:59",
+                "9,9,9,9",
+            ),  # even with counts, the future is not data
         )
         outcome = CameraPoller(sensor_for(firmware.url), outbox, clock).poll("line_counts")
     assert outcome.ok and outcome.records == 2
@@ -256,31 +348,46 @@ def test_future_rows_are_never_stored(camera: SimCamera, outbox: Outbox, clock: 
     assert stored["2025-07-22T12:00:00Z"]["final"] is False
 
 
-def test_after_downtime_the_poller_resumes_from_its_cursor(camera: SimCamera, outbox: Outbox, clock: Clock) -> None:
+def test_after_downtime_the_poller_resumes_from_its_cursor(
+    camera: SimCamera, outbox: Outbox, clock: Clock
+) -> None:
     CameraPoller(sensor_for(camera.url), outbox, clock).poll("region_counts")
     outbox.delivered(outbox.take(1000))
     clock.advance(hours=30)  # the bridge was off for more than a day
     outcome = CameraPoller(sensor_for(camera.url), outbox, clock).poll("region_counts")
-    assert outcome.ok and outcome.stored.unchanged == 1  # the cursor's own period, read again: no change
+    assert (
+        outcome.ok and outcome.stored.unchanged == 1
+    )  # the cursor's own period, read again: no change
     gap = camera.expected("region_counts", datetime(2025, 7, 22, 12, tzinfo=UTC), clock())
     assert finals(outbox, "region_counts") == gap and len(gap) == 30
 
 
-def test_history_is_never_asked_for_beyond_seven_days(camera: SimCamera, outbox: Outbox, clock: Clock) -> None:
+def test_history_is_never_asked_for_beyond_seven_days(
+    camera: SimCamera, outbox: Outbox, clock: Clock
+) -> None:
     CameraPoller(sensor_for(camera.url), outbox, clock).poll("line_counts")
     outbox.delivered(outbox.take(1000))
     clock.advance(days=20)
     CameraPoller(sensor_for(camera.url), outbox, clock).poll("line_counts")
     oldest = min(by_start(outbox))
     assert oldest >= utc_text(clock() - timedelta(days=7, hours=1))
-    assert finals(outbox, "line_counts") == camera.expected("line_counts", clock() - timedelta(days=8), clock())
+    assert finals(outbox, "line_counts") == camera.expected(
+        "line_counts", clock() - timedelta(days=8), clock()
+    )
 
 
 # ---------------------------------------------------------------- bad answers: nothing stored, then recovery
 
 
-def _poll_fails_cleanly_then_recovers(poller: CameraPoller, outbox: Outbox, clock: Clock, kind: str,
-                                      reason: str, break_it: Any, heal: Any) -> None:
+def _poll_fails_cleanly_then_recovers(
+    poller: CameraPoller,
+    outbox: Outbox,
+    clock: Clock,
+    kind: str,
+    reason: str,
+    break_it: Any,
+    heal: Any,
+) -> None:
     assert poller.poll(kind).ok
     before, cursor = held(outbox), outbox.cursor("entrance", kind)
     clock.advance(hours=3)
@@ -310,14 +417,25 @@ def _poll_fails_cleanly_then_recovers(poller: CameraPoller, outbox: Outbox, cloc
         ("reset", "closed the connection without answering"),
     ],
 )
-def test_a_misbehaving_camera_stores_nothing_and_recovers(camera: SimCamera, outbox: Outbox, clock: Clock,
-                                                          fault: str, reason: str, kind: str) -> None:
+def test_a_misbehaving_camera_stores_nothing_and_recovers(
+    camera: SimCamera, outbox: Outbox, clock: Clock, fault: str, reason: str, kind: str
+) -> None:
     if fault == "truncated":
-        reason = "CSV truncated: row 6 has 3 fields, header has 17" if kind == "line_counts" \
+        reason = (
+            "CSV truncated: row 6 has 3 fields, header has 17"
+            if kind == "line_counts"
             else "current_out_count missing"
+        )
     poller = CameraPoller(sensor_for(camera.url, timeout_s=0.5), outbox, clock)
-    _poll_fails_cleanly_then_recovers(poller, outbox, clock, kind, reason,
-                                      lambda: camera.set_fault(fault), lambda: camera.set_fault("none"))
+    _poll_fails_cleanly_then_recovers(
+        poller,
+        outbox,
+        clock,
+        kind,
+        reason,
+        lambda: camera.set_fault(fault),
+        lambda: camera.set_fault("none"),
+    )
 
 
 GOOD = "2025/07/22 13:00:00,2025/07/22 13:59:59,"
@@ -329,24 +447,44 @@ GOOD = "2025/07/22 13:00:00,2025/07/22 13:59:59,"
         (b"", "empty answer instead of CSV"),
         (b"<!DOCTYPE html><html><body>Please log in</body></html>", "HTML page instead of CSV"),
         (b"When,In,Out\r\n2025/07/22 13:00:00,5,3\r\n", "CSV header has no StartTime column"),
-        (local_csv("StartTime,EndTime,Line1-In,Line1-Out", (GOOD[:19], GOOD[20:39], "5,3"),
-                   ("2025/07/22 14:00:00", "2025/07/22 14:59:59", "-2,3")), "CSV row 3: Line1-In '-2' is not a count"),
-        (local_csv("StartTime,EndTime,Line1-In,Line1-Out", (GOOD[:19], GOOD[20:39], "5,3"),
-                   ("2025/07/22 14:00:00", "2025/07/22 14:59:59", "4,3.5")), "Line1-Out '3.5' is not a count"),
+        (
+            local_csv(
+                "StartTime,EndTime,Line1-In,Line1-Out",
+                (GOOD[:19], GOOD[20:39], "5,3"),
+                ("2025/07/22 14:00:00", "2025/07/22 14:59:59", "-2,3"),
+            ),
+            "CSV row 3: Line1-In '-2' is not a count",
+        ),
+        (
+            local_csv(
+                "StartTime,EndTime,Line1-In,Line1-Out",
+                (GOOD[:19], GOOD[20:39], "5,3"),
+                ("2025/07/22 14:00:00", "2025/07/22 14:59:59", "4,3.5"),
+            ),
+            "Line1-Out '3.5' is not a count",
+        ),
         (b"z" * 200_000, "answer is not CSV"),
     ],
     ids=["empty", "login-page", "no-StartTime", "negative", "fraction", "endless-field"],
 )
-def test_odd_firmware_answers_store_nothing_and_recovery_follows(camera: SimCamera, outbox: Outbox, clock: Clock,
-                                                                 body: bytes, reason: str) -> None:
+def test_odd_firmware_answers_store_nothing_and_recovery_follows(
+    camera: SimCamera, outbox: Outbox, clock: Clock, body: bytes, reason: str
+) -> None:
     with OddFirmware(camera) as firmware:
         poller = CameraPoller(sensor_for(firmware.url), outbox, clock)
 
         def heal() -> None:
             firmware.body = None
 
-        _poll_fails_cleanly_then_recovers(poller, outbox, clock, "line_counts", reason,
-                                          lambda: setattr(firmware, "body", body), heal)
+        _poll_fails_cleanly_then_recovers(
+            poller,
+            outbox,
+            clock,
+            "line_counts",
+            reason,
+            lambda: setattr(firmware, "body", body),
+            heal,
+        )
 
 
 def test_wrong_password_then_the_right_one(camera: SimCamera, outbox: Outbox, clock: Clock) -> None:
@@ -366,7 +504,10 @@ def test_a_camera_that_is_switched_off_then_on(outbox: Outbox, clock: Clock) -> 
     with SimCamera(password="pw", clock=clock, port=port):
         assert poller.poll("line_counts").ok
     after = poller.poll("line_counts")  # switched off again: its kept-alive connection went with it
-    assert not after.ok and after.error in ("connection refused", "camera closed the connection without answering")
+    assert not after.ok and after.error in (
+        "connection refused",
+        "camera closed the connection without answering",
+    )
     assert not CameraPoller(sensor_for(closed_port_url()), outbox, clock).poll("live_counts").ok
 
 
@@ -384,19 +525,35 @@ def test_digest_only_firmware(clock: Clock, outbox: Outbox, auth: str) -> None:
         for kind in ("line_counts", "region_counts", "live_counts"):
             outcome = poller.poll(kind)
             assert outcome.ok, outcome.error
-        assert cam.answers[401] == challenged, "the poller should remember Digest, not be challenged again"
-        wrong = CameraPoller(sensor_for(cam.url, auth=auth, password="nope"), outbox, clock).poll("line_counts")
+        assert cam.answers[401] == challenged, (
+            "the poller should remember Digest, not be challenged again"
+        )
+        wrong = CameraPoller(sensor_for(cam.url, auth=auth, password="nope"), outbox, clock).poll(
+            "line_counts"
+        )
         assert wrong.error == "401: username or password rejected"
 
 
-def test_an_auth_setting_that_does_not_match_the_firmware_says_so(clock: Clock, outbox: Outbox) -> None:
+def test_an_auth_setting_that_does_not_match_the_firmware_says_so(
+    clock: Clock, outbox: Outbox
+) -> None:
     with SimCamera(password="pw", auth="digest", clock=clock) as digest_only:
-        basic = CameraPoller(sensor_for(digest_only.url, auth="basic"), outbox, clock).poll("line_counts")
-    assert basic.error == '401: the camera wants Digest authentication; set auth = "auto" or "digest"'
+        basic = CameraPoller(sensor_for(digest_only.url, auth="basic"), outbox, clock).poll(
+            "line_counts"
+        )
+    assert (
+        basic.error == '401: the camera wants Digest authentication; set auth = "auto" or "digest"'
+    )
     with SimCamera(password="pw", auth="basic", clock=clock) as basic_only:
-        digest = CameraPoller(sensor_for(basic_only.url, auth="digest"), outbox, clock).poll("line_counts")
-        auto = CameraPoller(sensor_for(basic_only.url, auth="auto"), outbox, clock).poll("line_counts")
-    assert digest.error == '401: the camera wants Basic authentication; set auth = "auto" or "basic"'
+        digest = CameraPoller(sensor_for(basic_only.url, auth="digest"), outbox, clock).poll(
+            "line_counts"
+        )
+        auto = CameraPoller(sensor_for(basic_only.url, auth="auto"), outbox, clock).poll(
+            "line_counts"
+        )
+    assert (
+        digest.error == '401: the camera wants Basic authentication; set auth = "auto" or "basic"'
+    )
     assert auto.ok
 
 
@@ -405,13 +562,26 @@ def test_an_auth_setting_that_does_not_match_the_firmware_says_so(clock: Clock, 
 
 @pytest.mark.parametrize(
     ("style", "crlf", "lines", "regions"),
-    [("tolal", True, 2, 3), ("tolal", False, 4, 4), ("fewer", True, 1, 2), ("compact", False, 3, 1),
-     ("compact", True, 1, 4)],
+    [
+        ("tolal", True, 2, 3),
+        ("tolal", False, 4, 4),
+        ("fewer", True, 1, 2),
+        ("compact", False, 3, 1),
+        ("compact", True, 1, 4),
+    ],
 )
-def test_every_firmware_variant_delivers_the_cameras_counts(clock: Clock, outbox: Outbox, style: str, crlf: bool,
-                                                            lines: int, regions: int) -> None:
-    with SimCamera(password="pw", header_style=style, crlf=crlf, lines=lines, regions=regions, seed=5,
-                   clock=clock) as cam:
+def test_every_firmware_variant_delivers_the_cameras_counts(
+    clock: Clock, outbox: Outbox, style: str, crlf: bool, lines: int, regions: int
+) -> None:
+    with SimCamera(
+        password="pw",
+        header_style=style,
+        crlf=crlf,
+        lines=lines,
+        regions=regions,
+        seed=5,
+        clock=clock,
+    ) as cam:
         poller = CameraPoller(sensor_for(cam.url), outbox, clock)
         for kind in ("line_counts", "region_counts", "live_counts"):
             outcome = poller.poll(kind)
@@ -430,7 +600,9 @@ def test_live_counts_snapshot(camera: SimCamera, outbox: Outbox, clock: Clock) -
     [snap] = outbox.take(10)
     body = snap.body
     assert body["kind"] == "live_counts" and body["final"] is True
-    assert body["period_start"] == body["period_end"] == body["observed_at"] == "2025-07-22T12:30:00Z"
+    assert (
+        body["period_start"] == body["period_end"] == body["observed_at"] == "2025-07-22T12:30:00Z"
+    )
     assert body["values"] == camera.live_values()
     assert body["values"]["sum"] == body["values"]["in"] + body["values"]["out"] > 0
     assert outbox.cursor("entrance", "live_counts") is None
@@ -438,7 +610,9 @@ def test_live_counts_snapshot(camera: SimCamera, outbox: Outbox, clock: Clock) -
 
 def test_sensors_test_reads_a_sample_and_touches_no_outbox(camera: SimCamera, clock: Clock) -> None:
     records = read_sample(sensor_for(camera.url), "line_counts", hours=3, clock=clock)
-    assert [utc_text(r.period_start) for r in records] == [f"2025-07-22T{h:02d}:00:00Z" for h in (9, 10, 11, 12)]
+    assert [utc_text(r.period_start) for r in records] == [
+        f"2025-07-22T{h:02d}:00:00Z" for h in (9, 10, 11, 12)
+    ]
     assert [r.final for r in records] == [True, True, True, False]
     [live] = read_sample(sensor_for(camera.url), "live_counts", clock=clock)
     assert live.values == camera.live_values()
@@ -459,15 +633,24 @@ def _hours(start: str, end: str) -> float:
     ("zone", "day", "gap_wall_hour"),
     [("Europe/Lisbon", datetime(2025, 3, 30), 1), ("America/New_York", datetime(2025, 3, 9), 2)],
 )
-def test_spring_forward_day_has_no_row_for_the_skipped_hour(tmp_path: Path, zone: str, day: datetime,
-                                                           gap_wall_hour: int) -> None:
+def test_spring_forward_day_has_no_row_for_the_skipped_hour(
+    tmp_path: Path, zone: str, day: datetime, gap_wall_hour: int
+) -> None:
     clock = Clock(day.replace(tzinfo=UTC) + timedelta(days=1, hours=12))
     with SimCamera(timezone=zone, username="admin", password="pw", clock=clock) as cam:
         box = Outbox(tmp_path / "o.db")
         for kind in ("line_counts", "region_counts"):
-            assert CameraPoller(sensor_for(cam.url, timezone=zone, backfill_h=60), box, clock).poll(kind).ok
-            periods = sorted((r["period_start"], r["period_end"]) for r in by_start(box, kind).values())
-            assert all(end == nxt for (_, end), (nxt, _) in zip(periods, periods[1:], strict=False)), "contiguous"
+            assert (
+                CameraPoller(sensor_for(cam.url, timezone=zone, backfill_h=60), box, clock)
+                .poll(kind)
+                .ok
+            )
+            periods = sorted(
+                (r["period_start"], r["period_end"]) for r in by_start(box, kind).values()
+            )
+            assert all(
+                end == nxt for (_, end), (nxt, _) in zip(periods, periods[1:], strict=False)
+            ), "contiguous"
             assert all(_hours(s, e) == 1 for s, e in periods), "every period is one real hour"
             local_starts = [parse_utc(s).astimezone(ZoneInfo(zone)) for s, _ in periods]
             day_hours = [t.hour for t in local_starts if t.date() == day.date()]
@@ -479,30 +662,45 @@ def test_spring_forward_day_has_no_row_for_the_skipped_hour(tmp_path: Path, zone
 
 @pytest.mark.parametrize(
     ("zone", "day", "repeated_start_utc", "repeated_end_utc"),
-    [("Europe/Lisbon", datetime(2025, 10, 26), "2025-10-26T00:00:00Z", "2025-10-26T02:00:00Z"),
-     ("America/New_York", datetime(2025, 11, 2), "2025-11-02T05:00:00Z", "2025-11-02T07:00:00Z")],
+    [
+        ("Europe/Lisbon", datetime(2025, 10, 26), "2025-10-26T00:00:00Z", "2025-10-26T02:00:00Z"),
+        ("America/New_York", datetime(2025, 11, 2), "2025-11-02T05:00:00Z", "2025-11-02T07:00:00Z"),
+    ],
 )
 def test_fall_back_day_delivers_the_repeated_hour_as_one_two_hour_period(
-        tmp_path: Path, zone: str, day: datetime, repeated_start_utc: str, repeated_end_utc: str) -> None:
+    tmp_path: Path, zone: str, day: datetime, repeated_start_utc: str, repeated_end_utc: str
+) -> None:
     clock = Clock(day.replace(tzinfo=UTC) + timedelta(days=1, hours=12))
     with SimCamera(timezone=zone, username="admin", password="pw", clock=clock) as cam:
         box = Outbox(tmp_path / "o.db")
-        CameraPoller(sensor_for(cam.url, timezone=zone, backfill_h=60), box, clock).poll("line_counts")
+        CameraPoller(sensor_for(cam.url, timezone=zone, backfill_h=60), box, clock).poll(
+            "line_counts"
+        )
         stored = by_start(box)
         truth = cam.expected("line_counts", clock() - timedelta(hours=60), clock())
         box.close()
     periods = sorted((r["period_start"], r["period_end"]) for r in stored.values())
-    assert all(end == nxt for (_, end), (nxt, _) in zip(periods, periods[1:], strict=False)), "no overlap, no gap"
+    assert all(end == nxt for (_, end), (nxt, _) in zip(periods, periods[1:], strict=False)), (
+        "no overlap, no gap"
+    )
     repeated = stored[repeated_start_utc]
     assert repeated["period_end"] == repeated_end_utc
     assert sum(1 for s, e in periods if _hours(s, e) == 2) == 1
-    day_periods = [p for p in periods if parse_utc(p[0]).astimezone(ZoneInfo(zone)).date() == day.date()]
+    day_periods = [
+        p for p in periods if parse_utc(p[0]).astimezone(ZoneInfo(zone)).date() == day.date()
+    ]
     assert sum(_hours(s, e) for s, e in day_periods) == 25 and len(day_periods) == 24
-    assert {s: r["values"] for s, r in stored.items() if r["final"]} == {s: v for s, v in truth.items() if s in stored}
+    assert {s: r["values"] for s, r in stored.items() if r["final"]} == {
+        s: v for s, v in truth.items() if s in stored
+    }
 
 
-def test_the_repeated_hour_growing_is_not_final_until_its_second_occurrence_ends(tmp_path: Path) -> None:
-    clock = Clock(datetime(2025, 10, 26, 1, 30, tzinfo=UTC))  # 01:30 in Lisbon, the second time round
+def test_the_repeated_hour_growing_is_not_final_until_its_second_occurrence_ends(
+    tmp_path: Path,
+) -> None:
+    clock = Clock(
+        datetime(2025, 10, 26, 1, 30, tzinfo=UTC)
+    )  # 01:30 in Lisbon, the second time round
     with SimCamera(timezone="Europe/Lisbon", password="pw", clock=clock) as cam:
         box = Outbox(tmp_path / "o.db")
         poller = CameraPoller(sensor_for(cam.url, backfill_h=3), box, clock)
@@ -515,30 +713,39 @@ def test_the_repeated_hour_growing_is_not_final_until_its_second_occurrence_ends
         box.close()
 
 
-def test_odd_rows_on_dst_days_gap_row_skipped_repeated_rows_added(camera: SimCamera, tmp_path: Path,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_odd_rows_on_dst_days_gap_row_skipped_repeated_rows_added(
+    camera: SimCamera, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = Clock(datetime(2025, 3, 30, 5, tzinfo=UTC))
     camera.clock = clock  # its Date header must agree with the poller's clock
     box = Outbox(tmp_path / "o.db")
     header = "StartTime,EndTime,Total-In,Total-Out,Line1-In,Line1-Out"
     with OddFirmware(camera) as firmware, caplog.at_level(logging.WARNING):
         poller = CameraPoller(sensor_for(firmware.url, backfill_h=5), box, clock)
-        firmware.body = local_csv(header,  # Lisbon skips 01:00..02:00 on this day
-                                  ("2025/03/30 00:00:00", "2025/03/30 00:59:59", "4,1,4,1"),
-                                  ("2025/03/30 01:00:00", "2025/03/30 01:59:59", "7,7,7,7"),
-                                  ("2025/03/30 02:00:00", "2025/03/30 02:59:59", "6,2,6,2"))
+        firmware.body = local_csv(
+            header,  # Lisbon skips 01:00..02:00 on this day
+            ("2025/03/30 00:00:00", "2025/03/30 00:59:59", "4,1,4,1"),
+            ("2025/03/30 01:00:00", "2025/03/30 01:59:59", "7,7,7,7"),
+            ("2025/03/30 02:00:00", "2025/03/30 02:59:59", "6,2,6,2"),
+        )
         assert poller.poll("line_counts").ok and poller.poll("line_counts").ok
         stored = by_start(box)
         assert {s: (r["period_end"], r["values"]["total"]) for s, r in stored.items()} == {
             "2025-03-30T00:00:00Z": ("2025-03-30T01:00:00Z", {"in": 4, "out": 1}),
             "2025-03-30T01:00:00Z": ("2025-03-30T02:00:00Z", {"in": 6, "out": 2}),
         }
-        assert sum("DST gap" in r.getMessage() for r in caplog.records) == 1, "logged once, not every poll"
+        assert sum("DST gap" in r.getMessage() for r in caplog.records) == 1, (
+            "logged once, not every poll"
+        )
 
-        clock.moment = datetime(2025, 10, 26, 5, tzinfo=UTC)  # a firmware that sends the repeated hour twice
-        firmware.body = local_csv(header,
-                                  ("2025/10/26 01:00:00", "2025/10/26 01:59:59", "3,1,3,1"),
-                                  ("2025/10/26 01:00:00", "2025/10/26 01:59:59", "5,2,5,2"))
+        clock.moment = datetime(
+            2025, 10, 26, 5, tzinfo=UTC
+        )  # a firmware that sends the repeated hour twice
+        firmware.body = local_csv(
+            header,
+            ("2025/10/26 01:00:00", "2025/10/26 01:59:59", "3,1,3,1"),
+            ("2025/10/26 01:00:00", "2025/10/26 01:59:59", "5,2,5,2"),
+        )
         assert poller.poll("line_counts").ok
     repeated = by_start(box)["2025-10-26T00:00:00Z"]
     assert repeated["period_end"] == "2025-10-26T02:00:00Z"

@@ -22,7 +22,9 @@ def reading(hour: int = 0, people_in: int = 5, final: bool = True, sensor: str =
     return Record(sensor, "line_counts", start, start + timedelta(hours=1), values, final, "poll")
 
 
-def test_a_growing_period_is_coalesced_while_pending_and_requeued_once_delivered(tmp_path: Path) -> None:
+def test_a_growing_period_is_coalesced_while_pending_and_requeued_once_delivered(
+    tmp_path: Path,
+) -> None:
     box = Outbox(tmp_path / "o.db")
     assert box.put([reading(people_in=3, final=False)]).added == 1
     assert box.put([reading(people_in=3, final=False)]).unchanged == 1  # same values: nothing new
@@ -57,7 +59,10 @@ def test_a_record_updated_while_in_flight_stays_pending(tmp_path: Path) -> None:
 
 def test_oldest_first_and_cursor_moves_with_the_records(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db")
-    box.put([reading(hour=h) for h in range(5)], cursors=[("cam-1", "line_counts", "2025-07-22T13:00:00Z")])
+    box.put(
+        [reading(hour=h) for h in range(5)],
+        cursors=[("cam-1", "line_counts", "2025-07-22T13:00:00Z")],
+    )
     assert [p.body["period_start"][11:13] for p in box.take(3)] == ["09", "10", "11"]
     assert box.cursor("cam-1", "line_counts") == "2025-07-22T13:00:00Z"
     assert box.cursor("cam-2", "line_counts") is None
@@ -80,9 +85,20 @@ def test_rejected_records_go_to_dead_letter_and_can_be_retried(tmp_path: Path) -
 
 def test_over_the_size_cap_the_oldest_are_shed_and_counted(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db", max_mb=1)
-    big = {"total": {"in": 1, "out": 1}, "lines": {str(i): {"in": i, "out": i} for i in range(1, 60)}}
+    big = {
+        "total": {"in": 1, "out": 1},
+        "lines": {str(i): {"in": i, "out": i} for i in range(1, 60)},
+    }
     records = [
-        Record("cam-1", "line_counts", T0 + timedelta(hours=h), T0 + timedelta(hours=h + 1), big, True, "poll")
+        Record(
+            "cam-1",
+            "line_counts",
+            T0 + timedelta(hours=h),
+            T0 + timedelta(hours=h + 1),
+            big,
+            True,
+            "poll",
+        )
         for h in range(3000)
     ]
     box.put(records)
@@ -105,7 +121,9 @@ def test_a_corrupt_file_is_moved_aside_and_a_fresh_outbox_starts(tmp_path: Path)
     fresh = Outbox(path)
     assert fresh.reset_reason and "corrupt" in fresh.reset_reason
     assert fresh.stats().pending == 0
-    assert list(tmp_path.glob("outbox.db.corrupt-*")), "the damaged file is kept for a person to inspect"
+    assert list(tmp_path.glob("outbox.db.corrupt-*")), (
+        "the damaged file is kept for a person to inspect"
+    )
     fresh.put([reading()])
     assert len(fresh.take(5)) == 1
 
@@ -133,8 +151,9 @@ def test_sigkill_at_any_instant_loses_nothing_committed(tmp_path: Path) -> None:
     acknowledged: dict[str, int] = {}
     for round_ in range(4):
         procs = {
-            name: subprocess.Popen([sys.executable, "-c", WRITER, str(path), name],
-                                   stdout=subprocess.PIPE, text=True)
+            name: subprocess.Popen(
+                [sys.executable, "-c", WRITER, str(path), name], stdout=subprocess.PIPE, text=True
+            )
             for name in (f"a{round_}", f"b{round_}")
         }
         time.sleep(0.3 + 0.1 * round_)
@@ -149,8 +168,11 @@ def test_sigkill_at_any_instant_loses_nothing_committed(tmp_path: Path) -> None:
     for name, last in acknowledged.items():
         cursor = box.cursor(name, "line_counts")
         assert last < 0 or int(cursor) >= last, f"{name}: acknowledged {last}, cursor {cursor}"
-        rows = sqlite3.connect(path).execute(
-            "SELECT COUNT(*) FROM readings WHERE sensor_id = ?", (name,)).fetchone()[0]
+        rows = (
+            sqlite3.connect(path)
+            .execute("SELECT COUNT(*) FROM readings WHERE sensor_id = ?", (name,))
+            .fetchone()[0]
+        )
         # the cursor and the records moved together: exactly the records up to the cursor exist
         assert rows == (int(cursor) + 1 if cursor else 0)
 
@@ -165,8 +187,13 @@ def test_a_junk_flood_never_evicts_a_real_reading(tmp_path: Path) -> None:
     box.put([reading(hour=h) for h in range(800)])
     raw = "7b 22 62 6f 67 75 73 22 " * 170  # a hex preview of a 1.4 kB message nobody can parse
     for burst in range(30):
-        box.add_dead([DeadEntry("milesight/door", f"not JSON (#{burst}-{i})", raw) for i in range(100)])
-    moments = [(T0 + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ") for m in range(0, 30 * 24 * 60, 10)]
+        box.add_dead(
+            [DeadEntry("milesight/door", f"not JSON (#{burst}-{i})", raw) for i in range(100)]
+        )
+    moments = [
+        (T0 + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for m in range(0, 30 * 24 * 60, 10)
+    ]
     box.put([], cursors=[("door", f"first-seen:{i:08x}", at) for i, at in enumerate(moments)])
     assert box.stats().size_mb > 4, "the junk alone is four times the cap"
 
@@ -178,10 +205,14 @@ def test_a_junk_flood_never_evicts_a_real_reading(tmp_path: Path) -> None:
     newest_dead = box.dead_letters(1)[0]["reason"]
     assert newest_dead == "not JSON (#29-99)", "the oldest dead letters went first"
     newest_seen = moments[-1]
-    kept = sqlite3.connect(tmp_path / "o.db").execute(
-        "SELECT MIN(position), COUNT(*) FROM cursors WHERE kind LIKE 'first-seen:%'").fetchone()
-    assert kept[1] > 0 and kept[0] >= (datetime.fromisoformat(newest_seen) - timedelta(days=8)).strftime(
-        "%Y-%m-%dT%H:%M:%SZ"), "stale first-seen cursors are forgotten, recent ones kept"
+    kept = (
+        sqlite3.connect(tmp_path / "o.db")
+        .execute("SELECT MIN(position), COUNT(*) FROM cursors WHERE kind LIKE 'first-seen:%'")
+        .fetchone()
+    )
+    assert kept[1] > 0 and kept[0] >= (
+        datetime.fromisoformat(newest_seen) - timedelta(days=8)
+    ).strftime("%Y-%m-%dT%H:%M:%SZ"), "stale first-seen cursors are forgotten, recent ones kept"
 
 
 def test_a_clock_a_year_ahead_and_back_keeps_the_delivery_memory(tmp_path: Path) -> None:
@@ -191,16 +222,25 @@ def test_a_clock_a_year_ahead_and_back_keeps_the_delivery_memory(tmp_path: Path)
     now = time.time()
     assert box.delivered(box.take(1000)) == len(week)
 
-    for clock in (now + 365 * 86400, now, now - 365 * 86400, now + 3600):  # ahead, corrected, behind, right
+    for clock in (
+        now + 365 * 86400,
+        now,
+        now - 365 * 86400,
+        now + 3600,
+    ):  # ahead, corrected, behind, right
         box.enforce_limits(now=clock)
-        assert box.stats(now=clock).delivered_kept == len(week), f"delivery memory kept at clock {clock}"
+        assert box.stats(now=clock).delivered_kept == len(week), (
+            f"delivery memory kept at clock {clock}"
+        )
     again = box.put(week)  # the camera's history read again after the clock was put right
     assert again.unchanged == len(week) and box.take(10) == [], "nothing is sent twice"
 
     later = [reading(hour=9 * 24)]  # the camera's own time moved on 9 days
     box.put(later)
     box.enforce_limits(now=now)
-    assert box.stats().delivered_kept == len(week) - 24, "a delivered period 8 days older than the newest is forgotten"
+    assert box.stats().delivered_kept == len(week) - 24, (
+        "a delivered period 8 days older than the newest is forgotten"
+    )
 
 
 def flip_body_byte(path: Path, record_id: str) -> None:
@@ -226,7 +266,9 @@ def test_a_damaged_byte_in_a_stored_reading_costs_that_reading_only(tmp_path: Pa
     assert len(taken) == 19 and victim.id not in {p.id for p in taken}
     [dead] = box.dead_letters()
     assert dead["record_id"] == victim.id and "cannot be read" in dead["reason"]
-    assert '"id": "' + victim.id in dead["preview"], "the raw bytes are kept for a person to look at"
+    assert '"id": "' + victim.id in dead["preview"], (
+        "the raw bytes are kept for a person to look at"
+    )
     assert box.delivered(taken) == 19 and box.stats().pending == 0
 
 
@@ -235,8 +277,13 @@ def test_a_torn_write_ahead_log_is_reported_until_acknowledged(tmp_path: Path) -
     live.put([reading(hour=h) for h in range(30)])
     card = tmp_path / "card"
     card.mkdir()
-    for suffix in ("", "-wal"):  # the card as a power cut left it: the log's last frame half written
-        (card / f"outbox.db{suffix}").write_bytes((tmp_path / "live" / f"outbox.db{suffix}").read_bytes())
+    for suffix in (
+        "",
+        "-wal",
+    ):  # the card as a power cut left it: the log's last frame half written
+        (card / f"outbox.db{suffix}").write_bytes(
+            (tmp_path / "live" / f"outbox.db{suffix}").read_bytes()
+        )
     live.close()
     wal = card / "outbox.db-wal"
     assert wal.stat().st_size > 4096
@@ -244,6 +291,12 @@ def test_a_torn_write_ahead_log_is_reported_until_acknowledged(tmp_path: Path) -
         f.truncate(wal.stat().st_size - 1000)
 
     box = Outbox(card / "outbox.db")
-    assert box.reset_reason and "write-ahead log" in box.reset_reason and "cut short" in box.reset_reason
+    assert (
+        box.reset_reason
+        and "write-ahead log" in box.reset_reason
+        and "cut short" in box.reset_reason
+    )
     box.close()
-    assert "cut short" in (Outbox(card / "outbox.db").reset_reason or ""), "still reported after a restart"
+    assert "cut short" in (Outbox(card / "outbox.db").reset_reason or ""), (
+        "still reported after a restart"
+    )

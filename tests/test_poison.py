@@ -24,16 +24,28 @@ POISON = '{"device_info": {"device_sn": "\\ud800"}, "current_total": 3, "time_in
 
 def valid(i: int, serial: str = "SN-ENTRANCE") -> str:
     """A trigger report of ``serial`` at its own second (2025-01-10 08:00:00Z + i s)."""
-    return json.dumps({"device_info": {"device_sn": serial}, "current_total": i % 40,
-                       "time_info": {"time": 1736496000 + i}})
+    return json.dumps(
+        {
+            "device_info": {"device_sn": serial},
+            "current_total": i % 40,
+            "time_info": {"time": 1736496000 + i},
+        }
+    )
 
 
 def start_relay(broker, tmp_path) -> tuple[RelayProcess, OutboxReader]:  # noqa: F811
-    relay = RelayProcess(broker.config, tmp_path / "run", tmp_path / "relay.log").start().wait_connected()
+    relay = (
+        RelayProcess(broker.config, tmp_path / "run", tmp_path / "relay.log")
+        .start()
+        .wait_connected()
+    )
     return relay, OutboxReader(tmp_path / "state" / "outbox.db")
 
 
-def test_poison_push_over_http_is_refused_at_once_and_the_pushes_after_it_are_stored(broker, tmp_path):  # noqa: F811
+def test_poison_push_over_http_is_refused_at_once_and_the_pushes_after_it_are_stored(
+    broker,
+    tmp_path,  # noqa: F811
+):
     relay, box = start_relay(broker, tmp_path)
     url = f"http://127.0.0.1:{broker.push_port}/milesight/push"
     try:
@@ -41,7 +53,9 @@ def test_poison_push_over_http_is_refused_at_once_and_the_pushes_after_it_are_st
         poison = requests.post(url, data=POISON, auth=AUTH, timeout=10)
         assert poison.status_code == 400 and "surrogate" in poison.json()["error"], poison.text
         answers = [requests.post(url, data=valid(i), auth=AUTH, timeout=10) for i in range(25)]
-        assert [a.status_code for a in answers] == [200] * 25, [a.text for a in answers if a.status_code != 200]
+        assert [a.status_code for a in answers] == [200] * 25, [
+            a.text for a in answers if a.status_code != 200
+        ]
         assert time.monotonic() - began < 10, "every push was answered promptly"
         assert box.count() == 25
         [dead] = box.dead()
@@ -51,7 +65,10 @@ def test_poison_push_over_http_is_refused_at_once_and_the_pushes_after_it_are_st
         relay.cleanup()
 
 
-def test_poison_message_over_mqtt_is_dead_lettered_acknowledged_and_never_redelivered(broker, tmp_path):  # noqa: F811
+def test_poison_message_over_mqtt_is_dead_lettered_acknowledged_and_never_redelivered(
+    broker,
+    tmp_path,  # noqa: F811
+):
     login = broker.add_device("entrance")
     relay, box = start_relay(broker, tmp_path)
     try:
@@ -59,11 +76,16 @@ def test_poison_message_over_mqtt_is_dead_lettered_acknowledged_and_never_redeli
         device.publish(POISON)
         for i in range(25):
             device.publish(valid(i))
-        wait_for(lambda: box.count() == 25 and len(box.dead()) == 1, 20,
-                 f"25 readings and one dead letter (now {box.count()} and {len(box.dead())})")
+        wait_for(
+            lambda: box.count() == 25 and len(box.dead()) == 1,
+            20,
+            f"25 readings and one dead letter (now {box.count()} and {len(box.dead())})",
+        )
         [dead] = box.dead()
         assert dead["origin"] == login.topic and "lone surrogate U+D800" in dead["reason"]
-        wait_for(lambda: relay.status().get("messages_received") == 26, 10, "the status to count all 26")
+        wait_for(
+            lambda: relay.status().get("messages_received") == 26, 10, "the status to count all 26"
+        )
 
         assert relay.terminate() == 0
         relay.start().wait_connected()  # an unacknowledged message would come back now, first in line
@@ -71,7 +93,9 @@ def test_poison_message_over_mqtt_is_dead_lettered_acknowledged_and_never_redeli
         wait_for(lambda: box.count() == 26, 20, "the reading published after the restart")
         time.sleep(0.3)
         assert len(box.dead()) == 1, "the poison message was delivered again after the restart"
-        received = wait_for(lambda: relay.status().get("messages_received"), 10, "the status after the restart")
+        received = wait_for(
+            lambda: relay.status().get("messages_received"), 10, "the status after the restart"
+        )
         assert received == 1, "only the new message arrived after the restart"
         device.close()
     finally:
@@ -80,15 +104,25 @@ def test_poison_message_over_mqtt_is_dead_lettered_acknowledged_and_never_redeli
 
 NUL_PUSHES = [
     {"device_info": {"device_sn": "SN\u0000-1"}, "current_total": 1},
-    {"device_info": {"device_sn": "SN-1"}, "current_total": 1, "numbering_regions": ["1\u0000"],
-     "current_counted": [1]},
+    {
+        "device_info": {"device_sn": "SN-1"},
+        "current_total": 1,
+        "numbering_regions": ["1\u0000"],
+        "current_counted": [1],
+    },
     {"device_info": {"device_sn": "SN-1"}, "event": "Tamper\u0000", "level": 2},
     {"device_info": {"device_sn": "SN-1"}, "event": "Tamper", "detail": {"note": "a\u0000b"}},
     {"device_info": {"device_sn": "SN-1"}, "event": "Tamper", "detail": {"k\u0000ey": 1}},
     {"device_info": {"device_sn": "SN-1"}, "event": "Tamper", "list": [[["\u0000"]]]},
-    {"device_info": {"device_sn": "SN-1"}, "line_periodic_data": [{"line": "\u0000", "in": 1, "out": 0}]},
-    {"device_info": {"device_sn": "SN-1"}, "line_periodic_data": [{"line": 1, "total": {"in": 1, "out": 0}}],
-     "line_name": "Door\u0000"},
+    {
+        "device_info": {"device_sn": "SN-1"},
+        "line_periodic_data": [{"line": "\u0000", "in": 1, "out": 0}],
+    },
+    {
+        "device_info": {"device_sn": "SN-1"},
+        "line_periodic_data": [{"line": 1, "total": {"in": 1, "out": 0}}],
+        "line_name": "Door\u0000",
+    },
     {"device_info": {"device_sn": "SN-1"}, "event": "x", "\u0000": "\u0000"},
     {"device_info": {"device_sn": "SN-1"}, "region_data": {"\u0000": [1, 2]}, "current_total": 0},
 ]

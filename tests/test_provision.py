@@ -76,9 +76,15 @@ def test_every_shell_script_passes_shellcheck():
         pytest.skip("shellcheck is not installed: apt-get install shellcheck")
     scripts = shell_scripts()
     names = {p.relative_to(REPO).as_posix() for p in scripts}
-    assert {"provision.sh", "image/build.sh", "image/stage-sensor-bridge/00-install/00-run.sh",
-            "image/stage-sensor-bridge/02-hostname/files/sensor-bridge-hostname"} <= names
-    proc = subprocess.run(["shellcheck", "-x", *map(str, scripts)], capture_output=True, text=True, cwd=REPO)
+    assert {
+        "provision.sh",
+        "image/build.sh",
+        "image/stage-sensor-bridge/00-install/00-run.sh",
+        "image/stage-sensor-bridge/02-hostname/files/sensor-bridge-hostname",
+    } <= names
+    proc = subprocess.run(
+        ["shellcheck", "-x", *map(str, scripts)], capture_output=True, text=True, cwd=REPO
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -131,7 +137,8 @@ def test_an_invalid_file_keeps_the_old_config_and_says_why_on_the_card(tmp_path)
     source, target = card(tmp_path, GOOD)
     assert import_(source, target).returncode == 0
     bad = GOOD.replace('timezone = "Europe/Lisbon"', 'timezone = "Europe/Atlantis"').replace(
-        "[[sensors]]", "[[sensors]]\nintervl_s = 60")
+        "[[sensors]]", "[[sensors]]\nintervl_s = 60"
+    )
     source.write_text(bad)
 
     proc = import_(source, target)
@@ -171,16 +178,28 @@ def test_the_retired_copy_saved_back_unchanged_is_refused(tmp_path):
     error = (source.parent / ERROR_NAME).read_text()
     assert "a secret removed after an earlier import" in error
     # ...and with the secrets written back in, it goes through.
-    source.write_text(source.read_text().replace(
-        "# api_key = (removed after import; the bridge keeps it)", 'api_key = "uplink-secret-3"'
-    ).replace("# password = (removed after import; the bridge keeps it)", 'password = "camera-secret-4"'))
+    source.write_text(
+        source.read_text()
+        .replace(
+            "# api_key = (removed after import; the bridge keeps it)", 'api_key = "uplink-secret-3"'
+        )
+        .replace(
+            "# password = (removed after import; the bridge keeps it)",
+            'password = "camera-secret-4"',
+        )
+    )
     assert import_(source, target).returncode == 0
     assert tomllib.loads(target.read_text())["uplink"]["api_key"] == "uplink-secret-3"
 
 
 def test_secrets_it_cannot_blank_line_by_line_are_deleted_with_the_file(tmp_path):
-    inline = 'uplink = { url = "https://example.invalid/ingest", api_key = "uplink-secret-1" }\n' + GOOD.replace(
-        '[uplink]\nurl = "https://example.invalid/api/bridge/v1/ingest"\napi_key = "uplink-secret-1"\n', "")
+    inline = (
+        'uplink = { url = "https://example.invalid/ingest", api_key = "uplink-secret-1" }\n'
+        + GOOD.replace(
+            '[uplink]\nurl = "https://example.invalid/api/bridge/v1/ingest"\napi_key = "uplink-secret-1"\n',
+            "",
+        )
+    )
     source, target = card(tmp_path, inline)
 
     assert import_(source, target).returncode == 0
@@ -213,8 +232,14 @@ def test_relative_secret_files_are_looked_up_where_the_config_is_installed(tmp_p
 
 
 def test_no_file_on_the_card_is_not_an_error(tmp_path):
-    proc = run_cli("-c", str(tmp_path / "config.toml"), "config", "import",
-                   "--from", str(tmp_path / "missing.toml"))
+    proc = run_cli(
+        "-c",
+        str(tmp_path / "config.toml"),
+        "config",
+        "import",
+        "--from",
+        str(tmp_path / "missing.toml"),
+    )
     assert proc.returncode == 2
     assert "no such file" in proc.stderr
 
@@ -251,7 +276,9 @@ def test_provision_explains_itself_and_refuses_nonsense(tmp_path):
     missing = sh("./provision.sh", "--root", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "no such directory" in missing.stderr
     not_a_root = sh("./provision.sh", "--root", str(tmp_path))
-    assert not_a_root.returncode == 2 and "does not look like a root filesystem" in not_a_root.stderr
+    assert (
+        not_a_root.returncode == 2 and "does not look like a root filesystem" in not_a_root.stderr
+    )
     assert list(tmp_path.iterdir()) == []  # nothing staged into it
 
 
@@ -300,11 +327,22 @@ def test_build_leaves_image_bmap_and_checksums_in_one_folder(tmp_path):
     sh(*git, "commit", "-qm", "fake pi-gen")
     commit = sh(*git, "rev-parse", "HEAD").stdout.strip()
     key = tmp_path / "key.pub"
-    key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1aWxkZXIta2V5LWZvci10ZXN0cw builder@laptop\n")
+    key.write_text(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1aWxkZXIta2V5LWZvci10ZXN0cw builder@laptop\n"
+    )
     out = tmp_path / "out"
 
-    proc = sh("image/build.sh", "--ssh-key", str(key), "--native", "--work", str(tmp_path / "work"),
-              "--out", str(out), env={**os.environ, "PI_GEN_URL": str(fake), "PI_GEN_COMMIT": commit})
+    proc = sh(
+        "image/build.sh",
+        "--ssh-key",
+        str(key),
+        "--native",
+        "--work",
+        str(tmp_path / "work"),
+        "--out",
+        str(out),
+        env={**os.environ, "PI_GEN_URL": str(fake), "PI_GEN_COMMIT": commit},
+    )
 
     assert proc.returncode == 0, proc.stderr
     [folder] = list(out.iterdir())
@@ -314,13 +352,21 @@ def test_build_leaves_image_bmap_and_checksums_in_one_folder(tmp_path):
     assert sh("sha256sum", "-c", "SHA256SUMS", cwd=folder).returncode == 0
     image = next(folder.glob("*.img.xz"))
     flashed = tmp_path / "sdcard.img"
-    copy = sh("bmaptool", "copy", "--bmap", str(next(folder.glob("*.bmap"))), str(image), str(flashed))
+    copy = sh(
+        "bmaptool", "copy", "--bmap", str(next(folder.glob("*.bmap"))), str(image), str(flashed)
+    )
     assert copy.returncode == 0, copy.stderr
     assert flashed.read_bytes()[:11] == b"boot sector"
     seen = (tmp_path / "work" / "pi-gen" / "deploy" / "config.seen").read_text()
-    for line in ("FIRST_USER_NAME=admin", "DISABLE_FIRST_BOOT_USER_RENAME=1", "ENABLE_SSH=1",
-                 "PUBKEY_ONLY_SSH=1", 'STAGE_LIST="stage0 stage1 stage2 stage-sensor-bridge"',
-                 "TARGET_HOSTNAME=sensor-bridge", "export SENSOR_BRIDGE_MQTT=0"):
+    for line in (
+        "FIRST_USER_NAME=admin",
+        "DISABLE_FIRST_BOOT_USER_RENAME=1",
+        "ENABLE_SSH=1",
+        "PUBKEY_ONLY_SSH=1",
+        'STAGE_LIST="stage0 stage1 stage2 stage-sensor-bridge"',
+        "TARGET_HOSTNAME=sensor-bridge",
+        "export SENSOR_BRIDGE_MQTT=0",
+    ):
         assert line in seen
     assert "builder@laptop" in seen
     assert "FIRST_USER_PASS=" in seen and "FIRST_USER_PASS=\n" not in seen

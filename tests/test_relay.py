@@ -39,15 +39,28 @@ T0 = datetime(2025, 3, 1, 8, 0)  # device wall time; the devices below say UTC+1
 def periodic(i: int, serial: str = "SN-ENTRANCE") -> str:
     """A VS121-P periodic report for minute ``i`` after T0, as the device sends it."""
     start = T0 + timedelta(minutes=i)
-    return json.dumps({
-        "event": "Region People Counting", "report_type": "interval",
-        "device_info": {"device": "Workplace Sensor", "device_sn": serial, "ip_address": "192.0.2.99"},
-        "time_info": {"timezone": "UTC+1:00", "dst_status": False,
-                      "start_time": start.strftime("%Y/%m/%d %H:%M:%S"),
-                      "end_time": (start + timedelta(minutes=1)).strftime("%Y/%m/%d %H:%M:%S")},
-        "current_total": i % 40, "max_counted": i % 40 + 3, "total_mapped_regions": 2,
-        "numbering_regions": [1, 2], "current_counted": [i % 40 // 2, i % 40 - i % 40 // 2],
-    })
+    return json.dumps(
+        {
+            "event": "Region People Counting",
+            "report_type": "interval",
+            "device_info": {
+                "device": "Workplace Sensor",
+                "device_sn": serial,
+                "ip_address": "192.0.2.99",
+            },
+            "time_info": {
+                "timezone": "UTC+1:00",
+                "dst_status": False,
+                "start_time": start.strftime("%Y/%m/%d %H:%M:%S"),
+                "end_time": (start + timedelta(minutes=1)).strftime("%Y/%m/%d %H:%M:%S"),
+            },
+            "current_total": i % 40,
+            "max_counted": i % 40 + 3,
+            "total_mapped_regions": 2,
+            "numbering_regions": [1, 2],
+            "current_counted": [i % 40 // 2, i % 40 - i % 40 // 2],
+        }
+    )
 
 
 def periodic_id(i: int, serial: str = "SN-ENTRANCE") -> str:
@@ -66,10 +79,12 @@ def outbox_of(tmp_path: Path) -> OutboxReader:
     return OutboxReader(tmp_path / "state" / "outbox.db")
 
 
-def publish_in_bursts(device: Device, payloads: list[str], burst: int = 250, pause: float = 0.03) -> threading.Thread:
+def publish_in_bursts(
+    device: Device, payloads: list[str], burst: int = 250, pause: float = 0.03
+) -> threading.Thread:
     def run() -> None:
         for start in range(0, len(payloads), burst):
-            for payload in payloads[start:start + burst]:
+            for payload in payloads[start : start + burst]:
                 device.publish(payload)
             time.sleep(pause)
 
@@ -103,14 +118,21 @@ def test_sigkill_mid_stream_of_10000_messages_stores_each_exactly_once(broker, r
     assert set(box.revisions()) == {1}, "a redelivered message changed a stored reading"
     assert len(device.acks) == n and all(not rc.is_failure for rc in device.acks.values())
     sample = {r["id"]: r for r in readings}[periodic_id(4321)]
-    assert sample["values"] == {"current_total": 4321 % 40, "max": 4321 % 40 + 3,
-                                "regions": {"1": 0, "2": 1}}
+    assert sample["values"] == {
+        "current_total": 4321 % 40,
+        "max": 4321 % 40 + 3,
+        "regions": {"1": 0, "2": 1},
+    }
     assert sample["period_start"] == "2025-03-04T07:01:00Z" and sample["source"] == "mqtt"
     device.close()
     assert relay.terminate() == 0
 
 
-def test_messages_wait_in_the_broker_while_the_relay_is_down_even_across_a_broker_restart(broker, relay, tmp_path):  # noqa: F811
+def test_messages_wait_in_the_broker_while_the_relay_is_down_even_across_a_broker_restart(
+    broker,
+    relay,
+    tmp_path,  # noqa: F811
+):
     box = outbox_of(tmp_path)
     device = Device(broker.add_device("entrance")).wait_connected()
     relay.start().wait_connected()
@@ -125,7 +147,9 @@ def test_messages_wait_in_the_broker_while_the_relay_is_down_even_across_a_broke
     relay.start()
     wait_for(lambda: box.count() == 1500, 60, "the queued messages in the outbox")
     status = relay.wait_state("ok")
-    wait_for(lambda: relay.status().get("messages_received") == 1500, 10, "the status to count them")
+    wait_for(
+        lambda: relay.status().get("messages_received") == 1500, 10, "the status to count them"
+    )
     status = relay.status()
     assert status["records_stored"] == 1500 and status["dead_lettered"] == 0
     assert status["broker"]["connected"] is True and status["last_message_at"]
@@ -139,7 +163,9 @@ def test_broker_restart_mid_stream_loses_nothing(broker, relay, tmp_path):  # no
     publisher = publish_in_bursts(device, [periodic(i) for i in range(n)], burst=100, pause=0.03)
     wait_for(lambda: box.count() >= 500, 60, "the stream to be flowing")
     broker.stop()
-    wait_for(lambda: relay.status().get("state") == "degraded", 10, "the relay to report the lost broker")
+    wait_for(
+        lambda: relay.status().get("state") == "degraded", 10, "the relay to report the lost broker"
+    )
     broker.start()
     publisher.join(60)
     wait_for(lambda: box.count() >= n, 90, f"all {n} readings after the broker restart")
@@ -159,7 +185,9 @@ def test_bad_messages_are_dead_lettered_and_the_stream_goes_on(broker, relay, tm
     device.publish(b"\x89PNG\r\n\x1a\n\x00\x00binary")
     assert mosquitto_pub(login, "{not json at all").returncode == 0
     device.publish(periodic(1))
-    wait_for(lambda: box.count() == 1 and len(box.dead()) == 2, 20, "one reading and two dead letters")
+    wait_for(
+        lambda: box.count() == 1 and len(box.dead()) == 2, 20, "one reading and two dead letters"
+    )
     dead = box.dead()
     assert {d["origin"] for d in dead} == {login.topic}
     assert "binary" in dead[0]["reason"] and dead[0]["preview"].startswith("hex")
@@ -174,7 +202,9 @@ def test_republished_identical_message_is_one_reading(broker, relay, tmp_path): 
     box = outbox_of(tmp_path)
     login = broker.add_device("entrance")
     relay.start().wait_connected()
-    timeless = json.dumps({"event": "Tamper Alarm", "device_info": {"device_sn": "SN-ENTRANCE"}, "level": 2})
+    timeless = json.dumps(
+        {"event": "Tamper Alarm", "device_info": {"device_sn": "SN-ENTRANCE"}, "level": 2}
+    )
     for payload in (periodic(7), timeless):
         assert mosquitto_pub(login, payload).returncode == 0
     wait_for(lambda: box.count() == 2, 20, "two readings")
@@ -197,7 +227,9 @@ def test_wrong_password_is_refused_for_devices_and_the_relay(broker, relay, tmp_
     wait_for(lambda: device.refused is not None, 10, "the broker to refuse the device")
     device.close()
 
-    config = write_config(tmp_path / "wrong.toml", relay_tables(tmp_path, broker.port, password="wrong"))
+    config = write_config(
+        tmp_path / "wrong.toml", relay_tables(tmp_path, broker.port, password="wrong")
+    )
     wrong = RelayProcess(config, tmp_path / "run", tmp_path / "wrong.log").start()
     try:
         status = wrong.wait_state("error")
@@ -294,4 +326,3 @@ def test_relay_without_a_broker_says_so_and_stops_cleanly(tmp_path):
         assert relay.terminate() == 0
     finally:
         relay.cleanup()
-

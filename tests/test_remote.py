@@ -20,13 +20,24 @@ from conftest import REPO, base_tables, run_cli, write_config
 from appliance.remote import BOOT_PUB_NAME, KEY_NAME, NETDEV, NETWORK, public_key_of
 
 HUB = base64.b64encode(bytes(range(32))).decode()
-REMOTE = {"address": "10.66.0.42/32", "peer_public_key": HUB, "endpoint": "hub.example.com:51820",
-          "allowed_ips": ["10.66.0.1/32"]}
+REMOTE = {
+    "address": "10.66.0.42/32",
+    "peer_public_key": HUB,
+    "endpoint": "hub.example.com:51820",
+    "allowed_ips": ["10.66.0.1/32"],
+}
 
 
 def setup(tmp_path: Path, config: Path) -> subprocess.CompletedProcess[str]:
-    return run_cli("-c", str(config), "remote", "setup", "--network-dir", str(tmp_path / "network"),
-                   env={"PATH": "/usr/bin:/bin", "SENSOR_BRIDGE_NETWORK_DIR": str(tmp_path / "network")})
+    return run_cli(
+        "-c",
+        str(config),
+        "remote",
+        "setup",
+        "--network-dir",
+        str(tmp_path / "network"),
+        env={"PATH": "/usr/bin:/bin", "SENSOR_BRIDGE_NETWORK_DIR": str(tmp_path / "network")},
+    )
 
 
 def config_with(tmp_path: Path, **tables: object) -> Path:
@@ -51,7 +62,9 @@ def test_the_key_is_made_once_kept_private_and_survives_a_new_config(tmp_path):
     assert f"made the bridge key {public}" in first.stdout
     assert key.read_text().strip() not in first.stdout + first.stderr
     before = key.read_text()
-    config_with(tmp_path, remote={**REMOTE, "keepalive_s": 10})  # a re-import with a changed [remote]
+    config_with(
+        tmp_path, remote={**REMOTE, "keepalive_s": 10}
+    )  # a re-import with a changed [remote]
     second = setup(tmp_path, config)
     assert key.read_text() == before and f"bridge key {public}" in second.stdout
     assert "PersistentKeepalive=10" in (tmp_path / "network" / NETDEV).read_text()
@@ -73,18 +86,29 @@ def test_no_remote_table_means_no_tunnel(tmp_path):
     setup(tmp_path, config_with(tmp_path, remote=REMOTE))
     removed = setup(tmp_path, config_with(tmp_path))
     assert removed.returncode == 0
-    assert not (tmp_path / "network" / NETDEV).exists() and not (tmp_path / "network" / NETWORK).exists()
+    assert (
+        not (tmp_path / "network" / NETDEV).exists()
+        and not (tmp_path / "network" / NETWORK).exists()
+    )
     assert (tmp_path / "network" / KEY_NAME).exists()  # the key stays: a later [remote] reuses it
 
 
-@pytest.mark.parametrize("change, problem", [
-    ({"allowed_ips": ["0.0.0.0/0"]}, "remote.allowed_ips: 0.0.0.0/0 would send all traffic"),
-    ({"peer_public_key": "not-a-key"}, "remote.peer_public_key: expected a WireGuard public key"),
-    ({"endpoint": "hub.example.com"}, "remote.endpoint: expected the hub's host:port"),
-    ({"address": "10.66.0.300/32"}, "remote.address: expected the bridge's tunnel address"),
-])
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({"allowed_ips": ["0.0.0.0/0"]}, "remote.allowed_ips: 0.0.0.0/0 would send all traffic"),
+        (
+            {"peer_public_key": "not-a-key"},
+            "remote.peer_public_key: expected a WireGuard public key",
+        ),
+        ({"endpoint": "hub.example.com"}, "remote.endpoint: expected the hub's host:port"),
+        ({"address": "10.66.0.300/32"}, "remote.address: expected the bridge's tunnel address"),
+    ],
+)
 def test_a_wrong_remote_table_is_refused_by_key(tmp_path, change, problem):
-    checked = run_cli("-c", str(config_with(tmp_path, remote={**REMOTE, **change})), "config", "check")
+    checked = run_cli(
+        "-c", str(config_with(tmp_path, remote={**REMOTE, **change})), "config", "check"
+    )
     assert checked.returncode == 2 and problem in checked.stderr
 
 
@@ -94,8 +118,11 @@ def test_remote_show_prints_the_hubs_peer_block(tmp_path):
     public = (tmp_path / "network" / "sensor-bridge-wg.pub").read_text().strip()
     shown = run_cli("-c", str(config), "remote", "show", "--network-dir", str(tmp_path / "network"))
     assert shown.returncode == 0, shown.stderr
-    block = shown.stdout[shown.stdout.index("[Peer]"):]
-    assert block == f"[Peer]\n# sensor-bridge store-test\nPublicKey = {public}\nAllowedIPs = 10.66.0.42/32\n"
+    block = shown.stdout[shown.stdout.index("[Peer]") :]
+    assert (
+        block
+        == f"[Peer]\n# sensor-bridge store-test\nPublicKey = {public}\nAllowedIPs = 10.66.0.42/32\n"
+    )
 
 
 def test_the_public_key_reaches_the_boot_partition_status_and_heartbeat(tmp_path, monkeypatch):
@@ -112,18 +139,27 @@ def test_the_public_key_reaches_the_boot_partition_status_and_heartbeat(tmp_path
     assert update.fleet_facts() == {"wireguard_public_key": public}
     from appliance.sim.receiver import heartbeat_problem
 
-    body = {"schema": "sensor-bridge/heartbeat/v1", "bridge_id": "b", "version": "0.1.0",
-            "sent_at": "2025-07-22T09:00:00Z", "uptime_s": 1, "state": "ok",
-            "outbox": {"pending": 0, "oldest_pending_age_s": 0, "dead_letter": 0, "dropped": 0},
-            "sensors": [], "host": {"disk_free_mb": 1, "mem_used_pct": 1, "cpu_temp_c": None, "load1": 0},
-            **update.fleet_facts()}
+    body = {
+        "schema": "sensor-bridge/heartbeat/v1",
+        "bridge_id": "b",
+        "version": "0.1.0",
+        "sent_at": "2025-07-22T09:00:00Z",
+        "uptime_s": 1,
+        "state": "ok",
+        "outbox": {"pending": 0, "oldest_pending_age_s": 0, "dead_letter": 0, "dropped": 0},
+        "sensors": [],
+        "host": {"disk_free_mb": 1, "mem_used_pct": 1, "cpu_temp_c": None, "load1": 0},
+        **update.fleet_facts(),
+    }
     assert heartbeat_problem(body) is None
 
 
 def firewall_text() -> str:
     """The nftables rules provision.sh writes, with its variables filled in as it fills them."""
     script = (REPO / "provision.sh").read_text()
-    body = re.search(r"^nftables_rules\(\) \{\n    cat <<EOF\n(.*?)\nEOF\n\}", script, re.S | re.M).group(1)
+    body = re.search(
+        r"^nftables_rules\(\) \{\n    cat <<EOF\n(.*?)\nEOF\n\}", script, re.S | re.M
+    ).group(1)
     values = {
         "LAN_PORTS": re.search(r'^LAN_PORTS="([^"]*)"', script, re.M).group(1),
         "WG_IF": re.search(r"^WG_IF=(\S+)", script, re.M).group(1),
@@ -142,10 +178,15 @@ def test_the_firewall_answers_only_ssh_on_the_tunnel(tmp_path):
     # The tunnel is looked at before the local-network rules: 10.66.x.x is "local" to them.
     assert rules.index("jump remote_access") < rules.index("tcp dport $LAN_PORTS accept")
     accepts = [line.strip() for line in chain.splitlines() if "accept" in line]
-    assert [a.split(" accept")[0] for a in accepts] == ["tcp dport 22", "icmp type echo-request",
-                                                         "icmpv6 type echo-request"]
+    assert [a.split(" accept")[0] for a in accepts] == [
+        "tcp dport 22",
+        "icmp type echo-request",
+        "icmpv6 type echo-request",
+    ]
     assert chain.strip().splitlines()[-1].strip() == "drop"
     if shutil.which("nft"):
         (tmp_path / "rules.nft").write_text(rules)
-        checked = subprocess.run(["nft", "-c", "-f", str(tmp_path / "rules.nft")], capture_output=True, text=True)
+        checked = subprocess.run(
+            ["nft", "-c", "-f", str(tmp_path / "rules.nft")], capture_output=True, text=True
+        )
         assert checked.returncode == 0, checked.stderr

@@ -27,7 +27,9 @@ def _has_open(pid: int, path: Path) -> bool:
 def test_a_stop_while_the_relay_opens_its_outbox_ends_it_cleanly(tmp_path: Path) -> None:
     """systemctl stop during a slow start (the outbox locked by another process): the relay still
     stops cleanly, instead of dying on the signal because its handlers were not in place yet."""
-    config = write_config(tmp_path / "config.toml", relay_tables(tmp_path, None, push_port=free_port()))
+    config = write_config(
+        tmp_path / "config.toml", relay_tables(tmp_path, None, push_port=free_port())
+    )
     outbox = tmp_path / "state" / "outbox.db"
     outbox.parent.mkdir(parents=True)
     holder = sqlite3.connect(outbox, isolation_level=None)
@@ -35,7 +37,9 @@ def test_a_stop_while_the_relay_opens_its_outbox_ends_it_cleanly(tmp_path: Path)
     relay = RelayProcess(config, tmp_path / "run", tmp_path / "relay.log").start()
     try:
         assert relay.proc is not None
-        wait_for(lambda: _has_open(relay.proc.pid, outbox), 30, "the relay to be opening its outbox")
+        wait_for(
+            lambda: _has_open(relay.proc.pid, outbox), 30, "the relay to be opening its outbox"
+        )
         relay.proc.terminate()
         holder.execute("ROLLBACK")
         holder.close()

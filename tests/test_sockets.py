@@ -55,8 +55,14 @@ class Service:
     def __init__(self, config: Path, command: str, status_file: Path, log: Path) -> None:
         self.status_file, self.log_path = status_file, log
         with open(log, "wb") as out:
-            self.proc = subprocess.Popen([*CLI, "-c", str(config), command], stdout=out, stderr=out, cwd=REPO,
-                                         env={**os.environ, "NOTIFY_SOCKET": ""}, preexec_fn=_service_fd_limit)
+            self.proc = subprocess.Popen(
+                [*CLI, "-c", str(config), command],
+                stdout=out,
+                stderr=out,
+                cwd=REPO,
+                env={**os.environ, "NOTIFY_SOCKET": ""},
+                preexec_fn=_service_fd_limit,
+            )
         self.ps = psutil.Process(self.proc.pid)
 
     def log(self) -> str:
@@ -75,8 +81,11 @@ class Service:
     def wait_status_rewritten(self, timeout: float = 8) -> dict[str, Any]:
         assert self.alive(), self.log()[-3000:]
         before = self.status().get("written_at", "")
-        return wait_for(lambda: (s := self.status()).get("written_at", "") > before and s, timeout,
-                        f"the status file to be rewritten (log: {self.log()[-1500:]})")
+        return wait_for(
+            lambda: (s := self.status()).get("written_at", "") > before and s,
+            timeout,
+            f"the status file to be rewritten (log: {self.log()[-1500:]})",
+        )
 
     def stop(self) -> int:
         if self.alive():
@@ -91,7 +100,9 @@ class Service:
 class Slowloris:
     """Many sockets that start a request and then send one byte every few seconds, forever."""
 
-    def __init__(self, address: tuple[str, int], first_line: bytes, count: int = SLOW_CLIENTS) -> None:
+    def __init__(
+        self, address: tuple[str, int], first_line: bytes, count: int = SLOW_CLIENTS
+    ) -> None:
         self.sockets: list[socket.socket] = []
         self.refused = 0
         for _ in range(count):
@@ -145,8 +156,10 @@ class Watch:
             self.fds = max(self.fds, self.ps.num_fds())
 
     def report(self, what: str, held: int, opened: int) -> None:
-        print(f"\n{what}: {opened} slow sockets opened, {held} held by the service; service peaked at "
-              f"{self.threads} threads, {self.rss / 1e6:.0f} MB RSS, {self.fds} descriptors")
+        print(
+            f"\n{what}: {opened} slow sockets opened, {held} held by the service; service peaked at "
+            f"{self.threads} threads, {self.rss / 1e6:.0f} MB RSS, {self.fds} descriptors"
+        )
 
 
 def hold(service: Service, slow: Slowloris, seconds: float, watch: Watch) -> int:
@@ -173,7 +186,9 @@ def fresh_answer(method: str, url: str, **kwargs: Any) -> requests.Response:
 def collector(tmp_path: Path) -> Iterator[tuple[Service, str]]:
     tables = base_tables(tmp_path, closed_port_url())
     config = write_config(tmp_path / "config.toml", tables)
-    service = Service(config, "run", tmp_path / "run" / "collector.json", tmp_path / "collector.log")
+    service = Service(
+        config, "run", tmp_path / "run" / "collector.json", tmp_path / "collector.log"
+    )
     listen = str(tables["health"]["listen"])  # type: ignore[index]
     yield service, listen
     service.stop()
@@ -197,7 +212,9 @@ def test_health_outlives_a_slowloris_under_1024_descriptors(collector: tuple[Ser
         busy = fresh_answer("GET", url)  # at the cap: a clean 503, or a slot came free
         assert busy.status_code in (200, 503), busy.text
         # each slow socket sent a byte every 2 s, never 5 s apart: only a whole-request deadline cuts them
-        wait_for(lambda: slow.held() == 0, 8, "the collector to cut the slow sockets at its 5 s deadline")
+        wait_for(
+            lambda: slow.held() == 0, 8, "the collector to cut the slow sockets at its 5 s deadline"
+        )
         cut_after = time.monotonic() - started
         slow.trickle()
         watch.sample()
@@ -234,11 +251,19 @@ def test_a_taken_health_port_leaves_readings_flowing_and_says_so(tmp_path: Path)
     with socket.socket() as squatter:
         squatter.bind((host, int(port)))
         squatter.listen()
-        service = Service(config, "run", tmp_path / "run" / "collector.json", tmp_path / "collector.log")
+        service = Service(
+            config, "run", tmp_path / "run" / "collector.json", tmp_path / "collector.log"
+        )
         try:
-            status = wait_for(lambda: service.status() if service.status().get("health", {}).get("error")
-                              else (None if service.alive() else {"exited": service.log()}),
-                              20, "the collector to report /health off")
+            status = wait_for(
+                lambda: (
+                    service.status()
+                    if service.status().get("health", {}).get("error")
+                    else (None if service.alive() else {"exited": service.log()})
+                ),
+                20,
+                "the collector to report /health off",
+            )
             service.wait_status_rewritten()
         finally:
             code = service.stop()
@@ -255,11 +280,19 @@ def test_a_taken_health_port_leaves_readings_flowing_and_says_so(tmp_path: Path)
 def start_relay(tmp_path: Path) -> tuple[Service, int]:
     port = free_port()
     tables = base_tables(tmp_path, closed_port_url())
-    tables["push"] = {"listen": f"127.0.0.1:{port}", "username": AUTH[0], "password": AUTH[1], "max_body_kb": 64}
+    tables["push"] = {
+        "listen": f"127.0.0.1:{port}",
+        "username": AUTH[0],
+        "password": AUTH[1],
+        "max_body_kb": 64,
+    }
     config = write_config(tmp_path / "config.toml", tables)
     service = Service(config, "relay", tmp_path / "run" / "relay.json", tmp_path / "relay.log")
-    wait_for(lambda: (service.status().get("push") or {}).get("listening") or not service.alive(), 20,
-             "the relay to listen for pushes")
+    wait_for(
+        lambda: (service.status().get("push") or {}).get("listening") or not service.alive(),
+        20,
+        "the relay to listen for pushes",
+    )
     return service, port
 
 
@@ -278,7 +311,9 @@ def shared_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
     service.stop()
 
 
-def push(port: int, head: bytes, body: bytes = b"", close_after: bool = False, timeout: float = 15) -> tuple[int, str, float]:
+def push(
+    port: int, head: bytes, body: bytes = b"", close_after: bool = False, timeout: float = 15
+) -> tuple[int, str, float]:
     """Send raw bytes to the push door; the status code, answer and seconds it took."""
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
@@ -297,8 +332,10 @@ def push(port: int, head: bytes, body: bytes = b"", close_after: bool = False, t
 
 def post_head(length: str, path: str = "/milesight/push") -> bytes:
     auth = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode()).decode()
-    return (f"POST {path} HTTP/1.1\r\nHost: bridge\r\nAuthorization: Basic {auth}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n").encode()
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: bridge\r\nAuthorization: Basic {auth}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
 
 
 def test_push_door_outlives_a_slowloris_under_1024_descriptors(relay: tuple[Service, int]) -> None:
@@ -313,7 +350,9 @@ def test_push_door_outlives_a_slowloris_under_1024_descriptors(relay: tuple[Serv
         pid = service.proc.pid
         service.wait_status_rewritten()
         started = time.monotonic()
-        busy = fresh_answer("POST", url, data=b"{}", auth=AUTH)  # at the cap: refused cleanly and fast
+        busy = fresh_answer(
+            "POST", url, data=b"{}", auth=AUTH
+        )  # at the cap: refused cleanly and fast
         refused_in = time.monotonic() - started
         watch.sample()
     finally:
@@ -329,22 +368,30 @@ def test_push_door_outlives_a_slowloris_under_1024_descriptors(relay: tuple[Serv
     assert "Traceback" not in service.log(), service.log()[-3000:]
 
 
-def test_push_body_that_stops_short_gets_400_at_the_deadline(shared_relay: tuple[Service, int]) -> None:
+def test_push_body_that_stops_short_gets_400_at_the_deadline(
+    shared_relay: tuple[Service, int],
+) -> None:
     service, port = shared_relay
     results: dict[str, tuple[int, str, float]] = {}
-    stalled = threading.Thread(target=lambda: results.update(stalled=push(port, post_head("100"), b'{"event"')))
+    stalled = threading.Thread(
+        target=lambda: results.update(stalled=push(port, post_head("100"), b'{"event"'))
+    )
     stalled.start()
     ended = push(port, post_head("100"), b'{"event"', close_after=True)
     stalled.join(timeout=20)
     assert ended[0] == 400 and "after 8 of 100 bytes" in ended[1] and ended[2] < 2, ended
     status, answer, took = results["stalled"]
     assert status == 400 and "after 8 of 100 bytes" in answer, answer
-    assert took < 12, f"answered after {took:.1f}s"  # the 10 s whole-request deadline, not 30 s per read
+    assert took < 12, (
+        f"answered after {took:.1f}s"
+    )  # the 10 s whole-request deadline, not 30 s per read
     assert "Traceback" not in service.log()
 
 
 @pytest.mark.parametrize("length", ["1_3", "+13", "13 x", "0x0d", "13, 14"])
-def test_push_content_length_must_be_plain_digits(shared_relay: tuple[Service, int], length: str) -> None:
+def test_push_content_length_must_be_plain_digits(
+    shared_relay: tuple[Service, int], length: str
+) -> None:
     service, port = shared_relay
     status, answer, took = push(port, post_head(length), b'{"a": "bcde"}', close_after=True)
     assert status == 400 and "Content-Length" in answer and took < 2, answer

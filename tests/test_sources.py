@@ -54,9 +54,18 @@ class FileReplay(Source):
         lines = Path(self.sensor.path).read_text().splitlines()
         hour = datetime(2025, 7, 22, 9, tzinfo=UTC)
         fresh = [
-            Record(self.sensor.id, kind, hour + timedelta(hours=n), hour + timedelta(hours=n + 1),
-                   {"current_total": json.loads(line), "max": None, "regions": {}}, True, "poll", observed_at=now)
-            for n, line in enumerate(lines) if n >= done
+            Record(
+                self.sensor.id,
+                kind,
+                hour + timedelta(hours=n),
+                hour + timedelta(hours=n + 1),
+                {"current_total": json.loads(line), "max": None, "regions": {}},
+                True,
+                "poll",
+                observed_at=now,
+            )
+            for n, line in enumerate(lines)
+            if n >= done
         ]
         stored = self.outbox.put(fresh, cursors=[(self.sensor.id, kind, str(len(lines)))])
         return PollOutcome(self.sensor.id, kind, True, now, records=len(fresh), stored=stored)
@@ -80,18 +89,27 @@ def test_a_new_family_is_one_class_and_one_row_and_its_readings_reach_the_cloud(
         assert isinstance(config.sensors[0], ReplayConfig) and config.sensors[0].every_s == 0.2
 
         def totals() -> list[int]:
-            held = sorted((r["period_start"], r["values"]["current_total"]) for r in receiver.records().values()
-                          if r["sensor_id"] == "shelf" and r["kind"] == "occupancy")
+            held = sorted(
+                (r["period_start"], r["values"]["current_total"])
+                for r in receiver.records().values()
+                if r["sensor_id"] == "shelf" and r["kind"] == "occupancy"
+            )
             return [total for _, total in held]
 
         collector = Collector(config)
         runner = threading.Thread(target=collector.run, daemon=True)
         runner.start()
         try:
-            wait_for(lambda: totals() == [3, 5, 8], timeout=20, what="the replayed readings in the cloud")
+            wait_for(
+                lambda: totals() == [3, 5, 8], timeout=20, what="the replayed readings in the cloud"
+            )
             with replay.open("a") as more:
                 more.write("13\n")  # the cursor says three lines were read: only the fourth is new
-            wait_for(lambda: totals() == [3, 5, 8, 13], timeout=20, what="the appended reading in the cloud")
+            wait_for(
+                lambda: totals() == [3, 5, 8, 13],
+                timeout=20,
+                what="the appended reading in the cloud",
+            )
             assert collector.snapshot()["sensors"][0]["state"] == "ok"
         finally:
             collector.stop_event.set()
@@ -99,7 +117,9 @@ def test_a_new_family_is_one_class_and_one_row_and_its_readings_reach_the_cloud(
         assert not runner.is_alive()
 
 
-def test_a_new_familys_keys_are_checked_and_documented(tmp_path: Path, file_replay: type[Source]) -> None:
+def test_a_new_familys_keys_are_checked_and_documented(
+    tmp_path: Path, file_replay: type[Source]
+) -> None:
     table = {"id": "shelf", "type": "file-replay", "every_s": 0, "url": "http://127.0.0.1:1"}
     with pytest.raises(ConfigError) as caught:
         parse_config({**base_tables(tmp_path, "http://127.0.0.1:1"), "sensors": [table]})
@@ -115,16 +135,27 @@ def test_a_new_familys_keys_are_checked_and_documented(tmp_path: Path, file_repl
 
 
 def test_an_unknown_type_is_one_problem_naming_the_known_types(tmp_path: Path) -> None:
-    sensor = {"id": "door", "type": "milesight-camra", "url": "http://127.0.0.1:1", "interval_s": 60}
+    sensor = {
+        "id": "door",
+        "type": "milesight-camra",
+        "url": "http://127.0.0.1:1",
+        "interval_s": 60,
+    }
     with pytest.raises(ConfigError) as caught:
         parse_config({**base_tables(tmp_path, "http://127.0.0.1:1"), "sensors": [sensor]})
-    assert caught.value.problems == ["sensors[0].type: expected one of milesight-camera, got 'milesight-camra'"]
+    assert caught.value.problems == [
+        "sensors[0].type: expected one of milesight-camera, got 'milesight-camra'"
+    ]
     with pytest.raises(ConfigError) as caught:
-        parse_config({**base_tables(tmp_path, "http://127.0.0.1:1"), "sensors": [{**sensor, "type": 7}]})
+        parse_config(
+            {**base_tables(tmp_path, "http://127.0.0.1:1"), "sensors": [{**sensor, "type": 7}]}
+        )
     assert caught.value.problems == ["sensors[0].type: expected a string, got 7"]
 
 
-def test_a_sensor_of_an_unregistered_type_is_a_config_error_when_its_source_is_built(tmp_path: Path) -> None:
+def test_a_sensor_of_an_unregistered_type_is_a_config_error_when_its_source_is_built(
+    tmp_path: Path,
+) -> None:
     """A config made in code (a bench, the demo) never reaches a camera poller by default."""
     outbox = Outbox(tmp_path / "outbox.db")
     with pytest.raises(ConfigError) as caught:
@@ -134,11 +165,18 @@ def test_a_sensor_of_an_unregistered_type_is_a_config_error_when_its_source_is_b
 
 
 def test_a_table_without_type_is_a_milesight_camera_with_its_old_defaults(tmp_path: Path) -> None:
-    tables = {**base_tables(tmp_path, "http://127.0.0.1:1"), "sensors": [{"id": "door", "url": "http://127.0.0.1:1"}]}
+    tables = {
+        **base_tables(tmp_path, "http://127.0.0.1:1"),
+        "sensors": [{"id": "door", "url": "http://127.0.0.1:1"}],
+    }
     [sensor] = parse_config(tables).sensors
     assert type(sensor) is CameraConfig and sensor.type == "milesight-camera"
-    assert (sensor.timezone, sensor.collect, sensor.interval_s, sensor.auth) == \
-        ("Europe/Lisbon", ["line_counts", "region_counts"], 300, "auto")
+    assert (sensor.timezone, sensor.collect, sensor.interval_s, sensor.auth) == (
+        "Europe/Lisbon",
+        ["line_counts", "region_counts"],
+        300,
+        "auto",
+    )
 
 
 def test_the_contract_owns_the_kinds_and_each_source_collects_some_of_them() -> None:
@@ -166,8 +204,17 @@ def test_doctor_reads_a_new_family_through_its_own_sample_and_says_when_it_canno
 
     def sample(cls: type[Source], sensor: SensorConfig, kind: str, hours: int) -> list[Record]:
         hour = datetime(2025, 7, 22, 9, tzinfo=UTC)
-        return [Record(sensor.id, kind, hour, hour + timedelta(hours=1),
-                       {"current_total": 3, "max": None, "regions": {}}, True, "poll")]
+        return [
+            Record(
+                sensor.id,
+                kind,
+                hour,
+                hour + timedelta(hours=1),
+                {"current_total": 3, "max": None, "regions": {}},
+                True,
+                "poll",
+            )
+        ]
 
     monkeypatch.setattr(FileReplay, "sample", classmethod(sample))
     found = check_sensors(config)

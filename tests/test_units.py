@@ -26,7 +26,9 @@ INSTALLED_BIN = "/opt/sensor-bridge/venv/bin/sensor-bridge"
 OUR_BIN = str(Path(sys.executable).parent / "sensor-bridge")
 MAX_EXPOSURE = 4.0
 
-needs_analyze = pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="needs systemd-analyze (systemd)")
+needs_analyze = pytest.mark.skipif(
+    not shutil.which("systemd-analyze"), reason="needs systemd-analyze (systemd)"
+)
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
@@ -41,7 +43,11 @@ def local_copy(unit: Path, into: Path) -> Path:
 
 def complaints(result: subprocess.CompletedProcess[str], *names: str) -> list[str]:
     """systemd-analyze lines about our files (it warns on stderr and still exits 0)."""
-    return [line for line in (result.stdout + result.stderr).splitlines() if any(n in line for n in names)]
+    return [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if any(n in line for n in names)
+    ]
 
 
 def exposure(unit: Path) -> float:
@@ -72,8 +78,17 @@ def test_the_unit_is_sandboxed(unit: Path):
 
 @needs_analyze
 def test_the_mosquitto_drop_in_applies_cleanly(tmp_path):
-    debian_unit = next((p for p in (Path("/lib/systemd/system/mosquitto.service"),
-                                    Path("/usr/lib/systemd/system/mosquitto.service")) if p.exists()), None)
+    debian_unit = next(
+        (
+            p
+            for p in (
+                Path("/lib/systemd/system/mosquitto.service"),
+                Path("/usr/lib/systemd/system/mosquitto.service"),
+            )
+            if p.exists()
+        ),
+        None,
+    )
     if debian_unit is None:
         pytest.skip("needs Debian's mosquitto package (its unit is what the drop-in changes)")
     shutil.copy(debian_unit, tmp_path / "mosquitto.service")
@@ -82,7 +97,9 @@ def test_the_mosquitto_drop_in_applies_cleanly(tmp_path):
     assert result.returncode == 0 and not complaints(result, "mosquitto"), result.stderr
     show = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", str(tmp_path / "mosquitto.service")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert "Service cannot change system host/domainname" in show.stdout  # the drop-in was read
     assert exposure(tmp_path / "mosquitto.service") <= MAX_EXPOSURE
@@ -91,7 +108,9 @@ def test_the_mosquitto_drop_in_applies_cleanly(tmp_path):
 @pytest.mark.parametrize("unit", UNIT_FILES, ids=lambda p: p.name)
 def test_the_unit_runs_commands_sensor_bridge_knows(unit: Path):
     parser = build_parser()
-    commands = re.findall(rf"^Exec\w+=[-+!@:]*{re.escape(INSTALLED_BIN)} (.*)$", unit.read_text(), re.M)
+    commands = re.findall(
+        rf"^Exec\w+=[-+!@:]*{re.escape(INSTALLED_BIN)} (.*)$", unit.read_text(), re.M
+    )
     assert commands or unit.name not in UNITS.values()
     for command in commands:
         argv = shlex.split(command)
@@ -113,7 +132,10 @@ def test_units_share_the_directories_without_taking_them_over():
         runs_as_service_user = "User=sensor-bridge" in text
         if runs_as_service_user:
             # Stopping one unit must not delete the others' status files.
-            assert "RuntimeDirectory=sensor-bridge\n" in text and "RuntimeDirectoryPreserve=yes" in text
+            assert (
+                "RuntimeDirectory=sensor-bridge\n" in text
+                and "RuntimeDirectoryPreserve=yes" in text
+            )
         else:
             # For a root unit systemd would chown the directories (and the outbox) to root.
             assert not re.search(r"^(Runtime|State)Directory=", text, re.M), unit.name

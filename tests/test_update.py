@@ -35,10 +35,10 @@ UNIT = REPO / "appliance" / "units" / "sensor-bridge-config.service"
 GATE_S = 12
 
 needs_tools = pytest.mark.skipif(
-    not shutil.which("ssh-keygen") or subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode,
+    not shutil.which("ssh-keygen")
+    or subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode,
     reason="needs ssh-keygen and `unshare -n` (root): the watchdog's probe must stay in its own namespace",
 )
-
 
 
 # ---------------------------------------------------------------- releases
@@ -46,14 +46,36 @@ needs_tools = pytest.mark.skipif(
 
 def keypair(folder: Path, name: str) -> Path:
     key = folder / name
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True
+    )
     return key
 
 
 def build_release(out: Path, key: Path, cache: Path, version: str, source: Path = REPO) -> None:
-    done = subprocess.run([*RELEASE, "build", "--key", str(key), "--out", str(out), "--version", version,
-                           "--arch", "x86_64", "--wheel-cache", str(cache), "--source", str(source),
-                           "--notes", f"test {version}"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            *RELEASE,
+            "build",
+            "--key",
+            str(key),
+            "--out",
+            str(out),
+            "--version",
+            version,
+            "--arch",
+            "x86_64",
+            "--wheel-cache",
+            str(cache),
+            "--source",
+            str(source),
+            "--notes",
+            f"test {version}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     print(done.stdout)
 
@@ -63,7 +85,9 @@ def patched_tree(into: Path, edits: dict[str, tuple[str, str]]) -> Path:
     into.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE", "appliance", "image"):
         if (REPO / name).is_dir():
-            shutil.copytree(REPO / name, into / name, ignore=shutil.ignore_patterns("__pycache__", "out"))
+            shutil.copytree(
+                REPO / name, into / name, ignore=shutil.ignore_patterns("__pycache__", "out")
+            )
         elif (REPO / name).exists():
             shutil.copy2(REPO / name, into / name)
     for name, (old, new) in edits.items():
@@ -93,16 +117,28 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     build_release(out, key, cache, "0.1.0")
     first = time.monotonic() - started
     build_release(out, key, cache, "0.2.0")
-    broken = patched_tree(base / "broken", {"appliance/collector.py": (
-        "def _run(args: argparse.Namespace) -> int:\n",
-        "def _run(args: argparse.Namespace) -> int:\n    raise SystemExit('this release is broken')\n")})
+    broken = patched_tree(
+        base / "broken",
+        {
+            "appliance/collector.py": (
+                "def _run(args: argparse.Namespace) -> int:\n",
+                "def _run(args: argparse.Namespace) -> int:\n    raise SystemExit('this release is broken')\n",
+            )
+        },
+    )
     build_release(out, key, cache, "0.3.0", broken)
-    schema2 = patched_tree(base / "schema2", {"appliance/outbox.py": ("\nSCHEMA_VERSION = 1\n", "\nSCHEMA_VERSION = 2\n")})
+    schema2 = patched_tree(
+        base / "schema2",
+        {"appliance/outbox.py": ("\nSCHEMA_VERSION = 1\n", "\nSCHEMA_VERSION = 2\n")},
+    )
     build_release(out, key, cache, "0.4.0", schema2)
     print(f"first release {first:.1f} s, all four {time.monotonic() - started:.1f} s")
     signers = base / "release-signers"
-    signers.write_text(subprocess.run([*RELEASE, "signers", f"{key}.pub"], capture_output=True, text=True,
-                                      check=True).stdout)
+    signers.write_text(
+        subprocess.run(
+            [*RELEASE, "signers", f"{key}.pub"], capture_output=True, text=True, check=True
+        ).stdout
+    )
     return {"out": out, "key": key, "stranger": stranger, "signers": signers}
 
 
@@ -124,8 +160,20 @@ def server(releases: dict[str, Any], tmp_path_factory: pytest.TempPathFactory):
     channel(served, "schema", out, "0.1.0", "0.2.0", "0.4.0")
     bad_sig = channel(served, "badsig", out, "0.2.0")
     (served / bad_sig / "0.2.0" / "manifest.json.sig").unlink()
-    subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-f", str(releases["stranger"]), "-n", "sensor-bridge-release",
-                    str(served / bad_sig / "0.2.0" / "manifest.json")], check=True)
+    subprocess.run(
+        [
+            "ssh-keygen",
+            "-q",
+            "-Y",
+            "sign",
+            "-f",
+            str(releases["stranger"]),
+            "-n",
+            "sensor-bridge-release",
+            str(served / bad_sig / "0.2.0" / "manifest.json"),
+        ],
+        check=True,
+    )
     tampered = channel(served, "tampered", out, "0.2.0")
     wheel = next((served / tampered / "0.2.0").glob("sensor_bridge-*.whl"))
     wheel.write_bytes(wheel.read_bytes() + b"\0")
@@ -156,14 +204,25 @@ echo $! >"$here/watchdog.pid"
 class Bridge:
     """An install folder, a config, and services started by the restart script."""
 
-    def __init__(self, tmp: Path, releases: dict[str, Any], url: str, camera: SimCamera,
-                 receiver: SimReceiver) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        releases: dict[str, Any],
+        url: str,
+        camera: SimCamera,
+        receiver: SimReceiver,
+    ) -> None:
         self.root = tmp / "opt"
         self.root.mkdir()
         shutil.copy(releases["signers"], self.root / "release-signers")
         self.tables = base_tables(tmp, receiver.url)
         self.tables["sensors"] = [sensor_table("entrance", camera.url)]
-        self.tables["watchdog"] = {"reboot": False, "restart_cmd": "true", "reboot_cmd": "true", "check_s": 1}
+        self.tables["watchdog"] = {
+            "reboot": False,
+            "restart_cmd": "true",
+            "reboot_cmd": "true",
+            "check_s": 1,
+        }
         self.tables["update"] = {"url": url, "gate_s": GATE_S}
         self.config = write_config(tmp / "config.toml", self.tables)
         self.services = tmp / "services"
@@ -171,28 +230,54 @@ class Bridge:
         restart = self.services / "restart.sh"
         restart.write_text(RESTART)
         restart.chmod(0o755)
-        self.env = {**os.environ, "SENSOR_BRIDGE_ROOT": str(self.root), "SENSOR_BRIDGE_RESTART_CMD": str(restart),
-                    "ROOT": str(self.root), "CONFIG": str(self.config), "PYTHONPATH": str(REPO)}
+        self.env = {
+            **os.environ,
+            "SENSOR_BRIDGE_ROOT": str(self.root),
+            "SENSOR_BRIDGE_RESTART_CMD": str(restart),
+            "ROOT": str(self.root),
+            "CONFIG": str(self.config),
+            "PYTHONPATH": str(REPO),
+        }
 
     def use(self, channel: str) -> None:
-        self.tables["update"]["url"] = self.tables["update"]["url"].rsplit("/", 1)[0] + "/" + channel
+        self.tables["update"]["url"] = (
+            self.tables["update"]["url"].rsplit("/", 1)[0] + "/" + channel
+        )
         write_config(self.config, self.tables)
 
-    def update(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*CLI, "-c", str(self.config), "update", *args], capture_output=True, text=True,
-                              cwd=REPO, env={**self.env, **(env or {})}, timeout=600)
+    def update(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CLI, "-c", str(self.config), "update", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**self.env, **(env or {})},
+            timeout=600,
+        )
 
     def start_update(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([*CLI, "-c", str(self.config), "update", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, cwd=REPO, env=self.env)
+        return subprocess.Popen(
+            [*CLI, "-c", str(self.config), "update", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+            env=self.env,
+        )
 
     def running(self) -> str | None:
         target = self.root / "venv"
         if not target.exists():
             return None
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        shown = subprocess.run([str(target / "bin" / "sensor-bridge"), "--version"], capture_output=True, text=True,
-                               env=env)
+        shown = subprocess.run(
+            [str(target / "bin" / "sensor-bridge"), "--version"],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         return shown.stdout.split()[-1] if shown.returncode == 0 else None
 
     def collector_version(self) -> str | None:
@@ -203,7 +288,9 @@ class Bridge:
         return json.loads((self.root / "update-status.json").read_text())
 
     def restart(self) -> None:
-        subprocess.run([self.env["SENSOR_BRIDGE_RESTART_CMD"]], env=self.env, check=True, timeout=60)
+        subprocess.run(
+            [self.env["SENSOR_BRIDGE_RESTART_CMD"]], env=self.env, check=True, timeout=60
+        )
 
     def healthy_on(self, version: str) -> None:
         from appliance.config import load_config
@@ -211,13 +298,18 @@ class Bridge:
 
         config = load_config(self.config)
         since = time.time() - 0.5
-        wait_for(lambda: health_problem(config, version, since) is None, timeout=GATE_S * 2,
-                 what=f"the services healthy on {version}")
+        wait_for(
+            lambda: health_problem(config, version, since) is None,
+            timeout=GATE_S * 2,
+            what=f"the services healthy on {version}",
+        )
 
     def boot_recovery(self) -> None:
         """What sensor-bridge-config.service runs at boot before the services start."""
         for line in re.findall(r"^ExecStartPre=-?(.*)$", UNIT.read_text(), re.M):
-            line = line.replace("/opt/sensor-bridge/venv/bin/sensor-bridge", f"{sys.executable} -m appliance")
+            line = line.replace(
+                "/opt/sensor-bridge/venv/bin/sensor-bridge", f"{sys.executable} -m appliance"
+            )
             line = line.replace("/opt/sensor-bridge", str(self.root))
             subprocess.run(line, shell=True, env=self.env, cwd=REPO, check=True, timeout=60)
 
@@ -235,7 +327,9 @@ class Bridge:
 
 @pytest.fixture
 def camera():
-    with SimCamera(timezone="Europe/Lisbon", username="admin", password="pw", lines=2, regions=2, seed=7) as cam:
+    with SimCamera(
+        timezone="Europe/Lisbon", username="admin", password="pw", lines=2, regions=2, seed=7
+    ) as cam:
         yield cam
 
 
@@ -254,15 +348,20 @@ def bridge(tmp_path: Path, releases, server, camera, receiver):
 
 def tree(root: Path) -> dict[str, str]:
     """Every path under ``root`` with its link target or size: "nothing changed" is this staying equal."""
-    return {str(p.relative_to(root)): (os.readlink(p) if p.is_symlink() else str(p.stat().st_size))
-            for p in sorted(root.rglob("*")) if p.name != "update.lock" and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(root)): (os.readlink(p) if p.is_symlink() else str(p.stat().st_size))
+        for p in sorted(root.rglob("*"))
+        if p.name != "update.lock" and "__pycache__" not in p.parts
+    }
 
 
 # ---------------------------------------------------------------- the tests
 
 
 @needs_tools
-def test_good_update_passes_a_broken_one_rolls_back_and_no_reading_is_lost(bridge: Bridge, camera, receiver):
+def test_good_update_passes_a_broken_one_rolls_back_and_no_reading_is_lost(
+    bridge: Bridge, camera, receiver
+):
     since = backfill_start()
     first = bridge.update("--to", "0.1.0")
     assert first.returncode == 0, first.stdout + first.stderr
@@ -284,7 +383,9 @@ def test_good_update_passes_a_broken_one_rolls_back_and_no_reading_is_lost(bridg
     rollback_s = time.monotonic() - started
     assert bad.returncode == 1
     message = bridge.status()["last"]
-    assert message.startswith("update to 0.3.0 failed: ") and message.endswith("; rolled back to 0.2.0"), message
+    assert message.startswith("update to 0.3.0 failed: ") and message.endswith(
+        "; rolled back to 0.2.0"
+    ), message
     assert rollback_s < GATE_S + 30
     assert bridge.running() == "0.2.0"
     bridge.healthy_on("0.2.0")
@@ -295,19 +396,36 @@ def test_good_update_passes_a_broken_one_rolls_back_and_no_reading_is_lost(bridg
     back = bridge.update("--rollback")
     assert back.returncode == 0, back.stdout + back.stderr
     assert bridge.running() == "0.1.0" and bridge.collector_version() == "0.1.0"
-    wait_for(lambda: all(held(receiver, "entrance", k).keys() >= truth(camera, k, since).keys()
-                         for k in ("line_counts", "region_counts")), timeout=30, what="every period delivered")
+    wait_for(
+        lambda: all(
+            held(receiver, "entrance", k).keys() >= truth(camera, k, since).keys()
+            for k in ("line_counts", "region_counts")
+        ),
+        timeout=30,
+        what="every period delivered",
+    )
     assert_receiver_matches_truth(receiver, camera, "entrance", since)
-    print(f"good update {good_s:.1f} s; failed update and rollback {rollback_s:.1f} s (gate_s {GATE_S})")
+    print(
+        f"good update {good_s:.1f} s; failed update and rollback {rollback_s:.1f} s (gate_s {GATE_S})"
+    )
 
 
 @needs_tools
-@pytest.mark.parametrize("channel, env, why", [
-    ("badsig", {}, "release 0.2.0: bad signature"),
-    ("tampered", {}, "sensor_bridge-0.2.0-py3-none-any.whl does not match its sha256"),
-    ("stable", {"SENSOR_BRIDGE_ARCH": "aarch64"}, "has no files for this bridge's architecture aarch64 (it has x86_64)"),
-])
-def test_untrusted_or_foreign_releases_are_refused_with_nothing_changed(bridge: Bridge, channel, env, why):
+@pytest.mark.parametrize(
+    "channel, env, why",
+    [
+        ("badsig", {}, "release 0.2.0: bad signature"),
+        ("tampered", {}, "sensor_bridge-0.2.0-py3-none-any.whl does not match its sha256"),
+        (
+            "stable",
+            {"SENSOR_BRIDGE_ARCH": "aarch64"},
+            "has no files for this bridge's architecture aarch64 (it has x86_64)",
+        ),
+    ],
+)
+def test_untrusted_or_foreign_releases_are_refused_with_nothing_changed(
+    bridge: Bridge, channel, env, why
+):
     (bridge.root / "venv-0.0.9").mkdir()
     os.symlink("venv-0.0.9", bridge.root / "venv")
     before = tree(bridge.root)
@@ -325,13 +443,17 @@ def test_a_downgrade_across_an_outbox_schema_change_is_refused(bridge: Bridge):
     before = tree(bridge.root)
     refused = bridge.update("--to", "0.2.0")
     assert refused.returncode == 2
-    assert "keeps the outbox in schema 1, this bridge's outbox is already schema 2" in refused.stderr
+    assert (
+        "keeps the outbox in schema 1, this bridge's outbox is already schema 2" in refused.stderr
+    )
     assert bridge.update("--rollback").returncode == 2  # nothing kept before 0.4.0 here
     assert tree(bridge.root) == before and bridge.running() == "0.4.0"
 
 
 @needs_tools
-def test_sigkill_of_the_updater_at_any_step_then_boot_recovery_leaves_a_working_bridge(bridge: Bridge):
+def test_sigkill_of_the_updater_at_any_step_then_boot_recovery_leaves_a_working_bridge(
+    bridge: Bridge,
+):
     assert bridge.update("--to", "0.1.0").returncode == 0
     for step in ("download", "build", "switch", "restart", "gate"):
         proc = bridge.start_update("--to", "0.2.0")
@@ -373,7 +495,13 @@ def test_outside_the_window_the_timer_changes_nothing_and_fetches_nothing(tmp_pa
     tables = base_tables(tmp_path, "http://127.0.0.1:9/ingest")
     tables["update"] = {"url": "http://127.0.0.1:9/releases", "window": "00:00-00:00"}
     config = write_config(tmp_path / "config.toml", tables)
-    done = subprocess.run([*CLI, "-c", str(config), "update", "--auto"], capture_output=True, text=True,
-                          cwd=REPO, env={**os.environ, "SENSOR_BRIDGE_ROOT": str(tmp_path / "opt")}, timeout=60)
+    done = subprocess.run(
+        [*CLI, "-c", str(config), "update", "--auto"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "SENSOR_BRIDGE_ROOT": str(tmp_path / "opt")},
+        timeout=60,
+    )
     assert done.returncode == 0 and "outside [update] window" in done.stdout
     assert [p.name for p in (tmp_path / "opt").iterdir()] == ["update.lock"]

@@ -28,13 +28,17 @@ def test_silent_services_are_restarted_then_the_bridge_rebooted(lab: Lab):
     collector.kill()  # the collector stops writing; the relay never started at all
 
     wait_for(lambda: lab.reboots(), what="a reboot")
-    wait_for(lambda: {"sensor-bridge.service", "sensor-bridge-relay.service"} <= set(lab.restarts()),
-             what="both units restarted")
+    wait_for(
+        lambda: {"sensor-bridge.service", "sensor-bridge-relay.service"} <= set(lab.restarts()),
+        what="both units restarted",
+    )
     calls = lab.calls()
     assert calls[0].startswith("restart ")  # a restart first; a reboot only when that did not help
     assert all("sensor-bridge-led.service" not in line for line in calls)
 
-    status = wait_for(lambda: wd.decisions("reboot") and wd.status(), what="the reboot in watchdog.json")
+    status = wait_for(
+        lambda: wd.decisions("reboot") and wd.status(), what="the reboot in watchdog.json"
+    )
     restarts = {d["unit"]: d["reason"] for d in status["decisions"] if d["action"] == "restart"}
     assert "collector has not written its status" in restarts["sensor-bridge.service"]
     assert "relay has no status file" in restarts["sensor-bridge-relay.service"]
@@ -147,13 +151,17 @@ def test_gateway_gone_reboots_after_network_down_s(lab: Lab):
     noticed = wd.decisions("noticed")[0]
     reboot = wd.decisions("reboot")[0]
     assert "is down" in noticed["reason"] and "network_down_s = 1)" in reboot["reason"]
-    assert int(re.search(r"network down for (\d+) s", reboot["reason"]).group(1)) >= 1  # not at once
+    assert (
+        int(re.search(r"network down for (\d+) s", reboot["reason"]).group(1)) >= 1
+    )  # not at once
 
     ns.gateway_link(up=True)
     wait_for(lambda: (wd.status().get("network") or {}).get("up"), what="the network to come back")
     ns.silence_gateway()  # link up, but nobody answers at the gateway's address
     wait_for(lambda: lab.reboots() == 2, what="a reboot for the silent gateway")
-    assert f"gateway {ns.GATEWAY} on {ns.ours} does not answer" in wd.decisions("reboot")[-1]["reason"]
+    assert (
+        f"gateway {ns.GATEWAY} on {ns.ours} does not answer" in wd.decisions("reboot")[-1]["reason"]
+    )
 
 
 @needs_netns
@@ -201,14 +209,24 @@ def test_a_probe_command_can_judge_the_network_instead(lab: Lab):
     flag = lab.tmp / "network"
     flag.write_text("up")
     probe = f"sh -c 'echo cable {flag}; grep -q up {flag}'"
-    wd = lab.spawn([*CLI, "-c", str(lab.config_path), "watchdog", "--network-probe", probe], "watchdog.log")
+    wd = lab.spawn(
+        [*CLI, "-c", str(lab.config_path), "watchdog", "--network-probe", probe], "watchdog.log"
+    )
     status_file = lab.run_dir / "watchdog.json"
-    status = wait_for(lambda: (s := read_json(status_file) or {}).get("pid") == wd.pid and s.get("network") and s)
+    status = wait_for(
+        lambda: (s := read_json(status_file) or {}).get("pid") == wd.pid and s.get("network") and s
+    )
     assert status["network"]["up"] is True and "exited 0: cable" in status["network"]["detail"]
     flag.write_text("down")
     wait_for(lambda: lab.reboots() == 1, what="a reboot")
-    decisions = wait_for(lambda: [d for d in (read_json(status_file) or {}).get("decisions", [])
-                                  if d["action"] == "reboot"], what="the reboot in watchdog.json")
+    decisions = wait_for(
+        lambda: [
+            d
+            for d in (read_json(status_file) or {}).get("decisions", [])
+            if d["action"] == "reboot"
+        ],
+        what="the reboot in watchdog.json",
+    )
     assert "exited 1: cable" in decisions[0]["reason"]
 
 

@@ -55,7 +55,8 @@ def netns_problem() -> str | None:
 
 
 needs_netns = pytest.mark.skipif(
-    bool(netns_problem()), reason=f"{netns_problem()}: the watchdog's network probe must stay inside one"
+    bool(netns_problem()),
+    reason=f"{netns_problem()}: the watchdog's network probe must stay inside one",
 )
 
 
@@ -77,8 +78,20 @@ class NetNs:
         _ip("-n", self.name, "link", "set", "lo", "up")
         if gateway:
             _ip("netns", "add", self.gw_name)
-            _ip("link", "add", self.ours, "netns", self.name, "type", "veth", "peer", "name", self.theirs,
-                "netns", self.gw_name)
+            _ip(
+                "link",
+                "add",
+                self.ours,
+                "netns",
+                self.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.theirs,
+                "netns",
+                self.gw_name,
+            )
             _ip("-n", self.name, "addr", "add", f"{self.ADDRESS}/24", "dev", self.ours)
             _ip("-n", self.gw_name, "addr", "add", f"{self.GATEWAY}/24", "dev", self.theirs)
             _ip("-n", self.name, "link", "set", self.ours, "up")
@@ -133,7 +146,10 @@ class Lab:
         """Write the config: fast watchdog settings, commands that record, extra tables."""
         body: dict[str, Any] = base_tables(self.tmp, closed_port_url())
         body["watchdog"] = {
-            "check_s": 0.2, "stall_s": 1.5, "network_down_s": 3600, "max_rss_mb": 500,
+            "check_s": 0.2,
+            "stall_s": 1.5,
+            "network_down_s": 3600,
+            "max_rss_mb": 500,
             "restart_cmd": f"{self.script('restart', restart_then)} {{unit}}",
             "reboot_cmd": str(self.script("reboot")),
         } | tables.pop("watchdog", {})
@@ -154,17 +170,26 @@ class Lab:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*CLI, "-c", str(self.config_path), *args], capture_output=True, text=True, timeout=30, cwd=REPO
+            [*CLI, "-c", str(self.config_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=REPO,
         )
 
     # -------------------------------------------------------- processes
 
-    def spawn(self, argv: list[str], log_name: str, env: dict[str, str | None] | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, argv: list[str], log_name: str, env: dict[str, str | None] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start ``argv`` with ``env`` added to ours (None removes a variable)."""
         full = {**os.environ, **(env or {})}
         with open(self.tmp / log_name, "ab") as out:
             proc = subprocess.Popen(
-                argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                argv,
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 env={k: v for k, v in full.items() if v is not None},
             )
         self.procs.append(proc)
@@ -173,10 +198,13 @@ class Lab:
     def service(self, name: str, state: str = "ok", hog_mb: int = 0) -> StandIn:
         """Start a stand-in for service ``name`` and wait for its first status file."""
         proc = self.spawn(
-            [sys.executable, str(HERE), "service", str(self.run_dir), name, state, str(hog_mb)], f"{name}.log"
+            [sys.executable, str(HERE), "service", str(self.run_dir), name, state, str(hog_mb)],
+            f"{name}.log",
         )
-        wait_for(lambda: (read_json(self.run_dir / f"{name}.json") or {}).get("pid") == proc.pid,
-                 what=f"the {name} stand-in's first status file")
+        wait_for(
+            lambda: (read_json(self.run_dir / f"{name}.json") or {}).get("pid") == proc.pid,
+            what=f"the {name} stand-in's first status file",
+        )
         return StandIn(proc)
 
     def netns(self, gateway: bool = False) -> NetNs:
@@ -184,8 +212,12 @@ class Lab:
         self.namespaces.append(ns)
         return ns
 
-    def watchdog(self, ns: NetNs, *args: str, env: dict[str, str | None] | None = None) -> WatchdogProcess:
-        proc = self.spawn([*ns.prefix, *CLI, "-c", str(self.config_path), "watchdog", *args], "watchdog.log", env)
+    def watchdog(
+        self, ns: NetNs, *args: str, env: dict[str, str | None] | None = None
+    ) -> WatchdogProcess:
+        proc = self.spawn(
+            [*ns.prefix, *CLI, "-c", str(self.config_path), "watchdog", *args], "watchdog.log", env
+        )
         return WatchdogProcess(proc, self.run_dir / "watchdog.json")
 
     def log(self, name: str) -> str:
@@ -233,7 +265,9 @@ class WatchdogProcess:
 
     def after_checks(self, n: int, timeout: float = 20.0) -> dict[str, Any]:
         """Its status once it has looked ``n`` times."""
-        return wait_for(lambda: (s := self.status()).get("checks", 0) >= n and s, timeout, f"{n} checks")
+        return wait_for(
+            lambda: (s := self.status()).get("checks", 0) >= n and s, timeout, f"{n} checks"
+        )
 
     def decisions(self, action: str | None = None) -> list[dict[str, Any]]:
         found = self.status().get("decisions", [])
@@ -262,7 +296,9 @@ def _stand_in(run_dir: str, name: str, state: str, hog_mb: str) -> None:
     hoard = b"\x01" * (int(hog_mb) * 1_000_000)  # touched, so it counts in RSS
     deadline = time.monotonic() + 120  # never outlive a test run by much
     while time.monotonic() < deadline:
-        write_status(run_dir, name, state, reason=f"stand-in {name}", hoard_mb=len(hoard) // 1_000_000)
+        write_status(
+            run_dir, name, state, reason=f"stand-in {name}", hoard_mb=len(hoard) // 1_000_000
+        )
         time.sleep(0.2)
 
 

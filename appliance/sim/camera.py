@@ -53,7 +53,9 @@ REALM = "Milesight Network Camera"
 SLOW_S = 3600  # "slow" outwaits any sane timeout; stop() still ends it at once
 FINAL_GRACE_S = 120  # as the poller's: a period is final this long after its end
 BUSY_PAGE = b"<html><head><title>Server busy</title></head><body><h1>Server busy, try later</h1></body></html>"
-GARBAGE = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcb\x48\xcd\xc9\xc9\x57\x28\xcf\x2f\xca\x49\x01\x00"
+GARBAGE = (
+    b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcb\x48\xcd\xc9\xc9\x57\x28\xcf\x2f\xca\x49\x01\x00"
+)
 
 
 class SimCamera:
@@ -83,7 +85,9 @@ class SimCamera:
         announce: bool = False,
     ) -> None:
         if header_style not in HEADER_STYLES:
-            raise ValueError(f"header_style {header_style!r} is not one of {', '.join(HEADER_STYLES)}")
+            raise ValueError(
+                f"header_style {header_style!r} is not one of {', '.join(HEADER_STYLES)}"
+            )
         if auth not in ("basic", "digest", "none"):
             raise ValueError(f"auth {auth!r} is not one of basic, digest, none")
         if not (1 <= lines <= 4 and 1 <= regions <= 4):
@@ -113,7 +117,9 @@ class SimCamera:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> SimCamera:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sim-camera", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="sim-camera", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -159,7 +165,9 @@ class SimCamera:
     # ------------------------------------------------------------ the truth
 
     def _count(self, kind: str, wall_hour: datetime, slot: str) -> int:
-        digest = hashlib.sha256(f"{self.seed}|{kind}|{wall_hour:%Y-%m-%dT%H}|{slot}".encode()).digest()
+        digest = hashlib.sha256(
+            f"{self.seed}|{kind}|{wall_hour:%Y-%m-%dT%H}|{slot}".encode()
+        ).digest()
         return int.from_bytes(digest[:4], "big") % 300
 
     def _period(self, wall_hour: datetime) -> tuple[datetime, datetime] | None:
@@ -180,18 +188,30 @@ class SimCamera:
             return int(n * fraction)
 
         if kind == "line_counts":
-            lines = {str(i): {"in": grow(self._count(kind, wall_hour, f"{i}in")) if i <= self.lines else 0,
-                              "out": grow(self._count(kind, wall_hour, f"{i}out")) if i <= self.lines else 0}
-                     for i in range(1, self._shown(self.lines) + 1)}
+            lines = {
+                str(i): {
+                    "in": grow(self._count(kind, wall_hour, f"{i}in")) if i <= self.lines else 0,
+                    "out": grow(self._count(kind, wall_hour, f"{i}out")) if i <= self.lines else 0,
+                }
+                for i in range(1, self._shown(self.lines) + 1)
+            }
             total = {d: sum(v[d] for v in lines.values()) for d in ("in", "out")}
             return {"total": total, "lines": lines}
-        return {"regions": {str(i): grow(self._count(kind, wall_hour, f"r{i}")) if i <= self.regions else 0
-                            for i in range(1, self._shown(self.regions) + 1)}}
+        return {
+            "regions": {
+                str(i): grow(self._count(kind, wall_hour, f"r{i}")) if i <= self.regions else 0
+                for i in range(1, self._shown(self.regions) + 1)
+            }
+        }
 
-    def _rows(self, kind: str, wall_from: datetime, wall_to: datetime) -> list[tuple[datetime, dict[str, Any]]]:
+    def _rows(
+        self, kind: str, wall_from: datetime, wall_to: datetime
+    ) -> list[tuple[datetime, dict[str, Any]]]:
         now = self.clock()
         oldest = now - HISTORY
-        hour = max(wall_from, (oldest - timedelta(hours=1)).astimezone(self.zone).replace(tzinfo=None))
+        hour = max(
+            wall_from, (oldest - timedelta(hours=1)).astimezone(self.zone).replace(tzinfo=None)
+        )
         hour = hour.replace(minute=0, second=0, microsecond=0)
         wall_to = min(wall_to, (now + timedelta(days=2)).astimezone(self.zone).replace(tzinfo=None))
         rows = []
@@ -207,20 +227,27 @@ class SimCamera:
             hour += timedelta(hours=1)
         return rows
 
-    def expected(self, kind: str, start_utc: datetime, end_utc: datetime,
-                 settled_s: float = FINAL_GRACE_S) -> dict[str, dict[str, Any]]:
+    def expected(
+        self, kind: str, start_utc: datetime, end_utc: datetime, settled_s: float = FINAL_GRACE_S
+    ) -> dict[str, dict[str, Any]]:
         """What a correct bridge delivers as final for periods starting in [start_utc, end_utc]:
         ``{utc_text(period_start): values}``, for periods that ended ``settled_s`` ago or more."""
         if kind not in ("line_counts", "region_counts"):
             raise ValueError(f"expected() knows line_counts and region_counts, not {kind!r}")
         now = self.clock()
-        wall = start_utc.astimezone(self.zone).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+        wall = start_utc.astimezone(self.zone).replace(
+            tzinfo=None, minute=0, second=0, microsecond=0
+        )
         wall_end = end_utc.astimezone(self.zone).replace(tzinfo=None)
         out = {}
         while wall <= wall_end:
             period = self._period(wall)
-            if period and start_utc <= period[0] <= end_utc and period[1] + timedelta(seconds=settled_s) <= now \
-                    and period[1] > now - HISTORY:
+            if (
+                period
+                and start_utc <= period[0] <= end_utc
+                and period[1] + timedelta(seconds=settled_s) <= now
+                and period[1] > now - HISTORY
+            ):
                 out[utc_text(period[0])] = self._values(kind, wall, 1.0)
             wall += timedelta(hours=1)
         return out
@@ -237,8 +264,12 @@ class SimCamera:
         rows = self._rows("line_counts", midnight, local_now)
         people_in = sum(v["total"]["in"] for _, v in rows)
         people_out = sum(v["total"]["out"] for _, v in rows)
-        return {"in": people_in, "out": people_out, "sum": people_in + people_out,
-                "capacity": max(0, people_in - people_out)}
+        return {
+            "in": people_in,
+            "out": people_out,
+            "sum": people_in + people_out,
+            "capacity": max(0, people_in - people_out),
+        }
 
     # ------------------------------------------------------------ answers
 
@@ -248,13 +279,20 @@ class SimCamera:
         if kind == "line_counts":
             total = "Tolal" if style == "tolal" else "Total"
             names = [total] + [f"Line{i}" for i in range(1, self._shown(self.lines) + 1)]
-            header = ["StartTime", "EndTime"] + [f"{n}{dash}{d}" for n in names for d in ("In", "Out", "Sum")]
+            header = ["StartTime", "EndTime"] + [
+                f"{n}{dash}{d}" for n in names for d in ("In", "Out", "Sum")
+            ]
         else:
             region = {"tolal": "Region", "fewer": "REGION", "compact": "region"}[style]
-            header = ["StartTime", "EndTime"] + [f"{region}{i}" for i in range(1, self._shown(self.regions) + 1)]
+            header = ["StartTime", "EndTime"] + [
+                f"{region}{i}" for i in range(1, self._shown(self.regions) + 1)
+            ]
         lines = [sep.join(header)]
         for hour, values in self._rows(kind, wall_from, wall_to):
-            cells = [f"{hour:%Y/%m/%d %H:%M:%S}", f"{hour + timedelta(seconds=3599):%Y/%m/%d %H:%M:%S}"]
+            cells = [
+                f"{hour:%Y/%m/%d %H:%M:%S}",
+                f"{hour + timedelta(seconds=3599):%Y/%m/%d %H:%M:%S}",
+            ]
             if kind == "line_counts":
                 for v in [values["total"], *values["lines"].values()]:
                     cells += [str(v["in"]), str(v["out"]), str(v["in"] + v["out"])]
@@ -286,7 +324,9 @@ class SimCamera:
                 given = base64.b64decode(credentials, validate=True).decode("utf-8")
             except ValueError:
                 return False
-            return secrets.compare_digest(given.encode(), f"{self.username}:{self.password}".encode())
+            return secrets.compare_digest(
+                given.encode(), f"{self.username}:{self.password}".encode()
+            )
         if self.auth == "digest" and scheme.lower() == "digest":
             fields = parse_keqv_list(parse_http_list(credentials))
 
@@ -296,9 +336,13 @@ class SimCamera:
             ha1 = md5(f"{self.username}:{REALM}:{self.password}")
             ha2 = md5(f"{method}:{uri}")
             want = md5(f"{ha1}:{self._nonce}:{fields.get('nc')}:{fields.get('cnonce')}:auth:{ha2}")
-            return (fields.get("username") == self.username and fields.get("nonce") == self._nonce
-                    and fields.get("uri") == uri and fields.get("qop") == "auth"
-                    and secrets.compare_digest(fields.get("response", ""), want))
+            return (
+                fields.get("username") == self.username
+                and fields.get("nonce") == self._nonce
+                and fields.get("uri") == uri
+                and fields.get("qop") == "auth"
+                and secrets.compare_digest(fields.get("response", ""), want)
+            )
         return False
 
     def challenge(self) -> str:
@@ -308,15 +352,23 @@ class SimCamera:
 
     # ------------------------------------------------------------ serving
 
-    def answer(self, method: str, path: str, authorization: str | None) -> tuple[int, str, bytes, dict[str, str]]:
+    def answer(
+        self, method: str, path: str, authorization: str | None
+    ) -> tuple[int, str, bytes, dict[str, str]]:
         """Status, content type, body and extra headers for one camera API request."""
         fault = self.fault
         if fault == "unauthorized" or not self.authorised(method, path, authorization):
-            return 401, "text/html", b"<html><body>401 Unauthorized</body></html>", \
-                {"WWW-Authenticate": self.challenge()}
+            return (
+                401,
+                "text/html",
+                b"<html><body>401 Unauthorized</body></html>",
+                {"WWW-Authenticate": self.challenge()},
+            )
         url = urlsplit(path)
         params = parse_qs(url.query)
-        if url.path == "/cgi-bin/operator/operator.cgi" and params.get("action") == ["get.vca.alarmstatus"]:
+        if url.path == "/cgi-bin/operator/operator.cgi" and params.get("action") == [
+            "get.vca.alarmstatus"
+        ]:
             body, ctype = self.live(), "text/plain"
         else:
             kinds = {"vcalogcsv": "line_counts", "regionalcountlogcsv": "region_counts"}
@@ -330,7 +382,11 @@ class SimCamera:
         if fault == "garbage":
             return 200, ctype, GARBAGE, {}
         if fault == "truncated":
-            body = _cut_mid_row(body) if ctype == "text/csv" else body[: body.index("current_out_count") + 11]
+            body = (
+                _cut_mid_row(body)
+                if ctype == "text/csv"
+                else body[: body.index("current_out_count") + 11]
+            )
         return 200, ctype, body.encode(), {}
 
 
@@ -398,10 +454,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _log(self, outcome: str) -> None:
         if self.camera.announce:
             fault = f" [fault {self.camera.fault}]" if self.camera.fault != "none" else ""
-            print(f"{self.log_date_time_string()} {self.client_address[0]} {self.command} {self.path}"
-                  f" -> {outcome}{fault}", flush=True)
+            print(
+                f"{self.log_date_time_string()} {self.client_address[0]} {self.command} {self.path}"
+                f" -> {outcome}{fault}",
+                flush=True,
+            )
 
-    def _send(self, code: int, content_type: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, code: int, content_type: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -416,7 +477,9 @@ class _Handler(BaseHTTPRequestHandler):
         if urlsplit(self.path).path != "/_sim/fault":
             self._send(404, "text/plain", b"not found\n")
         elif name not in FAULTS:
-            self._send(400, "text/plain", f"unknown fault {name!r}; one of {', '.join(FAULTS)}\n".encode())
+            self._send(
+                400, "text/plain", f"unknown fault {name!r}; one of {', '.join(FAULTS)}\n".encode()
+            )
         else:
             self.camera.set_fault(name)
             self._send(200, "text/plain", f"fault: {name}\n".encode())
@@ -436,8 +499,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._log(f"no answer ({fault})")
             self.close_connection = True  # the connection closes without a byte of answer
             return
-        code, content_type, body, headers = self.camera.answer(self.command, self.path,
-                                                          self.headers.get("Authorization"))
+        code, content_type, body, headers = self.camera.answer(
+            self.command, self.path, self.headers.get("Authorization")
+        )
         with self.camera._lock:
             self.camera.answers[code] += 1
         self._send(code, content_type, body, headers)
@@ -453,9 +517,19 @@ def _handler(camera: SimCamera) -> type[BaseHTTPRequestHandler]:
 def _serve(args: argparse.Namespace) -> int:
     def make(stop: threading.Event) -> Background:
         camera = SimCamera(
-            timezone=args.timezone, username=args.username, password=args.password, auth=args.auth,
-            lines=args.lines, regions=args.regions, header_style=args.header_style, crlf=not args.lf,
-            latency_ms=args.latency_ms, seed=args.seed, fault=args.fault, host=args.host, port=args.port,
+            timezone=args.timezone,
+            username=args.username,
+            password=args.password,
+            auth=args.auth,
+            lines=args.lines,
+            regions=args.regions,
+            header_style=args.header_style,
+            crlf=not args.lf,
+            latency_ms=args.latency_ms,
+            seed=args.seed,
+            fault=args.fault,
+            host=args.host,
+            port=args.port,
             announce=True,
         )
         return Background(lambda: _announce(camera.start(), args), camera.stop, stop)
@@ -464,25 +538,40 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _announce(camera: SimCamera, args: argparse.Namespace) -> None:
-    print(f"simulated Milesight camera on {camera.url} ({args.timezone}, auth {args.auth}, user "
-          f"{args.username!r}, {args.lines} line(s), {args.regions} region(s), header {args.header_style})\n"
-          f"  change its fault while it runs: curl -X POST -d html {camera.url}/_sim/fault "
-          f"(one of {', '.join(FAULTS)})\nCtrl-C stops it.", flush=True)
+    print(
+        f"simulated Milesight camera on {camera.url} ({args.timezone}, auth {args.auth}, user "
+        f"{args.username!r}, {args.lines} line(s), {args.regions} region(s), header {args.header_style})\n"
+        f"  change its fault while it runs: curl -X POST -d html {camera.url}/_sim/fault "
+        f"(one of {', '.join(FAULTS)})\nCtrl-C stops it.",
+        flush=True,
+    )
 
 
 def add_command(sim_commands: argparse._SubParsersAction) -> None:
-    cam = sim_commands.add_parser("camera", help="serve a simulated Milesight people-counting camera")
+    cam = sim_commands.add_parser(
+        "camera", help="serve a simulated Milesight people-counting camera"
+    )
     cam.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     cam.add_argument("--port", type=int, default=8081, help="0 picks a free port (default 8081)")
-    cam.add_argument("--timezone", default="Europe/Lisbon", help="the camera's wall-clock zone (IANA)")
+    cam.add_argument(
+        "--timezone", default="Europe/Lisbon", help="the camera's wall-clock zone (IANA)"
+    )
     cam.add_argument("--username", default="admin")
     cam.add_argument("--password", default="")
     cam.add_argument("--auth", choices=("basic", "digest", "none"), default="basic")
-    cam.add_argument("--lines", type=int, choices=range(1, 5), default=4, help="counting lines, 1..4")
+    cam.add_argument(
+        "--lines", type=int, choices=range(1, 5), default=4, help="counting lines, 1..4"
+    )
     cam.add_argument("--regions", type=int, choices=range(1, 5), default=4, help="regions, 1..4")
-    cam.add_argument("--header-style", choices=HEADER_STYLES, default="tolal",
-                     help="firmware variant: tolal (verbatim, typo included), fewer, compact")
-    cam.add_argument("--lf", action="store_true", help="end lines with LF instead of the firmware's CRLF")
+    cam.add_argument(
+        "--header-style",
+        choices=HEADER_STYLES,
+        default="tolal",
+        help="firmware variant: tolal (verbatim, typo included), fewer, compact",
+    )
+    cam.add_argument(
+        "--lf", action="store_true", help="end lines with LF instead of the firmware's CRLF"
+    )
     cam.add_argument("--latency-ms", type=float, default=0, help="delay before every answer")
     cam.add_argument("--fault", choices=FAULTS, default="none")
     cam.add_argument("--seed", type=int, default=0, help="which made-up store traffic to serve")

@@ -36,18 +36,61 @@ SCHEMA = "sensor-bridge/ingest/v1"
 HEARTBEAT_SCHEMA = "sensor-bridge/heartbeat/v1"
 INGEST_PATH = "/api/bridge/v1/ingest"
 HEARTBEAT_PATH = "/api/bridge/v1/heartbeat"
-KINDS = ("line_counts", "region_counts", "live_counts", "occupancy", "event", "line_totals", "dwell", "ambience")
+KINDS = (
+    "line_counts",
+    "region_counts",
+    "live_counts",
+    "occupancy",
+    "event",
+    "line_totals",
+    "dwell",
+    "ambience",
+)
 # What an ambience reading may hold: each a finite number, the unit in the name.
-AMBIENCE_KEYS = frozenset({
-    "temperature_c", "humidity_pct", "co2_ppm", "tvoc_iaq", "tvoc_ugm3", "pressure_hpa", "light_level",
-    "pir", "hcho_mgm3", "pm2_5_ugm3", "pm10_ugm3", "o3_ppm", "battery_pct", "distance_mm",
-})
+AMBIENCE_KEYS = frozenset(
+    {
+        "temperature_c",
+        "humidity_pct",
+        "co2_ppm",
+        "tvoc_iaq",
+        "tvoc_ugm3",
+        "pressure_hpa",
+        "light_level",
+        "pir",
+        "hcho_mgm3",
+        "pm2_5_ugm3",
+        "pm10_ugm3",
+        "o3_ppm",
+        "battery_pct",
+        "distance_mm",
+    }
+)
 SOURCES = ("poll", "mqtt", "http-push")
 BRIDGE_STATES = ("ok", "degraded", "error", "starting", "no-config", "maintenance")
 BATCH_FIELDS = ("schema", "bridge_id", "batch_id", "sent_at", "records")
-RECORD_FIELDS = ("id", "sensor_id", "kind", "period_start", "period_end", "final", "revision", "source",
-                 "observed_at", "values")
-HEARTBEAT_FIELDS = ("schema", "bridge_id", "version", "sent_at", "uptime_s", "state", "outbox", "sensors", "host")
+RECORD_FIELDS = (
+    "id",
+    "sensor_id",
+    "kind",
+    "period_start",
+    "period_end",
+    "final",
+    "revision",
+    "source",
+    "observed_at",
+    "values",
+)
+HEARTBEAT_FIELDS = (
+    "schema",
+    "bridge_id",
+    "version",
+    "sent_at",
+    "uptime_s",
+    "state",
+    "outbox",
+    "sensors",
+    "host",
+)
 # Optional heartbeat keys (strings): the bridge's WireGuard public key, what its last update did.
 HEARTBEAT_OPTIONAL = ("wireguard_public_key", "last_update")
 UTC_TEXT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z$")
@@ -109,8 +152,10 @@ def _ambience_problem(v: dict[str, Any]) -> str | None:
 def _occupancy_problem(v: dict[str, Any]) -> str | None:
     required, optional = {"current_total", "max", "regions"}, {"occupied", "region_names"}
     if not required <= set(v) <= required | optional:
-        return ("values: occupancy needs exactly the keys current_total, max, regions "
-                "(optionally occupied, region_names)")
+        return (
+            "values: occupancy needs exactly the keys current_total, max, regions "
+            "(optionally occupied, region_names)"
+        )
     if not _count(v["current_total"]):
         return "values.current_total: must be an int >= 0"
     if v["max"] is not None and not _count(v["max"]):
@@ -119,13 +164,17 @@ def _occupancy_problem(v: dict[str, Any]) -> str | None:
         return "values.regions: must map each region to an int >= 0"
     if "occupied" in v and not _named(v["occupied"], lambda x: isinstance(x, bool)):
         return "values.occupied: must map each region to true or false"
-    if "region_names" in v and not _named(v["region_names"], lambda x: isinstance(x, str) and x != ""):
+    if "region_names" in v and not _named(
+        v["region_names"], lambda x: isinstance(x, str) and x != ""
+    ):
         return "values.region_names: must map each region to a non-empty name"
     return None
 
 
 def _dwell(x: Any) -> bool:
-    return isinstance(x, dict) and set(x) == {"avg", "max"} and _count(x["avg"]) and _count(x["max"])
+    return (
+        isinstance(x, dict) and set(x) == {"avg", "max"} and _count(x["avg"]) and _count(x["max"])
+    )
 
 
 def values_problem(kind: str, v: Any) -> str | None:
@@ -208,7 +257,9 @@ def record_problem(r: Any) -> str | None:
         return f"source: must be one of {', '.join(SOURCES)}"
     if problem := utc_problem("observed_at", r["observed_at"]):
         return problem
-    if r["kind"] == "live_counts" and (_moment(r["period_end"]) != _moment(r["period_start"]) or not r["final"]):
+    if r["kind"] == "live_counts" and (
+        _moment(r["period_end"]) != _moment(r["period_start"]) or not r["final"]
+    ):
         return "live_counts: a snapshot needs period_start == period_end and final true"
     return values_problem(r["kind"], r["values"])
 
@@ -263,18 +314,24 @@ def heartbeat_problem(b: Any) -> str | None:
         return f"state: must be one of {', '.join(BRIDGE_STATES)}"
     outbox = b["outbox"]
     keys = ("pending", "oldest_pending_age_s", "dead_letter", "dropped")
-    if not isinstance(outbox, dict) or not all(_number(outbox.get(k)) and outbox[k] >= 0 for k in keys):
+    if not isinstance(outbox, dict) or not all(
+        _number(outbox.get(k)) and outbox[k] >= 0 for k in keys
+    ):
         return "outbox: must hold pending, oldest_pending_age_s, dead_letter and dropped as numbers >= 0"
     sensors = b["sensors"]
     if not isinstance(sensors, list) or not all(
-        isinstance(s, dict) and isinstance(s.get("id"), str) and s.get("state") in ("ok", "failing", "unknown")
+        isinstance(s, dict)
+        and isinstance(s.get("id"), str)
+        and s.get("state") in ("ok", "failing", "unknown")
         and all(s.get(k) is None or isinstance(s[k], str) for k in ("last_success", "last_error"))
         for s in sensors
     ):
         return 'sensors: must be a list of {"id": string, "state": "ok|failing|unknown", "last_success", "last_error"}'
     host = b["host"]
     keys = ("disk_free_mb", "mem_used_pct", "cpu_temp_c", "load1")
-    if not isinstance(host, dict) or not all(k in host and (host[k] is None or _number(host[k])) for k in keys):
+    if not isinstance(host, dict) or not all(
+        k in host and (host[k] is None or _number(host[k])) for k in keys
+    ):
         return "host: must hold disk_free_mb, mem_used_pct, cpu_temp_c and load1 as numbers or null"
     return None
 
@@ -330,9 +387,18 @@ class SimReceiver:
     file, key file) serves https.
     """
 
-    def __init__(self, db_path: str | Path | None = None, api_key: str = "demo-key", max_records: int = 2000,
-                 max_body_kb: int = 4096, max_json_kb: int = 16384, host: str = "127.0.0.1", port: int = 0,
-                 announce: bool = False, tls: tuple[str | Path, str | Path] | None = None) -> None:
+    def __init__(
+        self,
+        db_path: str | Path | None = None,
+        api_key: str = "demo-key",
+        max_records: int = 2000,
+        max_body_kb: int = 4096,
+        max_json_kb: int = 16384,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        announce: bool = False,
+        tls: tuple[str | Path, str | Path] | None = None,
+    ) -> None:
         self.api_key = api_key
         self.max_records = max_records
         self.max_body = max_body_kb * 1024
@@ -365,8 +431,9 @@ class SimReceiver:
 
     def start(self) -> SimReceiver:
         # A short poll interval: stop() waits for it, and tests start and stop many receivers.
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="sim-receiver",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="sim-receiver", daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:
@@ -389,8 +456,13 @@ class SimReceiver:
         """
         with self.lock:
             for a in answers:
-                self._script.append(a if isinstance(a, Answer) else
-                                    Answer(a[0], dict(a[1])) if isinstance(a, tuple) else Answer(a))
+                self._script.append(
+                    a
+                    if isinstance(a, Answer)
+                    else Answer(a[0], dict(a[1]))
+                    if isinstance(a, tuple)
+                    else Answer(a)
+                )
 
     def set_down(self, down: bool) -> None:
         """While down, every ingest request gets 503."""
@@ -413,8 +485,10 @@ class SimReceiver:
     def last_heartbeat(self, bridge_id: str | None = None) -> dict[str, Any] | None:
         with self.lock:
             row = self.db.execute(
-                "SELECT body FROM heartbeats" + (" WHERE bridge_id = ?" if bridge_id else "")
-                + " ORDER BY received_at DESC LIMIT 1", (bridge_id,) if bridge_id else (),
+                "SELECT body FROM heartbeats"
+                + (" WHERE bridge_id = ?" if bridge_id else "")
+                + " ORDER BY received_at DESC LIMIT 1",
+                (bridge_id,) if bridge_id else (),
             ).fetchone()
         return json.loads(row[0]) if row else None
 
@@ -444,24 +518,41 @@ class SimReceiver:
         try:
             self._check_auth(headers)
             body = self._json_body(headers, raw)
-            seen["batch"] = {k: v for k, v in body.items() if k != "records"} if isinstance(body, dict) else None
+            seen["batch"] = (
+                {k: v for k, v in body.items() if k != "records"}
+                if isinstance(body, dict)
+                else None
+            )
             if problem := batch_problem(body, headers.get("Idempotency-Key")):
                 raise HttpProblem(400, problem)
             if not headers.get("User-Agent", "").startswith("sensor-bridge/"):
                 raise HttpProblem(400, "User-Agent: must be sensor-bridge/<version>")
             records = body["records"]
             if len(records) > self.max_records:
-                raise HttpProblem(413, f"at most {self.max_records} records per batch; send smaller batches")
-            bad_sensor = next((r["sensor_id"] for r in records
-                               if isinstance(r.get("sensor_id"), str) and r["sensor_id"] in self.malformed_sensors),
-                              None)
+                raise HttpProblem(
+                    413, f"at most {self.max_records} records per batch; send smaller batches"
+                )
+            bad_sensor = next(
+                (
+                    r["sensor_id"]
+                    for r in records
+                    if isinstance(r.get("sensor_id"), str)
+                    and r["sensor_id"] in self.malformed_sensors
+                ),
+                None,
+            )
             if bad_sensor is not None:
-                raise HttpProblem(400, f"batch holds a reading of {bad_sensor}, which this receiver calls malformed")
+                raise HttpProblem(
+                    400,
+                    f"batch holds a reading of {bad_sensor}, which this receiver calls malformed",
+                )
         except HttpProblem as problem:
             return Reply(problem.status, {"error": problem.error})
         rejected, good = [], []
         for r in records:
-            why = record_problem(r) or ("poisoned for this test run" if r["id"] in self.poison_ids else None)
+            why = record_problem(r) or (
+                "poisoned for this test run" if r["id"] in self.poison_ids else None
+            )
             if why:
                 rejected.append({"id": r["id"], "error": why})
             else:
@@ -470,9 +561,11 @@ class SimReceiver:
         if self.announce:
             refused = f"; refused {len(rejected)} ({rejected[0]['error']})" if rejected else ""
             noun = "reading" if len(good) == 1 else "readings"
-            print(f"receiver: stored {len(good)} {noun} ({new} new, {newer} newer revisions, "
-                  f"{len(good) - new - newer} unchanged) from {body['bridge_id']}{refused}; holding {holding}",
-                  flush=True)
+            print(
+                f"receiver: stored {len(good)} {noun} ({new} new, {newer} newer revisions, "
+                f"{len(good) - new - newer} unchanged) from {body['bridge_id']}{refused}; holding {holding}",
+                flush=True,
+            )
         return Reply(200, {"accepted": len(good), "rejected": rejected})
 
     def _check_auth(self, headers: Any) -> None:
@@ -493,11 +586,15 @@ class SimReceiver:
             except zlib.error:
                 raise HttpProblem(400, "body is not valid gzip") from None
             if len(raw) > self.max_json:
-                raise HttpProblem(413, f"body inflates beyond {self.max_json} bytes; send smaller batches")
+                raise HttpProblem(
+                    413, f"body inflates beyond {self.max_json} bytes; send smaller batches"
+                )
             if not inflater.eof:
                 raise HttpProblem(400, "body is not valid gzip (truncated)")
         elif encoding != "identity":
-            raise HttpProblem(400, f"Content-Encoding {encoding} is not supported (use gzip or none)")
+            raise HttpProblem(
+                400, f"Content-Encoding {encoding} is not supported (use gzip or none)"
+            )
         try:
             return json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
@@ -516,9 +613,13 @@ class SimReceiver:
             known: dict[str, int] = {}
             ids = list(best)
             for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
-                chunk = ids[i:i + 500]
-                known.update(self.db.execute(
-                    f"SELECT id, revision FROM readings WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+                chunk = ids[i : i + 500]
+                known.update(
+                    self.db.execute(
+                        f"SELECT id, revision FROM readings WHERE id IN ({','.join('?' * len(chunk))})",
+                        chunk,
+                    )
+                )
             changes = [r for r in best.values() if known.get(r["id"], 0) < r["revision"]]
             self.db.executemany(
                 "INSERT INTO readings (id, revision, bridge_id, body, received_at) VALUES (?, ?, ?, ?, ?)"
@@ -527,7 +628,11 @@ class SimReceiver:
                 [(r["id"], r["revision"], bridge_id, json.dumps(r), now) for r in changes],
             )
             self.db.commit()
-            holding = self.db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] if self.announce else 0
+            holding = (
+                self.db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+                if self.announce
+                else 0
+            )
         new = sum(1 for r in changes if r["id"] not in known)
         return new, len(changes) - new, holding
 
@@ -540,12 +645,17 @@ class SimReceiver:
         except HttpProblem as problem:
             return Reply(problem.status, {"error": problem.error})
         with self.lock:
-            self.db.execute("INSERT OR REPLACE INTO heartbeats (bridge_id, body, received_at) VALUES (?, ?, ?)",
-                            (body["bridge_id"], json.dumps(body), time.time()))
+            self.db.execute(
+                "INSERT OR REPLACE INTO heartbeats (bridge_id, body, received_at) VALUES (?, ?, ?)",
+                (body["bridge_id"], json.dumps(body), time.time()),
+            )
             self.db.commit()
         if self.announce:
-            print(f"receiver: heartbeat from {body['bridge_id']}: {body['state']}, "
-                  f"{body['outbox']['pending']} pending", flush=True)
+            print(
+                f"receiver: heartbeat from {body['bridge_id']}: {body['state']}, "
+                f"{body['outbox']['pending']} pending",
+                flush=True,
+            )
         return Reply(200, {"ok": True})
 
 
@@ -562,9 +672,16 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        seen: dict[str, Any] = {"method": "POST", "path": self.path, "headers": dict(self.headers),
-                                "batch": None, "ids": [], "status": None, "error": None,
-                                "at": time.monotonic()}
+        seen: dict[str, Any] = {
+            "method": "POST",
+            "path": self.path,
+            "headers": dict(self.headers),
+            "batch": None,
+            "ids": [],
+            "status": None,
+            "error": None,
+            "at": time.monotonic(),
+        }
         ingest = self.path == INGEST_PATH
         if ingest:
             with self.receiver.lock:
@@ -586,8 +703,11 @@ class _Handler(BaseHTTPRequestHandler):
             seen["status"] = reply.status
             seen["error"] = reply.body.get("error") if isinstance(reply.body, dict) else None
         if self.receiver.announce and reply.status >= 300:
-            print(f"receiver: answered {reply.status} to {self.client_address[0]} {self.path}: "
-                  f"{seen['error']}", flush=True)
+            print(
+                f"receiver: answered {reply.status} to {self.client_address[0]} {self.path}: "
+                f"{seen['error']}",
+                flush=True,
+            )
         self._answer(reply)
 
     def _read_body(self) -> tuple[bytes, Reply | None]:
@@ -595,14 +715,20 @@ class _Handler(BaseHTTPRequestHandler):
         if not chunked and self.headers.get("Content-Length") is None:
             return b"", None  # no body at all: the checks below say what is missing
         try:
-            raw = self._read_chunked() if chunked else self._read_sized(int(self.headers["Content-Length"]))
+            raw = (
+                self._read_chunked()
+                if chunked
+                else self._read_sized(int(self.headers["Content-Length"]))
+            )
         except ValueError:
             self.close_connection = True
             return b"", Reply(400, {"error": "Content-Length or a chunk size is not a number"})
         if raw is None:
             self.close_connection = True
-            return b"", Reply(413, {"error": f"body larger than {self.receiver.max_body} bytes; "
-                                             "send smaller batches"})
+            return b"", Reply(
+                413,
+                {"error": f"body larger than {self.receiver.max_body} bytes; send smaller batches"},
+            )
         return raw, None
 
     def _read_sized(self, length: int) -> bytes | None:
@@ -670,19 +796,30 @@ class _CannotServe(Exception):
 
 def _open(args: argparse.Namespace) -> SimReceiver:
     try:
-        return SimReceiver(db_path=args.db, api_key=args.api_key, max_records=args.max_records,
-                           host=args.host, port=args.port, announce=True)
+        return SimReceiver(
+            db_path=args.db,
+            api_key=args.api_key,
+            max_records=args.max_records,
+            host=args.host,
+            port=args.port,
+            announce=True,
+        )
     except sqlite3.Error as exc:
         raise _CannotServe(f"sim receiver: cannot keep readings in --db {args.db}: {exc}") from None
     except OSError as exc:
-        raise _CannotServe(f"sim receiver: cannot listen on {args.host}:{args.port}: {exc.strerror};"
-                           " pick another --port") from None
+        raise _CannotServe(
+            f"sim receiver: cannot listen on {args.host}:{args.port}: {exc.strerror};"
+            " pick another --port"
+        ) from None
 
 
 def _announce(receiver: SimReceiver, args: argparse.Namespace) -> None:
-    print(f"ingest receiver listening; readings kept in {args.db or 'memory'}. Point a bridge at it with:\n"
-          f"  [uplink]\n  url = \"{receiver.url}\"\n  api_key = \"{args.api_key}\"\n"
-          f"  heartbeat_url = \"{receiver.heartbeat_url}\"\nCtrl-C stops.", flush=True)
+    print(
+        f"ingest receiver listening; readings kept in {args.db or 'memory'}. Point a bridge at it with:\n"
+        f'  [uplink]\n  url = "{receiver.url}"\n  api_key = "{args.api_key}"\n'
+        f'  heartbeat_url = "{receiver.heartbeat_url}"\nCtrl-C stops.',
+        flush=True,
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -698,10 +835,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def add_command(sim_commands: argparse._SubParsersAction) -> None:
-    rx = sim_commands.add_parser("receiver", help="serve a reference cloud receiver (the ingest contract)")
+    rx = sim_commands.add_parser(
+        "receiver", help="serve a reference cloud receiver (the ingest contract)"
+    )
     rx.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     rx.add_argument("--port", type=int, default=8088, help="port to listen on (default 8088)")
     rx.add_argument("--db", help="SQLite file to keep readings in (default: memory)")
-    rx.add_argument("--api-key", default="demo-key", help="the key a bridge must send (default demo-key)")
-    rx.add_argument("--max-records", type=int, default=2000, help="answer 413 to larger batches (default 2000)")
+    rx.add_argument(
+        "--api-key", default="demo-key", help="the key a bridge must send (default demo-key)"
+    )
+    rx.add_argument(
+        "--max-records", type=int, default=2000, help="answer 413 to larger batches (default 2000)"
+    )
     rx.set_defaults(func=_serve)

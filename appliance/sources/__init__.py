@@ -30,7 +30,9 @@ def source_class(sensor: SensorConfig) -> type[Source]:
     """The source family of ``sensor``; a type without one is a config error naming the known types."""
     source = SOURCES.get(sensor.type)
     if source is None:
-        raise ConfigError([f"sensor {sensor.id}: type {sensor.type!r} is not one of {', '.join(SOURCES)}"])
+        raise ConfigError(
+            [f"sensor {sensor.id}: type {sensor.type!r} is not one of {', '.join(SOURCES)}"]
+        )
     return source
 
 

@@ -21,16 +21,23 @@ from ..config_keys import REQUIRED, text
 from ..outbox import Outbox, PutResult
 from ..records import Record
 
-DEFAULT_TYPE = "milesight-camera"  # a [[sensors]] table without ``type`` (every config before there were two)
+DEFAULT_TYPE = (
+    "milesight-camera"  # a [[sensors]] table without ``type`` (every config before there were two)
+)
 
 
 @dataclass(kw_only=True)
 class SensorConfig:
     """The keys of a ``[[sensors]]`` table that every type has; a source's model adds its own."""
 
-    id: str = text(REQUIRED, "the sensor's id in readings; unique in the file, and across all bridges of one cloud")
-    type: str = text(DEFAULT_TYPE, "which kind of device, one of the types below; it decides the table's "
-                     "other keys")
+    id: str = text(
+        REQUIRED,
+        "the sensor's id in readings; unique in the file, and across all bridges of one cloud",
+    )
+    type: str = text(
+        DEFAULT_TYPE,
+        "which kind of device, one of the types below; it decides the table's other keys",
+    )
 
 
 class SensorError(Exception):
@@ -53,7 +60,9 @@ class PollOutcome:
 class Source(ABC):
     """One configured sensor the collector polls: reads it, keeps its readings in the outbox."""
 
-    config: ClassVar[type[SensorConfig]]  # its [[sensors]] table: a SensorConfig subclass, documented
+    config: ClassVar[
+        type[SensorConfig]
+    ]  # its [[sensors]] table: a SensorConfig subclass, documented
     kinds: ClassVar[tuple[str, ...]]  # the reading kinds it can collect (each one of records.KINDS)
     # Kinds read as a moment (a live count): one the outbox has no room for never comes back, so it is
     # counted as lost. A history kind is read again from its cursor once there is room.

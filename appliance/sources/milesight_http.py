@@ -88,8 +88,10 @@ MAX_ANSWER_BYTES = 4_000_000
 # Built by hand: the firmware's own examples put the colons of the times in
 # the query verbatim, and not every camera decodes %3A.
 LINE_QUERY = "/dataloader.cgi?dw=vcalogcsv&report_type=0&statistics_type=3&linetype=31"
-REGION_QUERY = ("/dataloader.cgi?dw=regionalcountlogcsv&report_type=0&statistics_type=3"
-                "&region1=1&region2=1&region3=1&region4=1")
+REGION_QUERY = (
+    "/dataloader.cgi?dw=regionalcountlogcsv&report_type=0&statistics_type=3"
+    "&region1=1&region2=1&region3=1&region4=1"
+)
 LIVE_QUERY = "/cgi-bin/operator/operator.cgi?action=get.vca.alarmstatus"
 KINDS = ("line_counts", "region_counts", "live_counts")
 
@@ -107,19 +109,36 @@ def _some_kind(kinds: list[str]) -> str | None:
 class CameraConfig(SensorConfig):
     """A camera or counter polled over HTTP (`dataloader.cgi`)."""
 
-    url: str = text(REQUIRED, "scheme, host and optional port, e.g. `http://192.168.1.100`",
-                    check=check_url(("http", "https"), "put the user and password in username/password"))
+    url: str = text(
+        REQUIRED,
+        "scheme, host and optional port, e.g. `http://192.168.1.100`",
+        check=check_url(("http", "https"), "put the user and password in username/password"),
+    )
     username: str = text("admin", "the camera's user")
     password: str = secret("the camera user's password")
-    auth: str = text("auto", "`auto` (follow the camera's 401 challenge), `basic` or `digest`",
-                     choices=("auto", "basic", "digest"))
-    timezone: str = text("UTC", "the camera's own wall-clock zone", check=check_zone, inherit="bridge.timezone")
+    auth: str = text(
+        "auto",
+        "`auto` (follow the camera's 401 challenge), `basic` or `digest`",
+        choices=("auto", "basic", "digest"),
+    )
+    timezone: str = text(
+        "UTC", "the camera's own wall-clock zone", check=check_zone, inherit="bridge.timezone"
+    )
     interval_s: float = number(300, "seconds between polls of the history reports")
-    collect: list[str] = texts(["line_counts", "region_counts"], "what to read: any of `line_counts`, "
-                               "`region_counts`, `live_counts`; not empty", choices=KINDS, check=_some_kind)
+    collect: list[str] = texts(
+        ["line_counts", "region_counts"],
+        "what to read: any of `line_counts`, `region_counts`, `live_counts`; not empty",
+        choices=KINDS,
+        check=_some_kind,
+    )
     live_interval_s: float = number(60, "seconds between `live_counts` snapshots")
-    backfill_h: float = number(168, "hours to read back on a first start (at most the camera's ~7 days)")
-    timeout_s: float = number(10, "one request's whole time limit, connect to last byte: a camera that trickles its answer is cut here")
+    backfill_h: float = number(
+        168, "hours to read back on a first start (at most the camera's ~7 days)"
+    )
+    timeout_s: float = number(
+        10,
+        "one request's whole time limit, connect to last byte: a camera that trickles its answer is cut here",
+    )
 
 
 # ---------------------------------------------------------------- talking to the camera
@@ -261,7 +280,9 @@ class CameraClient:
         try:
             answer = self._fetch(path_and_query, what, time.monotonic() + timeout)
         except requests.ConnectTimeout:
-            raise SensorError(f"no connection within {timeout:g} s (camera off or unreachable?)") from None
+            raise SensorError(
+                f"no connection within {timeout:g} s (camera off or unreachable?)"
+            ) from None
         except (requests.RequestException, SensorError) as exc:
             if expired.is_set() or isinstance(exc, requests.Timeout):
                 raise SensorError(self._late_reason()) from None
@@ -283,16 +304,24 @@ class CameraClient:
         url = self.sensor.url.rstrip("/") + path_and_query
         timeout = self.sensor.timeout_s
         answer = self.session.get(url, timeout=timeout, stream=True)
-        if answer.status_code == 401 and self.sensor.auth == "auto" and self.scheme == "basic" \
-                and _challenge(answer) == "digest":
+        if (
+            answer.status_code == 401
+            and self.sensor.auth == "auto"
+            and self.scheme == "basic"
+            and _challenge(answer) == "digest"
+        ):
             answer.close()
-            log.info("%s: the camera wants Digest authentication; using it from now on", self.sensor.id)
+            log.info(
+                "%s: the camera wants Digest authentication; using it from now on", self.sensor.id
+            )
             self._use("digest")
             answer = self.session.get(url, timeout=timeout, stream=True)
         with answer:
             self._check_status(answer, what)
-            return CameraAnswer(_read_text(answer, deadline, self._late_reason),
-                                date_header_time(answer.headers.get("Date")))
+            return CameraAnswer(
+                _read_text(answer, deadline, self._late_reason),
+                date_header_time(answer.headers.get("Date")),
+            )
 
     def _check_status(self, answer: Any, what: str) -> None:
         code = answer.status_code
@@ -301,14 +330,20 @@ class CameraClient:
         if code == 401:
             wanted = _challenge(answer)
             if self.sensor.auth == "basic" and wanted == "digest":
-                raise SensorError('401: the camera wants Digest authentication; set auth = "auto" or "digest"')
+                raise SensorError(
+                    '401: the camera wants Digest authentication; set auth = "auto" or "digest"'
+                )
             if self.sensor.auth == "digest" and wanted == "basic":
-                raise SensorError('401: the camera wants Basic authentication; set auth = "auto" or "basic"')
+                raise SensorError(
+                    '401: the camera wants Basic authentication; set auth = "auto" or "basic"'
+                )
             raise SensorError("401: username or password rejected")
         if code == 403:
             raise SensorError(f"403: user {self.sensor.username!r} may not read the {what}")
         if code == 404:
-            raise SensorError(f"404: the camera has no {what} (feature off, or not a Milesight camera?)")
+            raise SensorError(
+                f"404: the camera has no {what} (feature off, or not a Milesight camera?)"
+            )
         reason = (answer.reason or "").strip()
         raise SensorError(f"HTTP {code} {reason} from the camera".replace("  ", " "))
 
@@ -318,7 +353,9 @@ def _read_text(answer: Any, deadline: float, late: Callable[[], str]) -> str:
     for chunk in answer.iter_content(65536):
         size += len(chunk)
         if size > MAX_ANSWER_BYTES:
-            raise SensorError(f"answer larger than {MAX_ANSWER_BYTES // 1_000_000} MB; not a report")
+            raise SensorError(
+                f"answer larger than {MAX_ANSWER_BYTES // 1_000_000} MB; not a report"
+            )
         if time.monotonic() > deadline:
             raise SensorError(late())
         chunks.append(chunk)
@@ -354,7 +391,10 @@ def _connection_reason(exc: Exception) -> str:
         return "answer cut off: the camera closed the connection mid-answer"
     if "refused" in text:
         return "connection refused"
-    if any(s in text for s in ("remotedisconnected", "reset by peer", "connection aborted", "badstatusline")):
+    if any(
+        s in text
+        for s in ("remotedisconnected", "reset by peer", "connection aborted", "badstatusline")
+    ):
         return "camera closed the connection without answering"
     if any(s in text for s in ("name or service not known", "nameresolution", "failed to resolve")):
         return "camera's host name does not resolve"
@@ -409,20 +449,28 @@ class _Columns:
         self.regions: dict[str, int] = {}
         for i, name in enumerate(names):
             if kind == "line_counts" and (m := _LINE_COLUMN.fullmatch(name)) and m["dir"] != "sum":
-                self.lines.setdefault("total" if m["total"] else str(int(m["line"])), {})[m["dir"]] = i
+                self.lines.setdefault("total" if m["total"] else str(int(m["line"])), {})[
+                    m["dir"]
+                ] = i
             elif kind == "region_counts" and (m := _REGION_COLUMN.fullmatch(name)):
                 self.regions.setdefault(str(int(m["region"])), i)
         if kind == "region_counts":
             if not self.regions:
-                raise SensorError("CSV header has no Region columns (not a regional counting report)")
+                raise SensorError(
+                    "CSV header has no Region columns (not a regional counting report)"
+                )
             return
         for who, cols in self.lines.items():
             for direction in ("in", "out"):
                 if direction not in cols:
                     label = "Total" if who == "total" else f"Line{who}"
-                    raise SensorError(f"CSV header has {label} columns but no {label} - {direction.title()}")
+                    raise SensorError(
+                        f"CSV header has {label} columns but no {label} - {direction.title()}"
+                    )
         if not self.lines:
-            raise SensorError("CSV header has no Total or Line columns (not a line counting report)")
+            raise SensorError(
+                "CSV header has no Total or Line columns (not a line counting report)"
+            )
 
     def _count(self, row: list[str], col: int, row_no: int) -> int:
         text = row[col].strip()
@@ -433,8 +481,10 @@ class _Columns:
     def values(self, row: list[str], row_no: int) -> dict[str, Any]:
         if self.kind == "region_counts":
             return {"regions": {n: self._count(row, c, row_no) for n, c in _numbered(self.regions)}}
-        lines = {n: {d: self._count(row, cols[d], row_no) for d in ("in", "out")}
-                 for n, cols in _numbered({k: v for k, v in self.lines.items() if k != "total"})}
+        lines = {
+            n: {d: self._count(row, cols[d], row_no) for d in ("in", "out")}
+            for n, cols in _numbered({k: v for k, v in self.lines.items() if k != "total"})
+        }
         if "total" in self.lines:
             total = {d: self._count(row, self.lines["total"][d], row_no) for d in ("in", "out")}
         else:
@@ -450,7 +500,11 @@ def parse_counts_csv(text: str, kind: str) -> list[tuple[datetime, datetime, dic
     """Rows of a dataloader CSV as (wall start, wall end inclusive, values); raises SensorError."""
     _refuse_non_text(text, "CSV")
     try:
-        rows = [r for r in csv.reader(io.StringIO(text.lstrip("\ufeff").strip())) if any(c.strip() for c in r)]
+        rows = [
+            r
+            for r in csv.reader(io.StringIO(text.lstrip("\ufeff").strip()))
+            if any(c.strip() for c in r)
+        ]
     except csv.Error as exc:
         raise SensorError(f"answer is not CSV ({exc})") from None
     columns = _Columns(rows[0], kind)
@@ -494,12 +548,18 @@ def _any_count(values: dict[str, Any]) -> bool:
 
 def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Two rows' counts added up, key by key."""
-    return {k: _add(v, b.get(k, {})) if isinstance(v, dict) else v + b.get(k, 0) for k, v in a.items()}
+    return {
+        k: _add(v, b.get(k, {})) if isinstance(v, dict) else v + b.get(k, 0) for k, v in a.items()
+    }
 
 
 def rows_to_records(
-    rows: list[tuple[datetime, datetime, dict[str, Any]]], sensor: CameraConfig, kind: str, now: datetime,
-    gaps_logged: set[datetime] | None = None, hold: bool = False,
+    rows: list[tuple[datetime, datetime, dict[str, Any]]],
+    sensor: CameraConfig,
+    kind: str,
+    now: datetime,
+    gaps_logged: set[datetime] | None = None,
+    hold: bool = False,
 ) -> tuple[list[Record], str | None]:
     """Readings for the rows that have begun by ``now``, and the last final period's start (the new
     cursor); with ``hold`` (clocks in doubt) nothing is final and there is no new cursor."""
@@ -511,8 +571,13 @@ def rows_to_records(
             end = local_to_utc(wall_end, zone, later=True) + ONE_SECOND
         except NonexistentLocalTime:
             if _any_count(values) and (gaps_logged is None or wall_start not in gaps_logged):
-                log.warning("%s: %s row at %s lies in the DST gap of %s; its counts are skipped",
-                            sensor.id, kind, wall_start, zone.key)
+                log.warning(
+                    "%s: %s row at %s lies in the DST gap of %s; its counts are skipped",
+                    sensor.id,
+                    kind,
+                    wall_start,
+                    zone.key,
+                )
                 if gaps_logged is not None:
                     gaps_logged.add(wall_start)
             continue
@@ -522,9 +587,19 @@ def rows_to_records(
             end, values = max(end, periods[start][0]), _add(periods[start][1], values)
         periods[start] = (end, values)
     grace = timedelta(seconds=FINAL_GRACE_S)
-    records = [Record(sensor.id, kind, start, end, values, not hold and now >= end + grace, "poll",
-                      observed_at=now)
-               for start, (end, values) in sorted(periods.items())]
+    records = [
+        Record(
+            sensor.id,
+            kind,
+            start,
+            end,
+            values,
+            not hold and now >= end + grace,
+            "poll",
+            observed_at=now,
+        )
+        for start, (end, values) in sorted(periods.items())
+    ]
     finals = [r.period_start for r in records if r.final]
     return records, utc_text(finals[-1]) if finals else None
 
@@ -535,7 +610,9 @@ def _window(sensor: CameraConfig, cursor: str | None, now: datetime) -> tuple[st
     if cursor:
         since = parse_utc(cursor)
     else:
-        since = (now - timedelta(hours=sensor.backfill_h)).replace(minute=0, second=0, microsecond=0)
+        since = (now - timedelta(hours=sensor.backfill_h)).replace(
+            minute=0, second=0, microsecond=0
+        )
     since = max(since, now - HISTORY)
     start = since.astimezone(zone).replace(tzinfo=None)
     end = now.astimezone(zone).replace(tzinfo=None)
@@ -548,13 +625,18 @@ def _query(kind: str, start: str, end: str) -> str:
 
 
 def _what(kind: str) -> str:
-    return {"line_counts": "line counting report", "region_counts": "regional counting report",
-            "live_counts": "live counters"}[kind]
+    return {
+        "line_counts": "line counting report",
+        "region_counts": "regional counting report",
+        "live_counts": "live counters",
+    }[kind]
 
 
 def _live_record(sensor: CameraConfig, text: str, now: datetime) -> Record:
     start, end = snapshot_period(now)
-    return Record(sensor.id, "live_counts", start, end, parse_live(text), True, "poll", observed_at=start)
+    return Record(
+        sensor.id, "live_counts", start, end, parse_live(text), True, "poll", observed_at=start
+    )
 
 
 # ---------------------------------------------------------------- whose clock to believe
@@ -575,8 +657,12 @@ class ClockCheck:
     problem: str | None = None
 
 
-def check_clocks(bridge_now: datetime, camera_time: datetime | None, newest_counted: datetime | None,
-                 zone: ZoneInfo) -> ClockCheck:
+def check_clocks(
+    bridge_now: datetime,
+    camera_time: datetime | None,
+    newest_counted: datetime | None,
+    zone: ZoneInfo,
+) -> ClockCheck:
     """Compare the clocks: the camera's Date header when it sends one, else its newest counted hour.
 
     Without a Date header only a bridge clock behind the camera shows (counts
@@ -586,8 +672,11 @@ def check_clocks(bridge_now: datetime, camera_time: datetime | None, newest_coun
     if camera_time is None:
         if newest_counted is not None and newest_counted - bridge_now > CLOCK_TOLERANCE:
             behind = newest_counted - bridge_now
-            return ClockCheck(bridge_now, f"bridge clock is at least {_span(behind)} behind the camera's "
-                                          "counts; readings held as not final")
+            return ClockCheck(
+                bridge_now,
+                f"bridge clock is at least {_span(behind)} behind the camera's "
+                "counts; readings held as not final",
+            )
         return ClockCheck(bridge_now)
     skew = bridge_now - camera_time
     if abs(skew) <= CLOCK_TOLERANCE:
@@ -597,12 +686,16 @@ def check_clocks(bridge_now: datetime, camera_time: datetime | None, newest_coun
         # Rows are local wall time whatever the camera's zone setting says; a
         # Date header off by exactly the zone's offset is that setting, not the
         # bridge, and only a person can tell which clock to fix.
-        problem = (f"camera's Date header is {_span(abs(skew))} off the bridge clock, as if it sent local time "
-                   f"as GMT (check the camera's time zone setting); readings held as not final")
+        problem = (
+            f"camera's Date header is {_span(abs(skew))} off the bridge clock, as if it sent local time "
+            f"as GMT (check the camera's time zone setting); readings held as not final"
+        )
     else:
         side = "ahead" if skew > timedelta(0) else "behind"
-        problem = (f"bridge clock and camera clock disagree by {_span(abs(skew))} (bridge {side}); "
-                   "readings held as not final")
+        problem = (
+            f"bridge clock and camera clock disagree by {_span(abs(skew))} (bridge {side}); "
+            "readings held as not final"
+        )
     return ClockCheck(camera_time, problem)
 
 
@@ -611,7 +704,9 @@ def _span(delta: timedelta) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def newest_counted(rows: list[tuple[datetime, datetime, dict[str, Any]]], zone: ZoneInfo) -> datetime | None:
+def newest_counted(
+    rows: list[tuple[datetime, datetime, dict[str, Any]]], zone: ZoneInfo
+) -> datetime | None:
     """UTC start of the newest row holding any count: the camera's clock had reached at least that."""
     for wall_start, _, values in reversed(sorted(rows, key=lambda row: row[0])):
         if _any_count(values):
@@ -642,7 +737,9 @@ class CameraPoller(Source):
         assert isinstance(sensor, CameraConfig)
         return read_sample(sensor, kind, hours=hours)
 
-    def __init__(self, sensor: CameraConfig, outbox: Outbox, clock: Callable[[], datetime] = now_utc) -> None:
+    def __init__(
+        self, sensor: CameraConfig, outbox: Outbox, clock: Callable[[], datetime] = now_utc
+    ) -> None:
         super().__init__(sensor, outbox)
         self.clock = clock
         self.client = CameraClient(sensor)
@@ -657,8 +754,10 @@ class CameraPoller(Source):
     def schedule(self) -> list[tuple[str, float]]:
         """History reports every ``interval_s``, live counters every ``live_interval_s``."""
         sensor = self.sensor
-        return [(kind, sensor.live_interval_s if kind == "live_counts" else sensor.interval_s)
-                for kind in sensor.collect]
+        return [
+            (kind, sensor.live_interval_s if kind == "live_counts" else sensor.interval_s)
+            for kind in sensor.collect
+        ]
 
     def poll(self, kind: str) -> PollOutcome:
         """Read ``kind`` once; store what is new and move the cursor, or say what went wrong.
@@ -679,8 +778,15 @@ class CameraPoller(Source):
             except SensorError as exc:
                 return PollOutcome(self.sensor.id, kind, False, now, error=str(exc))
             stored = self.outbox.put(records, cursors=cursors)
-        return PollOutcome(self.sensor.id, kind, problem is None, now, records=len(records), stored=stored,
-                           error=problem)
+        return PollOutcome(
+            self.sensor.id,
+            kind,
+            problem is None,
+            now,
+            records=len(records),
+            stored=stored,
+            error=problem,
+        )
 
     def _judge(self, now: datetime, answer: CameraAnswer, rows: list[Any]) -> ClockCheck:
         return check_clocks(now, answer.camera_time, newest_counted(rows, self.zone), self.zone)
@@ -692,19 +798,27 @@ class CameraPoller(Source):
         # A snapshot is final by nature: with the clocks in doubt its stamp is too.
         return ([] if clocks.problem else [record]), [], clocks.problem
 
-    def _history(self, kind: str, now: datetime) -> tuple[list[Record], list[tuple[str, str, str]], str | None]:
+    def _history(
+        self, kind: str, now: datetime
+    ) -> tuple[list[Record], list[tuple[str, str, str]], str | None]:
         cursor = self.outbox.cursor(self.sensor.id, kind)
         start, end = _window(self.sensor, cursor, now)
         answer = self.client.get(_query(kind, start, end), _what(kind))
         rows = parse_counts_csv(answer.text, kind)
         clocks = self._judge(now, answer, rows)
-        records, newest = rows_to_records(rows, self.sensor, kind, clocks.now, self._gaps_logged,
-                                          hold=clocks.problem is not None)
+        records, newest = rows_to_records(
+            rows, self.sensor, kind, clocks.now, self._gaps_logged, hold=clocks.problem is not None
+        )
         if cursor and parse_utc(cursor) > clocks.now:
             cursor = self._pull_back(kind, cursor, clocks.now)
-            return [r for r in records if r.period_start > parse_utc(cursor)], [(self.sensor.id, kind, cursor)], \
-                clocks.problem
-        if clocks.problem and cursor:  # the cursor's period is final already: keep it out of the held ones
+            return (
+                [r for r in records if r.period_start > parse_utc(cursor)],
+                [(self.sensor.id, kind, cursor)],
+                clocks.problem,
+            )
+        if (
+            clocks.problem and cursor
+        ):  # the cursor's period is final already: keep it out of the held ones
             records = [r for r in records if r.period_start > parse_utc(cursor)]
         if newest and (cursor is None or parse_utc(newest) > parse_utc(cursor)):
             return records, [(self.sensor.id, kind, newest)], clocks.problem
@@ -713,8 +827,14 @@ class CameraPoller(Source):
     def _pull_back(self, kind: str, cursor: str, camera_now: datetime) -> str:
         """A cursor ahead of the camera's own time (left by a bad clock) goes back ``backfill_h``."""
         since = (camera_now - timedelta(hours=self.sensor.backfill_h)).replace(minute=0, second=0)
-        log.warning("%s: the %s cursor %s lies ahead of the camera's clock (%s); reading again from %s",
-                    self.sensor.id, kind, cursor, utc_text(camera_now), utc_text(since))
+        log.warning(
+            "%s: the %s cursor %s lies ahead of the camera's clock (%s); reading again from %s",
+            self.sensor.id,
+            kind,
+            cursor,
+            utc_text(camera_now),
+            utc_text(since),
+        )
         return utc_text(since)
 
 

@@ -100,8 +100,13 @@ PREVIEW_CHARS = 1000
 # Keys every Milesight report carries around its data; they never make a message "unmapped".
 ENVELOPE = {"event", "report_type", "device_info", "time_info", "network_info"}
 OCCUPANCY_KEYS = {
-    "current_total", "max_counted", "total_mapped_regions", "numbering_regions",
-    "current_counted", "occupancy", "regions_name",
+    "current_total",
+    "max_counted",
+    "total_mapped_regions",
+    "numbering_regions",
+    "current_counted",
+    "occupancy",
+    "regions_name",
 }
 MOMENT_KEYS = ("time", "trigger_time", "report_time", "timestamp", "end_time", "start_time")
 FIRST_SEEN_KIND = "first-seen:"
@@ -143,7 +148,7 @@ def _relaxed(text: str) -> str:
             j = i + 1
             while j < n and text[j] != '"':
                 j += 2 if text[j] == "\\" else 1
-            out.append(text[i:j + 1])
+            out.append(text[i : j + 1])
             last, newline_since_value, i = '"', False, j + 1
             continue
         if text.startswith("//", i):
@@ -189,7 +194,9 @@ def decode_payload(body: bytes) -> dict[str, Any]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise BadMessage(f"binary, not UTF-8 text (byte {exc.start} is 0x{body[exc.start]:02x})") from None
+        raise BadMessage(
+            f"binary, not UTF-8 text (byte {exc.start} is 0x{body[exc.start]:02x})"
+        ) from None
     text = text.lstrip("\ufeff").rstrip("\x00 \t\r\n")
     try:
         payload = json.loads(text, parse_constant=_no_constants, parse_float=_finite)
@@ -213,17 +220,19 @@ def decode_payload(body: bytes) -> dict[str, Any]:
 
 def _json_problem(text: str, error: json.JSONDecodeError) -> str:
     """What a person fixes: the vendor's examples fail on bare words and typographic quotes."""
-    at = f"at byte {len(text[:error.pos].encode())} (line {error.lineno} column {error.colno})"
+    at = f"at byte {len(text[: error.pos].encode())} (line {error.lineno} column {error.colno})"
     curly = re.compile("[\u201c\u201d\u2018\u2019]")
     quote = curly.match(text, error.pos)
     if quote is None and error.msg.startswith("Unterminated string"):
         quote = curly.search(text, error.pos)  # a string closed by a typographic quote runs on
     if quote is not None:
-        return (f"not JSON: typographic quote {quote.group()} at byte {len(text[:quote.start()].encode())};"
-                " JSON needs straight quotes")
-    word = re.match(r"[A-Za-z_][\w.-]*", text[error.pos:])
+        return (
+            f"not JSON: typographic quote {quote.group()} at byte {len(text[: quote.start()].encode())};"
+            " JSON needs straight quotes"
+        )
+    word = re.match(r"[A-Za-z_][\w.-]*", text[error.pos :])
     if word and word.group() not in ("true", "false", "null"):
-        inside = "in array " if text[:error.pos].rstrip().endswith(("[", ",")) else ""
+        inside = "in array " if text[: error.pos].rstrip().endswith(("[", ",")) else ""
         return f"not JSON: bare word {word.group()} {inside}{at}; text needs quotes"
     return f"not JSON: {error.msg} {at}"
 
@@ -235,7 +244,11 @@ def _why(exc: BaseException) -> str:
 def strip_snapshots(node: Any) -> Any:
     """``node`` without any ``snapshot*`` key at any depth (images never leave the bridge)."""
     if isinstance(node, dict):
-        return {k: strip_snapshots(v) for k, v in node.items() if not str(k).lower().startswith("snapshot")}
+        return {
+            k: strip_snapshots(v)
+            for k, v in node.items()
+            if not str(k).lower().startswith("snapshot")
+        }
     if isinstance(node, list):
         return [strip_snapshots(v) for v in node]
     return node
@@ -305,7 +318,9 @@ def device_zone(time_info: dict[str, Any]) -> timedelta | ZoneInfo | None:
         try:
             return ZoneInfo(text.strip())
         except (ValueError, OSError, KeyError):
-            raise BadMessage(f"time_info.timezone: {text!r} is not a UTC offset or a known zone") from None
+            raise BadMessage(
+                f"time_info.timezone: {text!r} is not a UTC offset or a known zone"
+            ) from None
     match = _OFFSET.match(text)
     if match:
         sign, hours, minutes = match.group(1), int(match.group(2)), int(match.group(3) or 0)
@@ -417,7 +432,9 @@ class FirstSeen:
         self._memory: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._lock = threading.Lock()
 
-    def moment(self, sensor_id: str, digest: str, now: datetime) -> tuple[datetime, list[tuple[str, str, str]]]:
+    def moment(
+        self, sensor_id: str, digest: str, now: datetime
+    ) -> tuple[datetime, list[tuple[str, str, str]]]:
         """The message's stamp, and the cursor to commit with it when it is new."""
         key, kind = (sensor_id, digest), FIRST_SEEN_KIND + digest
         with self._lock:
@@ -469,18 +486,26 @@ class PushParser:
         shown = preview(body)
         try:
             payload = strip_snapshots(decode_payload(body))
-            shown = preview(json.dumps(payload, separators=(",", ":")).encode())  # without snapshots
+            shown = preview(
+                json.dumps(payload, separators=(",", ":")).encode()
+            )  # without snapshots
             parsed = self._records(payload, source, topic, received_at)
             problem = next(filter(None, (refusal(r) for r in parsed.records)), None)
             if problem is not None:
                 raise BadMessage(problem)
         except Exception as exc:  # a bug must not turn a message into one redelivered forever
-            reason = str(exc) if isinstance(exc, BadMessage) else f"cannot be read ({type(exc).__name__}: {exc})"
+            reason = (
+                str(exc)
+                if isinstance(exc, BadMessage)
+                else f"cannot be read ({type(exc).__name__}: {exc})"
+            )
             parsed = Parsed(dead=[DeadEntry(origin, reason, shown)])
         parsed.origin, parsed.preview = origin, shown
         return parsed
 
-    def _records(self, payload: dict[str, Any], source: str, topic: str, received_at: datetime) -> Parsed:
+    def _records(
+        self, payload: dict[str, Any], source: str, topic: str, received_at: datetime
+    ) -> Parsed:
         try:
             uplink = read_envelope(payload)
         except EnvelopeError as exc:
@@ -500,6 +525,7 @@ class PushParser:
         when = received_at.replace(microsecond=0)
         if moment is None and period is None:
             import hashlib  # here, not at the top: OpenSSL's libcrypto costs the watchdog 3.7 MB
+
             digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
             when, parsed.cursors = self.first_seen.moment(sensor_id, digest, when)
         # A snapshot's time: the message's own moment, else (timeless) its first receive time.
@@ -507,15 +533,21 @@ class PushParser:
         span = period or (at, at)
         observed = received_at.replace(microsecond=0)
 
-        def record(kind: str, start_end: tuple[datetime, datetime], values: dict[str, Any]) -> Record:
-            return Record(sensor_id, kind, start_end[0], start_end[1], values, True, source, observed)
+        def record(
+            kind: str, start_end: tuple[datetime, datetime], values: dict[str, Any]
+        ) -> Record:
+            return Record(
+                sensor_id, kind, start_end[0], start_end[1], values, True, source, observed
+            )
 
         consumed: set[str] = set()
         if "current_total" in top:
             parsed.records.append(record("occupancy", span, _occupancy(top)))
             consumed |= OCCUPANCY_KEYS
         if "line_periodic_data" in top:
-            parsed.records.append(record("line_counts", span, _line_counts(top["line_periodic_data"])))
+            parsed.records.append(
+                record("line_counts", span, _line_counts(top["line_periodic_data"]))
+            )
             consumed.add("line_periodic_data")
         if "line_total_data" in top:  # running totals as of the report's end: a snapshot then
             totals = _line_counts(top["line_total_data"], "line_total_data")
@@ -528,8 +560,9 @@ class PushParser:
             parsed.records.append(record("event", span, {"event": name, "payload": payload}))
         return parsed
 
-
-    def _uplink(self, uplink: Uplink, payload: dict[str, Any], source: str, received_at: datetime) -> Parsed:
+    def _uplink(
+        self, uplink: Uplink, payload: dict[str, Any], source: str, received_at: datetime
+    ) -> Parsed:
         """A LoRaWAN uplink (UG6x, ChirpStack, The Things Stack): decoded and mapped by sources/lorawan."""
         parsed = Parsed()
         when = received_at.replace(microsecond=0)
@@ -537,10 +570,13 @@ class PushParser:
             device = device_for(self.devices, uplink.dev_eui)
             sensor_id = device.sensor_id if device else uplink.dev_eui
             import hashlib  # here, not at the top: OpenSSL's libcrypto costs the watchdog 3.7 MB
+
             digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
             when, parsed.cursors = self.first_seen.moment(sensor_id, digest, when)
         try:
-            parsed.records = route(uplink, self.devices, at=when, source=source, observed=when).records
+            parsed.records = route(
+                uplink, self.devices, at=when, source=source, observed=when
+            ).records
         except RouteError as exc:
             raise BadMessage(str(exc)) from None
         observed = received_at.replace(microsecond=0)
@@ -579,7 +615,10 @@ def _region_flags(top: dict[str, Any]) -> dict[str, Any]:
     """``occupied`` (region -> true/false) from ``occupancy`` and ``region_names`` from
     ``regions_name``, keyed like ``regions``: by ``numbering_regions``, else 1, 2, ..."""
     extra: dict[str, Any] = {}
-    for key, name, read in (("occupancy", "occupied", _flag), ("regions_name", "region_names", _name)):
+    for key, name, read in (
+        ("occupancy", "occupied", _flag),
+        ("regions_name", "region_names", _name),
+    ):
         items = top.get(key)
         if items is None:
             continue
@@ -588,8 +627,10 @@ def _region_flags(top: dict[str, Any]) -> dict[str, Any]:
         numbers = top.get("numbering_regions")
         if not isinstance(numbers, list) or len(numbers) != len(items):
             numbers = list(range(1, len(items) + 1))
-        extra[name] = {_label(n, "numbering_regions"): read(v, f"{key}[{i}]")
-                       for i, (n, v) in enumerate(zip(numbers, items, strict=True))}
+        extra[name] = {
+            _label(n, "numbering_regions"): read(v, f"{key}[{i}]")
+            for i, (n, v) in enumerate(zip(numbers, items, strict=True))
+        }
     return extra
 
 
@@ -620,8 +661,10 @@ def _line_counts(lines: Any, section: str = "line_periodic_data") -> dict[str, A
         line = _ci(raw)
         if not line:
             raise BadMessage(f"{section}[{index - 1}]: expected an object, got {raw!r}")
-        label = _label(line.get("line", line.get("line_number", line.get("line_id", index))),
-                       f"{section}[{index - 1}].line")
+        label = _label(
+            line.get("line", line.get("line_number", line.get("line_id", index))),
+            f"{section}[{index - 1}].line",
+        )
         counts = _ci(line.get("total")) or line
         where = f"{section}[{index - 1}]"
         per_line[label] = {

@@ -52,13 +52,14 @@ class MqttIn:
         from paho.mqtt.properties import Properties
 
         if not self.password:
-            self.last_error = (
-                "no password for the relay's broker user: set [mqtt] password, or run `sensor-bridge mqtt setup`"
-            )
+            self.last_error = "no password for the relay's broker user: set [mqtt] password, or run `sensor-bridge mqtt setup`"
             self.refused = True
             return
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.mqtt.client_id, protocol=mqtt.MQTTv5, manual_ack=True
+            CallbackAPIVersion.VERSION2,
+            client_id=self.mqtt.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
         )
         client.username_pw_set(self.mqtt.username, self.password)
         client.reconnect_delay_set(1, 30)
@@ -70,24 +71,38 @@ class MqttIn:
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
         properties.ReceiveMaximum = RECEIVE_MAXIMUM
-        client.connect_async(self.mqtt.host, self.mqtt.port, keepalive=30, clean_start=False,
-                             properties=properties)
+        client.connect_async(
+            self.mqtt.host, self.mqtt.port, keepalive=30, clean_start=False, properties=properties
+        )
         self.client = client
         client.loop_start()
-        log.info("subscribing to %s on %s:%d as %s", ", ".join(self.mqtt.topics), self.mqtt.host,
-                 self.mqtt.port, self.mqtt.username)
+        log.info(
+            "subscribing to %s on %s:%d as %s",
+            ", ".join(self.mqtt.topics),
+            self.mqtt.host,
+            self.mqtt.port,
+            self.mqtt.username,
+        )
 
-    def _on_connect(self, client: Any, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
+    def _on_connect(
+        self, client: Any, _userdata: Any, flags: Any, reason: Any, _props: Any
+    ) -> None:
         if reason.is_failure:
             self.last_error = f"broker refused the login of {self.mqtt.username}: {reason}"
-            self.refused = reason.value in (0x86, 0x87, 0x8C)  # bad credentials, not authorised, bad auth
+            self.refused = reason.value in (
+                0x86,
+                0x87,
+                0x8C,
+            )  # bad credentials, not authorised, bad auth
             log.error("%s", self.last_error)
             return
         from paho.mqtt.subscribeoptions import SubscribeOptions
 
         self.generation += 1
         self.connected, self.refused, self.last_error = True, False, None
-        log.info("connected to the broker (session %s)", "resumed" if flags.session_present else "new")
+        log.info(
+            "connected to the broker (session %s)", "resumed" if flags.session_present else "new"
+        )
         # Retained messages only on a new subscription, not again on every reconnect.
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
         client.subscribe([(topic, options) for topic in self.mqtt.topics])
@@ -95,15 +110,22 @@ class MqttIn:
     def _on_connect_fail(self, _client: Any, _userdata: Any) -> None:
         self.last_error = "cannot connect (refused or unreachable)"
 
-    def _on_subscribe(self, _client: Any, _userdata: Any, _mid: int, reasons: list[Any], _props: Any) -> None:
-        refused = [f"{topic} ({code})" for topic, code in zip(self.mqtt.topics, reasons, strict=False)
-                   if code.is_failure]
+    def _on_subscribe(
+        self, _client: Any, _userdata: Any, _mid: int, reasons: list[Any], _props: Any
+    ) -> None:
+        refused = [
+            f"{topic} ({code})"
+            for topic, code in zip(self.mqtt.topics, reasons, strict=False)
+            if code.is_failure
+        ]
         if refused:
             self.refused = True
             self.last_error = f"broker refused the subscription to {', '.join(refused)}: check the ACL (`sensor-bridge mqtt setup`)"
             log.error("%s", self.last_error)
 
-    def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+    def _on_disconnect(
+        self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
         if self.connected:
             self.down_since = time.monotonic()
             if not self.closing:
@@ -118,8 +140,9 @@ class MqttIn:
             topic = message.topic
         except UnicodeDecodeError:
             topic = "(topic is not UTF-8)"
-        parsed = self.parser.parse(message.payload, source="mqtt", topic=topic, origin=topic,
-                                   received_at=datetime.now(UTC))  # never raises: bad input is dead-lettered
+        parsed = self.parser.parse(
+            message.payload, source="mqtt", topic=topic, origin=topic, received_at=datetime.now(UTC)
+        )  # never raises: bad input is dead-lettered
         done = None
         if message.qos > 0:
             mid, qos, generation = message.mid, message.qos, self.generation

@@ -33,8 +33,14 @@ _COMMON: Layout = {
     (0x09, 0x73): simple("pressure", ("pressure", "H", 10)),
     (0x0E, 0x01): enum("buzzer", "buzzer_status", {0: "off", 1: "on"}),
 }
-_HISTORY = (("timestamp", "I", 1), ("temperature", "h", 10), ("humidity", "H", 2), ("pir", "B", 1),
-            ("light_level", "B", 1), ("co2", "H", 1))
+_HISTORY = (
+    ("timestamp", "I", 1),
+    ("temperature", "h", 10),
+    ("humidity", "H", 2),
+    ("pir", "B", 1),
+    ("light_level", "B", 1),
+    ("co2", "H", 1),
+)
 _PRESSURE = (("pressure", "H", 10),)
 _AIR = (("pm2_5", "H", 1), ("pm10", "H", 1), ("hcho", "H", 100))
 
@@ -49,5 +55,7 @@ AM319: Layout = {
     (0x0B, 0x7D): simple("pm2.5", ("pm2_5", "H", 1)),
     (0x0C, 0x7D): simple("pm10", ("pm10", "H", 1)),
     (0x20, 0xCE): simple("history", *_HISTORY, ("tvoc", "H", 100), *_PRESSURE, *_AIR, history=True),
-    (0x21, 0xCE): simple("history", *_HISTORY, ("tvoc_ugm3", "H", 1), *_PRESSURE, *_AIR, history=True),
+    (0x21, 0xCE): simple(
+        "history", *_HISTORY, ("tvoc_ugm3", "H", 1), *_PRESSURE, *_AIR, history=True
+    ),
 }

@@ -23,7 +23,10 @@ def _decode(args: argparse.Namespace) -> int:
     try:
         frame = bytes.fromhex(text)
     except ValueError:
-        print(f"error: {args.hex!r} is not hex (two digits per byte, e.g. 017564 03670C01)", file=sys.stderr)
+        print(
+            f"error: {args.hex!r} is not hex (two digits per byte, e.g. 017564 03670C01)",
+            file=sys.stderr,
+        )
         return 2
     try:
         values = decode(args.model, frame, args.fport)
@@ -35,8 +38,12 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    command = commands.add_parser("decode", help="decode one Milesight LoRaWAN uplink frame and print its values")
+    command = commands.add_parser(
+        "decode", help="decode one Milesight LoRaWAN uplink frame and print its values"
+    )
     command.add_argument("model", type=str.lower, choices=LORAWAN_MODELS, help="the device's model")
     command.add_argument("hex", help="the frame as hex, as the gateway shows it (blanks allowed)")
-    command.add_argument("--fport", type=int, default=None, help="the uplink's fPort (Milesight sends data on 85)")
+    command.add_argument(
+        "--fport", type=int, default=None, help="the uplink's fPort (Milesight sends data on 85)"
+    )
     command.set_defaults(func=_decode)

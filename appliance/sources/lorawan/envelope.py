@@ -20,10 +20,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Keys of the UG6x / ChirpStack v3 envelope itself, never device values.
-UG6X_ENVELOPE = {"applicationid", "applicationname", "devicename", "deveui", "deviceprofileid",
-                 "deviceprofilename", "time", "fcnt", "fport", "data", "rxinfo", "txinfo", "adr", "dr",
-                 "confirmed", "devaddr", "object", "tags", "deduplicationid", "deviceinfo", "margin",
-                 "external_power_source", "battery_level"}
+UG6X_ENVELOPE = {
+    "applicationid",
+    "applicationname",
+    "devicename",
+    "deveui",
+    "deviceprofileid",
+    "deviceprofilename",
+    "time",
+    "fcnt",
+    "fport",
+    "data",
+    "rxinfo",
+    "txinfo",
+    "adr",
+    "dr",
+    "confirmed",
+    "devaddr",
+    "object",
+    "tags",
+    "deduplicationid",
+    "deviceinfo",
+    "margin",
+    "external_power_source",
+    "battery_level",
+}
 _MODEL_IN_NAME = re.compile(r"(vs13[35]|vs350|vs121|vs330|am307|am319)", re.IGNORECASE)
 
 
@@ -85,11 +106,17 @@ def _tts(top: dict[str, Any]) -> Uplink:
         raise EnvelopeError("end_device_ids and uplink_message must be objects")
     versions = message.get("version_ids") or {}
     decoded = message.get("decoded_payload")
-    return Uplink("tts", normal_eui(ids.get("dev_eui")), _port(message.get("f_port"), "uplink_message.f_port"),
-                  _bytes(message.get("frm_payload"), "uplink_message.frm_payload"),
-                  decoded if isinstance(decoded, dict) and decoded else None,
-                  message.get("received_at") or top.get("received_at"),
-                  _hint(versions.get("model_id") if isinstance(versions, dict) else None, ids.get("device_id")))
+    return Uplink(
+        "tts",
+        normal_eui(ids.get("dev_eui")),
+        _port(message.get("f_port"), "uplink_message.f_port"),
+        _bytes(message.get("frm_payload"), "uplink_message.frm_payload"),
+        decoded if isinstance(decoded, dict) and decoded else None,
+        message.get("received_at") or top.get("received_at"),
+        _hint(
+            versions.get("model_id") if isinstance(versions, dict) else None, ids.get("device_id")
+        ),
+    )
 
 
 def _chirpstack(top: dict[str, Any]) -> Uplink:
@@ -97,9 +124,15 @@ def _chirpstack(top: dict[str, Any]) -> Uplink:
     if not isinstance(info, dict):
         raise EnvelopeError("deviceInfo must be an object")
     decoded = top.get("object")
-    return Uplink("chirpstack", normal_eui(info.get("devEui")), _port(top.get("fPort"), "fPort"),
-                  _bytes(top.get("data"), "data"), decoded if isinstance(decoded, dict) and decoded else None,
-                  top.get("time"), _hint(info.get("deviceProfileName"), info.get("deviceName")))
+    return Uplink(
+        "chirpstack",
+        normal_eui(info.get("devEui")),
+        _port(top.get("fPort"), "fPort"),
+        _bytes(top.get("data"), "data"),
+        decoded if isinstance(decoded, dict) and decoded else None,
+        top.get("time"),
+        _hint(info.get("deviceProfileName"), info.get("deviceName")),
+    )
 
 
 def _ug6x(top: dict[str, Any], eui_key: str) -> Uplink:
@@ -109,15 +142,26 @@ def _ug6x(top: dict[str, Any], eui_key: str) -> Uplink:
         decoded = {k: v for k, v in top.items() if k.lower() not in UG6X_ENVELOPE} or None
     data = top.get("data")
     payload = _bytes(data, "data") if isinstance(data, str) else None
-    return Uplink("ug6x", normal_eui(top[eui_key]), _port(top.get("fPort", top.get("fport")), "fPort"),
-                  payload, decoded, top.get("time"), _hint(top.get("deviceProfileName"), top.get("deviceName")))
+    return Uplink(
+        "ug6x",
+        normal_eui(top[eui_key]),
+        _port(top.get("fPort", top.get("fport")), "fPort"),
+        payload,
+        decoded,
+        top.get("time"),
+        _hint(top.get("deviceProfileName"), top.get("deviceName")),
+    )
 
 
 def read_envelope(top: dict[str, Any]) -> Uplink | None:
     """The uplink in ``top``, None when it is not a LoRaWAN uplink; raises :class:`EnvelopeError`."""
     if "end_device_ids" in top and "uplink_message" in top:
         return _tts(top)
-    if "deviceInfo" in top and isinstance(top["deviceInfo"], dict) and "devEui" in top["deviceInfo"]:
+    if (
+        "deviceInfo" in top
+        and isinstance(top["deviceInfo"], dict)
+        and "devEui" in top["deviceInfo"]
+    ):
         return _chirpstack(top)
     eui_key = next((k for k in top if k.lower() == "deveui"), None)
     if eui_key is not None:

@@ -50,8 +50,10 @@ def fields(*spec: tuple[str, str, float]) -> Callable[[bytes], Values]:
 
     def read(data: bytes) -> Values:
         raw = struct.unpack(codes, data)
-        return {name: (value if div == 1 else round(value / div, 2))
-                for (name, _, div), value in zip(spec, raw, strict=True)}
+        return {
+            name: (value if div == 1 else round(value / div, 2))
+            for (name, _, div), value in zip(spec, raw, strict=True)
+        }
 
     return read
 
@@ -78,16 +80,22 @@ def walk(payload: bytes, layout: Layout, model: str) -> Values:
     at = 0
     while at < len(payload):
         if at + 2 > len(payload):
-            raise FrameError(f"byte {at}: a lone byte 0x{payload[at]:02X} where a channel id and type belong")
+            raise FrameError(
+                f"byte {at}: a lone byte 0x{payload[at]:02X} where a channel id and type belong"
+            )
         key = (payload[at], payload[at + 1])
         channel = layout.get(key)
         if channel is None:
-            raise FrameError(f"byte {at}: channel 0x{key[0]:02X} type 0x{key[1]:02X} is not in the {model} layout")
+            raise FrameError(
+                f"byte {at}: channel 0x{key[0]:02X} type 0x{key[1]:02X} is not in the {model} layout"
+            )
         start = at + 2
         size = channel.size_of(payload[start:]) if channel.size_of else channel.size
-        data = payload[start:start + size]
+        data = payload[start : start + size]
         if len(data) < size:
-            raise FrameError(f"byte {at}: {channel.name} needs {size} data bytes, the frame has {len(data)} left")
+            raise FrameError(
+                f"byte {at}: {channel.name} needs {size} data bytes, the frame has {len(data)} left"
+            )
         read = channel.read(data)
         if channel.history:
             history.append(read)
@@ -113,7 +121,11 @@ ATTRIBUTES: Layout = {
     (0xFF, 0x0A): Channel("firmware version", 2, lambda d: {"firmware_version": f"{d[0]}.{d[1]}"}),
     (0xFF, 0xFF): Channel("tsl version", 2, lambda d: {"tsl_version": f"{d[0]}.{d[1]}"}),
     (0xFF, 0x16): Channel("serial number", 8, lambda d: {"sn": d.hex()}),
-    (0xFF, 0x0F): enum("lorawan class", "lorawan_class", {0: "Class A", 1: "Class B", 2: "Class C", 3: "Class CtoB"}),
+    (0xFF, 0x0F): enum(
+        "lorawan class",
+        "lorawan_class",
+        {0: "Class A", 1: "Class B", 2: "Class C", 3: "Class CtoB"},
+    ),
     (0xFF, 0xFE): simple("reset event", ("reset_event", "B", 1)),
     (0xFF, 0x0B): simple("device status", ("device_status", "B", 1)),
 }

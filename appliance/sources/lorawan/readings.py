@@ -27,18 +27,31 @@ from typing import Any
 
 from ...records import EARLIEST, LATEST, Record
 
-AMBIENCE = {"battery": "battery_pct", "temperature": "temperature_c", "humidity": "humidity_pct",
-            "pir": "pir", "light_level": "light_level", "co2": "co2_ppm", "tvoc_ugm3": "tvoc_ugm3",
-            "pressure": "pressure_hpa", "hcho": "hcho_mgm3", "pm2_5": "pm2_5_ugm3", "pm10": "pm10_ugm3",
-            "o3": "o3_ppm", "distance": "distance_mm"}
+AMBIENCE = {
+    "battery": "battery_pct",
+    "temperature": "temperature_c",
+    "humidity": "humidity_pct",
+    "pir": "pir",
+    "light_level": "light_level",
+    "co2": "co2_ppm",
+    "tvoc_ugm3": "tvoc_ugm3",
+    "pressure": "pressure_hpa",
+    "hcho": "hcho_mgm3",
+    "pm2_5": "pm2_5_ugm3",
+    "pm10": "pm10_ugm3",
+    "o3": "o3_ppm",
+    "distance": "distance_mm",
+}
 WORDS = {"trigger": 1, "idle": 0, "occupied": 1, "vacant": 0}
 _LINE = re.compile(r"^line_(\d+)_(period|total)_(in|out)$")
 _REGION_COUNT = re.compile(r"^region_(\d+)_count$")
 _REGION_FLAG = re.compile(r"^region_(\d+)$")
 _DWELL = re.compile(r"^region_(\d+)_(avg|max)_dwell$")
 # A single line's pairs, named per model: (period in, period out, total in, total out).
-FLAT_LINES = (("period_in", "period_out", "total_in", "total_out"),
-              ("people_in", "people_out", "people_total_in", "people_total_out"))
+FLAT_LINES = (
+    ("period_in", "period_out", "total_in", "total_out"),
+    ("people_in", "people_out", "people_total_in", "people_total_out"),
+)
 
 
 class UplinkError(ValueError):
@@ -62,21 +75,40 @@ class Mapper:
             line, what, direction = _LINE.match(key).groups()  # type: ignore[union-attr]
             found[what].setdefault(line, {})[direction] = key
         for period_in, period_out, total_in, total_out in FLAT_LINES:
-            for what, key_in, key_out in (("period", period_in, period_out), ("total", total_in, total_out)):
+            for what, key_in, key_out in (
+                ("period", period_in, period_out),
+                ("total", total_in, total_out),
+            ):
                 if key_in in self.left or key_out in self.left:
                     found[what].setdefault("1", {}).update({"in": key_in, "out": key_out})
         for what, kind in (("period", "line_counts"), ("total", "line_totals")):
-            whole = {line: keys for line, keys in found[what].items()
-                     if keys.get("in") in self.left and keys.get("out") in self.left}
+            whole = {
+                line: keys
+                for line, keys in found[what].items()
+                if keys.get("in") in self.left and keys.get("out") in self.left
+            }
             if whole:
-                lines = {line: {"in": self.take(k["in"]), "out": self.take(k["out"])} for line, k in whole.items()}
-                total = {d: sum(c[d] for c in lines.values()) if _all_counts(lines) else -1 for d in ("in", "out")}
-                self.records.append(self.make(kind, {"total": total, "lines": lines}, period=what == "period"))
+                lines = {
+                    line: {"in": self.take(k["in"]), "out": self.take(k["out"])}
+                    for line, k in whole.items()
+                }
+                total = {
+                    d: sum(c[d] for c in lines.values()) if _all_counts(lines) else -1
+                    for d in ("in", "out")
+                }
+                self.records.append(
+                    self.make(kind, {"total": total, "lines": lines}, period=what == "period")
+                )
 
     def occupancy(self) -> None:
         counts = {m.group(1): k for k in self.left if (m := _REGION_COUNT.match(k))}
         flags = {m.group(1): k for k in self.left if (m := _REGION_FLAG.match(k))}
-        if not counts and not flags and "people_count_all" not in self.left and "occupancy" not in self.left:
+        if (
+            not counts
+            and not flags
+            and "people_count_all" not in self.left
+            and "occupancy" not in self.left
+        ):
             return
         regions = {n: self.take(k) for n, k in counts.items()}
         values: dict[str, Any] = {"current_total": None, "max": None, "regions": regions}
@@ -102,11 +134,16 @@ class Mapper:
             found.setdefault(region, {})[which] = key
         whole = {r: keys for r, keys in found.items() if set(keys) == {"avg", "max"}}
         if whole:
-            regions = {r: {"avg": self.take(k["avg"]), "max": self.take(k["max"])} for r, k in whole.items()}
+            regions = {
+                r: {"avg": self.take(k["avg"]), "max": self.take(k["max"])}
+                for r, k in whole.items()
+            }
             self.records.append(self.make("dwell", {"regions": regions}))
 
     def ambience(self) -> None:
-        values = {name: _number(self.take(key)) for key, name in AMBIENCE.items() if key in self.left}
+        values = {
+            name: _number(self.take(key)) for key, name in AMBIENCE.items() if key in self.left
+        }
         if "tvoc" in self.left:
             tvoc = self.take("tvoc")
             values[_tvoc_unit(tvoc)] = tvoc
@@ -115,12 +152,20 @@ class Mapper:
 
     def event(self, about: dict[str, Any]) -> None:
         if self.left:
-            self.records.append(self.make("event", {"event": "lorawan uplink", "payload": {**about, **self.left}}))
+            self.records.append(
+                self.make("event", {"event": "lorawan uplink", "payload": {**about, **self.left}})
+            )
 
 
 def _all_counts(mapping: dict[str, Any]) -> bool:
-    return all(isinstance(v, int) and not isinstance(v, bool) for v in
-               (x for value in mapping.values() for x in (value.values() if isinstance(value, dict) else [value])))
+    return all(
+        isinstance(v, int) and not isinstance(v, bool)
+        for v in (
+            x
+            for value in mapping.values()
+            for x in (value.values() if isinstance(value, dict) else [value])
+        )
+    )
 
 
 def _flag(value: Any) -> Any:
@@ -157,8 +202,16 @@ def device_moment(values: dict[str, Any]) -> datetime | None:
     return moment if EARLIEST <= moment < LATEST else None
 
 
-def records_for(values: dict[str, Any], *, sensor_id: str, at: datetime, period_s: float, source: str,
-                observed: datetime, about: dict[str, Any]) -> list[Record]:
+def records_for(
+    values: dict[str, Any],
+    *,
+    sensor_id: str,
+    at: datetime,
+    period_s: float,
+    source: str,
+    observed: datetime,
+    about: dict[str, Any],
+) -> list[Record]:
     """The records one decoded uplink becomes (its history entries included), one per id."""
     history = values.get("history")
     values = {k: v for k, v in values.items() if k != "history"}
@@ -182,7 +235,14 @@ def records_for(values: dict[str, Any], *, sensor_id: str, at: datetime, period_
     for entry in history if isinstance(history, list) else []:
         if not isinstance(entry, dict) or device_moment(entry) is None:
             raise UplinkError(f"history entry {entry!r} has no timestamp between 2000 and 2099")
-        for record in records_for(entry, sensor_id=sensor_id, at=at, period_s=period_s, source=source,
-                                  observed=observed, about=about):
+        for record in records_for(
+            entry,
+            sensor_id=sensor_id,
+            at=at,
+            period_s=period_s,
+            source=source,
+            observed=observed,
+            about=about,
+        ):
             out[record.id] = record
     return list(out.values())

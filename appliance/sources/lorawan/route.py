@@ -38,7 +38,9 @@ def network_time(text: Any) -> datetime | None:
     """An RFC 3339 receive time (nanoseconds, ``Z`` or an offset) to the second, in UTC."""
     if not isinstance(text, str) or not text.strip():
         return None
-    trimmed = re.sub(r"(\.\d{1,6})\d*", r"\1", text.strip()).replace("Z", "+00:00").replace("z", "+00:00")
+    trimmed = (
+        re.sub(r"(\.\d{1,6})\d*", r"\1", text.strip()).replace("Z", "+00:00").replace("z", "+00:00")
+    )
     try:
         moment = datetime.fromisoformat(trimmed)
     except ValueError:
@@ -62,7 +64,9 @@ def decoded_values(uplink: Uplink, device: MqttDevice | None) -> dict[str, Any]:
         try:
             return decode(model, uplink.payload, uplink.fport)
         except ValueError as exc:
-            raise RouteError(f"{model} frame {uplink.payload.hex()} from {uplink.dev_eui}: {exc}") from None
+            raise RouteError(
+                f"{model} frame {uplink.payload.hex()} from {uplink.dev_eui}: {exc}"
+            ) from None
     if uplink.decoded:
         return uplink.decoded
     if uplink.payload is None:
@@ -73,8 +77,9 @@ def decoded_values(uplink: Uplink, device: MqttDevice | None) -> dict[str, Any]:
     )
 
 
-def route(uplink: Uplink, devices: list[MqttDevice], *, at: datetime, source: str,
-          observed: datetime) -> Routed:
+def route(
+    uplink: Uplink, devices: list[MqttDevice], *, at: datetime, source: str, observed: datetime
+) -> Routed:
     """The records of one uplink; ``at`` is its moment when neither device nor network dated it."""
     device = device_for(devices, uplink.dev_eui)
     sensor_id = device.sensor_id if device else uplink.dev_eui
@@ -83,8 +88,15 @@ def route(uplink: Uplink, devices: list[MqttDevice], *, at: datetime, source: st
     about = {"dev_eui": uplink.dev_eui, "network": uplink.network, "fport": uplink.fport}
     period_s = device.period_s if device else DEFAULT_PERIOD_S
     try:
-        records = records_for(values, sensor_id=sensor_id, at=moment, period_s=period_s, source=source,
-                              observed=observed, about=about)
+        records = records_for(
+            values,
+            sensor_id=sensor_id,
+            at=moment,
+            period_s=period_s,
+            source=source,
+            observed=observed,
+            about=about,
+        )
     except (ValueError, TypeError) as exc:
         raise RouteError(f"uplink from {uplink.dev_eui}: {exc}") from None
     return Routed(sensor_id, records)

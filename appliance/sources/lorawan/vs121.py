@@ -33,16 +33,25 @@ def _dwell(data: bytes) -> Values:
 def _layout() -> Layout:
     layout: Layout = dict(ATTRIBUTES)
     layout[(0xFF, 0x08)] = Channel("serial number", 6, lambda d: {"sn": d.hex()})
-    layout[(0xFF, 0x1F)] = Channel("firmware version", 4, lambda d: {"firmware_version": ".".join(map(str, d))})
+    layout[(0xFF, 0x1F)] = Channel(
+        "firmware version", 4, lambda d: {"firmware_version": ".".join(map(str, d))}
+    )
     layout[(0x04, 0xC9)] = Channel("people count", 4, _people)
     layout[(0x05, 0xCC)] = simple("people in/out", ("people_in", "H", 1), ("people_out", "H", 1))
     layout[(0x06, 0xCD)] = simple("people max", ("people_count_max", "B", 1))
-    layout[(0x07, 0xD5)] = simple("region count 1-8", *((f"region_{r}_count", "B", 1) for r in range(1, 9)))
-    layout[(0x08, 0xD5)] = simple("region count 9-16", *((f"region_{r}_count", "B", 1) for r in range(9, 17)))
+    layout[(0x07, 0xD5)] = simple(
+        "region count 1-8", *((f"region_{r}_count", "B", 1) for r in range(1, 9))
+    )
+    layout[(0x08, 0xD5)] = simple(
+        "region count 9-16", *((f"region_{r}_count", "B", 1) for r in range(9, 17))
+    )
     for offset, area in enumerate("abcd"):
         layout[(0x09 + offset, 0xDA)] = simple(
-            f"{area.upper()} flow", *((f"{area}_to_{to}", "H", 1) for to in "abcd"))
-    layout[(0x0D, 0xCC)] = simple("people total in/out", ("people_total_in", "H", 1), ("people_total_out", "H", 1))
+            f"{area.upper()} flow", *((f"{area}_to_{to}", "H", 1) for to in "abcd")
+        )
+    layout[(0x0D, 0xCC)] = simple(
+        "people total in/out", ("people_total_in", "H", 1), ("people_total_out", "H", 1)
+    )
     layout[(0x0E, 0xE4)] = Channel("dwell time", 5, _dwell)
     layout[(0x0F, 0x85)] = simple("timestamp", ("timestamp", "I", 1))
     return layout

@@ -23,10 +23,17 @@ def _layout() -> Layout:
     for line in range(1, 5):
         base = 0x03 + 3 * (line - 1)
         layout[(base, 0xD2)] = simple(f"line {line} total in", (f"line_{line}_total_in", "I", 1))
-        layout[(base + 1, 0xD2)] = simple(f"line {line} total out", (f"line_{line}_total_out", "I", 1))
-        layout[(base + 2, 0xCC)] = simple(f"line {line} period in/out", (f"line_{line}_period_in", "H", 1),
-                                          (f"line_{line}_period_out", "H", 1))
-    layout[(0x0F, 0xE3)] = simple("region count", *((f"region_{r}_count", "B", 1) for r in range(1, 5)))
+        layout[(base + 1, 0xD2)] = simple(
+            f"line {line} total out", (f"line_{line}_total_out", "I", 1)
+        )
+        layout[(base + 2, 0xCC)] = simple(
+            f"line {line} period in/out",
+            (f"line_{line}_period_in", "H", 1),
+            (f"line_{line}_period_out", "H", 1),
+        )
+    layout[(0x0F, 0xE3)] = simple(
+        "region count", *((f"region_{r}_count", "B", 1) for r in range(1, 5))
+    )
     layout[(0x10, 0xE4)] = Channel("dwell time", 5, _dwell)
     return layout
 

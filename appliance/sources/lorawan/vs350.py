@@ -13,8 +13,12 @@ import struct
 
 from .frame import ATTRIBUTES, Channel, FrameError, Layout, Values, fields, simple
 
-TEMPERATURE_ALARM = {0: "threshold alarm release", 1: "threshold alarm", 3: "high temperature alarm",
-                     4: "high temperature alarm release"}
+TEMPERATURE_ALARM = {
+    0: "threshold alarm release",
+    1: "threshold alarm",
+    3: "high temperature alarm",
+    4: "high temperature alarm release",
+}
 COUNT_ALARM = {1: "threshold alarm"}
 
 
@@ -53,7 +57,11 @@ LAYOUT: Layout = {
     (0x05, 0xCC): simple("period in/out", ("period_in", "H", 1), ("period_out", "H", 1)),
     (0x0A, 0xEF): simple("timestamp", ("timestamp", "I", 1)),
     (0x83, 0x67): _alarm((("temperature", "h", 10),), "temperature_alarm", TEMPERATURE_ALARM),
-    (0x84, 0xCC): _alarm((("total_in", "H", 1), ("total_out", "H", 1)), "total_count_alarm", COUNT_ALARM),
-    (0x85, 0xCC): _alarm((("period_in", "H", 1), ("period_out", "H", 1)), "period_count_alarm", COUNT_ALARM),
+    (0x84, 0xCC): _alarm(
+        (("total_in", "H", 1), ("total_out", "H", 1)), "total_count_alarm", COUNT_ALARM
+    ),
+    (0x85, 0xCC): _alarm(
+        (("period_in", "H", 1), ("period_out", "H", 1)), "period_count_alarm", COUNT_ALARM
+    ),
     (0x20, 0xCE): Channel("history", 13, _history, history=True, size_of=_history_size),
 }
