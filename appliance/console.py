@@ -220,29 +220,18 @@ def check_sensors(config: Config) -> list[Finding]:
     return found
 
 
-def check_uplink(config: Config) -> list[Finding]:
-    """Reach the API and prove the key, without storing anything in the cloud."""
+def _probe_uplink(config: Config) -> Any:
+    """POST a batch with no records: malformed by contract, so a receiver answers 400/422 once
+    it has accepted the key and 401/403 when it has not. Nothing is stored either way."""
     import requests
 
     from . import __version__
 
-    why = _tcp_reach(config.uplink.url, min(config.uplink.timeout_s, 5))
-    if why:
-        return [
-            Finding(
-                "FAIL",
-                "cloud API reachable",
-                why,
-                "check the store's internet connection, DNS and firewall; readings wait in the outbox",
-            )
-        ]
     headers = {
         "Authorization": f"Bearer {config.uplink.api_key}",
         "User-Agent": f"sensor-bridge/{__version__}",
         "Content-Type": "application/json",
     }
-    # A batch with no records is malformed by contract: a receiver answers 400/422 once it
-    # has accepted the key, and 401/403 when it has not. Nothing is stored either way.
     probe = {
         "schema": "sensor-bridge/ingest/v1",
         "bridge_id": config.bridge.id,
@@ -250,45 +239,43 @@ def check_uplink(config: Config) -> list[Finding]:
         "sent_at": "1970-01-01T00:00:00Z",
         "records": [],
     }
+    return requests.post(
+        config.uplink.url,
+        json=probe,
+        headers=headers,
+        timeout=config.uplink.timeout_s,
+        verify=config.uplink.verify_tls,
+    )
+
+
+def check_uplink(config: Config) -> list[Finding]:
+    """Reach the API and prove the key, without storing anything in the cloud."""
+    import requests
+
+    reach, url = "cloud API reachable", config.uplink.url
+    why = _tcp_reach(url, min(config.uplink.timeout_s, 5))
+    if why:
+        fix = "check the store's internet connection, DNS and firewall; readings wait in the outbox"
+        return [Finding("FAIL", reach, why, fix)]
     try:
-        answer = requests.post(
-            config.uplink.url,
-            json=probe,
-            headers=headers,
-            timeout=config.uplink.timeout_s,
-            verify=config.uplink.verify_tls,
-        )
+        code = _probe_uplink(config).status_code
     except requests.RequestException as exc:
         return [
             Finding(
-                "FAIL",
-                "cloud API reachable",
-                type(exc).__name__,
-                "check TLS (verify_tls), proxies and the URL",
+                "FAIL", reach, type(exc).__name__, "check TLS (verify_tls), proxies and the URL"
             )
         ]
-    code = answer.status_code
     if code in (401, 403):
+        fix = "put the bridge's key from the cloud app into [uplink] api_key"
         return [
-            Finding("PASS", "cloud API reachable", config.uplink.url),
-            Finding(
-                "FAIL",
-                "cloud API key accepted",
-                f"HTTP {code}",
-                "put the bridge's key from the cloud app into [uplink] api_key",
-            ),
+            Finding("PASS", reach, url),
+            Finding("FAIL", "cloud API key accepted", f"HTTP {code}", fix),
         ]
     if code >= 500 or code == 404:
-        return [
-            Finding(
-                "FAIL",
-                "cloud API reachable",
-                f"HTTP {code} from {config.uplink.url}",
-                "check the URL path and the cloud app's status; readings wait in the outbox",
-            )
-        ]
+        fix = "check the URL path and the cloud app's status; readings wait in the outbox"
+        return [Finding("FAIL", reach, f"HTTP {code} from {url}", fix)]
     return [
-        Finding("PASS", "cloud API reachable", config.uplink.url),
+        Finding("PASS", reach, url),
         Finding("PASS", "cloud API key accepted", f"probe answered HTTP {code}"),
     ]
 

@@ -89,37 +89,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_demo(seconds: float | None = None) -> int:
-    from .collector import Collector
+def _demo_cameras() -> list[Any]:
+    """Two simulated cameras: the entrance (two lines), the back door (one line, compact headers)."""
     from .sim.camera import SimCamera
-    from .sim.receiver import SimReceiver
 
-    stop = stop_on_signals()  # first: a Ctrl-C while it starts up still stops it cleanly
-    workdir = Path(tempfile.mkdtemp(prefix="sensor-bridge-demo-"))
-    receiver = SimReceiver(db_path=workdir / "cloud.db", api_key=DEMO_KEY, announce=True)
-    cameras = [
-        SimCamera(
-            timezone="Europe/Lisbon", username="admin", password="demo", lines=2, regions=2, seed=1
-        ),
-        SimCamera(
-            timezone="Europe/Lisbon",
-            username="admin",
-            password="demo",
-            lines=1,
-            regions=1,
-            seed=2,
-            header_style="compact",
-        ),
+    common = {"timezone": "Europe/Lisbon", "username": "admin", "password": "demo"}
+    return [
+        SimCamera(**common, lines=2, regions=2, seed=1),
+        SimCamera(**common, lines=1, regions=1, seed=2, header_style="compact"),
     ]
-    receiver.start()
-    for camera in cameras:
-        camera.start()
-    health_port = _free_port()
-    raw = demo_config(workdir, [c.url for c in cameras], receiver, health_port)
-    config_path = workdir / "config.toml"
-    write_toml(raw, config_path)
-    config: Config = parse_config(raw, path=str(config_path))
 
+
+def _announce(cameras: list[Any], receiver: Any, health_port: int, config_path: Path) -> None:
     print(
         f"""
 sensor-bridge demo
@@ -134,21 +115,36 @@ Press Ctrl-C to stop.
         flush=True,
     )
 
-    watchdog = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "appliance",
-            "-c",
-            str(config_path),
-            "watchdog",
-            "--dry-run",
-            "--network-probe",
-            "true",
-        ],
+
+def _watchdog(config_path: Path) -> subprocess.Popen[bytes]:
+    """The watchdog beside the demo, acting on nothing (dry run) and with no network to probe."""
+    command = ["-c", str(config_path), "watchdog", "--dry-run", "--network-probe", "true"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "appliance", *command],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def run_demo(seconds: float | None = None) -> int:
+    """Cameras, a receiver and the collector between them, until Ctrl-C (or ``seconds``)."""
+    from .collector import Collector
+    from .sim.receiver import SimReceiver
+
+    stop = stop_on_signals()  # first: a Ctrl-C while it starts up still stops it cleanly
+    workdir = Path(tempfile.mkdtemp(prefix="sensor-bridge-demo-"))
+    receiver = SimReceiver(db_path=workdir / "cloud.db", api_key=DEMO_KEY, announce=True)
+    cameras = _demo_cameras()
+    receiver.start()
+    for camera in cameras:
+        camera.start()
+    health_port = _free_port()
+    raw = demo_config(workdir, [c.url for c in cameras], receiver, health_port)
+    config_path = workdir / "config.toml"
+    write_toml(raw, config_path)
+    config: Config = parse_config(raw, path=str(config_path))
+    _announce(cameras, receiver, health_port, config_path)
+    watchdog = _watchdog(config_path)
     timer = threading.Timer(seconds or 0, stop.set)
     timer.daemon = True
     if seconds:

@@ -192,7 +192,9 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 # A period a device calls final cannot end later than now; devices' clocks drift a little.
 FINAL_FUTURE_GRACE = timedelta(minutes=10)
-_UTC_TEXT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z$")
+UTC_TEXT_PATTERN = _UTC_TEXT = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z$"
+)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 # PostgreSQL text and jsonb cannot hold U+0000; UTF-8 (SQLite, PostgreSQL) cannot hold a lone surrogate.

@@ -30,56 +30,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+# The contract's vocabulary (kinds, fields, sources, time format) has one home; how a receiver
+# checks a batch against it stays its own, so the conformance suite compares two readings of it.
+from ..records import AMBIENCE_KEYS, KINDS, RECORD_FIELDS, SOURCES
+from ..records import UTC_TEXT_PATTERN as UTC_TEXT
 from ..service import Background, run_service
 
 SCHEMA = "sensor-bridge/ingest/v1"
 HEARTBEAT_SCHEMA = "sensor-bridge/heartbeat/v1"
 INGEST_PATH = "/api/bridge/v1/ingest"
 HEARTBEAT_PATH = "/api/bridge/v1/heartbeat"
-KINDS = (
-    "line_counts",
-    "region_counts",
-    "live_counts",
-    "occupancy",
-    "event",
-    "line_totals",
-    "dwell",
-    "ambience",
-)
-# What an ambience reading may hold: each a finite number, the unit in the name.
-AMBIENCE_KEYS = frozenset(
-    {
-        "temperature_c",
-        "humidity_pct",
-        "co2_ppm",
-        "tvoc_iaq",
-        "tvoc_ugm3",
-        "pressure_hpa",
-        "light_level",
-        "pir",
-        "hcho_mgm3",
-        "pm2_5_ugm3",
-        "pm10_ugm3",
-        "o3_ppm",
-        "battery_pct",
-        "distance_mm",
-    }
-)
-SOURCES = ("poll", "mqtt", "http-push")
 BRIDGE_STATES = ("ok", "degraded", "error", "starting", "no-config", "maintenance")
 BATCH_FIELDS = ("schema", "bridge_id", "batch_id", "sent_at", "records")
-RECORD_FIELDS = (
-    "id",
-    "sensor_id",
-    "kind",
-    "period_start",
-    "period_end",
-    "final",
-    "revision",
-    "source",
-    "observed_at",
-    "values",
-)
 HEARTBEAT_FIELDS = (
     "schema",
     "bridge_id",
@@ -93,7 +55,6 @@ HEARTBEAT_FIELDS = (
 )
 # Optional heartbeat keys (strings): the bridge's WireGuard public key, what its last update did.
 HEARTBEAT_OPTIONAL = ("wireguard_public_key", "last_update")
-UTC_TEXT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z$")
 RECORD_ID = re.compile(r"^[0-9a-f]{64}$")
 SEEN_KEPT = 10_000  # requests_seen() memory, so a receiver left running for days stays small
 BIGGEST = 2**63 - 1  # counts and revisions are stored as 64-bit integers, here and in the cloud
