@@ -20,6 +20,7 @@ from conftest import REPO, base_tables, run_cli, write_config
 from appliance.remote import BOOT_PUB_NAME, KEY_NAME, NETDEV, NETWORK, public_key_of
 
 HUB = base64.b64encode(bytes(range(32))).decode()
+# Tunnel addresses only written into generated files here; nothing is ever sent to them.
 REMOTE = {
     "address": "10.66.0.42/32",
     "peer_public_key": HUB,
