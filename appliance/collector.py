@@ -47,7 +47,7 @@ DISK_FULL_MB = (
 )
 # A health check sends a few hundred bytes at once; a client slower than this is not one.
 HEALTH_DEADLINE_S = 5.0
-# Polls that come back within this long of the first share one outbox commit (one fsync,
+# Polls of a round that come back within this long of the first share one outbox commit (one fsync,
 # each page written once): the sensors' polls start together, so most of a round shares one.
 GROUP_COMMIT_S = 0.5
 
@@ -134,13 +134,13 @@ class Collector(Service):
         super().__init__(stop_event)
         self.config = config
         self.outbox = Outbox.of(config)
-        self.outbox.group_window_s = GROUP_COMMIT_S
         self.uplink = Uplink(config, self.outbox)
         self.pollers = {
             s.id: source_for(s, self.outbox) for s in config.sensors
         }  # sources/__init__.py
         self.sensors = {s.id: SensorHealth(s.id) for s in config.sensors}
         self.lanes = PollLanes(list(self.pollers), self._guarded_poll)
+        self.outbox.group_with(lambda: self.lanes.polling(GROUP_COMMIT_S), GROUP_COMMIT_S)
         self.time_synced = not config.bridge.require_time_sync
         self.last_collection: str | None = None
         self.dropped_at_start = self.outbox.counter("dropped")

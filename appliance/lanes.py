@@ -32,6 +32,7 @@ class SensorLane:
         self.waiting: list[str] = []
         self.running: str | None = None
         self.skipped = 0
+        self.started = 0.0  # monotonic start of the poll running now
         self.closed = False
         self._skip_logged_at = float("-inf")
         self._changed = threading.Condition()
@@ -72,6 +73,7 @@ class SensorLane:
                 if self.closed:
                     return
                 self.running = self.waiting.pop(0)
+                self.started = time.monotonic()
             try:
                 self.run(self.sensor_id, self.running)
             finally:
@@ -108,6 +110,14 @@ class PollLanes:
 
     def skipped(self) -> dict[str, int]:
         return {sensor_id: lane.skipped for sensor_id, lane in self.lanes.items()}
+
+    def polling(self, started_within_s: float) -> int:
+        """How many sensors are in a poll that began within ``started_within_s``: each may be about
+        to store what it read. A poll running longer (a slow camera) is not waited for."""
+        since = time.monotonic() - started_within_s
+        return sum(
+            1 for lane in self.lanes.values() if lane.running is not None and lane.started >= since
+        )
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no poll waits or runs (for benchmarks and tests); True when that happened."""

@@ -17,8 +17,8 @@ loses power, and by then the relay has already acknowledged those MQTT
 messages and the poller has moved its cursor past those rows, so they would be
 gone for good. What a power cut can lose, per write path:
 
-* ``put`` from the collector's polls: puts of several threads within
-  ``group_window_s`` share one transaction (:class:`_GroupCommit`), and each
+* ``put`` from the collector's polls: puts of several threads gathered by
+  ``group_with()`` share one transaction (:class:`_GroupCommit`), and each
   caller returns only after it committed. A cut loses at most the puts not yet
   committed, each with its cursor, so the next poll reads them again; never a
   reading whose cursor moved.
@@ -69,7 +69,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -368,15 +368,18 @@ class _Put:
 class _GroupCommit:
     """Puts of several threads (the collector's poll lanes) in one transaction, one fsync.
 
-    The first caller leads: it waits ``window_s`` for others to join, commits everything
-    queued by then, and wakes them; callers arriving meanwhile wait for the next leader,
-    who is one of them. Nobody returns before the transaction holding its put committed,
-    so a put is exactly as durable as before; it may take ``window_s`` longer.
+    The first caller leads: it waits up to ``window_s`` for others to join, but only while
+    ``expected()`` (how many callers may put now: the sensors in a poll) says more are coming,
+    so a lone sensor's poll commits at once; it commits everything queued by then, and wakes
+    them; callers arriving meanwhile wait for the next leader, who is one of them. Nobody
+    returns before the transaction holding its put committed, so a put is exactly as durable
+    as before; it may take ``window_s`` longer.
     """
 
     def __init__(self, commit: Any, window_s: float = 0.0) -> None:
         self.commit = commit
         self.window_s = window_s
+        self.expected: Callable[[], int] = lambda: 0
         self.cond = threading.Condition()
         self.queue: list[_Put] = []
         self.leading = False
@@ -391,8 +394,7 @@ class _GroupCommit:
             self.leading = True
         batch: list[_Put] = []
         try:
-            if self.window_s > 0:
-                time.sleep(self.window_s)
+            self._gather()
             with self.cond:
                 batch, self.queue = self.queue, []
             self.commit(batch)
@@ -409,6 +411,15 @@ class _GroupCommit:
                 self.leading = False
                 self.cond.notify_all()
         return mine.outcome()
+
+    def _gather(self) -> None:
+        """Wait (at most ``window_s``) while callers that are expected have not queued yet."""
+        deadline = time.monotonic() + self.window_s
+        while time.monotonic() < deadline:
+            with self.cond:
+                if len(self.queue) >= self.expected():
+                    return
+            time.sleep(0.01)
 
 
 class Outbox:
@@ -436,7 +447,7 @@ class Outbox:
         self._lost = 0  # readings callers could not store, not yet in the dropped counter
         self._clock_warned = False
         self._lock = threading.RLock()
-        # Set group_window_s (the collector does) to gather concurrent puts into one commit.
+        # group_with() (the collector calls it) gathers concurrent puts into one commit.
         self._group = _GroupCommit(self._commit_group)
         if readonly:
             self._db = self._open_readonly()
@@ -465,14 +476,10 @@ class Outbox:
             readonly=readonly,
         )
 
-    @property
-    def group_window_s(self) -> float:
-        """How long a put waits for others to share its commit (0: only those already waiting)."""
-        return self._group.window_s
-
-    @group_window_s.setter
-    def group_window_s(self, seconds: float) -> None:
-        self._group.window_s = seconds
+    def group_with(self, expected: Callable[[], int], window_s: float) -> None:
+        """Gather puts into one commit for up to ``window_s`` while ``expected()`` callers may
+        still come (the collector: the sensors in a poll)."""
+        self._group.expected, self._group.window_s = expected, window_s
 
     @property
     def reset_reason(self) -> str | None:
