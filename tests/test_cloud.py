@@ -800,7 +800,9 @@ def test_gzip_bodies_beyond_the_inflation_slots_get_503_with_retry_after(
         sender.start()
         try:
             other = make_batch(cloud_api.bridge_id, make_series("busy", 3))
-            busy = wait_for_status(lambda: post_batch(cloud_api, other, gzipped=True, url=url), 503)
+            busy = wait_for_status(
+                lambda: post_batch(cloud_api, other, gzipped=True, url=url), 503, within_s=60
+            )
             assert int(busy.headers["Retry-After"]) >= 1 and "busy" in busy.json()["error"]
             plain = post_batch(
                 cloud_api, make_batch(cloud_api.bridge_id, make_series("plain", 2)), url=url
