@@ -423,6 +423,19 @@ def accelerator() -> list[str]:
     return ["-enable-kvm"] if choice == "kvm" else ["-accel", "tcg,thread=multi"]
 
 
+# ssh and scp into a throwaway guest: no prompts, no host-key memory, no chatter.
+QUIET_SSH = (
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+)
+
+
 class Guest:
     """An x86_64 KVM guest booting ``root.img`` with ``boot.img`` as its boot partition.
 
@@ -526,16 +539,9 @@ class Guest:
             str(self.ssh_port),
             "-i",
             str(self.key),
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
+            *QUIET_SSH,
             "-o",
             "ConnectTimeout=5",
-            "-o",
-            "LogLevel=ERROR",
             *extra,
             f"{user}@127.0.0.1",
             command,
@@ -552,14 +558,7 @@ class Guest:
                 str(self.ssh_port),
                 "-i",
                 str(self.key),
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
+                *QUIET_SSH,
                 str(local),
                 f"{FIRST_USER}@127.0.0.1:{remote}",
             ],
