@@ -545,9 +545,16 @@ def test_the_config_was_imported_and_its_secrets_left_the_card(vm: Boot):
 def test_services_run_and_the_box_is_locked_down(vm: Boot):
     guest = vm.guest
     guest.wait_ssh()
-    active = guest.ssh(
-        "systemctl is-active sensor-bridge sensor-bridge-watchdog nftables ssh", check=False
-    ).stdout.split()
+
+    def active_units() -> list[str]:
+        return guest.ssh(
+            "systemctl is-active sensor-bridge sensor-bridge-watchdog nftables ssh", check=False
+        ).stdout.split()
+
+    # sshd answers before the Python services have imported under QEMU's CPU emulation:
+    # they are given a minute to report READY, not counted as failed while still starting.
+    wait_for("the services' start", lambda: "activating" not in active_units(), timeout=60, every=2)
+    active = active_units()
     assert active == ["active"] * 4, guest.ssh(
         "systemctl --failed --no-legend; sudo journalctl -b -p warning --no-pager | tail -40",
         check=False,
