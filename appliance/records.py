@@ -24,6 +24,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -40,6 +41,7 @@ KINDS = (
 SOURCES = ("poll", "mqtt", "http-push")
 
 
+@lru_cache(maxsize=1024)  # readings of one period, and of one poll, share their stamps
 def utc_text(moment: datetime) -> str:
     """RFC 3339 UTC with a ``Z`` suffix, second precision: ``2025-07-22T09:00:00Z``."""
     if moment.tzinfo is None:
@@ -136,17 +138,20 @@ class Record:
         if self.revision < 1:
             raise ValueError("revision must be >= 1")
 
+    # Worked out once per reading (a Record never changes): the relay checks and stores
+    # thousands a second, and each is looked at by the parser, the door and the outbox.
     @property
     def id(self) -> str:
-        return record_id(self.sensor_id, self.kind, utc_text(self.period_start))
+        return self._wire["id"]
 
-    def wire(self) -> dict[str, Any]:
-        """The contract's record object (docs/ingest-contract.md)."""
+    @cached_property
+    def _wire(self) -> dict[str, Any]:
+        start = utc_text(self.period_start)
         return {
-            "id": self.id,
+            "id": record_id(self.sensor_id, self.kind, start),
             "sensor_id": self.sensor_id,
             "kind": self.kind,
-            "period_start": utc_text(self.period_start),
+            "period_start": start,
             "period_end": utc_text(self.period_end),
             "final": self.final,
             "revision": self.revision,
@@ -154,6 +159,22 @@ class Record:
             "observed_at": utc_text(self.observed_at),
             "values": self.values,
         }
+
+    def wire(self) -> dict[str, Any]:
+        """The contract's record object (docs/ingest-contract.md); a new dict each call."""
+        return dict(self._wire)
+
+    @cached_property
+    def shape_problem(self) -> str | None:
+        """Why the cloud would refuse this reading whatever the clock says, or None."""
+        if problem := sensor_id_problem(self.sensor_id):
+            return problem  # before wire(): the id is a hash of the sensor id's UTF-8
+        try:
+            return _shape_problem(self._wire)
+        except (
+            Exception
+        ) as exc:  # a record that cannot even be written out is refused, never raised
+            return f"cannot be written as a record ({type(exc).__name__}: {exc})"
 
 
 def snapshot_period(moment: datetime) -> tuple[datetime, datetime]:
@@ -217,6 +238,38 @@ def shown(text: str, limit: int = 40) -> str:
     return quoted if len(quoted) <= limit else quoted[: limit - 4] + '..."'
 
 
+def _plain_json(node: Any, depth: int = 0) -> bool:
+    """True when ``node`` is certainly JSON the cloud stores; False sends it to
+    :func:`_json_problem` for the exact reason. The relay checks every reading it commits,
+    so this common case is kept to exact-type tests, inline for leaves, building no names."""
+    kind = type(node)
+    if kind is dict:
+        if depth >= NESTING_MAX:
+            return False
+        for key, value in node.items():
+            if type(key) is not str or _UNSTORABLE.search(key) is not None:
+                return False
+            if not _plain_leaf(value) and not _plain_json(value, depth + 1):
+                return False
+        return True
+    if kind is list:
+        if depth >= NESTING_MAX:
+            return False
+        return all(_plain_leaf(value) or _plain_json(value, depth + 1) for value in node)
+    return _plain_leaf(node)
+
+
+def _plain_leaf(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return _UNSTORABLE.search(value) is None
+    if kind is int:
+        return BIGINT[0] <= value <= BIGINT[1]
+    if kind is bool or value is None:
+        return True
+    return kind is float and math.isfinite(value)
+
+
 def _json_problem(node: Any) -> str | None:
     """Why ``node`` is not JSON the cloud stores: types, text, integer range, depth."""
     stack: list[tuple[Any, str, int]] = [(node, "record", 0)]
@@ -252,12 +305,20 @@ def _json_problem(node: Any) -> str | None:
 
 def _moment_problem(name: str, text: Any, whole_seconds: bool = False) -> str | None:
     """Why ``text`` is not RFC 3339 UTC (``Z``, four-digit year, a real date) within 2000..2099."""
-    match = _UTC_TEXT.match(text) if isinstance(text, str) else None
+    if isinstance(text, str) and len(text) <= 30:  # as long as a stamp can be: worth remembering
+        return _stamp_problem(name, text, whole_seconds)
+    return _stamp_problem.__wrapped__(name, str(text), whole_seconds)
+
+
+@lru_cache(maxsize=1024)  # readings of one period share their stamps, and a batch its observed_at
+def _stamp_problem(name: str, text: str, whole_seconds: bool) -> str | None:
+    match = _UTC_TEXT.match(text)
     if match is None or (whole_seconds and match.group(7)):
         precision = " and whole seconds" if whole_seconds else ""
-        return f"{name}: must be RFC 3339 UTC with Z{precision}, e.g. 2025-07-22T09:00:00Z, not {shown(str(text))}"
+        return f"{name}: must be RFC 3339 UTC with Z{precision}, e.g. 2025-07-22T09:00:00Z, not {shown(text)}"
+    year, month, day, hour, minute, second = map(int, match.group(1, 2, 3, 4, 5, 6))
     try:
-        moment = datetime(*(int(g) for g in match.groups()[:6]), tzinfo=UTC)
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
         return f"{name}: {text} is not a real date and time"
     if not EARLIEST <= moment < LATEST:
@@ -422,19 +483,24 @@ def contract_problem(r: Any, now: datetime | None = None) -> str | None:
     """Why the cloud would refuse the record object ``r`` (docs/ingest-contract.md and the
     cloud's SQL), or None when it accepts it. ``now`` is the bridge's clock: a period that ends
     after it (beyond a small grace) cannot be final yet."""
+    return _shape_problem(r) or _clock_problem(r, now)
+
+
+def _shape_problem(r: Any) -> str | None:
+    """Every rule of :func:`contract_problem` but the clock's."""
     if not isinstance(r, dict):
         return "record: must be an object"
     if unknown := sorted(set(r) - set(RECORD_FIELDS), key=str):
         return f"record: unknown key(s) {', '.join(shown(str(k)) for k in unknown)}"
     if missing := [k for k in RECORD_FIELDS if k not in r]:
         return f"record: missing key(s) {', '.join(missing)}"
-    if (problem := _json_problem(r)) or (problem := _fields_problem(r)):
+    if not _plain_json(r) and (problem := _json_problem(r)):
+        return problem
+    if problem := _fields_problem(r):
         return problem
     start, end = parse_utc(r["period_start"]), parse_utc(r["period_end"])
     if end < start:
         return "period_end: is before period_start"
-    if r["final"] and end > (now or now_utc()) + FINAL_FUTURE_GRACE:
-        return f"final: the period ends at {r['period_end']}, after the bridge's clock; it cannot be final yet"
     if r["kind"] == "live_counts" and (end != start or not r["final"]):
         return "live_counts: a snapshot needs period_start == period_end and final true"
     if problem := values_problem(r["kind"], r["values"]):
@@ -445,11 +511,13 @@ def contract_problem(r: Any, now: datetime | None = None) -> str | None:
     return None
 
 
+def _clock_problem(r: dict[str, Any], now: datetime | None) -> str | None:
+    """A final period must have ended by ``now`` (the bridge's clock), give or take a little."""
+    if r["final"] and parse_utc(r["period_end"]) > (now or now_utc()) + FINAL_FUTURE_GRACE:
+        return f"final: the period ends at {r['period_end']}, after the bridge's clock; it cannot be final yet"
+    return None
+
+
 def refusal(record: Record, now: datetime | None = None) -> str | None:
     """Why the outbox must not keep ``record`` (the cloud would refuse it), or None."""
-    if problem := sensor_id_problem(record.sensor_id):
-        return problem  # before wire(): the id is a hash of the sensor id's UTF-8
-    try:
-        return contract_problem(record.wire(), now)
-    except Exception as exc:  # a record that cannot even be written out is refused, never raised
-        return f"cannot be written as a record ({type(exc).__name__}: {exc})"
+    return record.shape_problem or _clock_problem(record._wire, now)

@@ -316,7 +316,7 @@ def test_one_message_the_outbox_cannot_take_does_not_block_the_ones_behind_it(tm
         records=[hourly("cam-p")],
         cursors=[("cam\ud800", "first-seen:x", "2025")],
         origin="milesight/p",
-        preview='{"device_sn": "\\ud800"}',
+        body=b'{"device_sn": "\\ud800"}',
     )
     batch = [
         incoming(0, poison),

@@ -127,7 +127,17 @@ class Parsed:
     cursors: list[tuple[str, str, str]] = field(default_factory=list)
     # Where it came from and what it looked like, for a dead letter made later (at commit).
     origin: str = ""
-    preview: str = ""
+    body: bytes = b""
+
+    @property
+    def preview(self) -> str:
+        """What a person sees of the message in a dead letter: worked out only when one is made,
+        from the body, without snapshot images."""
+        try:
+            payload = strip_snapshots(decode_payload(self.body))
+        except Exception:  # unreadable: its text, or hex when it is binary
+            return preview(self.body)
+        return preview(json.dumps(payload, separators=(",", ":")).encode())
 
 
 # ---------------------------------------------------------------- bytes -> JSON object
@@ -254,6 +264,12 @@ def strip_snapshots(node: Any) -> Any:
     return node
 
 
+def may_hold_snapshots(body: bytes) -> bool:
+    """Whether ``body`` can hold a ``snapshot*`` key: it would be written out in ASCII letters
+    unless escaped, so most messages are let through without walking them."""
+    return b"\\u" in body or b"snapshot" in body.lower()
+
+
 def preview(body: bytes) -> str:
     """What a person sees of an unreadable message: its text, or hex when it is binary."""
     try:
@@ -297,6 +313,8 @@ def _label(value: Any, where: str) -> str:
 # ---------------------------------------------------------------- time
 
 
+# A date with one-digit month or day, or slashes: "2022/1/5", "2022-1-05"; the rest is ISO 8601.
+_DATE = re.compile(r"^(\d{4})([/-])(\d{1,2})\2(\d{1,2})(?!\d)")
 _OFFSET = re.compile(r"^\s*(?:UTC|GMT)?\s*([+-])\s*(\d{1,2})(?::?(\d{2}))?(?!\d)", re.IGNORECASE)
 _BARE_UTC = re.compile(r"^\s*(?:UTC|GMT|Z)(?:\s|$|\()", re.IGNORECASE)
 
@@ -361,9 +379,11 @@ class _Clock:
             raise BadMessage(f"{where}: expected a time, got {value!r}")
         text = value.strip()
         # "2022/12/20 18:15:52" (VS121) and ISO 8601 with or without an offset (VS1xx counters)
-        candidate = re.sub(r"^(\d{4})/(\d{1,2})/(\d{1,2})", r"\1-\2-\3", text)
-        candidate = re.sub(r"^(\d{4})-(\d)(?=-)", r"\1-0\2", candidate)
-        candidate = re.sub(r"^(\d{4}-\d{2})-(\d)(?=\D|$)", r"\1-0\2", candidate)
+        date = _DATE.match(text)
+        candidate = text
+        if date is not None:
+            year, month, day = date.group(1, 3, 4)
+            candidate = f"{year}-{int(month):02d}-{int(day):02d}{text[date.end() :]}"
         try:
             moment = datetime.fromisoformat(candidate)
         except ValueError:
@@ -483,12 +503,10 @@ class PushParser:
 
         The records pass the outbox's door here already (with the bridge's clock, like the outbox),
         so the dead letter carries the message's origin and the device hears why."""
-        shown = preview(body)
         try:
-            payload = strip_snapshots(decode_payload(body))
-            shown = preview(
-                json.dumps(payload, separators=(",", ":")).encode()
-            )  # without snapshots
+            payload = decode_payload(body)
+            if may_hold_snapshots(body):
+                payload = strip_snapshots(payload)
             parsed = self._records(payload, source, topic, received_at)
             problem = next(filter(None, (refusal(r) for r in parsed.records)), None)
             if problem is not None:
@@ -499,8 +517,9 @@ class PushParser:
                 if isinstance(exc, BadMessage)
                 else f"cannot be read ({type(exc).__name__}: {exc})"
             )
-            parsed = Parsed(dead=[DeadEntry(origin, reason, shown)])
-        parsed.origin, parsed.preview = origin, shown
+            parsed = Parsed(body=body)
+            parsed.dead = [DeadEntry(origin, reason, parsed.preview)]
+        parsed.origin, parsed.body = origin, body
         return parsed
 
     def _records(
