@@ -26,7 +26,7 @@ from typing import Any
 
 from . import __version__
 from .config import Config, mask_urls
-from .outbox import Outbox, Pending
+from .outbox import Outbox, OutboxFull, Pending
 from .records import utc_text
 
 log = logging.getLogger("sensor-bridge.uplink")
@@ -480,7 +480,10 @@ class Uplink:
             try:
                 result = self.deliver_once()
             except Exception as exc:  # a disk error or a bug must not end delivery for good
-                log.exception("uplink attempt failed")
+                if isinstance(exc, OutboxFull):  # a state the outbox already reports, not a bug
+                    log.warning("uplink: cannot mark what the cloud took: %s", exc)
+                else:
+                    log.exception("uplink attempt failed")
                 result = self._failed(
                     "degraded",
                     self._clean(f"uplink fault: {type(exc).__name__}: {exc}"),
