@@ -429,6 +429,17 @@ def test_snapshots_are_removed_at_any_depth():
     }
 
 
+
+def test_a_snapshot_key_spelled_with_json_escapes_is_removed_too():
+    """The quick look for "snapshot" in the raw bytes must not let an escaped key through."""
+    body = (
+        b'{"event": "Face", "device_info": {"device_sn": "SN1"}, "time_info": {"time": 1736496000},'
+        b' "\\u0053NAPSHOT": "AAAA"}'
+    )
+    payload = only(parse(body))["values"]["payload"]
+    assert "SNAPSHOT" not in payload and "AAAA" not in json.dumps(payload)
+
+
 # ---------------------------------------------------------------- who, and the stable id
 
 
