@@ -40,6 +40,12 @@ PARTS = {
     "appliance.remote": ("remote",),
 }
 
+# Services that never speak TLS: the relay talks plain MQTT to the bridge's own broker and plain
+# HTTP to devices on the LAN. paho and http.client import OpenSSL (ssl, and _hashlib through
+# hashlib and hmac) when they can; without it hashlib's own SHA-256 gives the same digests and the
+# relay is ~4.5 MB smaller (libssl, libcrypto). A command listed here imports neither.
+WITHOUT_OPENSSL = {"relay"}
+
 
 def _command_word(argv: list[str] | None) -> str | None:
     """The sub-command ``argv`` names, read past the global options (None: none given)."""
@@ -114,6 +120,9 @@ def setup_logging(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if _command_word(argv) in WITHOUT_OPENSSL:
+        sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+        sys.modules.setdefault("_hashlib", None)  # type: ignore[arg-type]
     parser = build_parser(argv, every_part=False)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
