@@ -41,7 +41,7 @@ class _NoTls:
 def _without_tls(mqtt: Any) -> None:
     """Let paho's plain-socket reads and writes fail as they should when ``ssl`` was never loaded.
 
-    The relay runs without OpenSSL (cli.WITHOUT_OPENSSL; ~4.5 MB). paho then sets its ``ssl`` to
+    The relay runs without OpenSSL (cli.KEPT_OUT; ~4.5 MB). paho then sets its ``ssl`` to
     None, but its recv/send still name ``ssl.SSLWantReadError`` in their ``except`` clauses, so a
     broker that drops the connection would surface as AttributeError instead of a reconnect.
     """
