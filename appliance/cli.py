@@ -17,6 +17,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 from typing import Any
 
 from . import __version__
@@ -38,6 +39,18 @@ PARTS = {
     "appliance.sources.lorawan.cli": ("decode",),
     "appliance.update": ("update",),
     "appliance.remote": ("remote",),
+}
+
+# Optional modules a service is kept from loading (a Pi Zero 2 W has 512 MB; bench/rss.py):
+# - the relay never speaks TLS: plain MQTT to the bridge's own broker, plain HTTP from devices on
+#   the LAN. paho and http.client import OpenSSL (ssl; _hashlib through hashlib and hmac) only when
+#   they can, and without it hashlib's own SHA-256 gives the same digests (~4.5 MB less).
+# - the collector decodes what it reads as UTF-8 (cameras' CSV; the cloud's JSON, which RFC 8259
+#   says is UTF-8): requests imports a charset guesser for bodies that name no charset, and
+#   without one takes them as UTF-8 too (~2.6 MB less).
+KEPT_OUT = {
+    "relay": ("ssl", "_hashlib"),
+    "run": ("charset_normalizer", "chardet"),
 }
 
 
@@ -113,7 +126,16 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _keep_out(command: str | None) -> None:
+    """Make the modules KEPT_OUT names for ``command`` unimportable (an ImportError, as if absent)."""
+    for name in KEPT_OUT.get(command or "", ()):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    if command == "run":  # requests says once, at import, that it has no guesser: it needs none
+        warnings.filterwarnings("ignore", "Unable to find acceptable character detection")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _keep_out(_command_word(argv))
     parser = build_parser(argv, every_part=False)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -2,7 +2,7 @@
 
 Simulated cameras in a process of their own, a reference receiver standing in
 for the cloud API, a real mosquitto set up by ``sensor-bridge mqtt setup``, and
-every service of a bridge started as systemd would start it (the collector,
+every service of a bridge started as systemd would start it, with its unit's environment (the collector,
 the relay with MQTT and HTTP push on, the watchdog, the LED on gpiozero's mock
 pins), from a source tree of choice: this checkout, or an older commit
 exported with ``git archive`` (:func:`export_tree`), so that one run prints
@@ -12,6 +12,7 @@ the numbers before and after a change side by side.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,14 @@ from appliance.sim.receiver import SimReceiver  # noqa: E402
 MOCK_PINS = {"GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin"}
 # The commit before issue 14 ("lean enough for a Pi Zero 2 W"): the figures it is measured against.
 BEFORE = "a8fffc5"
+# Each service's systemd unit (in appliance/units/ of the tree measured): its Environment= lines
+# are given to the service here as on a bridge. The LED had a unit of its own before issue 14.
+UNIT_FILES = {
+    "collector": "sensor-bridge.service",
+    "relay": "sensor-bridge-relay.service",
+    "watchdog": "sensor-bridge-watchdog.service",
+    "led": "sensor-bridge-led.service",
+}
 CAMERA_FARM = """
 import sys
 from appliance.sim.camera import SimCamera
@@ -50,6 +59,20 @@ def export_tree(ref: str, into: Path) -> Path | None:
     into.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return into
+
+
+def unit_environment(tree: Path, service: str) -> dict[str, str]:
+    """The variables the ``Environment=`` lines of ``service``'s unit in ``tree`` set ({}: no unit)."""
+    unit = tree / "appliance" / "units" / UNIT_FILES[service]
+    if not unit.exists():
+        return {}
+    env = {}
+    for line in unit.read_text().splitlines():
+        if line.startswith("Environment="):
+            for assignment in shlex.split(line.removeprefix("Environment=")):
+                name, _, value = assignment.partition("=")
+                env[name] = value
+    return env
 
 
 class CountingReceiver(SimReceiver):
@@ -145,7 +168,7 @@ class Bridge:
                 self.procs[name] = subprocess.Popen(
                     [sys.executable, "-m", "appliance", "-c", str(self.config), *argv[name]],
                     cwd=self.tree,
-                    env=env,
+                    env={**env, **unit_environment(self.tree, name)},
                     stdout=log,
                     stderr=log,
                 )

@@ -45,6 +45,8 @@ trickling its answer is cut at that deadline rather than holding a poll.
 from __future__ import annotations
 
 import csv
+import functools
+import heapq
 import io
 import logging
 import re
@@ -191,6 +193,55 @@ class _Cutter:
             _shut(sock)
 
 
+class _Deadlines:
+    """One thread that cuts every camera's request when it passes its deadline.
+
+    One for all cameras, not a ``threading.Timer`` per request: with every
+    camera polled at once those were as many threads again as there are lanes.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._due: list[list[Any]] = []  # heap of [monotonic deadline, sequence, action or None]
+        self._sequence = 0
+        self._thread: threading.Thread | None = None
+
+    def after(self, seconds: float, action: Callable[[], None]) -> Callable[[], None]:
+        """Run ``action`` in ``seconds`` unless the returned cancel function is called first."""
+        with self._changed:
+            self._sequence += 1
+            entry = [time.monotonic() + seconds, self._sequence, action]
+            heapq.heappush(self._due, entry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+        def cancel() -> None:
+            with self._changed:
+                entry[2] = None  # dropped when it comes up; the heap stays as small as the polls
+
+        return cancel
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while self._due and self._due[0][2] is None:
+                    heapq.heappop(self._due)
+                wait = self._due[0][0] - time.monotonic() if self._due else None
+                if wait is None or wait > 0:
+                    self._changed.wait(wait)
+                    continue
+                action = heapq.heappop(self._due)[2]
+            try:
+                action()
+            except Exception:  # one failed cut must not end every later deadline
+                log.exception("cutting a late camera request failed")
+
+
+_deadlines = _Deadlines()
+
+
 def _shut(sock: socket.socket) -> None:
     try:
         sock.shutdown(socket.SHUT_RDWR)
@@ -200,14 +251,24 @@ def _shut(sock: socket.socket) -> None:
 
 def _cuttable_adapter(cutter: _Cutter) -> Any:
     """A requests adapter whose new connections tell ``cutter`` their socket."""
+    return _adapter_class()(cutter)
+
+
+@functools.cache
+def _adapter_class() -> Any:
+    """The adapter class, made once (not per camera: six classes cost a camera ~19 KB) and only
+    when a camera is polled (requests stays out of the services that never poll)."""
     from requests.adapters import HTTPAdapter
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+    from urllib3.poolmanager import PoolManager
 
     class Tracked:
+        cutter: _Cutter  # set by the pool that makes the connection
+
         def _new_conn(self) -> socket.socket:
             sock = super()._new_conn()  # type: ignore[misc]
-            cutter.track(sock)
+            self.cutter.track(sock)
             return sock
 
     class Connection(Tracked, HTTPConnection):
@@ -216,18 +277,50 @@ def _cuttable_adapter(cutter: _Cutter) -> Any:
     class TLSConnection(Tracked, HTTPSConnection):
         pass
 
-    class Pool(HTTPConnectionPool):
+    class Pooled:
+        cutter: _Cutter  # set by the pool manager that makes the pool
+
+        def _new_conn(self) -> Any:
+            conn = super()._new_conn()  # type: ignore[misc]
+            conn.cutter = self.cutter
+            return conn
+
+    class Pool(Pooled, HTTPConnectionPool):
         ConnectionCls = Connection
 
-    class TLSPool(HTTPSConnectionPool):
+    class TLSPool(Pooled, HTTPSConnectionPool):
         ConnectionCls = TLSConnection
 
-    class Adapter(HTTPAdapter):
-        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": TLSPool}
+    class Pools(PoolManager):
+        def __init__(self, cutter: _Cutter, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.cutter = cutter
+            self.pool_classes_by_scheme = {"http": Pool, "https": TLSPool}
 
-    return Adapter()
+        def _new_pool(self, *args: Any, **kwargs: Any) -> Any:
+            pool = super()._new_pool(*args, **kwargs)
+            pool.cutter = self.cutter
+            return pool
+
+    class Adapter(HTTPAdapter):
+        def __init__(self, cutter: _Cutter) -> None:
+            self.cutter = cutter  # before HTTPAdapter.__init__, which makes the pool manager
+            super().__init__()
+
+        def init_poolmanager(
+            self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+        ) -> None:
+            # As HTTPAdapter.init_poolmanager does, with the pool manager that hands out the cutter.
+            self._pool_connections, self._pool_maxsize, self._pool_block = (
+                connections,
+                maxsize,
+                block,
+            )
+            self.poolmanager = Pools(
+                self.cutter, num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs
+            )
+
+    return Adapter
 
 
 class CameraClient:
@@ -274,9 +367,7 @@ class CameraClient:
         if self.cutter.closed:
             raise SensorError("not polled: the bridge is stopping")
         expired = self.cutter.start_request()
-        timer = threading.Timer(timeout, self.cutter.cut, args=(expired,))
-        timer.daemon = True
-        timer.start()
+        cancel = _deadlines.after(timeout, lambda: self.cutter.cut(expired))
         try:
             answer = self._fetch(path_and_query, what, time.monotonic() + timeout)
         except requests.ConnectTimeout:
@@ -290,7 +381,7 @@ class CameraClient:
                 raise
             raise SensorError(_connection_reason(exc)) from None
         finally:
-            timer.cancel()
+            cancel()
         if expired.is_set():  # a body read until close ends quietly when cut
             raise SensorError(self._late_reason())
         return answer

@@ -28,6 +28,27 @@ RECEIVE_MAXIMUM = 2000
 SESSION_EXPIRY_S = 0xFFFFFFFF  # MQTT 5: keep our session (and its queue) however long we are away
 
 
+class _NoTls:
+    """What paho's socket code names of ``ssl`` when the relay runs without OpenSSL."""
+
+    class SSLWantReadError(OSError):
+        """Never raised: without TLS there is no TLS record to wait for."""
+
+    class SSLWantWriteError(OSError):
+        """Never raised, as above."""
+
+
+def _without_tls(mqtt: Any) -> None:
+    """Let paho's plain-socket reads and writes fail as they should when ``ssl`` was never loaded.
+
+    The relay runs without OpenSSL (cli.KEPT_OUT; ~4.5 MB). paho then sets its ``ssl`` to
+    None, but its recv/send still name ``ssl.SSLWantReadError`` in their ``except`` clauses, so a
+    broker that drops the connection would surface as AttributeError instead of a reconnect.
+    """
+    if mqtt.ssl is None:
+        mqtt.ssl = _NoTls
+
+
 class MqttIn:
     """The subscription on the local broker: persistent session, QoS 1, manual ack."""
 
@@ -51,6 +72,7 @@ class MqttIn:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
+        _without_tls(mqtt)
         if not self.password:
             self.last_error = "no password for the relay's broker user: set [mqtt] password, or run `sensor-bridge mqtt setup`"
             self.refused = True
