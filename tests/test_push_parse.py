@@ -429,7 +429,6 @@ def test_snapshots_are_removed_at_any_depth():
     }
 
 
-
 def test_a_snapshot_key_spelled_with_json_escapes_is_removed_too():
     """The quick look for "snapshot" in the raw bytes must not let an escaped key through."""
     body = (
