@@ -23,10 +23,10 @@ from . import dead_letters
 from .bridge_state import bridge_state
 from .clock import clock_synchronised
 from .config import Config, config_from_args, mask_urls
+from .fleet import fleet_facts
 from .outbox import Outbox, OutboxDamage
 from .remote import handshake
 from .status import effective_state, read_status
-from .update import fleet_facts
 
 
 def _ago(seconds: float | None) -> str:

@@ -37,11 +37,11 @@ from pathlib import Path
 
 from .boot_config import BOOT_FILES
 from .config import Config, ConfigError, RemoteConfig, load_config
+from .fleet import NETWORK_DIR, PUB_NAME
+from .fleet import network_dir as default_network_dir
 
-NETWORK_DIR = "/etc/systemd/network"
 INTERFACE = "wg-bridge"
 KEY_NAME = "sensor-bridge-wg.key"
-PUB_NAME = "sensor-bridge-wg.pub"
 BOOT_PUB_NAME = "sensor-bridge-wireguard.pub"
 NETDEV = "90-sensor-bridge-wg.netdev"
 NETWORK = "90-sensor-bridge-wg.network"
@@ -149,7 +149,7 @@ class Tunnel:
     def __init__(
         self, network_dir: str | Path | None = None, boot_files: tuple[str, ...] = BOOT_FILES
     ) -> None:
-        self.dir = Path(network_dir or os.environ.get("SENSOR_BRIDGE_NETWORK_DIR", NETWORK_DIR))
+        self.dir = Path(network_dir or default_network_dir())
         self.boot_files = boot_files
         self.key_file = self.dir / KEY_NAME
         self.pub_file = self.dir / PUB_NAME

@@ -59,17 +59,16 @@ from zoneinfo import ZoneInfo
 
 from . import __version__
 from .config import Config, config_from_args
+from .fleet import UPDATE_STATUS_FILE, install_root
 from .status import UNITS, effective_state, read_json, read_status, write_json_atomic
 
 log = logging.getLogger("sensor-bridge.update")
 
-ROOT = "/opt/sensor-bridge"
 NAMESPACE = "sensor-bridge-release"
 FORMAT = "sensor-bridge/release/v1"
 SIGNERS = (
     "release-signers"  # in ROOT, root-owned: provision.sh installs it from the image build's input
 )
-STATUS_FILE = "update-status.json"
 BAD_FILE = "bad-versions.json"
 REBOOT_REQUIRED = "/run/reboot-required"  # unattended-upgrades (update-notifier-common) leaves it
 FETCH_TIMEOUT_S = 60
@@ -127,7 +126,7 @@ class Layout:
 
     @classmethod
     def from_env(cls) -> Layout:
-        return cls(Path(os.environ.get("SENSOR_BRIDGE_ROOT", ROOT)))
+        return cls(install_root())
 
     @property
     def venv(self) -> Path:
@@ -193,7 +192,7 @@ class Notes:
     """update-status.json (what the last update did) and bad-versions.json (never again by itself)."""
 
     def __init__(self, layout: Layout) -> None:
-        self.status_path = layout.root / STATUS_FILE
+        self.status_path = layout.root / UPDATE_STATUS_FILE
         self.bad_path = layout.root / BAD_FILE
 
     def bad(self) -> dict[str, Any]:
@@ -218,24 +217,6 @@ class Notes:
         }
         body.update(extra)
         write_json_atomic(self.status_path, body)
-
-
-def last_update(root: str | Path | None = None) -> dict[str, Any] | None:
-    """What the last update did ({"last": "...", "ok": bool}), for status and the heartbeat."""
-    layout = Layout(Path(root)) if root else Layout.from_env()
-    return read_json(layout.root / STATUS_FILE)
-
-
-def fleet_facts() -> dict[str, str]:
-    """The heartbeat's optional keys: the bridge's WireGuard public key, what its last update did."""
-    from .remote import Tunnel
-
-    facts = {}
-    if key := Tunnel().public_key():
-        facts["wireguard_public_key"] = key
-    if (last := last_update()) and last.get("last"):
-        facts["last_update"] = str(last["last"])[:500]
-    return facts
 
 
 # ---------------------------------------------------------------- the release folder

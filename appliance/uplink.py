@@ -14,10 +14,10 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,6 +98,16 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
+
+
+def new_batch_id() -> str:
+    """A random version-4 UUID as text, made without the uuid module (which loads platform and
+    libuuid into the collector for this one call)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 class Uplink:
     """Drains the outbox to ``config.uplink.url``; the collector runs :meth:`run` in a thread.
@@ -214,7 +224,7 @@ class Uplink:
         """The same records (and revisions) as the batch that last failed transiently keep its id."""
         key = tuple((p.id, p.revision) for p in items)
         if key != self._retry_key:
-            self._retry_key, self._retry_id = key, str(uuid.uuid4())
+            self._retry_key, self._retry_id = key, new_batch_id()
         return self._retry_id
 
     def _send(self, items: list[Pending]) -> _Answer:

@@ -127,7 +127,7 @@ def test_remote_show_prints_the_hubs_peer_block(tmp_path):
 
 
 def test_the_public_key_reaches_the_boot_partition_status_and_heartbeat(tmp_path, monkeypatch):
-    from appliance import remote, update
+    from appliance import fleet, remote
 
     boot = tmp_path / "boot"
     boot.mkdir()
@@ -137,7 +137,7 @@ def test_the_public_key_reaches_the_boot_partition_status_and_heartbeat(tmp_path
     assert (boot / BOOT_PUB_NAME).read_text().strip() == public
     monkeypatch.setenv("SENSOR_BRIDGE_NETWORK_DIR", str(tmp_path / "network"))
     monkeypatch.setenv("SENSOR_BRIDGE_ROOT", str(tmp_path / "opt"))
-    assert update.fleet_facts() == {"wireguard_public_key": public}
+    assert fleet.fleet_facts() == {"wireguard_public_key": public}
     from appliance.sim.receiver import heartbeat_problem
 
     body = {
@@ -150,7 +150,7 @@ def test_the_public_key_reaches_the_boot_partition_status_and_heartbeat(tmp_path
         "outbox": {"pending": 0, "oldest_pending_age_s": 0, "dead_letter": 0, "dropped": 0},
         "sensors": [],
         "host": {"disk_free_mb": 1, "mem_used_pct": 1, "cpu_temp_c": None, "load1": 0},
-        **update.fleet_facts(),
+        **fleet.fleet_facts(),
     }
     assert heartbeat_problem(body) is None
 

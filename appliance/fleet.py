@@ -1,0 +1,49 @@
+"""What a bridge tells the fleet about itself besides its readings: its WireGuard public key and
+what its last update did (the heartbeat's optional keys, and ``status``).
+
+appliance/remote.py and appliance/update.py write these files; they are read here, apart from
+those modules, so the collector's heartbeat does not load either (about 2 MB on a Pi Zero 2 W).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .status import read_json
+
+ROOT = "/opt/sensor-bridge"  # the install folder: venvs, update notes
+UPDATE_STATUS_FILE = "update-status.json"
+NETWORK_DIR = "/etc/systemd/network"
+PUB_NAME = "sensor-bridge-wg.pub"
+
+
+def install_root() -> Path:
+    return Path(os.environ.get("SENSOR_BRIDGE_ROOT", ROOT))
+
+
+def network_dir() -> Path:
+    return Path(os.environ.get("SENSOR_BRIDGE_NETWORK_DIR", NETWORK_DIR))
+
+
+def last_update(root: str | Path | None = None) -> dict[str, Any] | None:
+    """What the last update did ({"last": "...", "ok": bool}), or None before the first."""
+    return read_json(Path(root or install_root()) / UPDATE_STATUS_FILE)
+
+
+def wireguard_public_key() -> str | None:
+    try:
+        return (network_dir() / PUB_NAME).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def fleet_facts() -> dict[str, str]:
+    """The heartbeat's optional keys: the bridge's WireGuard public key, what its last update did."""
+    facts = {}
+    if key := wireguard_public_key():
+        facts["wireguard_public_key"] = key
+    if (last := last_update()) and last.get("last"):
+        facts["last_update"] = str(last["last"])[:500]
+    return facts
