@@ -106,11 +106,17 @@ TAKE_ROUNDS = 20  # bounded: each round moves at least one unreadable record out
 
 # Bumped when SCHEMA changes so that older code cannot read the file: `sensor-bridge update`
 # refuses to go back to a release of a lower number (image/release.py puts it in the manifest).
-SCHEMA_VERSION = 1
-SCHEMA = """
+# The file says which schema it holds in PRAGMA user_version (0: schema 1, before it was kept).
+SCHEMA_VERSION = 2
+# Readings are kept in the table's own row order (rowid, appended): a new reading lands on the
+# last page and a revision is written where its row already is, so a poll round rewrites a few
+# pages at the table's end instead of one page per reading (schema 1's random 64-hex primary key
+# put every new reading on a page of its own once the table was large). Found by its key
+# (period_start first, so new keys append too); the id is sha256 of that same key (records.py).
+READINGS = """
 CREATE TABLE IF NOT EXISTS readings (
-    id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
+    id TEXT NOT NULL,
     sensor_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     period_start TEXT NOT NULL,
@@ -122,11 +128,16 @@ CREATE TABLE IF NOT EXISTS readings (
     queued_at REAL NOT NULL,
     delivered_at REAL
 );
-CREATE INDEX IF NOT EXISTS readings_seq ON readings(seq);
+"""
+READING_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS readings_key ON readings(period_start, sensor_id, kind);
 CREATE INDEX IF NOT EXISTS readings_pending ON readings(seq) WHERE state = 'pending';
--- An index on delivered_at that no query used: dropped, one page less written per delivered
--- batch (an older release opening the file makes it again, harmlessly).
-DROP INDEX IF EXISTS readings_delivered;
+CREATE INDEX IF NOT EXISTS readings_dead ON readings(id) WHERE state = 'dead';
+"""
+SCHEMA = (
+    READINGS
+    + READING_INDEXES
+    + """
 CREATE TABLE IF NOT EXISTS cursors (
     sensor_id TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -147,6 +158,20 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 );
 """
+)
+# Schema 1 -> 2, in place and in one transaction: every row keeps its place, state and revision.
+MIGRATE_FROM_1 = (
+    READINGS.replace("readings", "readings_v2")
+    + """
+INSERT INTO readings_v2 (rowid, seq, id, sensor_id, kind, period_start, revision, final, digest,
+    body, state, queued_at, delivered_at)
+    SELECT rowid, seq, id, sensor_id, kind, period_start, revision, final, digest, body, state,
+    queued_at, delivered_at FROM readings ORDER BY rowid;
+DROP TABLE readings;
+ALTER TABLE readings_v2 RENAME TO readings;
+"""
+    + READING_INDEXES
+)
 
 
 @dataclass(frozen=True)
@@ -175,6 +200,7 @@ class Pending:
     id: str
     revision: int
     body: dict[str, Any]
+    row: int = field(default=0, compare=False, repr=False)  # where it is kept (its rowid)
 
 
 @dataclass(frozen=True)
@@ -332,6 +358,13 @@ class OutboxDamage:
         count = len(self.notes())
         self.path.unlink(missing_ok=True)
         return count
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Each statement of ``script`` inside the open transaction (executescript would commit it)."""
+    for statement in script.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
 
 
 def _decode(rid: str, raw: bytes) -> dict[str, Any]:
@@ -499,11 +532,46 @@ class Outbox:
             verdict = db.execute("PRAGMA quick_check").fetchone()[0]
             if verdict != "ok":
                 raise _Corrupt(f"quick_check: {verdict}")
-            db.executescript(SCHEMA)
+            self._bring_up_to_date(db)
         except BaseException:
             db.close()
             raise
         return db
+
+    def _bring_up_to_date(self, db: sqlite3.Connection) -> None:
+        """A new file gets the tables; one an older release wrote is migrated in place, in one
+        transaction (a cut or a full disk leaves it as it was, to be migrated at the next start)."""
+        db.execute("BEGIN IMMEDIATE")  # the relay may open the same file at the same moment
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            older = (
+                version < SCHEMA_VERSION
+                and db.execute(
+                    "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'readings'"
+                ).fetchone()
+            )
+            if older:
+                count = db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+                log.warning(
+                    "outbox %s: moving its %d reading(s) to schema %d (once)",
+                    self.path,
+                    count,
+                    SCHEMA_VERSION,
+                )
+                _run_script(db, MIGRATE_FROM_1)
+            _run_script(db, SCHEMA)
+            if version < SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if _is_disk_full(exc):
+                raise OutboxFull(
+                    f"no room on the disk to bring the outbox {self.path} to schema"
+                    f" {SCHEMA_VERSION} (it needs about its own size free once): {exc}"
+                ) from exc
+            raise
 
     def _open_readonly(self) -> sqlite3.Connection:
         if self.path.exists():
@@ -638,7 +706,11 @@ class Outbox:
         now = time.time()
         try:
             with self._write() as db:
-                seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM readings").fetchone()[0]
+                # Both maxima come from the ends of a b-tree (the table, readings_pending): no scan.
+                seq = db.execute(
+                    "SELECT MAX(COALESCE((SELECT MAX(rowid) FROM readings), 0),"
+                    " COALESCE((SELECT MAX(seq) FROM readings WHERE state = 'pending'), 0))"
+                ).fetchone()[0]
                 for item in batch:
                     seq = self._put_in(db, item, seq, now)
         except Exception as exc:
@@ -663,8 +735,9 @@ class Outbox:
         wire = record.wire()
         digest = _digest(wire)
         row = db.execute(
-            "SELECT revision, digest, final, state, seq, queued_at FROM readings WHERE id = ?",
-            (wire["id"],),
+            "SELECT revision, digest, final, state, seq, queued_at, rowid FROM readings"
+            " WHERE period_start = ? AND sensor_id = ? AND kind = ?",
+            (wire["period_start"], record.sensor_id, record.kind),
         ).fetchone()
         if row is None:
             wire["revision"] = 1
@@ -684,7 +757,7 @@ class Outbox:
                 ),
             )
             return "added", seq + 1
-        revision, old_digest, was_final, state, old_seq, queued_at = row
+        revision, old_digest, was_final, state, old_seq, queued_at, rowid = row
         if old_digest == digest:
             return "unchanged", seq
         if was_final:
@@ -695,7 +768,7 @@ class Outbox:
             old_seq, queued_at = seq, now
         db.execute(
             "UPDATE readings SET seq = ?, revision = ?, final = ?, digest = ?, body = ?,"
-            " state = 'pending', queued_at = ? WHERE id = ?",
+            " state = 'pending', queued_at = ? WHERE rowid = ?",
             (
                 old_seq,
                 revision + 1,
@@ -703,7 +776,7 @@ class Outbox:
                 digest,
                 json.dumps(wire),
                 queued_at,
-                wire["id"],
+                rowid,
             ),
         )
         return "updated", seq
@@ -789,16 +862,18 @@ class Outbox:
 
     def _read_pending(
         self, sql: str, args: tuple[Any, ...]
-    ) -> tuple[list[Pending], list[tuple[str, int, bytes, str]]]:
-        """Rows (id, revision, body bytes) -> readable records, and the unreadable ones with why."""
+    ) -> tuple[list[Pending], list[tuple[str, int, bytes, str, int]]]:
+        """Rows (id, revision, body bytes, rowid) -> readable records, and the unreadable ones
+        (id, revision, body bytes, why, rowid)."""
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
         good, bad = [], []
-        for rid, revision, raw in rows:
+        for rid, revision, raw, row in rows:
             try:
-                good.append(Pending(rid, revision, _decode(rid, bytes(raw))))
+                good.append(Pending(rid, revision, _decode(rid, bytes(raw)), row))
             except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-                bad.append((rid, revision, bytes(raw), f"stored record cannot be read ({exc})"))
+                why = f"stored record cannot be read ({exc})"
+                bad.append((rid, revision, bytes(raw), why, row))
         return good, bad
 
     def take(self, limit: int) -> list[Pending]:
@@ -810,7 +885,7 @@ class Outbox:
         good: list[Pending] = []
         for _ in range(TAKE_ROUNDS):
             good, bad = self._read_pending(
-                "SELECT id, revision, CAST(body AS BLOB) FROM readings WHERE state = 'pending'"
+                "SELECT id, revision, CAST(body AS BLOB), rowid FROM readings WHERE state = 'pending'"
                 " ORDER BY seq LIMIT ?",
                 (limit,),
             )
@@ -819,13 +894,14 @@ class Outbox:
             self._bury(bad)
         return good
 
-    def _bury(self, bad: list[tuple[str, int, bytes, str]]) -> None:
+    def _bury(self, bad: list[tuple[str, int, bytes, str, int]]) -> None:
         now = time.time()
         with self._write() as db:
-            for rid, revision, raw, reason in bad:
+            for rid, revision, raw, reason, row in bad:
                 db.execute(
-                    "UPDATE readings SET state = 'dead' WHERE id = ? AND revision = ? AND state = 'pending'",
-                    (rid, revision),
+                    "UPDATE readings SET state = 'dead'"
+                    " WHERE rowid = ? AND id = ? AND revision = ? AND state = 'pending'",
+                    (row, rid, revision),
                 )
                 self._insert_dead(db, [DeadEntry("outbox", reason, _preview(raw), rid)], now)
                 log.error("outbox: reading %s %s; moved to the dead-letter table", rid[:12], reason)
@@ -834,7 +910,7 @@ class Outbox:
         """A recent pending record for the uplink's probe: preferably of a sensor not in
         ``avoid_sensors``, then preferably not in ``avoid_ids``."""
         good, _ = self._read_pending(
-            "SELECT id, revision, CAST(body AS BLOB) FROM readings WHERE state = 'pending'"
+            "SELECT id, revision, CAST(body AS BLOB), rowid FROM readings WHERE state = 'pending'"
             " ORDER BY seq DESC LIMIT 200",
             (),
         )
@@ -849,8 +925,8 @@ class Outbox:
             for item in sent:
                 done += db.execute(
                     "UPDATE readings SET state = 'delivered', delivered_at = ?"
-                    " WHERE id = ? AND revision = ? AND state = 'pending'",
-                    (now, item.id, item.revision),
+                    " WHERE rowid = ? AND id = ? AND revision = ? AND state = 'pending'",
+                    (now, item.row, item.id, item.revision),
                 ).rowcount
         return done
 
@@ -861,8 +937,9 @@ class Outbox:
         with self._write() as db:
             for item, reason in rejected:
                 changed = db.execute(
-                    "UPDATE readings SET state = 'dead' WHERE id = ? AND revision = ? AND state = 'pending'",
-                    (item.id, item.revision),
+                    "UPDATE readings SET state = 'dead'"
+                    " WHERE rowid = ? AND id = ? AND revision = ? AND state = 'pending'",
+                    (item.row, item.id, item.revision),
                 ).rowcount
                 if changed:
                     moved += 1
@@ -1094,9 +1171,11 @@ class Outbox:
             return "first-seen", forgot
         for state in ("delivered", "pending"):
             if n := rows("readings", f"state = '{state}'", "length(CAST(body AS BLOB)) + 150"):
+                # Delivered rows oldest first by their place in the table; pending ones by queue.
+                order = "seq" if state == "pending" else "rowid"
                 forgot = db.execute(
-                    "DELETE FROM readings WHERE id IN (SELECT id FROM readings"
-                    f" WHERE state = '{state}' ORDER BY seq LIMIT ?)",
+                    "DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings"
+                    f" WHERE state = '{state}' ORDER BY {order} LIMIT ?)",
                     (n,),
                 ).rowcount
                 if state == "pending":
@@ -1151,12 +1230,12 @@ class Outbox:
         """The oldest pending records, for ``sensor-bridge outbox list``; an unreadable one
         is ``{"id": ..., "unreadable": why}`` (the services move it to the dead letters)."""
         good, bad = self._read_pending(
-            "SELECT id, revision, CAST(body AS BLOB) FROM readings WHERE state = 'pending'"
+            "SELECT id, revision, CAST(body AS BLOB), rowid FROM readings WHERE state = 'pending'"
             " ORDER BY seq LIMIT ?",
             (limit,),
         )
         listed = {p.id: p.body for p in good} | {
-            rid: {"id": rid, "unreadable": why} for rid, _, _, why in bad
+            rid: {"id": rid, "unreadable": why} for rid, _, _, why, _ in bad
         }
         with self._lock:
             order = [
