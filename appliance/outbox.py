@@ -482,6 +482,7 @@ class Outbox:
         self._lock = threading.RLock()
         # group_with() (the collector calls it) gathers concurrent puts into one commit.
         self._group = _GroupCommit(self._commit_group)
+        self._local = threading.local()  # together(): this thread's puts, held for one commit
         if readonly:
             self._db = self._open_readonly()
             return
@@ -673,8 +674,29 @@ class Outbox:
         kept as a dead letter with the reason instead, so no source can queue a poison reading.
 
         Puts of several threads are committed together (:class:`_GroupCommit`); each caller
-        returns only once its own records and cursors are on disk."""
+        returns only once its own records and cursors are on disk. Inside :meth:`together` it
+        returns at once (an empty PutResult): the block's end stores it."""
+        held: _Put | None = getattr(self._local, "held", None)
+        if held is not None:
+            held.records += records
+            held.cursors += cursors
+            held.dead += dead
+            return PutResult()
         return self._group.put(_Put(list(records), list(cursors), list(dead)))
+
+    @contextmanager
+    def together(self) -> Iterator[_Put]:
+        """This thread's puts inside the block are stored in one transaction when it ends (what
+        it yields is what they hold); an error storing them is raised there. A block that raises
+        stores nothing: its cursors did not move, so its readings are read again."""
+        held = _Put([], [], [])
+        self._local.held = held
+        try:
+            yield held
+        finally:
+            self._local.held = None
+        if held.records or held.cursors or held.dead:
+            self._group.put(held)
 
     def _put_in(self, db: sqlite3.Connection, item: _Put, seq: int, now: float) -> int:
         """One caller's records, cursors and dead letters, inside the open transaction; returns the last seq."""
