@@ -53,6 +53,10 @@ HEALTH_DEADLINE_S = 5.0
 # the batches of sensors that began within this long of each other share it (one fsync, each page
 # written once): the sensors' polls start together, so most of a round shares one.
 GROUP_COMMIT_S = 0.5
+# Deliveries are written with the next poll round's transaction: held one interval and this much,
+# and never longer than MAX_HOLD_S (a power cut then means that much sent again, counted once).
+HOLD_SLACK_S = 5.0
+MAX_HOLD_S = 90.0
 
 
 @dataclass
@@ -144,6 +148,10 @@ class Collector(Service):
         self.sensors = {s.id: SensorHealth(s.id) for s in config.sensors}
         self.lanes = PollLanes(list(self.pollers), self._guarded_poll, self._stored_together)
         self.outbox.group_with(lambda: self.lanes.polling(GROUP_COMMIT_S), GROUP_COMMIT_S)
+        # The cloud's confirmations wait for the next poll round's transaction (pages written once).
+        every = [s for poller in self.pollers.values() for _, s in poller.schedule()]
+        if every:
+            self.outbox.hold_deliveries(min(min(every) + HOLD_SLACK_S, MAX_HOLD_S))
         self.time_synced = not config.bridge.require_time_sync
         self.last_collection: str | None = None
         self.dropped_at_start = self.outbox.counter("dropped")

@@ -99,6 +99,7 @@ FIRST_SEEN = "first-seen:"  # the relay's cursor kind prefix (sources.milesight_
 MAX_FIRST_SEEN = 50_000
 KEEP_FIRST_SEEN_S = 8 * 24 * 3600  # MQTT redelivery and re-publishes come within hours, not weeks
 PREVIEW_BYTES = 1000
+MAX_HELD_MARKS = 5000  # deliveries held for the next transaction; beyond, they are written at once
 TAKE_ROUNDS = 20  # bounded: each round moves at least one unreadable record out of the way
 
 # A reading's state is 'pending', 'delivered' or 'dead', written as literals in the SQL: a
@@ -455,6 +456,43 @@ class _GroupCommit:
             time.sleep(0.01)
 
 
+class _HeldMarks:
+    """Deliveries the cloud confirmed, not written yet: they ride along with the next write
+    transaction (the next poll round's, usually) instead of one of their own, so the pages they
+    change are written once. Held at most ``hold_s`` (0, the default: written at once)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, tuple[str, int, float]] = {}  # rowid -> (id, revision, delivered_at)
+        self.since = 0.0
+        self.hold_s = 0.0
+
+    def add(self, items: Iterable[Pending], now: float) -> None:
+        if not self.rows:
+            self.since = time.monotonic()
+        for item in items:
+            self.rows[item.row] = (item.id, item.revision, now)
+
+    def due(self) -> bool:
+        """Time (or room) to write them in a transaction of their own."""
+        return bool(self.rows) and (
+            time.monotonic() - self.since >= self.hold_s or len(self.rows) >= MAX_HELD_MARKS
+        )
+
+    def hides(self, item: Pending) -> bool:
+        """``item`` is delivered, only not written so yet."""
+        held = self.rows.get(item.row)
+        return held is not None and held[:2] == (item.id, item.revision)
+
+    @staticmethod
+    def write(db: sqlite3.Connection, rows: dict[int, tuple[str, int, float]]) -> None:
+        for row, (rid, revision, at) in rows.items():
+            db.execute(
+                "UPDATE readings SET state = 'delivered', delivered_at = ?"
+                " WHERE rowid = ? AND id = ? AND revision = ? AND state = 'pending'",
+                (at, row, rid, revision),
+            )
+
+
 class Outbox:
     """The durable store-and-forward queue; safe to share between threads and processes.
 
@@ -483,6 +521,7 @@ class Outbox:
         # group_with() (the collector calls it) gathers concurrent puts into one commit.
         self._group = _GroupCommit(self._commit_group)
         self._local = threading.local()  # together(): this thread's puts, held for one commit
+        self._held = _HeldMarks()
         if readonly:
             self._db = self._open_readonly()
             return
@@ -514,6 +553,11 @@ class Outbox:
         """Gather puts into one commit for up to ``window_s`` while ``expected()`` callers may
         still come (the collector: the sensors in a poll)."""
         self._group.expected, self._group.window_s = expected, window_s
+
+    def hold_deliveries(self, seconds: float) -> None:
+        """Write the cloud's confirmations with the next transaction (a poll round's) instead of
+        one of their own, holding them ``seconds`` at most (the collector: its shortest interval)."""
+        self._held.hold_s = seconds
 
     @property
     def reset_reason(self) -> str | None:
@@ -617,11 +661,18 @@ class Outbox:
 
     def close(self) -> None:
         with self._lock:
+            if self._held.rows and not self.readonly:
+                try:
+                    with self._write():
+                        pass  # the held deliveries are written by _write itself
+                except sqlite3.Error as exc:  # they are sent again, and counted once by the cloud
+                    log.warning("outbox: cannot write the last deliveries (%s)", exc)
             self._db.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; the lock keeps this process's threads in line.
+    def _write(self, marks: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; the lock keeps this process's threads in line. It also writes
+        the held deliveries, unless ``marks`` is False (housekeeping that could wait).
 
         No room on the disk raises :class:`OutboxFull` (nothing of the transaction is
         kept) and sets :attr:`disk_full` until a later write succeeds; that write also
@@ -629,10 +680,14 @@ class Outbox:
         """
         if self.readonly:
             raise sqlite3.OperationalError(f"outbox {self.path} is open read-only")
+        held: dict[int, tuple[str, int, float]] = {}
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
+                    if marks:
+                        held = dict(self._held.rows)
+                        self._held.write(self._db, held)
                     yield self._db
                     lost = self._lost
                     if lost:
@@ -650,6 +705,8 @@ class Outbox:
                     log.error("disk full: the outbox %s cannot store anything (%s)", self.path, exc)
                 raise OutboxFull(f"disk full: {exc}") from exc
             self._lost -= lost
+            for row in held:
+                self._held.rows.pop(row, None)
             if self.full_since is not None:
                 log.info("disk has room again: the outbox stores readings")
                 self.full_since = None
@@ -904,17 +961,20 @@ class Outbox:
         A stored record that cannot be read (a damaged byte on the card) is moved to
         the dead-letter table with its raw bytes and why, so it never stops delivery.
         """
+        if self._held.due() and not self.readonly:
+            with self._write():
+                pass  # deliveries held long enough: written by _write itself
         good: list[Pending] = []
         for _ in range(TAKE_ROUNDS):
             good, bad = self._read_pending(
                 "SELECT id, revision, CAST(body AS BLOB), rowid FROM readings WHERE state = 'pending'"
                 " ORDER BY seq LIMIT ?",
-                (limit,),
+                (limit + len(self._held.rows),),
             )
             if not bad or self.readonly:
                 break
             self._bury(bad)
-        return good
+        return [p for p in good if not self._held.hides(p)][:limit]
 
     def _bury(self, bad: list[tuple[str, int, bytes, str, int]]) -> None:
         now = time.time()
@@ -933,24 +993,35 @@ class Outbox:
         ``avoid_sensors``, then preferably not in ``avoid_ids``."""
         good, _ = self._read_pending(
             "SELECT id, revision, CAST(body AS BLOB), rowid FROM readings WHERE state = 'pending'"
-            " ORDER BY seq DESC LIMIT 200",
-            (),
+            " ORDER BY seq DESC LIMIT ?",
+            (200 + len(self._held.rows),),
         )
+        good = [p for p in good if not self._held.hides(p)]
         good.sort(key=lambda p: (p.body.get("sensor_id") in avoid_sensors, p.id in avoid_ids))
         return good[0] if good else None
 
     def delivered(self, sent: Iterable[Pending], now: float | None = None) -> int:
-        """The cloud has these; a record that got a newer revision meanwhile stays pending."""
+        """The cloud has these; a record that got a newer revision meanwhile stays pending.
+
+        Written with the next transaction, or on their own once held long enough
+        (:meth:`hold_deliveries`); meanwhile ``take`` and ``stats`` treat them as delivered."""
         now = time.time() if now is None else now
-        with self._write() as db:
-            done = 0
-            for item in sent:
-                done += db.execute(
-                    "UPDATE readings SET state = 'delivered', delivered_at = ?"
-                    " WHERE rowid = ? AND id = ? AND revision = ? AND state = 'pending'",
-                    (now, item.row, item.id, item.revision),
-                ).rowcount
-        return done
+        with self._lock:
+            done = [
+                item
+                for item in sent
+                if not self._held.hides(item)
+                and self._db.execute(
+                    "SELECT 1 FROM readings WHERE rowid = ? AND id = ? AND revision = ?"
+                    " AND state = 'pending'",
+                    (item.row, item.id, item.revision),
+                ).fetchone()
+            ]
+            self._held.add(done, now)
+            if self._held.due():
+                with self._write():
+                    pass  # the held deliveries are written by _write itself
+        return len(done)
 
     def reject(self, rejected: Iterable[tuple[Pending, str]]) -> int:
         """The cloud refused these records for good: keep them in the dead-letter table."""
@@ -1067,7 +1138,7 @@ class Outbox:
         """
         if self._clock_looks_wrong(now):
             return
-        with self._write() as db:
+        with self._write(marks=False) as db:
             db.execute(
                 "WITH newest AS (SELECT sensor_id, kind, strftime('%Y-%m-%dT%H:%M:%SZ', MAX(period_start), ?)"
                 " AS cutoff FROM readings WHERE period_start <= ? GROUP BY sensor_id, kind)"
@@ -1094,11 +1165,11 @@ class Outbox:
             int((size - budget) / (size / count)) + 1 if size > budget else 0,
         )
         if over > 0:
-            with self._write() as db:
+            with self._write(marks=False) as db:
                 self._forget_dead(db, over)
         if seen:
             stale = "" if self._clock_looks_wrong(now) else _shift(newest, -KEEP_FIRST_SEEN_S)
-            with self._write() as db:
+            with self._write(marks=False) as db:
                 forgot = db.execute(
                     "DELETE FROM cursors WHERE kind LIKE 'first-seen:%' AND position < ?", (stale,)
                 ).rowcount
@@ -1228,13 +1299,19 @@ class Outbox:
     def stats(self, now: float | None = None) -> OutboxStats:
         now = time.time() if now is None else now
         with self._lock:
+            held = self._held_rows()
             pending, oldest = self._db.execute(
                 "SELECT COUNT(*), MIN(queued_at) FROM readings WHERE state = 'pending'"
+                f" AND rowid NOT IN ({','.join('?' * len(held))})",
+                held,
             ).fetchone()
             dead = self._db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0]
-            kept = self._db.execute(
-                "SELECT COUNT(*) FROM readings WHERE state = 'delivered'"
-            ).fetchone()[0]
+            kept = (
+                len(held)
+                + self._db.execute(
+                    "SELECT COUNT(*) FROM readings WHERE state = 'delivered'"
+                ).fetchone()[0]
+            )
             size = self._live_bytes()
             lost = self._lost
         return OutboxStats(
@@ -1247,6 +1324,22 @@ class Outbox:
             junk_shed=self.counter("junk_shed"),
             disk_full=self.disk_full,
         )
+
+    def _held_rows(self) -> list[int]:
+        """The rows whose delivery is held, as pending on disk still at the delivered revision."""
+        rows = list(self._held.rows)
+        found = []
+        for i in range(0, len(rows), 500):
+            chunk = rows[i : i + 500]
+            found += [
+                Pending(rid, revision, {}, row)
+                for row, rid, revision in self._db.execute(
+                    "SELECT rowid, id, revision FROM readings WHERE state = 'pending'"
+                    f" AND rowid IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+            ]
+        return [p.row for p in found if self._held.hides(p)]
 
     def pending_list(self, limit: int = 50) -> list[dict[str, Any]]:
         """The oldest pending records, for ``sensor-bridge outbox list``; an unreadable one
