@@ -1025,6 +1025,9 @@ class Outbox:
 
     def reject(self, rejected: Iterable[tuple[Pending, str]]) -> int:
         """The cloud refused these records for good: keep them in the dead-letter table."""
+        rejected = list(rejected)
+        if not rejected:  # no transaction: it would write the held deliveries before their time
+            return 0
         now = time.time()
         moved = 0
         with self._write() as db:
