@@ -17,17 +17,25 @@ loses power, and by then the relay has already acknowledged those MQTT
 messages and the poller has moved its cursor past those rows, so they would be
 gone for good. What a power cut can lose, per write path:
 
-* ``put`` from the collector's polls: puts of several threads gathered by
-  ``group_with()`` share one transaction (:class:`_GroupCommit`), and each
-  caller returns only after it committed. A cut loses at most the puts not yet
-  committed, each with its cursor, so the next poll reads them again; never a
-  reading whose cursor moved.
+* ``put`` from the collector's polls: a sensor's polls that fall due together
+  are stored in one transaction when the last of them ends
+  (:meth:`Outbox.together`), and the batches of several sensors gathered by
+  ``group_with()`` share it (:class:`_GroupCommit`). A cut loses at most the
+  readings of batches not yet committed, each with its cursor, so the next
+  poll reads them again (a live count of that moment is lost, as one taken
+  just before any cut); never a reading whose cursor moved.
 * ``put`` from the relay (appliance/committer.py): a batch of messages is one
   transaction and is acknowledged after it. A cut loses only unacknowledged
   messages, which the broker or the device sends again.
-* ``delivered``: one transaction per batch the cloud took. A cut can lose the
-  marking, never a reading: the batch is sent again with the same ids and
-  revisions, which the cloud counts once (docs/ingest-contract.md).
+* ``delivered``: the cloud's confirmations are held in memory and written with
+  the collector's next write transaction (the next poll round's), or in one of
+  their own once held a poll interval (``hold_deliveries``; 90 s at most, and
+  at once where nothing polls). A cut or a kill can lose the marking, never a
+  reading: those readings are sent again with the same ids and revisions,
+  which the cloud counts once (docs/ingest-contract.md). Until written, other
+  processes (``status``, ``outbox list``) still count them as pending.
+* the schema migration of an older release's file: one transaction on first
+  open; a cut leaves the file as it was, migrated at the next start.
 * shedding, dead letters, counters: one transaction each; a cut loses the
   change as a whole (a shed is done again, a counter misses that step).
 
@@ -101,6 +109,7 @@ KEEP_FIRST_SEEN_S = 8 * 24 * 3600  # MQTT redelivery and re-publishes come withi
 PREVIEW_BYTES = 1000
 MAX_HELD_MARKS = 5000  # deliveries held for the next transaction; beyond, they are written at once
 TAKE_ROUNDS = 20  # bounded: each round moves at least one unreadable record out of the way
+COMPACT = (",", ":")  # a stored body without JSON's optional spaces: more readings per page
 
 # A reading's state is 'pending', 'delivered' or 'dead', written as literals in the SQL: a
 # partial index (readings_pending) only serves a query that names its state the same way.
@@ -831,7 +840,7 @@ class Outbox:
                     wire["period_start"],
                     int(record.final),
                     digest,
-                    json.dumps(wire),
+                    json.dumps(wire, separators=COMPACT),
                     now,
                 ),
             )
@@ -853,7 +862,7 @@ class Outbox:
                 revision + 1,
                 int(record.final),
                 digest,
-                json.dumps(wire),
+                json.dumps(wire, separators=COMPACT),
                 queued_at,
                 rowid,
             ),
