@@ -412,11 +412,13 @@ class Collector(Service):
         if not self.time_synced and clock_synchronised():
             log.info("clock synchronised; polling starts")
             self.time_synced = True
-        if self.time_synced and self.scheduler is None:
-            self.scheduler = self._schedule()
-            self.scheduler.run_all()
-        if self.scheduler is not None:
-            self.scheduler.run_pending()
+        # The kinds of a sensor due at this tick start as one batch (one outbox transaction).
+        with self.lanes.submitting():
+            if self.time_synced and self.scheduler is None:
+                self.scheduler = self._schedule()
+                self.scheduler.run_all()
+            if self.scheduler is not None:
+                self.scheduler.run_pending()
         # On a full disk, look for room again every few seconds (it flushes lost counts).
         if now >= self.next_limits or (self.outbox.disk_full and now >= self.next_room_check):
             self.next_limits, self.next_room_check = now + LIMITS_EVERY_S, now + WRITE_EVERY_S

@@ -21,13 +21,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 log = logging.getLogger("sensor-bridge.collector")
 
 SKIP_LOG_EVERY_S = 300.0
+GATE_MAX_S = 1.0  # a lane waits at most this long for the tick that is submitting its polls
 
 # What wraps one batch of a sensor's polls: (sensor_id, kinds) -> a context.
 Together = Callable[[str, list[str]], AbstractContextManager[Any]]
@@ -46,6 +47,8 @@ class SensorLane:
         self.sensor_id = sensor_id
         self.run = run
         self.together = together
+        self.gate = threading.Event()  # clear while a tick submits: its kinds form one batch
+        self.gate.set()
         self.waiting: list[str] = []
         self.batch: list[str] = []  # the kinds taken together, running or about to
         self.running: str | None = None
@@ -90,6 +93,10 @@ class SensorLane:
                     self._changed.wait()
                 if self.closed:
                     return
+            self.gate.wait(GATE_MAX_S)
+            with self._changed:
+                if self.closed:
+                    return
                 self.batch, self.waiting = self.waiting, []
                 self.started = time.monotonic()
             try:
@@ -131,6 +138,20 @@ class PollLanes:
         self, sensor_ids: list[str], run: Callable[[str, str], None], together: Together = _apart
     ) -> None:
         self.lanes = {sensor_id: SensorLane(sensor_id, run, together) for sensor_id in sensor_ids}
+        self.gate = threading.Event()
+        self.gate.set()
+        for lane in self.lanes.values():
+            lane.gate = self.gate
+
+    @contextmanager
+    def submitting(self) -> Iterator[None]:
+        """Polls submitted inside start when the block ends, so the kinds of a sensor that
+        fall due at one tick run as one batch."""
+        self.gate.clear()
+        try:
+            yield
+        finally:
+            self.gate.set()
 
     def submit(self, sensor_id: str, kind: str) -> bool:
         return self.lanes[sensor_id].submit(kind)
