@@ -266,9 +266,7 @@ def test_a_damaged_byte_in_a_stored_reading_costs_that_reading_only(tmp_path: Pa
     assert len(taken) == 19 and victim.id not in {p.id for p in taken}
     [dead] = box.dead_letters()
     assert dead["record_id"] == victim.id and "cannot be read" in dead["reason"]
-    assert '"id":"' + victim.id in dead["preview"], (
-        "the raw bytes are kept for a person to look at"
-    )
+    assert '"id":"' + victim.id in dead["preview"], "the raw bytes are kept for a person to look at"
     assert box.delivered(taken) == 19 and box.stats().pending == 0
 
 
