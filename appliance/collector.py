@@ -49,10 +49,14 @@ DISK_FULL_MB = (
 )
 # A health check sends a few hundred bytes at once; a client slower than this is not one.
 HEALTH_DEADLINE_S = 5.0
-# A sensor's polls due at the same tick are stored in one outbox commit when the last ends, and
-# the batches of sensors that began within this long of each other share it (one fsync, each page
-# written once): the sensors' polls start together, so most of a round shares one.
+# A sensor's polls due at the same tick are stored in one outbox commit when the last ends, and a
+# commit waits this long at most for the other sensors' batches of the round to join it (one
+# fsync, each page written once): the sensors' polls start together, so most of a round shares one.
 GROUP_COMMIT_S = 0.5
+# A batch that began this recently belongs to the round: a commit waits (GROUP_COMMIT_S at most)
+# for it to store, so the round's slower cameras join one more commit, not one each. A camera
+# slower than this (one trickling until its deadline) is not waited for.
+ROUND_S = 2.0
 # Deliveries are written with the next poll round's transaction: held one interval and this much,
 # and never longer than MAX_HOLD_S (a power cut then means that much sent again, counted once).
 HOLD_SLACK_S = 5.0
@@ -147,7 +151,7 @@ class Collector(Service):
         }  # sources/__init__.py
         self.sensors = {s.id: SensorHealth(s.id) for s in config.sensors}
         self.lanes = PollLanes(list(self.pollers), self._guarded_poll, self._stored_together)
-        self.outbox.group_with(lambda: self.lanes.polling(GROUP_COMMIT_S), GROUP_COMMIT_S)
+        self.outbox.group_with(lambda: self.lanes.polling(ROUND_S), GROUP_COMMIT_S)
         # The cloud's confirmations wait for the next poll round's transaction (pages written once).
         every = [s for poller in self.pollers.values() for _, s in poller.schedule()]
         if every:
