@@ -18,6 +18,8 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +49,18 @@ DISK_FULL_MB = (
 )
 # A health check sends a few hundred bytes at once; a client slower than this is not one.
 HEALTH_DEADLINE_S = 5.0
-# Polls of a round that come back within this long of the first share one outbox commit (one fsync,
-# each page written once): the sensors' polls start together, so most of a round shares one.
+# A sensor's polls due at the same tick are stored in one outbox commit when the last ends, and a
+# commit waits this long at most for the other sensors' batches of the round to join it (one
+# fsync, each page written once): the sensors' polls start together, so most of a round shares one.
 GROUP_COMMIT_S = 0.5
+# A batch that began this recently belongs to the round: a commit waits (GROUP_COMMIT_S at most)
+# for it to store, so the round's slower cameras join one more commit, not one each. A camera
+# slower than this (one trickling until its deadline) is not waited for.
+ROUND_S = 2.0
+# Deliveries are written with the next poll round's transaction: held one interval and this much,
+# and never longer than MAX_HOLD_S (a power cut then means that much sent again, counted once).
+HOLD_SLACK_S = 5.0
+MAX_HOLD_S = 90.0
 
 
 @dataclass
@@ -139,8 +150,12 @@ class Collector(Service):
             s.id: source_for(s, self.outbox) for s in config.sensors
         }  # sources/__init__.py
         self.sensors = {s.id: SensorHealth(s.id) for s in config.sensors}
-        self.lanes = PollLanes(list(self.pollers), self._guarded_poll)
-        self.outbox.group_with(lambda: self.lanes.polling(GROUP_COMMIT_S), GROUP_COMMIT_S)
+        self.lanes = PollLanes(list(self.pollers), self._guarded_poll, self._stored_together)
+        self.outbox.group_with(lambda: self.lanes.polling(ROUND_S), GROUP_COMMIT_S)
+        # The cloud's confirmations wait for the next poll round's transaction (pages written once).
+        every = [s for poller in self.pollers.values() for _, s in poller.schedule()]
+        if every:
+            self.outbox.hold_deliveries(min(min(every) + HOLD_SLACK_S, MAX_HOLD_S))
         self.time_synced = not config.bridge.require_time_sync
         self.last_collection: str | None = None
         self.dropped_at_start = self.outbox.counter("dropped")
@@ -165,8 +180,6 @@ class Collector(Service):
                 self.last_collection = utc_text(outcome.at)
         if line:
             (log.info if outcome.ok else log.warning)("%s", line)
-        if outcome.records:
-            self.uplink.wake()
 
     def submit_poll(self, sensor_id: str, kind: str) -> None:
         """Queue a poll in the sensor's lane; skipped (and counted) while the same one waits or runs."""
@@ -177,14 +190,29 @@ class Collector(Service):
     def _guarded_poll(self, sensor_id: str, kind: str) -> None:
         try:
             self._poll(sensor_id, kind)
-        except OutboxFull:
-            # History is read again from the sensor's cursor once there is room; a snapshot
-            # (a live count) is a moment that never comes back, so it counts as dropped.
-            if kind in self.pollers[sensor_id].snapshots:
-                self.outbox.count_lost(1)
         except Exception:  # a bug must cost one poll, not the service
             if not self.stop_event.is_set():  # a poll cut by shutdown may find the outbox closed
                 log.exception("poll of %s %s crashed", sensor_id, kind)
+
+    @contextmanager
+    def _stored_together(self, sensor_id: str, kinds: list[str]) -> Iterator[None]:
+        """The polls of one lane's batch, stored in one outbox transaction when the last ends;
+        the uplink is woken once they are on disk."""
+        held = None
+        try:
+            with self.outbox.together() as held:
+                yield
+        except OutboxFull:
+            # History is read again from the sensor's cursor once there is room; a snapshot
+            # (a live count) is a moment that never comes back, so it counts as dropped.
+            snapshots = self.pollers[sensor_id].snapshots
+            self.outbox.count_lost(sum(1 for r in held.records if r.kind in snapshots))
+        except Exception:
+            if not self.stop_event.is_set():
+                log.exception("storing the polls of %s (%s) failed", sensor_id, ", ".join(kinds))
+        else:
+            if held.records:
+                self.uplink.wake()
 
     def _cut_polls(self) -> None:
         for poller in self.pollers.values():
@@ -388,11 +416,13 @@ class Collector(Service):
         if not self.time_synced and clock_synchronised():
             log.info("clock synchronised; polling starts")
             self.time_synced = True
-        if self.time_synced and self.scheduler is None:
-            self.scheduler = self._schedule()
-            self.scheduler.run_all()
-        if self.scheduler is not None:
-            self.scheduler.run_pending()
+        # The kinds of a sensor due at this tick start as one batch (one outbox transaction).
+        with self.lanes.submitting():
+            if self.time_synced and self.scheduler is None:
+                self.scheduler = self._schedule()
+                self.scheduler.run_all()
+            if self.scheduler is not None:
+                self.scheduler.run_pending()
         # On a full disk, look for room again every few seconds (it flushes lost counts).
         if now >= self.next_limits or (self.outbox.disk_full and now >= self.next_room_check):
             self.next_limits, self.next_room_check = now + LIMITS_EVERY_S, now + WRITE_EVERY_S

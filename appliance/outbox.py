@@ -17,17 +17,25 @@ loses power, and by then the relay has already acknowledged those MQTT
 messages and the poller has moved its cursor past those rows, so they would be
 gone for good. What a power cut can lose, per write path:
 
-* ``put`` from the collector's polls: puts of several threads gathered by
-  ``group_with()`` share one transaction (:class:`_GroupCommit`), and each
-  caller returns only after it committed. A cut loses at most the puts not yet
-  committed, each with its cursor, so the next poll reads them again; never a
-  reading whose cursor moved.
+* ``put`` from the collector's polls: a sensor's polls that fall due together
+  are stored in one transaction when the last of them ends
+  (:meth:`Outbox.together`), and the batches of several sensors gathered by
+  ``group_with()`` share it (:class:`_GroupCommit`). A cut loses at most the
+  readings of batches not yet committed, each with its cursor, so the next
+  poll reads them again (a live count of that moment is lost, as one taken
+  just before any cut); never a reading whose cursor moved.
 * ``put`` from the relay (appliance/committer.py): a batch of messages is one
   transaction and is acknowledged after it. A cut loses only unacknowledged
   messages, which the broker or the device sends again.
-* ``delivered``: one transaction per batch the cloud took. A cut can lose the
-  marking, never a reading: the batch is sent again with the same ids and
-  revisions, which the cloud counts once (docs/ingest-contract.md).
+* ``delivered``: the cloud's confirmations are held in memory and written with
+  the collector's next write transaction (the next poll round's), or in one of
+  their own once held a poll interval (``hold_deliveries``; 90 s at most, and
+  at once where nothing polls). A cut or a kill can lose the marking, never a
+  reading: those readings are sent again with the same ids and revisions,
+  which the cloud counts once (docs/ingest-contract.md). Until written, other
+  processes (``status``, ``outbox list``) still count them as pending.
+* the schema migration of an older release's file: one transaction on first
+  open; a cut leaves the file as it was, migrated at the next start.
 * shedding, dead letters, counters: one transaction each; a cut loses the
   change as a whole (a shed is done again, a counter misses that step).
 
@@ -99,18 +107,27 @@ FIRST_SEEN = "first-seen:"  # the relay's cursor kind prefix (sources.milesight_
 MAX_FIRST_SEEN = 50_000
 KEEP_FIRST_SEEN_S = 8 * 24 * 3600  # MQTT redelivery and re-publishes come within hours, not weeks
 PREVIEW_BYTES = 1000
+MAX_HELD_MARKS = 5000  # deliveries held for the next transaction; beyond, they are written at once
 TAKE_ROUNDS = 20  # bounded: each round moves at least one unreadable record out of the way
+COMPACT = (",", ":")  # a stored body without JSON's optional spaces: more readings per page
+DIGEST_CHARS = 16
 
 # A reading's state is 'pending', 'delivered' or 'dead', written as literals in the SQL: a
 # partial index (readings_pending) only serves a query that names its state the same way.
 
 # Bumped when SCHEMA changes so that older code cannot read the file: `sensor-bridge update`
 # refuses to go back to a release of a lower number (image/release.py puts it in the manifest).
-SCHEMA_VERSION = 1
-SCHEMA = """
+# The file says which schema it holds in PRAGMA user_version (0: schema 1, before it was kept).
+SCHEMA_VERSION = 2
+# Readings are kept in the table's own row order (rowid, appended): a new reading lands on the
+# last page and a revision is written where its row already is, so a poll round rewrites a few
+# pages at the table's end instead of one page per reading (schema 1's random 64-hex primary key
+# put every new reading on a page of its own once the table was large). Found by its key
+# (period_start first, so new keys append too); the id is sha256 of that same key (records.py).
+READINGS = """
 CREATE TABLE IF NOT EXISTS readings (
-    id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
+    id TEXT NOT NULL,
     sensor_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     period_start TEXT NOT NULL,
@@ -122,11 +139,16 @@ CREATE TABLE IF NOT EXISTS readings (
     queued_at REAL NOT NULL,
     delivered_at REAL
 );
-CREATE INDEX IF NOT EXISTS readings_seq ON readings(seq);
+"""
+READING_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS readings_key ON readings(period_start, sensor_id, kind);
 CREATE INDEX IF NOT EXISTS readings_pending ON readings(seq) WHERE state = 'pending';
--- An index on delivered_at that no query used: dropped, one page less written per delivered
--- batch (an older release opening the file makes it again, harmlessly).
-DROP INDEX IF EXISTS readings_delivered;
+CREATE INDEX IF NOT EXISTS readings_dead ON readings(id) WHERE state = 'dead';
+"""
+SCHEMA = (
+    READINGS
+    + READING_INDEXES
+    + """
 CREATE TABLE IF NOT EXISTS cursors (
     sensor_id TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -147,6 +169,20 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 );
 """
+)
+# Schema 1 -> 2, in place and in one transaction: every row keeps its place, state and revision.
+MIGRATE_FROM_1 = (
+    READINGS.replace("readings", "readings_v2")
+    + """
+INSERT INTO readings_v2 (rowid, seq, id, sensor_id, kind, period_start, revision, final, digest,
+    body, state, queued_at, delivered_at)
+    SELECT rowid, seq, id, sensor_id, kind, period_start, revision, final,
+    substr(digest, 1, 16), body, state, queued_at, delivered_at FROM readings ORDER BY rowid;
+DROP TABLE readings;
+ALTER TABLE readings_v2 RENAME TO readings;
+"""
+    + READING_INDEXES
+)
 
 
 @dataclass(frozen=True)
@@ -175,6 +211,7 @@ class Pending:
     id: str
     revision: int
     body: dict[str, Any]
+    row: int = field(default=0, compare=False, repr=False)  # where it is kept (its rowid)
 
 
 @dataclass(frozen=True)
@@ -251,7 +288,9 @@ def _digest(wire: dict[str, Any]) -> str:
     meaningful = {k: wire[k] for k in ("period_end", "final", "values")}
     import hashlib  # here, not at the top: OpenSSL's libcrypto costs the watchdog 3.7 MB
 
-    return hashlib.sha256(json.dumps(meaningful, sort_keys=True).encode()).hexdigest()
+    # 64 bits tell one record's versions apart; the full 256 would make every row 48 bytes wider.
+    digest = hashlib.sha256(json.dumps(meaningful, sort_keys=True).encode()).hexdigest()
+    return digest[:DIGEST_CHARS]
 
 
 def _shift(stamp: str, seconds: float) -> str:
@@ -332,6 +371,13 @@ class OutboxDamage:
         count = len(self.notes())
         self.path.unlink(missing_ok=True)
         return count
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Each statement of ``script`` inside the open transaction (executescript would commit it)."""
+    for statement in script.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
 
 
 def _decode(rid: str, raw: bytes) -> dict[str, Any]:
@@ -422,6 +468,43 @@ class _GroupCommit:
             time.sleep(0.01)
 
 
+class _HeldMarks:
+    """Deliveries the cloud confirmed, not written yet: they ride along with the next write
+    transaction (the next poll round's, usually) instead of one of their own, so the pages they
+    change are written once. Held at most ``hold_s`` (0, the default: written at once)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, tuple[str, int, float]] = {}  # rowid -> (id, revision, delivered_at)
+        self.since = 0.0
+        self.hold_s = 0.0
+
+    def add(self, items: Iterable[Pending], now: float) -> None:
+        if not self.rows:
+            self.since = time.monotonic()
+        for item in items:
+            self.rows[item.row] = (item.id, item.revision, now)
+
+    def due(self) -> bool:
+        """Time (or room) to write them in a transaction of their own."""
+        return bool(self.rows) and (
+            time.monotonic() - self.since >= self.hold_s or len(self.rows) >= MAX_HELD_MARKS
+        )
+
+    def hides(self, item: Pending) -> bool:
+        """``item`` is delivered, only not written so yet."""
+        held = self.rows.get(item.row)
+        return held is not None and held[:2] == (item.id, item.revision)
+
+    @staticmethod
+    def write(db: sqlite3.Connection, rows: dict[int, tuple[str, int, float]]) -> None:
+        for row, (rid, revision, at) in rows.items():
+            db.execute(
+                "UPDATE readings SET state = 'delivered', delivered_at = ?"
+                " WHERE rowid = ? AND id = ? AND revision = ? AND state = 'pending'",
+                (at, row, rid, revision),
+            )
+
+
 class Outbox:
     """The durable store-and-forward queue; safe to share between threads and processes.
 
@@ -449,6 +532,8 @@ class Outbox:
         self._lock = threading.RLock()
         # group_with() (the collector calls it) gathers concurrent puts into one commit.
         self._group = _GroupCommit(self._commit_group)
+        self._local = threading.local()  # together(): this thread's puts, held for one commit
+        self._held = _HeldMarks()
         if readonly:
             self._db = self._open_readonly()
             return
@@ -481,6 +566,11 @@ class Outbox:
         still come (the collector: the sensors in a poll)."""
         self._group.expected, self._group.window_s = expected, window_s
 
+    def hold_deliveries(self, seconds: float) -> None:
+        """Write the cloud's confirmations with the next transaction (a poll round's) instead of
+        one of their own, holding them ``seconds`` at most (the collector: its shortest interval)."""
+        self._held.hold_s = seconds
+
     @property
     def reset_reason(self) -> str | None:
         """The unacknowledged damage or reset of this outbox, in one line; None when there is none."""
@@ -499,11 +589,46 @@ class Outbox:
             verdict = db.execute("PRAGMA quick_check").fetchone()[0]
             if verdict != "ok":
                 raise _Corrupt(f"quick_check: {verdict}")
-            db.executescript(SCHEMA)
+            self._bring_up_to_date(db)
         except BaseException:
             db.close()
             raise
         return db
+
+    def _bring_up_to_date(self, db: sqlite3.Connection) -> None:
+        """A new file gets the tables; one an older release wrote is migrated in place, in one
+        transaction (a cut or a full disk leaves it as it was, to be migrated at the next start)."""
+        db.execute("BEGIN IMMEDIATE")  # the relay may open the same file at the same moment
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            older = (
+                version < SCHEMA_VERSION
+                and db.execute(
+                    "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'readings'"
+                ).fetchone()
+            )
+            if older:
+                count = db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+                log.warning(
+                    "outbox %s: moving its %d reading(s) to schema %d (once)",
+                    self.path,
+                    count,
+                    SCHEMA_VERSION,
+                )
+                _run_script(db, MIGRATE_FROM_1)
+            _run_script(db, SCHEMA)
+            if version < SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if _is_disk_full(exc):
+                raise OutboxFull(
+                    f"no room on the disk to bring the outbox {self.path} to schema"
+                    f" {SCHEMA_VERSION} (it needs about its own size free once): {exc}"
+                ) from exc
+            raise
 
     def _open_readonly(self) -> sqlite3.Connection:
         if self.path.exists():
@@ -548,11 +673,18 @@ class Outbox:
 
     def close(self) -> None:
         with self._lock:
+            if self._held.rows and not self.readonly:
+                try:
+                    with self._write():
+                        pass  # the held deliveries are written by _write itself
+                except sqlite3.Error as exc:  # they are sent again, and counted once by the cloud
+                    log.warning("outbox: cannot write the last deliveries (%s)", exc)
             self._db.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; the lock keeps this process's threads in line.
+    def _write(self, marks: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; the lock keeps this process's threads in line. It also writes
+        the held deliveries, unless ``marks`` is False (housekeeping that could wait).
 
         No room on the disk raises :class:`OutboxFull` (nothing of the transaction is
         kept) and sets :attr:`disk_full` until a later write succeeds; that write also
@@ -560,10 +692,14 @@ class Outbox:
         """
         if self.readonly:
             raise sqlite3.OperationalError(f"outbox {self.path} is open read-only")
+        held: dict[int, tuple[str, int, float]] = {}
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
+                    if marks:
+                        held = dict(self._held.rows)
+                        self._held.write(self._db, held)
                     yield self._db
                     lost = self._lost
                     if lost:
@@ -581,6 +717,8 @@ class Outbox:
                     log.error("disk full: the outbox %s cannot store anything (%s)", self.path, exc)
                 raise OutboxFull(f"disk full: {exc}") from exc
             self._lost -= lost
+            for row in held:
+                self._held.rows.pop(row, None)
             if self.full_since is not None:
                 log.info("disk has room again: the outbox stores readings")
                 self.full_since = None
@@ -605,8 +743,29 @@ class Outbox:
         kept as a dead letter with the reason instead, so no source can queue a poison reading.
 
         Puts of several threads are committed together (:class:`_GroupCommit`); each caller
-        returns only once its own records and cursors are on disk."""
+        returns only once its own records and cursors are on disk. Inside :meth:`together` it
+        returns at once (an empty PutResult): the block's end stores it."""
+        held: _Put | None = getattr(self._local, "held", None)
+        if held is not None:
+            held.records += records
+            held.cursors += cursors
+            held.dead += dead
+            return PutResult()
         return self._group.put(_Put(list(records), list(cursors), list(dead)))
+
+    @contextmanager
+    def together(self) -> Iterator[_Put]:
+        """This thread's puts inside the block are stored in one transaction when it ends (what
+        it yields is what they hold); an error storing them is raised there. A block that raises
+        stores nothing: its cursors did not move, so its readings are read again."""
+        held = _Put([], [], [])
+        self._local.held = held
+        try:
+            yield held
+        finally:
+            self._local.held = None
+        if held.records or held.cursors or held.dead:
+            self._group.put(held)
 
     def _put_in(self, db: sqlite3.Connection, item: _Put, seq: int, now: float) -> int:
         """One caller's records, cursors and dead letters, inside the open transaction; returns the last seq."""
@@ -638,7 +797,11 @@ class Outbox:
         now = time.time()
         try:
             with self._write() as db:
-                seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM readings").fetchone()[0]
+                # Both maxima come from the ends of a b-tree (the table, readings_pending): no scan.
+                seq = db.execute(
+                    "SELECT MAX(COALESCE((SELECT MAX(rowid) FROM readings), 0),"
+                    " COALESCE((SELECT MAX(seq) FROM readings WHERE state = 'pending'), 0))"
+                ).fetchone()[0]
                 for item in batch:
                     seq = self._put_in(db, item, seq, now)
         except Exception as exc:
@@ -663,8 +826,9 @@ class Outbox:
         wire = record.wire()
         digest = _digest(wire)
         row = db.execute(
-            "SELECT revision, digest, final, state, seq, queued_at FROM readings WHERE id = ?",
-            (wire["id"],),
+            "SELECT revision, digest, final, state, seq, queued_at, rowid FROM readings"
+            " WHERE period_start = ? AND sensor_id = ? AND kind = ?",
+            (wire["period_start"], record.sensor_id, record.kind),
         ).fetchone()
         if row is None:
             wire["revision"] = 1
@@ -679,12 +843,12 @@ class Outbox:
                     wire["period_start"],
                     int(record.final),
                     digest,
-                    json.dumps(wire),
+                    json.dumps(wire, separators=COMPACT),
                     now,
                 ),
             )
             return "added", seq + 1
-        revision, old_digest, was_final, state, old_seq, queued_at = row
+        revision, old_digest, was_final, state, old_seq, queued_at, rowid = row
         if old_digest == digest:
             return "unchanged", seq
         if was_final:
@@ -695,15 +859,15 @@ class Outbox:
             old_seq, queued_at = seq, now
         db.execute(
             "UPDATE readings SET seq = ?, revision = ?, final = ?, digest = ?, body = ?,"
-            " state = 'pending', queued_at = ? WHERE id = ?",
+            " state = 'pending', queued_at = ? WHERE rowid = ?",
             (
                 old_seq,
                 revision + 1,
                 int(record.final),
                 digest,
-                json.dumps(wire),
+                json.dumps(wire, separators=COMPACT),
                 queued_at,
-                wire["id"],
+                rowid,
             ),
         )
         return "updated", seq
@@ -789,16 +953,18 @@ class Outbox:
 
     def _read_pending(
         self, sql: str, args: tuple[Any, ...]
-    ) -> tuple[list[Pending], list[tuple[str, int, bytes, str]]]:
-        """Rows (id, revision, body bytes) -> readable records, and the unreadable ones with why."""
+    ) -> tuple[list[Pending], list[tuple[str, int, bytes, str, int]]]:
+        """Rows (id, revision, body bytes, rowid) -> readable records, and the unreadable ones
+        (id, revision, body bytes, why, rowid)."""
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
         good, bad = [], []
-        for rid, revision, raw in rows:
+        for rid, revision, raw, row in rows:
             try:
-                good.append(Pending(rid, revision, _decode(rid, bytes(raw))))
+                good.append(Pending(rid, revision, _decode(rid, bytes(raw)), row))
             except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-                bad.append((rid, revision, bytes(raw), f"stored record cannot be read ({exc})"))
+                why = f"stored record cannot be read ({exc})"
+                bad.append((rid, revision, bytes(raw), why, row))
         return good, bad
 
     def take(self, limit: int) -> list[Pending]:
@@ -807,25 +973,29 @@ class Outbox:
         A stored record that cannot be read (a damaged byte on the card) is moved to
         the dead-letter table with its raw bytes and why, so it never stops delivery.
         """
+        if self._held.due() and not self.readonly:
+            with self._write():
+                pass  # deliveries held long enough: written by _write itself
         good: list[Pending] = []
         for _ in range(TAKE_ROUNDS):
             good, bad = self._read_pending(
-                "SELECT id, revision, CAST(body AS BLOB) FROM readings WHERE state = 'pending'"
+                "SELECT id, revision, CAST(body AS BLOB), rowid FROM readings WHERE state = 'pending'"
                 " ORDER BY seq LIMIT ?",
-                (limit,),
+                (limit + len(self._held.rows),),
             )
             if not bad or self.readonly:
                 break
             self._bury(bad)
-        return good
+        return [p for p in good if not self._held.hides(p)][:limit]
 
-    def _bury(self, bad: list[tuple[str, int, bytes, str]]) -> None:
+    def _bury(self, bad: list[tuple[str, int, bytes, str, int]]) -> None:
         now = time.time()
         with self._write() as db:
-            for rid, revision, raw, reason in bad:
+            for rid, revision, raw, reason, row in bad:
                 db.execute(
-                    "UPDATE readings SET state = 'dead' WHERE id = ? AND revision = ? AND state = 'pending'",
-                    (rid, revision),
+                    "UPDATE readings SET state = 'dead'"
+                    " WHERE rowid = ? AND id = ? AND revision = ? AND state = 'pending'",
+                    (row, rid, revision),
                 )
                 self._insert_dead(db, [DeadEntry("outbox", reason, _preview(raw), rid)], now)
                 log.error("outbox: reading %s %s; moved to the dead-letter table", rid[:12], reason)
@@ -834,35 +1004,50 @@ class Outbox:
         """A recent pending record for the uplink's probe: preferably of a sensor not in
         ``avoid_sensors``, then preferably not in ``avoid_ids``."""
         good, _ = self._read_pending(
-            "SELECT id, revision, CAST(body AS BLOB) FROM readings WHERE state = 'pending'"
-            " ORDER BY seq DESC LIMIT 200",
-            (),
+            "SELECT id, revision, CAST(body AS BLOB), rowid FROM readings WHERE state = 'pending'"
+            " ORDER BY seq DESC LIMIT ?",
+            (200 + len(self._held.rows),),
         )
+        good = [p for p in good if not self._held.hides(p)]
         good.sort(key=lambda p: (p.body.get("sensor_id") in avoid_sensors, p.id in avoid_ids))
         return good[0] if good else None
 
     def delivered(self, sent: Iterable[Pending], now: float | None = None) -> int:
-        """The cloud has these; a record that got a newer revision meanwhile stays pending."""
+        """The cloud has these; a record that got a newer revision meanwhile stays pending.
+
+        Written with the next transaction, or on their own once held long enough
+        (:meth:`hold_deliveries`); meanwhile ``take`` and ``stats`` treat them as delivered."""
         now = time.time() if now is None else now
-        with self._write() as db:
-            done = 0
-            for item in sent:
-                done += db.execute(
-                    "UPDATE readings SET state = 'delivered', delivered_at = ?"
-                    " WHERE id = ? AND revision = ? AND state = 'pending'",
-                    (now, item.id, item.revision),
-                ).rowcount
-        return done
+        with self._lock:
+            done = [
+                item
+                for item in sent
+                if not self._held.hides(item)
+                and self._db.execute(
+                    "SELECT 1 FROM readings WHERE rowid = ? AND id = ? AND revision = ?"
+                    " AND state = 'pending'",
+                    (item.row, item.id, item.revision),
+                ).fetchone()
+            ]
+            self._held.add(done, now)
+            if self._held.due():
+                with self._write():
+                    pass  # the held deliveries are written by _write itself
+        return len(done)
 
     def reject(self, rejected: Iterable[tuple[Pending, str]]) -> int:
         """The cloud refused these records for good: keep them in the dead-letter table."""
+        rejected = list(rejected)
+        if not rejected:  # no transaction: it would write the held deliveries before their time
+            return 0
         now = time.time()
         moved = 0
         with self._write() as db:
             for item, reason in rejected:
                 changed = db.execute(
-                    "UPDATE readings SET state = 'dead' WHERE id = ? AND revision = ? AND state = 'pending'",
-                    (item.id, item.revision),
+                    "UPDATE readings SET state = 'dead'"
+                    " WHERE rowid = ? AND id = ? AND revision = ? AND state = 'pending'",
+                    (item.row, item.id, item.revision),
                 ).rowcount
                 if changed:
                     moved += 1
@@ -968,7 +1153,7 @@ class Outbox:
         """
         if self._clock_looks_wrong(now):
             return
-        with self._write() as db:
+        with self._write(marks=False) as db:
             db.execute(
                 "WITH newest AS (SELECT sensor_id, kind, strftime('%Y-%m-%dT%H:%M:%SZ', MAX(period_start), ?)"
                 " AS cutoff FROM readings WHERE period_start <= ? GROUP BY sensor_id, kind)"
@@ -995,11 +1180,11 @@ class Outbox:
             int((size - budget) / (size / count)) + 1 if size > budget else 0,
         )
         if over > 0:
-            with self._write() as db:
+            with self._write(marks=False) as db:
                 self._forget_dead(db, over)
         if seen:
             stale = "" if self._clock_looks_wrong(now) else _shift(newest, -KEEP_FIRST_SEEN_S)
-            with self._write() as db:
+            with self._write(marks=False) as db:
                 forgot = db.execute(
                     "DELETE FROM cursors WHERE kind LIKE 'first-seen:%' AND position < ?", (stale,)
                 ).rowcount
@@ -1094,9 +1279,11 @@ class Outbox:
             return "first-seen", forgot
         for state in ("delivered", "pending"):
             if n := rows("readings", f"state = '{state}'", "length(CAST(body AS BLOB)) + 150"):
+                # Delivered rows oldest first by their place in the table; pending ones by queue.
+                order = "seq" if state == "pending" else "rowid"
                 forgot = db.execute(
-                    "DELETE FROM readings WHERE id IN (SELECT id FROM readings"
-                    f" WHERE state = '{state}' ORDER BY seq LIMIT ?)",
+                    "DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings"
+                    f" WHERE state = '{state}' ORDER BY {order} LIMIT ?)",
                     (n,),
                 ).rowcount
                 if state == "pending":
@@ -1127,13 +1314,19 @@ class Outbox:
     def stats(self, now: float | None = None) -> OutboxStats:
         now = time.time() if now is None else now
         with self._lock:
+            held = self._held_rows()
             pending, oldest = self._db.execute(
                 "SELECT COUNT(*), MIN(queued_at) FROM readings WHERE state = 'pending'"
+                f" AND rowid NOT IN ({','.join('?' * len(held))})",
+                held,
             ).fetchone()
             dead = self._db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0]
-            kept = self._db.execute(
-                "SELECT COUNT(*) FROM readings WHERE state = 'delivered'"
-            ).fetchone()[0]
+            kept = (
+                len(held)
+                + self._db.execute(
+                    "SELECT COUNT(*) FROM readings WHERE state = 'delivered'"
+                ).fetchone()[0]
+            )
             size = self._live_bytes()
             lost = self._lost
         return OutboxStats(
@@ -1147,16 +1340,32 @@ class Outbox:
             disk_full=self.disk_full,
         )
 
+    def _held_rows(self) -> list[int]:
+        """The rows whose delivery is held, as pending on disk still at the delivered revision."""
+        rows = list(self._held.rows)
+        found = []
+        for i in range(0, len(rows), 500):
+            chunk = rows[i : i + 500]
+            found += [
+                Pending(rid, revision, {}, row)
+                for row, rid, revision in self._db.execute(
+                    "SELECT rowid, id, revision FROM readings WHERE state = 'pending'"
+                    f" AND rowid IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+            ]
+        return [p.row for p in found if self._held.hides(p)]
+
     def pending_list(self, limit: int = 50) -> list[dict[str, Any]]:
         """The oldest pending records, for ``sensor-bridge outbox list``; an unreadable one
         is ``{"id": ..., "unreadable": why}`` (the services move it to the dead letters)."""
         good, bad = self._read_pending(
-            "SELECT id, revision, CAST(body AS BLOB) FROM readings WHERE state = 'pending'"
+            "SELECT id, revision, CAST(body AS BLOB), rowid FROM readings WHERE state = 'pending'"
             " ORDER BY seq LIMIT ?",
             (limit,),
         )
         listed = {p.id: p.body for p in good} | {
-            rid: {"id": rid, "unreadable": why} for rid, _, _, why in bad
+            rid: {"id": rid, "unreadable": why} for rid, _, _, why, _ in bad
         }
         with self._lock:
             order = [

@@ -246,7 +246,7 @@ def test_a_clock_a_year_ahead_and_back_keeps_the_delivery_memory(tmp_path: Path)
 def flip_body_byte(path: Path, record_id: str) -> None:
     """Damage one byte inside a stored record's JSON, as a failing SD card sector might."""
     data = bytearray(path.read_bytes())
-    at = data.find(b'{"id": "' + record_id.encode())
+    at = data.find(b'{"id":"' + record_id.encode())
     assert at >= 0, "the record's body is in the file"
     data[at] = 0xFF
     path.write_bytes(bytes(data))
@@ -266,9 +266,7 @@ def test_a_damaged_byte_in_a_stored_reading_costs_that_reading_only(tmp_path: Pa
     assert len(taken) == 19 and victim.id not in {p.id for p in taken}
     [dead] = box.dead_letters()
     assert dead["record_id"] == victim.id and "cannot be read" in dead["reason"]
-    assert '"id": "' + victim.id in dead["preview"], (
-        "the raw bytes are kept for a person to look at"
-    )
+    assert '"id":"' + victim.id in dead["preview"], "the raw bytes are kept for a person to look at"
     assert box.delivered(taken) == 19 and box.stats().pending == 0
 
 

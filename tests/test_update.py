@@ -27,6 +27,7 @@ import pytest
 from conftest import CLI, REPO, base_tables, wait_for, write_config
 from test_collector import assert_receiver_matches_truth, backfill_start, held, sensor_table, truth
 
+from appliance.outbox import SCHEMA_VERSION
 from appliance.sim.camera import SimCamera
 from appliance.sim.receiver import SimReceiver
 
@@ -109,7 +110,7 @@ def channel(served: Path, name: str, releases: Path, *versions: str) -> str:
 
 @pytest.fixture(scope="session")
 def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """0.1.0 (this tree), 0.2.0 (this tree), 0.3.0 (its collector dies at start), 0.4.0 (outbox schema 2)."""
+    """0.1.0 (this tree), 0.2.0 (this tree), 0.3.0 (its collector dies at start), 0.4.0 (the next outbox schema)."""
     base = tmp_path_factory.mktemp("releases")
     key, stranger = keypair(base, "release"), keypair(base, "stranger")
     out, cache = base / "out", base / "wheels"
@@ -129,7 +130,12 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     build_release(out, key, cache, "0.3.0", broken)
     schema2 = patched_tree(
         base / "schema2",
-        {"appliance/outbox.py": ("\nSCHEMA_VERSION = 1\n", "\nSCHEMA_VERSION = 2\n")},
+        {
+            "appliance/outbox.py": (
+                f"\nSCHEMA_VERSION = {SCHEMA_VERSION}\n",
+                f"\nSCHEMA_VERSION = {SCHEMA_VERSION + 1}\n",
+            )
+        },
     )
     build_release(out, key, cache, "0.4.0", schema2)
     print(f"first release {first:.1f} s, all four {time.monotonic() - started:.1f} s")
@@ -444,7 +450,8 @@ def test_a_downgrade_across_an_outbox_schema_change_is_refused(bridge: Bridge):
     refused = bridge.update("--to", "0.2.0")
     assert refused.returncode == 2
     assert (
-        "keeps the outbox in schema 1, this bridge's outbox is already schema 2" in refused.stderr
+        f"keeps the outbox in schema {SCHEMA_VERSION}, this bridge's outbox is already schema"
+        f" {SCHEMA_VERSION + 1}" in refused.stderr
     )
     assert bridge.update("--rollback").returncode == 2  # nothing kept before 0.4.0 here
     assert tree(bridge.root) == before and bridge.running() == "0.4.0"
