@@ -144,6 +144,9 @@ READING_INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS readings_key ON readings(period_start, sensor_id, kind);
 CREATE INDEX IF NOT EXISTS readings_pending ON readings(seq) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS readings_dead ON readings(id) WHERE state = 'dead';
+-- A schema 1 release run on this file (an update rolled back by its health gate) makes its seq
+-- index again; it works without it (lookups by id scan the table), and this release drops it.
+DROP INDEX IF EXISTS readings_seq;
 """
 SCHEMA = (
     READINGS

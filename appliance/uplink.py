@@ -99,7 +99,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
-
 def new_batch_id() -> str:
     """A random version-4 UUID as text, made without the uuid module (which loads platform and
     libuuid into the collector for this one call)."""
@@ -108,6 +107,7 @@ def new_batch_id() -> str:
     raw[8] = raw[8] & 0x3F | 0x80
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
 
 class Uplink:
     """Drains the outbox to ``config.uplink.url``; the collector runs :meth:`run` in a thread.
