@@ -517,11 +517,18 @@ class Installer:
 
     def restart(self) -> None:
         command = os.environ.get("SENSOR_BRIDGE_RESTART_CMD")
-        argv = (
-            shlex.split(command)
-            if command
-            else ["systemctl", "restart", *(UNITS[s] for s in self.config.enabled_services())]
-        )
+        units = [UNITS[s] for s in self.config.enabled_services()]
+        if not command:
+            # A release that crash-looped through its gate has used up its units' start limit
+            # (StartLimitBurst): without this the rollback's restart is refused and the store
+            # stays dark until someone reboots the bridge.
+            subprocess.run(
+                ["systemctl", "reset-failed", *units],
+                capture_output=True,
+                timeout=60,
+                env=clean_env(),
+            )
+        argv = shlex.split(command) if command else ["systemctl", "restart", *units]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=clean_env())
         if done.returncode != 0:
             log.warning("%s: %s", " ".join(argv), done.stderr.strip())

@@ -928,13 +928,21 @@ def test_the_running_bridge_updates_and_a_broken_release_rolls_back(
     )  # marked bad: never again by itself
     # The old version is back and polling: the collector reports it, /health answers.
     back = float(guest.ssh("date +%s").stdout)
-    wait_for(
-        "the rolled-back collector's status",
-        lambda: polled_on(guest, good, back),
-        120,
-        every=2,
-        alive=guest.dead,
-    )
+    try:
+        wait_for(
+            "the rolled-back collector's status",
+            lambda: polled_on(guest, good, back),
+            120,
+            every=2,
+            alive=guest.dead,
+        )
+    except AssertionError as exc:
+        journal = guest.ssh(
+            "sudo systemctl status sensor-bridge --no-pager; sudo journalctl -u sensor-bridge"
+            " -u sensor-bridge-update -n 120 --no-pager",
+            check=False,
+        ).stdout
+        raise AssertionError(f"{exc}\n{journal}") from None
     wait_for(
         "/health after the rollback",
         lambda: (get_health(guest) or (0,))[0] == 200,
