@@ -27,9 +27,9 @@ def network_dir() -> Path:
     return Path(os.environ.get("SENSOR_BRIDGE_NETWORK_DIR", NETWORK_DIR))
 
 
-def last_update(root: str | Path | None = None) -> dict[str, Any] | None:
+def last_update() -> dict[str, Any] | None:
     """What the last update did ({"last": "...", "ok": bool}), or None before the first."""
-    return read_json(Path(root or install_root()) / UPDATE_STATUS_FILE)
+    return read_json(install_root() / UPDATE_STATUS_FILE)
 
 
 def wireguard_public_key() -> str | None:

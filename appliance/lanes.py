@@ -42,13 +42,16 @@ class SensorLane:
     """The due polls of one sensor, in the order they fell due, and the thread that runs them."""
 
     def __init__(
-        self, sensor_id: str, run: Callable[[str, str], None], together: Together = _apart
+        self,
+        sensor_id: str,
+        run: Callable[[str, str], None],
+        together: Together,
+        gate: threading.Event,
     ) -> None:
         self.sensor_id = sensor_id
         self.run = run
         self.together = together
-        self.gate = threading.Event()  # clear while a tick submits: its kinds form one batch
-        self.gate.set()
+        self.gate = gate  # clear while a tick submits: its kinds form one batch
         self.waiting: list[str] = []
         self.batch: list[str] = []  # the kinds taken together, running or about to
         self.running: str | None = None
@@ -137,11 +140,11 @@ class PollLanes:
     def __init__(
         self, sensor_ids: list[str], run: Callable[[str, str], None], together: Together = _apart
     ) -> None:
-        self.lanes = {sensor_id: SensorLane(sensor_id, run, together) for sensor_id in sensor_ids}
-        self.gate = threading.Event()
+        self.gate = threading.Event()  # one for all lanes: a tick submits to every sensor
         self.gate.set()
-        for lane in self.lanes.values():
-            lane.gate = self.gate
+        self.lanes = {
+            sensor_id: SensorLane(sensor_id, run, together, self.gate) for sensor_id in sensor_ids
+        }
 
     @contextmanager
     def submitting(self) -> Iterator[None]:

@@ -574,6 +574,11 @@ class Outbox:
         one of their own, holding them ``seconds`` at most (the collector: its shortest interval)."""
         self._held.hold_s = seconds
 
+    def _write_held(self) -> None:
+        """The held deliveries in a transaction of their own (``_write`` writes them)."""
+        with self._write():
+            pass
+
     @property
     def reset_reason(self) -> str | None:
         """The unacknowledged damage or reset of this outbox, in one line; None when there is none."""
@@ -678,8 +683,7 @@ class Outbox:
         with self._lock:
             if self._held.rows and not self.readonly:
                 try:
-                    with self._write():
-                        pass  # the held deliveries are written by _write itself
+                    self._write_held()
                 except sqlite3.Error as exc:  # they are sent again, and counted once by the cloud
                     log.warning("outbox: cannot write the last deliveries (%s)", exc)
             self._db.close()
@@ -977,8 +981,7 @@ class Outbox:
         the dead-letter table with its raw bytes and why, so it never stops delivery.
         """
         if self._held.due() and not self.readonly:
-            with self._write():
-                pass  # deliveries held long enough: written by _write itself
+            self._write_held()
         good: list[Pending] = []
         for _ in range(TAKE_ROUNDS):
             good, bad = self._read_pending(
@@ -1034,8 +1037,7 @@ class Outbox:
             ]
             self._held.add(done, now)
             if self._held.due():
-                with self._write():
-                    pass  # the held deliveries are written by _write itself
+                self._write_held()
         return len(done)
 
     def reject(self, rejected: Iterable[tuple[Pending, str]]) -> int:

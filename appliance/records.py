@@ -171,9 +171,7 @@ class Record:
             return problem  # before wire(): the id is a hash of the sensor id's UTF-8
         try:
             return _shape_problem(self._wire)
-        except (
-            Exception
-        ) as exc:  # a record that cannot even be written out is refused, never raised
+        except Exception as exc:  # a record that cannot even be written out is refused
             return f"cannot be written as a record ({type(exc).__name__}: {exc})"
 
 
