@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import threading
@@ -22,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -777,41 +780,18 @@ def test_gzip_bodies_beyond_the_inflation_slots_get_503_with_retry_after(
     server = cloud_stack.start_server({"BRIDGE_MAX_INFLATING": "1"})
     try:
         url = f"{server.base_url}/api/bridge/v1/ingest"
-        held = make_batch(cloud_api.bridge_id, make_series("slow", 3))
-        body = encode_body(held, gzipped=True)
-        go_on = threading.Event()
-
-        def trickle() -> Iterator[bytes]:  # holds the only slot until the test lets it finish
-            yield body[:10]
-            go_on.wait(TIMEOUT)
-            yield body[10:]
-
-        first: list[requests.Response] = []
-        sender = threading.Thread(
-            target=lambda: first.append(
-                requests.post(
-                    url,
-                    data=trickle(),
-                    timeout=TIMEOUT,
-                    headers=contract_headers(cloud_api.api_key, held["batch_id"], gzipped=True),
-                )
-            )
-        )
-        sender.start()
+        other = make_batch(cloud_api.bridge_id, make_series("busy", 3))
+        held, busy = hold_the_only_slot(cloud_api, server.base_url, other)
         try:
-            other = make_batch(cloud_api.bridge_id, make_series("busy", 3))
-            busy = wait_for_status(
-                lambda: post_batch(cloud_api, other, gzipped=True, url=url), 503, within_s=60
-            )
             assert int(busy.headers["Retry-After"]) >= 1 and "busy" in busy.json()["error"]
             plain = post_batch(
                 cloud_api, make_batch(cloud_api.bridge_id, make_series("plain", 2)), url=url
             )
             assert plain.status_code == 200  # an uncompressed body needs no slot
+            finished = held.finish()
+            assert finished.status == 200, finished.read()
         finally:
-            go_on.set()
-            sender.join(TIMEOUT)
-        assert first[0].status_code == 200, first[0].text
+            held.close()
         assert (
             post_batch(cloud_api, other, gzipped=True, url=url).status_code == 200
         )  # the retry goes through
@@ -819,18 +799,62 @@ def test_gzip_bodies_beyond_the_inflation_slots_get_503_with_retry_after(
         server.stop()
 
 
-def wait_for_status(
-    send: Callable[[], requests.Response], status: int, within_s: float = 20
-) -> requests.Response:
-    """Send until the answer has ``status`` (the held request may take a moment to reach its slot)."""
+class TricklingBatch:
+    """A gzip batch sent chunked: its first bytes now, the rest when ``finish`` is called."""
+
+    def __init__(self, api: CloudApi, base_url: str) -> None:
+        batch = make_batch(api.bridge_id, make_series("slow", 3))
+        self.body = encode_body(batch, gzipped=True)
+        parts = urlsplit(base_url)
+        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
+        self.connection.putrequest("POST", "/api/bridge/v1/ingest")
+        for name, value in contract_headers(api.api_key, batch["batch_id"], gzipped=True).items():
+            self.connection.putheader(name, value)
+        self.connection.putheader("Transfer-Encoding", "chunked")
+        self.connection.endheaders()
+        self._send_chunk(self.body[:10])
+
+    def _send_chunk(self, data: bytes) -> None:
+        self.connection.send(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def answered_early(self) -> bool:
+        """True when the server answered before the body was whole: it was refused a slot."""
+        sock = self.connection.sock
+        return sock is not None and bool(select.select([sock], [], [], 0)[0])
+
+    def finish(self) -> http.client.HTTPResponse:
+        self._send_chunk(self.body[10:])
+        self.connection.send(b"0\r\n\r\n")
+        return self.connection.getresponse()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def hold_the_only_slot(
+    api: CloudApi, base_url: str, other: dict[str, Any], within_s: float = 60
+) -> tuple[TricklingBatch, requests.Response]:
+    """Start a trickling gzip batch that owns the server's one inflation slot.
+
+    Proven by ``other`` (gzip too) being answered 503. Until then ``other``
+    may win the slot itself, which refuses the trickling batch at once: that
+    one is started again.
+    """
+    url = f"{base_url}/api/bridge/v1/ingest"
     deadline = time.monotonic() + within_s
+    held = TricklingBatch(api, base_url)
     while True:
-        answer = send()
-        if answer.status_code == status or time.monotonic() > deadline:
-            break
+        answer = post_batch(api, other, gzipped=True, url=url)
+        if answer.status_code == 503:
+            return held, answer
+        assert answer.status_code == 200, answer.text
+        if time.monotonic() > deadline:
+            held.close()
+            raise AssertionError("a second gzip batch was never refused while one trickled in")
+        if held.answered_early():
+            held.close()
+            held = TricklingBatch(api, base_url)
         time.sleep(0.05)
-    assert answer.status_code == status, f"never {status}; last {answer.status_code} {answer.text}"
-    return answer
 
 
 def self_signed_tls(pg_root: Path) -> str:
