@@ -260,8 +260,25 @@ class WatchdogConfig:
     reboot: bool = flag(True, "may the watchdog reboot at all")
     max_reboots: int = number(3, "reboots allowed per `reboot_window_s`", integer=True)
     reboot_window_s: float = number(21600, "the window `max_reboots` counts in")
-    restart_cmd: str = text("systemctl restart {unit}", "`{unit}` is the stalled service's unit")
-    reboot_cmd: str = text("systemctl reboot", "how to reboot")
+    # Issue 19: kept only so an old card still loads; the watchdog never runs these (no command from config).
+    restart_cmd: str = text(
+        "systemctl restart {unit}",
+        "no longer configurable: only this default is accepted; restart is a fixed action",
+        check=lambda v: (
+            None
+            if v == "systemctl restart {unit}"
+            else "no longer configurable; restart and reboot are fixed actions (docs/config.md)"
+        ),
+    )
+    reboot_cmd: str = text(
+        "systemctl reboot",
+        "no longer configurable: only this default is accepted; reboot is a fixed action",
+        check=lambda v: (
+            None
+            if v == "systemctl reboot"
+            else "no longer configurable; restart and reboot are fixed actions (docs/config.md)"
+        ),
+    )
 
 
 @dataclass

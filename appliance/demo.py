@@ -40,7 +40,7 @@ def demo_config(
             "batch_size": 100,
         },
         "health": {"listen": f"127.0.0.1:{health_port}"},
-        "watchdog": {"reboot": False, "restart_cmd": "true", "reboot_cmd": "true"},
+        "watchdog": {"reboot": False},  # and the demo's watchdog runs --dry-run
         "led": {"backend": "none"},
         "sensors": [
             {

@@ -643,7 +643,7 @@ def os_reboot_if_due(config: Config) -> str | None:
     """Inside the window: reboot for a security update that asked for one, within the watchdog's budget."""
     if not Path(os.environ.get("SENSOR_BRIDGE_REBOOT_REQUIRED", REBOOT_REQUIRED)).exists():
         return None
-    from .watchdog import BUDGET_FILE, RebootBudget
+    from .watchdog import BUDGET_FILE, REBOOT, RebootBudget
 
     w = config.watchdog
     budget = RebootBudget(Path(config.paths.state_dir) / BUDGET_FILE)
@@ -654,7 +654,7 @@ def os_reboot_if_due(config: Config) -> str | None:
     budget.spend(
         w.reboot_window_s, time.time(), "security update (unattended-upgrades) asked for a reboot"
     )
-    subprocess.run(shlex.split(w.reboot_cmd), timeout=120)
+    subprocess.run(REBOOT, timeout=120)  # a fixed action, never a command from the config
     return "rebooting for a security update"
 
 

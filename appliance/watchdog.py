@@ -5,7 +5,8 @@ enables, the processes' memory, and the network, and escalates:
 
 * a service whose status file has not advanced for ``stall_s`` (stopped, hung,
   SIGSTOPped) or whose process holds more than ``max_rss_mb``: log the reason and
-  run ``restart_cmd``; still stalled ``stall_s`` after that restart: ``reboot_cmd``;
+  restart its unit (``systemctl restart UNIT``); still stalled ``stall_s`` after that
+  restart: reboot (``systemctl reboot``);
 * no default route, its link down, or its gateway silent for ``network_down_s``:
   reboot (a Pi's WiFi sometimes only comes back after one).
 
@@ -30,9 +31,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shlex
-import shutil
 import socket
 import struct
 import subprocess
@@ -42,6 +41,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from .config import Config, ConfigWatch
 from .led import LOOK_EVERY_S, LedService
@@ -62,7 +63,23 @@ log = logging.getLogger("sensor-bridge.watchdog")
 
 BUDGET_FILE = "watchdog-reboots.json"
 RECENT_DECISIONS = 20
-COMMAND_TIMEOUT_S = 300.0  # a restart_cmd still running after this is killed
+COMMAND_TIMEOUT_S = 300.0  # a restart still running after this is killed
+
+# Restart and reboot are fixed actions, never text from the config: the watchdog runs as root,
+# and the config is a file anyone holding the SD card can write (issue 19). ``systemctl`` is
+# found through PATH, which systemd sets for the unit: a test puts a recording ``systemctl``
+# first in the PATH of the process it starts. That way no switch exists, in the config or in
+# the code, that makes a bridge run anything else; whoever can set a root service's PATH
+# already runs code as root.
+SYSTEMCTL = "systemctl"
+REBOOT = (SYSTEMCTL, "reboot")
+
+
+def restart_command(unit: str) -> tuple[str, ...]:
+    """``systemctl restart UNIT`` for one of the bridge's own units; any other name is refused."""
+    if unit not in UNITS.values():
+        raise ValueError(f"{unit!r} is not a sensor-bridge unit")
+    return (SYSTEMCTL, "restart", unit)
 
 
 # ------------------------------------------------------------------ the network
@@ -277,14 +294,13 @@ class ServiceWatch:
 
 
 def _rss_mb(pid: Any) -> float | None:
-    """The process's resident memory, as psutil and ``ps`` count it (read from /proc: no psutil in memory)."""
-    if not isinstance(pid, int) or pid <= 0:
+    """The process's resident memory in MB, as psutil counts it (None: no such process)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return None
     try:
-        resident_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
+        return psutil.Process(pid).memory_info().rss / 1e6
+    except (psutil.Error, OSError):
         return None
-    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 # ------------------------------------------------------------------ the watchdog
@@ -427,7 +443,7 @@ class Watchdog(Service):
 
     def _restart(self, config: Config, sw: ServiceWatch, reason: str, now: float) -> None:
         self._decide("restart", sw.unit, reason)
-        self._run(config.watchdog.restart_cmd, sw.unit)
+        self._run(restart_command(sw.unit), sw.unit)
         sw.restarted = sw.advanced = now  # it gets another stall_s to come back
 
     def _reboot(
@@ -452,7 +468,7 @@ class Watchdog(Service):
                 refusal = f"cannot count the reboot in {self.budget.path} ({exc.strerror})"
             else:
                 self._decide("reboot", None, reason)
-                self._run(w.reboot_cmd, None)
+                self._run(REBOOT, None)
                 self._quiet()  # if the box is still up after this, start over as if rebooted
                 return
         self._decide("no-reboot", None, f"{reason}; {refusal}")
@@ -475,8 +491,8 @@ class Watchdog(Service):
         ):  # not created yet: its disk all the same
             where = where.parent
         try:
-            free_mb = shutil.disk_usage(where).free / 1e6
-        except OSError:
+            free_mb = psutil.disk_usage(str(where)).free / 1e6
+        except (OSError, psutil.Error):
             return None
         self.facts["disk_free_mb"] = round(free_mb)
         if free_mb >= config.outbox.min_free_disk_mb:
@@ -518,15 +534,16 @@ class Watchdog(Service):
 
     # -------------------------------------------------------- acting
 
-    def _run(self, template: str, unit: str | None) -> None:
-        """Start ``restart_cmd``/``reboot_cmd`` without waiting: the loop must keep pinging systemd."""
-        argv = [arg.replace("{unit}", unit or "") for arg in shlex.split(template)]
+    def _run(self, argv: tuple[str, ...], unit: str | None) -> None:
+        """Start a restart or the reboot without waiting: the loop must keep pinging systemd.
+
+        A fixed argument list, no shell: nothing in it comes from the config."""
         if self.dry_run:
             return
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         except OSError as exc:
-            self._decide("failed", unit, f"cannot run {template!r}: {exc}")
+            self._decide("failed", unit, f"cannot run {shlex.join(argv)!r}: {exc}")
             return
         self.commands.append((proc, shlex.join(argv), time.monotonic()))
 

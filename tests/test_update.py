@@ -225,8 +225,6 @@ class Bridge:
         self.tables["sensors"] = [sensor_table("entrance", camera.url)]
         self.tables["watchdog"] = {
             "reboot": False,
-            "restart_cmd": "true",
-            "reboot_cmd": "true",
             "check_s": 1,
         }
         self.tables["update"] = {"url": url, "gate_s": GATE_S}
@@ -236,8 +234,15 @@ class Bridge:
         restart = self.services / "restart.sh"
         restart.write_text(RESTART)
         restart.chmod(0o755)
+        # The watchdog's restart and reboot are fixed `systemctl` calls found through PATH:
+        # a systemctl that does nothing comes first, so this test never acts on the machine.
+        fake_bin = tmp / "bin"
+        fake_bin.mkdir()
+        (fake_bin / "systemctl").write_text("#!/bin/sh\nexit 0\n")
+        (fake_bin / "systemctl").chmod(0o755)
         self.env = {
             **os.environ,
+            "PATH": f"{fake_bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "SENSOR_BRIDGE_ROOT": str(self.root),
             "SENSOR_BRIDGE_RESTART_CMD": str(restart),
             "ROOT": str(self.root),

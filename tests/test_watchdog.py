@@ -12,7 +12,7 @@ import re
 import socket
 
 import pytest
-from conftest import CLI, wait_for
+from conftest import CLI, run_cli, wait_for
 from watchdog_helpers import Lab, lab_fixture, needs_netns, read_json  # noqa: F401 - lab is a fixture
 
 PUSH = {"listen": "127.0.0.1:0", "password": "push-secret"}
@@ -228,6 +228,67 @@ def test_a_probe_command_can_judge_the_network_instead(lab: Lab):
         what="the reboot in watchdog.json",
     )
     assert "exited 1: cable" in decisions[0]["reason"]
+
+
+# ------------------------------------------------------------------ no command comes from the config
+
+
+HOSTILE = "sh -c 'id > {proof}'"
+
+
+@pytest.mark.parametrize("key", ["restart_cmd", "reboot_cmd"])
+def test_a_command_in_the_config_is_refused_by_check_and_by_the_boot_import(lab: Lab, key: str):
+    # Issue 19: the root watchdog ran this text; a card in a laptop was enough to own the bridge.
+    proof = lab.tmp / "proof.txt"
+    path = lab.config(watchdog={key: HOSTILE.format(proof=proof)})
+    checked = lab.cli("config", "check")
+    assert checked.returncode == 2, checked.stdout
+    assert f"watchdog.{key}: no longer configurable; restart and reboot are fixed" in (
+        checked.stderr
+    )
+
+    boot = lab.tmp / "boot"
+    boot.mkdir()
+    card = boot / "sensor-bridge.toml"
+    card.write_text(path.read_text())
+    target = lab.tmp / "etc" / "config.toml"
+    imported = run_cli("config", "import", "--from", str(card), "--to", str(target))
+    assert imported.returncode == 1, imported.stdout + imported.stderr
+    assert (
+        f"watchdog.{key}: no longer configurable" in (boot / "sensor-bridge-error.txt").read_text()
+    )
+    assert not target.exists()
+    assert not proof.exists()
+
+
+@needs_netns
+def test_a_hostile_command_in_the_config_is_never_run(lab: Lab):
+    proof = lab.tmp / "proof.txt"
+    lab.config(
+        watchdog={
+            "stall_s": 0.5,
+            "network_down_s": 0.5,
+            "restart_cmd": HOSTILE.format(proof=proof),
+            "reboot_cmd": HOSTILE.format(proof=proof),
+        }
+    )
+    wd = lab.watchdog(lab.netns())  # no collector, no network: it would restart and reboot
+    status = wd.after_checks(3)
+    assert status["state"] == "no-config"
+    assert "watchdog.restart_cmd: no longer configurable" in status["reason"]
+    assert lab.calls() == [] and not proof.exists()
+
+
+@needs_netns
+def test_an_old_card_with_the_documented_defaults_still_heals(lab: Lab):
+    lab.config(
+        watchdog={"restart_cmd": "systemctl restart {unit}", "reboot_cmd": "systemctl reboot"}
+    )
+    assert lab.cli("config", "check").returncode == 0
+    lab.watchdog(lab.netns())  # no collector: restarted with the fixed action, then a reboot
+    wait_for(lambda: lab.reboots(), what="a reboot")
+    assert lab.calls()[0] == "restart sensor-bridge.service"
+    assert "reboot" in lab.calls()
 
 
 # ------------------------------------------------------------------ commands without the service

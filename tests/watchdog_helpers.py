@@ -3,8 +3,10 @@
 * A stand-in service is a real process that writes its status file the way the
   bridge's services do (``python tests/watchdog_helpers.py service RUN_DIR NAME
   STATE [HOG_MB]``); a test kills it, SIGSTOPs it or makes it hold memory.
-* ``restart_cmd``/``reboot_cmd`` point at small scripts that append each call to
-  one log, so a test sees what the watchdog did and in which order.
+* Restart and reboot are fixed ``systemctl`` calls (never commands from the
+  config): every process a Lab starts finds a recording ``systemctl`` first in
+  its PATH, which appends each call to one log, so a test sees what the
+  watchdog did and in which order, and nothing acts on the machine.
 * The watchdog always runs inside a network namespace the test creates: alone
   (no default route: the network is down) or wired by a veth pair to a
   "gateway" namespace. Its probe never reaches a real address.
@@ -131,27 +133,33 @@ class Lab:
         self.config_path = tmp_path / "config.toml"
         self.procs: list[subprocess.Popen[bytes]] = []
         self.namespaces: list[NetNs] = []
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        self.systemctl()
 
     # -------------------------------------------------------- config and commands
 
-    def script(self, name: str, then: str = "") -> Path:
-        """A command that appends ``<name> <args>`` to the calls log, then runs ``then``."""
-        path = self.tmp / f"{name}.sh"
+    def systemctl(self, restart_then: str = "") -> Path:
+        """The ``systemctl`` the Lab's processes find: appends ``<verb> <args>`` to the calls log.
+
+        After a ``restart`` it runs ``restart_then`` (a test's idea of what a restart does)."""
+        path = self.bin / "systemctl"
         log = shlex.quote(str(self.calls_log))
-        path.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n{then}\n')
+        path.write_text(
+            f'#!/bin/sh\necho "$*" >> {log}\nif [ "$1" = restart ]; then\n{restart_then or ":"}\nfi\n'
+        )
         path.chmod(0o755)
         return path
 
     def config(self, restart_then: str = "", **tables: dict[str, Any]) -> Path:
-        """Write the config: fast watchdog settings, commands that record, extra tables."""
+        """Write the config: fast watchdog settings, a systemctl that records, extra tables."""
+        self.systemctl(restart_then)
         body: dict[str, Any] = base_tables(self.tmp, closed_port_url())
         body["watchdog"] = {
             "check_s": 0.2,
             "stall_s": 1.5,
             "network_down_s": 3600,
             "max_rss_mb": 500,
-            "restart_cmd": f"{self.script('restart', restart_then)} {{unit}}",
-            "reboot_cmd": str(self.script("reboot")),
         } | tables.pop("watchdog", {})
         body.update(tables)
         return write_config(self.config_path, body)
@@ -183,7 +191,8 @@ class Lab:
         self, argv: list[str], log_name: str, env: dict[str, str | None] | None = None
     ) -> subprocess.Popen[bytes]:
         """Start ``argv`` with ``env`` added to ours (None removes a variable)."""
-        full = {**os.environ, **(env or {})}
+        path = f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"  # our systemctl first
+        full = {**os.environ, "PATH": path, **(env or {})}
         with open(self.tmp / log_name, "ab") as out:
             proc = subprocess.Popen(
                 argv,
