@@ -26,6 +26,14 @@ The files live under /etc/mosquitto rather than /etc/sensor-bridge because
 mosquitto drops to its own user, which cannot enter /etc/sensor-bridge (0750).
 Device passwords are only stored hashed: ``add-device`` shows one once, and
 ``add-device NAME --new-password`` issues a new one.
+
+mosquitto reads its ACL and config a line at a time, so a value with a newline
+would be a line of its own (issue 19: ``topics = ["milesight/#\npattern
+readwrite #"]`` let every device read every topic). Every name, topic and
+address is checked against a conservative grammar before any file is written,
+the password file is changed on a copy that replaces it only when
+``mosquitto_passwd`` has accepted everything, and each file is replaced whole:
+a refused change leaves every old file as it was.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import fcntl
 import grp
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import re
@@ -44,6 +53,7 @@ import signal
 import string
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,13 +62,18 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, MqttConfig, load_config
-from .files import write_atomic
+from .files import sync_dir, write_atomic
 
 DEFAULT_DIR = "/etc/mosquitto"
 DIR_ENV = "SENSOR_BRIDGE_BROKER_DIR"
 SNIPPET = "conf.d/sensor-bridge.conf"
 OWN = "sensor-bridge"
-DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# An MQTT username (a device's name is its username) or topic level, conservatively: no
+# whitespace, no control character, none of mosquitto's ACL substitutions (%u, %c), no `$SYS`.
+# Always fullmatch: a `^...$` pattern lets a trailing newline through.
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+TOPIC_LEVEL = re.compile(r"[A-Za-z0-9._-]*")
+MAX_TOPIC = 256
 # A relay outage of a day with a few hundred devices fits; beyond, mosquitto drops the oldest.
 QUEUE_MESSAGES = 200_000
 QUEUE_BYTES = 256 * 1024 * 1024
@@ -114,6 +129,42 @@ def topic_prefix(topics: list[str]) -> str:
         if pattern.endswith("/#") and "+" not in pattern and "#" not in pattern[:-2]:
             return pattern[:-2]
     return "milesight"
+
+
+def topic_problem(topic: str, wildcards: bool = True) -> str | None:
+    """Why ``topic`` may not be written into mosquitto's ACL (None: it may).
+
+    MQTT's rules for a topic filter (``+`` a whole level, ``#`` only the whole
+    last level) over a conservative alphabet: letters, digits, ``.``, ``_``, ``-``."""
+    if not topic or len(topic) > MAX_TOPIC:
+        return f"topic {topic!r}: expected 1-{MAX_TOPIC} characters"
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if wildcards and (level == "+" or (level == "#" and i == len(levels) - 1)):
+            continue
+        if not TOPIC_LEVEL.fullmatch(level):
+            return f"topic {topic!r}: a level may hold only letters, digits, '.', '_' and '-'" + (
+                " ('+' a whole level, '#' only the whole last one)" if wildcards else ""
+            )
+    return None
+
+
+def username_problem(name: str, what: str = "username") -> str | None:
+    """Why ``name`` may not be a user of mosquitto's password file and ACL (None: it may)."""
+    if USERNAME.fullmatch(name):
+        return None
+    return f"{what} {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def bind_problem(bind: str) -> str | None:
+    """Why ``bind`` may not follow ``listener PORT`` in mosquitto's config (None: it may)."""
+    if not bind:
+        return None
+    try:
+        ipaddress.ip_address(bind)
+    except ValueError:
+        return f"--bind {bind!r}: expected an IP address of this bridge, or '' for all"
+    return None
 
 
 def _owner(group: str | None) -> tuple[int, int] | None:
@@ -275,6 +326,7 @@ persistent_client_expiration 30d
         return users
 
     def _passwd(self, *args: str) -> None:
+        """Run mosquitto_passwd (only ever on the copy :meth:`_new_passwords` makes)."""
         tool = shutil.which("mosquitto_passwd")
         if not tool:
             raise BrokerError(
@@ -286,31 +338,71 @@ persistent_client_expiration 30d
                 f"mosquitto_passwd {args[0]} failed: {(done.stderr or done.stdout).strip()}"
             )
 
-    def _sync_passwords(self, registry: dict[str, Any], fresh: dict[str, str]) -> None:
-        """Users in the password file: the relay, every device; ``fresh`` passwords replace old ones."""
-        if not self.passwd.exists():  # born private: mosquitto_passwd fills it with hashes next
-            self._write(self.passwd, "", 0o640, "mosquitto")
+    def _new_passwords(self, registry: dict[str, Any], fresh: dict[str, str]) -> Path | None:
+        """The password file as it must be, made on a copy: the relay, every device; ``fresh``
+        passwords replace old ones. None when nothing changes. The copy takes the old file's
+        place only after every file is checked, so a refused name leaves the old one whole."""
         users = self._passwd_users()
         relay = self._relay_secret()
-        if relay and not password_matches(users.get(self.mqtt.username, ""), relay):
-            self._passwd("-b", str(self.passwd), self.mqtt.username, relay)
-            self.changes.append(f"set the relay's password (user {self.mqtt.username})")
-        for name, password in fresh.items():
-            self._passwd("-b", str(self.passwd), name, password)
-            self.changes.append(f"set the password of device {name}")
         wanted = set(registry["devices"]) | ({self.mqtt.username} if relay else set())
-        for stale in sorted(set(users) - wanted - set(fresh)):
-            self._passwd("-D", str(self.passwd), stale)
-            self.changes.append(f"removed user {stale} from {self.passwd}")
-        self._secure(self.passwd, 0o640, "mosquitto")
+        stale = sorted(set(users) - wanted - set(fresh))
+        relay_due = bool(relay) and not password_matches(users.get(self.mqtt.username, ""), relay)
+        if not (relay_due or fresh or stale):
+            return None
+        fd, name = tempfile.mkstemp(prefix=".passwd.", dir=self.own)  # 0600 until it is whole
+        copy = Path(name)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(self.passwd.read_text() if self.passwd.exists() else "")
+            if relay_due:
+                self._passwd("-b", str(copy), self.mqtt.username, relay)
+                self.changes.append(f"set the relay's password (user {self.mqtt.username})")
+            for name_, password in fresh.items():
+                self._passwd("-b", str(copy), name_, password)
+                self.changes.append(f"set the password of device {name_}")
+            for user in stale:
+                self._passwd("-D", str(copy), user)
+                self.changes.append(f"removed user {user} from {self.passwd}")
+            self._secure(copy, 0o640, "mosquitto")
+        except BaseException:
+            copy.unlink(missing_ok=True)
+            raise
+        return copy
+
+    def _refuse_unsafe(self, registry: dict[str, Any]) -> None:
+        """Every value bound for mosquitto's files, checked before any is written."""
+        problems = [
+            username_problem(self.mqtt.username, "[mqtt] username"),
+            *(topic_problem(t) for t in self.mqtt.topics),
+            bind_problem(registry["listener"].get("bind") or ""),
+        ]
+        port = registry["listener"].get("port")
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            problems.append(f"listener port {port!r}: expected 1-65535")
+        for name, device in registry["devices"].items():
+            problems.append(username_problem(name, "device name"))
+            problems.append(topic_problem(str(device.get("topic", "")), wildcards=False))
+            problems.append(username_problem(str(device.get("client_id", "")), "client id"))
+        found = [p for p in problems if p]
+        if found:
+            raise BrokerError(
+                "; ".join(found) + "; nothing was written (mosquitto reads each line as a rule)"
+            )
 
     def apply(self, registry: dict[str, Any], fresh: dict[str, str] | None = None) -> None:
         """Make every file match ``registry`` and ``[mqtt]``; reload a running broker if anything changed."""
+        self._refuse_unsafe(registry)
         before = len(self.changes)
+        passwords = self._new_passwords(registry, fresh or {})  # mosquitto_passwd may refuse
         listener_changed = not self.conf.exists() or self.conf.read_text() != self.snippet(registry)
         self._write(self.conf, self.snippet(registry), 0o644, None)
         self._write(self.acl, self.acl_text(registry), 0o640, "mosquitto")
-        self._sync_passwords(registry, fresh or {})
+        if passwords:
+            os.replace(passwords, self.passwd)
+            sync_dir(self.own)
+        elif not self.passwd.exists():  # born private: mosquitto_passwd fills it later
+            self._write(self.passwd, "", 0o640, "mosquitto")
+        self._secure(self.passwd, 0o640, "mosquitto")
         self._write(
             self.registry_path, json.dumps(registry, indent=1, sort_keys=True) + "\n", 0o600, None
         )
@@ -381,10 +473,8 @@ persistent_client_expiration 30d
 
     def add_device(self, name: str, rotate: bool) -> tuple[Device, str | None, dict[str, Any]]:
         """The device (created if new) and its password when one was issued now."""
-        if not DEVICE_NAME.match(name):
-            raise BrokerError(
-                f"device name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-            )
+        if problem := username_problem(name, "device name"):
+            raise BrokerError(problem)
         if name == self.mqtt.username:
             raise BrokerError(f"device name {name!r} is the relay's own user ([mqtt] username)")
         with self.locked() as registry:

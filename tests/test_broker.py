@@ -10,10 +10,15 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
+import pytest
 from conftest import free_port, wait_for, write_config
 from mqtt_helpers import (
+    RELAY_PASSWORD,
+    Device,
+    Login,
     Mosquitto,
     OutboxReader,
     RelayProcess,
@@ -23,7 +28,7 @@ from mqtt_helpers import (
     relay_tables,
 )
 
-from appliance.broker import Broker, password_matches
+from appliance.broker import Broker, BrokerError, password_matches
 from appliance.config import MqttConfig
 
 pytestmark = needs_mosquitto
@@ -200,3 +205,81 @@ def test_no_broker_file_is_ever_readable_by_others_even_under_a_loose_umask(tmp_
     own = tmp_path / "mosquitto" / "sensor-bridge"
     for name in ("relay.secret", "passwd", "acl", "devices.json"):
         assert stat.S_IMODE((own / name).stat().st_mode) & 0o007 == 0, name
+
+
+# ---------------------------------------------------------------- values are data, never lines (issue 19)
+
+INJECTED = "pattern readwrite #"
+
+
+def mqtt_section(port: int, **overrides: object) -> MqttConfig:
+    """[mqtt] as a config would give it, handed straight to the writer (no config check on the way)."""
+    return MqttConfig(host="127.0.0.1", port=port, password=RELAY_PASSWORD, **overrides)
+
+
+def test_a_newline_in_a_topic_never_lets_one_device_read_another(broker):  # noqa: F811
+    cam1, cam2 = broker.add_device("cam1"), broker.add_device("cam2")
+    before = snapshot(broker.root)
+    hostile = Broker(
+        broker.root, mqtt_section(broker.port, topics=[f"milesight/#\n{INJECTED}"]), True
+    )
+    try:
+        hostile.setup(None)
+    except BrokerError as exc:
+        assert "topic 'milesight/#\\npattern readwrite #'" in str(exc)
+        assert "nothing was written" in str(exc)
+    else:
+        raise AssertionError("the writer took a topic holding a newline")
+    assert snapshot(broker.root) == before
+    assert INJECTED not in (broker.root / "sensor-bridge" / "acl").read_text()
+    broker.reload()  # whatever is on disk now is what mosquitto enforces
+
+    relay = Login("sensor-bridge", RELAY_PASSWORD, "milesight/#", broker.port)
+    reader, spy = Device(relay).wait_connected(), Device(cam1).wait_connected()
+    try:
+        reader.client.subscribe("milesight/cam2/#", qos=1)
+        spy.client.subscribe("milesight/cam2/#", qos=1)
+        wait_for(lambda: len(reader.granted) == 1 and len(spy.granted) == 1, 10, "subscriptions")
+        assert accepted(cam2)
+        wait_for(lambda: reader.received, 10, "the relay to get cam2's reading")
+        time.sleep(1)  # cam1 would have had it by now as well
+        assert spy.received == [], "device cam1 read device cam2's topic"
+    finally:
+        reader.close()
+        spy.close()
+
+
+@pytest.mark.parametrize(
+    "username",
+    ["relay\npattern readwrite #", "relay #", "relay\x00", "%u", "relay\tx", "ré"],
+)
+def test_a_hostile_relay_username_is_refused_before_any_file_is_written(broker, username):  # noqa: F811
+    before = snapshot(broker.root)
+    with pytest.raises(BrokerError, match=r"\[mqtt\] username"):
+        Broker(broker.root, mqtt_section(broker.port, username=username), True).setup(None)
+    assert snapshot(broker.root) == before
+
+
+def test_a_device_name_with_a_trailing_newline_is_refused(broker):  # noqa: F811
+    before = snapshot(broker.root)
+    done = broker.cli("add-device", "cam1\n", check=False)
+    assert done.returncode == 1 and "device name 'cam1\\n'" in done.stderr, done.stderr
+    bad_bind = broker.cli("setup", "--bind", "127.0.0.1\nlistener 1 0.0.0.0", check=False)
+    assert bad_bind.returncode == 1 and "--bind" in bad_bind.stderr, bad_bind.stderr
+    assert snapshot(broker.root) == before
+
+
+def test_a_refused_password_change_leaves_every_file_as_it_was(broker, tmp_path, monkeypatch):  # noqa: F811
+    # mosquitto_passwd refusing (a full disk, a name it dislikes) used to leave the new ACL on disk.
+    broker.add_device("cam1")
+    before = snapshot(broker.root)
+    refusing = tmp_path / "bin"
+    refusing.mkdir()
+    (refusing / "mosquitto_passwd").write_text("#!/bin/sh\necho 'Error: refused' >&2\nexit 1\n")
+    (refusing / "mosquitto_passwd").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{refusing}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(BrokerError, match="mosquitto_passwd -b failed: Error: refused"):
+        Broker(broker.root, mqtt_section(broker.port), True).add_device("cam2", rotate=False)
+    assert snapshot(broker.root) == before
+    assert "cam2" not in (broker.root / "sensor-bridge" / "acl").read_text()
+    assert not list((broker.root / "sensor-bridge").glob(".passwd.*"))
