@@ -25,6 +25,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 TEST_PACKAGES=(mosquitto mosquitto-clients
+    # the bridge's WireGuard key is made and derived by `wg genkey` / `wg pubkey` (appliance/remote.py)
+    wireguard-tools
     # the fleet page's browser tests (driven by playwright-core from cloud/nextjs)
     chromium
     # the cloud side's tests: a throwaway PostgreSQL cluster

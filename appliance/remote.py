@@ -11,13 +11,16 @@ is in ``allowed_ips``; the firewall (provision.sh) answers only SSH on the tunne
 ``sensor-bridge remote setup`` (run by sensor-bridge-config.service at every
 boot it runs, after the config import):
 
-* makes the bridge's private key once (``/etc/systemd/network/sensor-bridge-wg.key``,
+* makes the bridge's private key once with wireguard-tools (``wg genkey``; the public
+  key with ``wg pubkey``: no cryptography here) (``/etc/systemd/network/sensor-bridge-wg.key``,
   0640 root:systemd-network, as networkd needs; never printed, never sent
   anywhere, untouched by config imports) and its public key next to it (0644);
 * publishes the public key as ``sensor-bridge-wireguard.pub`` on the boot
   partition, so a person reads it on a laptop before the bridge is ever online;
 * writes ``90-sensor-bridge-wg.netdev`` / ``.network`` from ``[remote]``, or
-  removes them when there is no ``[remote]`` (no tunnel, no interface).
+  removes them when there is no ``[remote]`` (no tunnel, no interface). A value
+  networkd would read as more than one setting (a newline, a control character,
+  a scope id) is refused before anything is written; each file is replaced whole.
 
 ``sensor-bridge remote show`` prints the ``[Peer]`` block to paste into the hub's config.
 """
@@ -25,11 +28,10 @@ boot it runs, after the config import):
 from __future__ import annotations
 
 import argparse
-import base64
 import grp
 import ipaddress
 import os
-import secrets
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +39,7 @@ from pathlib import Path
 
 from .boot_config import BOOT_FILES
 from .config import Config, ConfigError, RemoteConfig, load_config
+from .files import write_atomic
 from .fleet import NETWORK_DIR, PUB_NAME
 from .fleet import network_dir as default_network_dir
 
@@ -48,55 +51,102 @@ NETWORK = "90-sensor-bridge-wg.network"
 MARK = "# Written by `sensor-bridge remote setup` from [remote] in the config; edit the config, not this."
 
 
-# ---------------------------------------------------------------- X25519 (RFC 7748), for the public key
+# ---------------------------------------------------------------- keys, by wireguard-tools
 
-_P = 2**255 - 19
+WG_MISSING = "wireguard-tools not installed (apt-get install wireguard-tools): `wg` makes the key"
 
 
-def _x25519(scalar: bytes, u: bytes) -> bytes:
-    """Curve25519 scalar multiplication; pure Python so that no wireguard-tools are needed to make a key."""
-    k = bytearray(scalar)
-    k[0] &= 248
-    k[31] = (k[31] & 127) | 64
-    n = int.from_bytes(k, "little")
-    x1 = int.from_bytes(u, "little") & ((1 << 255) - 1)
-    x2, z2, x3, z3, swap = 1, 0, x1, 1, 0
-    for t in reversed(range(255)):
-        bit = (n >> t) & 1
-        swap ^= bit
-        if swap:
-            x2, x3, z2, z3 = x3, x2, z3, z2
-        swap = bit
-        a, b = (x2 + z2) % _P, (x2 - z2) % _P
-        c, d = (x3 + z3) % _P, (x3 - z3) % _P
-        aa, bb = a * a % _P, b * b % _P
-        e = (aa - bb) % _P
-        da, cb = d * a % _P, c * b % _P
-        x3, z3 = (da + cb) ** 2 % _P, x1 * (da - cb) ** 2 % _P
-        x2, z2 = aa * bb % _P, e * (aa + 121665 * e) % _P
-    if swap:
-        x2, z2 = x3, z3
-    return (x2 * pow(z2, _P - 2, _P) % _P).to_bytes(32, "little")
+class TunnelError(Exception):
+    """The key or a tunnel file could not be made; the text says what and why."""
+
+
+def _wg(command: str, given: str = "") -> str:
+    """``wg genkey`` / ``wg pubkey``: WireGuard's own tool, not cryptography written here."""
+    tool = shutil.which("wg")
+    if not tool:
+        raise TunnelError(WG_MISSING)
+    done = subprocess.run([tool, command], input=given, capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise TunnelError(f"wg {command} failed: {done.stderr.strip() or done.returncode}")
+    return done.stdout.strip()
 
 
 def public_key_of(private_key: str) -> str:
-    """The base64 public key of a base64 WireGuard private key (what ``wg pubkey`` prints)."""
-    return base64.b64encode(
-        _x25519(base64.b64decode(private_key), (9).to_bytes(32, "little"))
-    ).decode()
+    """The base64 public key of a base64 WireGuard private key (``wg pubkey``)."""
+    return _wg("pubkey", private_key.strip() + "\n")
 
 
 def new_private_key() -> str:
-    key = bytearray(secrets.token_bytes(32))
-    key[0] &= 248
-    key[31] = (key[31] & 127) | 64
-    return base64.b64encode(bytes(key)).decode()
+    """A new base64 WireGuard private key (``wg genkey``)."""
+    return _wg("genkey")
 
 
 # ---------------------------------------------------------------- the files
 
 
+# networkd reads a file a line at a time and splits some settings at whitespace: a value with
+# a newline, a control character or a space would be settings of its own (issue 19: a second
+# [WireGuardPeer] with AllowedIPs=0.0.0.0/0 from a newline in an IPv6 scope id). The config
+# model checks these keys; the writer checks again, so no caller can hand it such a value.
+_DNS_NAME = re.compile(
+    r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+_WG_KEY = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+
+
+def _unsafe(value: str) -> bool:
+    return not value or any(c.isspace() or not c.isprintable() for c in value) or "%" in value
+
+
+def _address_problem(value: str, network: bool) -> str | None:
+    if _unsafe(value):
+        return f"{value!r}: a control character, whitespace or a scope id (%) has no place here"
+    try:
+        (ipaddress.ip_network(value, strict=False) if network else ipaddress.ip_interface(value))
+    except ValueError:
+        return f"{value!r}: expected an IP {'network' if network else 'address/prefix'}"
+    return None
+
+
+def _endpoint_problem(value: str) -> str | None:
+    if _unsafe(value):
+        return f"{value!r}: a control character, whitespace or a scope id (%) has no place here"
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f"{value!r}: expected host:port"
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"{value!r}: expected [IPv6 address]:port"
+        return None
+    if _DNS_NAME.fullmatch(host):
+        return None
+    return f"{value!r}: expected a DNS name or an IP address before the port"
+
+
+def refuse_unsafe(remote: RemoteConfig) -> None:
+    """Raise TunnelError naming each [remote] value that networkd would not read as one value."""
+    problems = []
+    if problem := _address_problem(remote.address, network=False):
+        problems.append(f"remote.address: {problem}")
+    if problem := _endpoint_problem(remote.endpoint):
+        problems.append(f"remote.endpoint: {problem}")
+    if not _WG_KEY.fullmatch(remote.peer_public_key):
+        problems.append(f"remote.peer_public_key: {remote.peer_public_key!r} is no WireGuard key")
+    for i, net in enumerate(remote.allowed_ips):
+        if problem := _address_problem(net, network=True):
+            problems.append(f"remote.allowed_ips[{i}]: {problem}")
+    keepalive = remote.keepalive_s
+    if not isinstance(keepalive, int) or isinstance(keepalive, bool) or not 0 <= keepalive <= 65535:
+        problems.append(f"remote.keepalive_s: {keepalive!r}: expected 0-65535")
+    if problems:
+        raise TunnelError("; ".join(problems) + "; tunnel files left as they are")
+
+
 def netdev_text(remote: RemoteConfig, key_file: Path) -> str:
+    refuse_unsafe(remote)
     return "\n".join(
         [
             MARK,
@@ -120,6 +170,7 @@ def netdev_text(remote: RemoteConfig, key_file: Path) -> str:
 
 
 def network_text(remote: RemoteConfig) -> str:
+    refuse_unsafe(remote)
     routes = [line for net in remote.allowed_ips for line in ("", "[Route]", f"Destination={net}")]
     return "\n".join(
         [
@@ -163,17 +214,16 @@ class Tunnel:
     def ensure_key(self) -> tuple[str, bool]:
         """The bridge's public key, made (once) with its private key if there is none yet."""
         if self.key_file.exists():
-            public = public_key_of(self.key_file.read_text().strip())
+            try:
+                public = public_key_of(self.key_file.read_text().strip())
+            except TunnelError as exc:
+                raise TunnelError(f"{self.key_file}: {exc}") from None
             if self.public_key() != public:
                 self._write(self.pub_file, public + "\n", 0o644)
             return public, False
-        self.dir.mkdir(parents=True, exist_ok=True)
         private = new_private_key()
-        fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(private + "\n")
-            out.flush()
-            os.fsync(out.fileno())
+        # Whole or not at all (0600 from the start): a power cut never leaves half a key behind.
+        write_atomic(self.key_file, private + "\n", 0o600)
         self._let_networkd_read(self.key_file)
         public = public_key_of(private)
         self._write(self.pub_file, public + "\n", 0o644)
@@ -193,10 +243,7 @@ class Tunnel:
     def _write(self, path: Path, text: str, mode: int) -> bool:
         if path.exists() and path.read_text() == text:
             return False
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        write_atomic(path, text, mode)  # a failed write leaves the old file whole
         return True
 
     def publish(self, public: str) -> Path | None:
@@ -279,7 +326,11 @@ def handshake() -> str:
 
 def _setup(args: argparse.Namespace) -> int:
     tunnel = Tunnel(args.network_dir)
-    public, made = tunnel.ensure_key()
+    try:
+        public, made = tunnel.ensure_key()
+    except TunnelError as exc:
+        print(f"wireguard: {exc}", file=sys.stderr)
+        return 1
     print(f"wireguard: {'made the bridge key' if made else 'bridge key'} {public}")
     published = tunnel.publish(public)
     if published:
@@ -292,7 +343,12 @@ def _setup(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0
-    for line in tunnel.apply(config.remote):
+    try:
+        changes = tunnel.apply(config.remote)
+    except TunnelError as exc:
+        print(f"wireguard: {exc}", file=sys.stderr)
+        return 2
+    for line in changes:
         print(f"wireguard: {line}")
     return 0
 

@@ -8,6 +8,7 @@ WireGuard kernel: that is the VM test image/README.md describes ("reach a bridge
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import stat
@@ -17,7 +18,23 @@ from pathlib import Path
 import pytest
 from conftest import REPO, base_tables, run_cli, write_config
 
-from appliance.remote import BOOT_PUB_NAME, KEY_NAME, NETDEV, NETWORK, public_key_of
+from appliance.config import RemoteConfig
+from appliance.remote import (
+    BOOT_PUB_NAME,
+    KEY_NAME,
+    NETDEV,
+    NETWORK,
+    Tunnel,
+    TunnelError,
+    new_private_key,
+    public_key_of,
+)
+
+needs_wg = pytest.mark.skipif(
+    not shutil.which("wg"),
+    reason="needs wireguard-tools (apt-get install wireguard-tools; provision.sh --dev installs it)",
+)
+pytestmark = needs_wg
 
 HUB = base64.b64encode(bytes(range(32))).decode()
 # Tunnel addresses only written into generated files here; nothing is ever sent to them.
@@ -51,6 +68,21 @@ def test_the_public_key_matches_rfc_7748():
     alice = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
     public = base64.b64decode(public_key_of(base64.b64encode(alice).decode()))
     assert public.hex() == "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+
+
+def test_keys_come_from_wireguard_tools():
+    # RFC 7748 section 6.1, Alice's keys in WireGuard's base64; `wg pubkey` derives it.
+    alice = "dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo="
+    wg = subprocess.run(["wg", "pubkey"], input=alice + "\n", capture_output=True, text=True)
+    assert wg.stdout.strip() == "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo="
+    assert public_key_of(alice) == wg.stdout.strip()
+    import appliance.remote
+
+    assert not hasattr(appliance.remote, "_x25519"), "no Curve25519 by hand"
+    made = new_private_key()
+    assert len(base64.b64decode(made)) == 32 and made != new_private_key()
+    with pytest.raises(TunnelError, match="wg pubkey failed"):
+        public_key_of("not-a-key")
 
 
 def test_the_key_is_made_once_kept_private_and_survives_a_new_config(tmp_path):
@@ -191,3 +223,51 @@ def test_the_firewall_answers_only_ssh_on_the_tunnel(tmp_path):
             ["nft", "-c", "-f", str(tmp_path / "rules.nft")], capture_output=True, text=True
         )
         assert checked.returncode == 0, checked.stderr
+
+
+# ---------------------------------------------------------------- values are data (issue 19)
+
+NEWLINE_PEER = (
+    "\n[WireGuardPeer]\nPublicKey=" + HUB + "\nAllowedIPs=0.0.0.0/0\nEndpoint=198.51.100.7:51820"
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"address": "fd00::42%eth0" + NEWLINE_PEER + "/128"}, "remote.address"),
+        ({"address": "10.66.0.42/32\n[Route]\nGateway=10.66.0.1"}, "remote.address"),
+        ({"allowed_ips": ["fd00::%x\n[Network]\nDNS=198.51.100.53/128"]}, "remote.allowed_ips[0]"),
+        ({"allowed_ips": ["10.66.0.1/32", "10.66.0.2/32\n[Route]"]}, "remote.allowed_ips[1]"),
+        ({"endpoint": "hub.example.com" + NEWLINE_PEER}, "remote.endpoint"),
+        ({"endpoint": "hub.example.com\nDNS=198.51.100.53:51820"}, "remote.endpoint"),
+        ({"endpoint": "hub example.com:51820"}, "remote.endpoint"),
+        ({"peer_public_key": HUB + "\nAllowedIPs=0.0.0.0/0"}, "remote.peer_public_key"),
+    ],
+)
+def test_injected_networkd_lines_never_reach_the_files_even_past_the_config(tmp_path, change, key):
+    # Handed straight to the writer, as no config check ever saw them: the writer refuses too.
+    tunnel = Tunnel(tmp_path / "network")
+    tunnel.ensure_key()
+    good = tunnel.apply(RemoteConfig(**REMOTE))
+    assert good, "the good [remote] was written"
+    before = {p.name: p.read_text() for p in (tmp_path / "network").iterdir()}
+    with pytest.raises(TunnelError, match=re.escape(key) + ": ") as refused:
+        tunnel.apply(RemoteConfig(**{**REMOTE, **change}))
+    assert "tunnel files left as they are" in str(refused.value)
+    after = {p.name: p.read_text() for p in (tmp_path / "network").iterdir()}
+    assert after == before
+    for text in (after[NETDEV], after[NETWORK]):
+        assert text.count("[WireGuardPeer]") <= 1 and "0.0.0.0/0" not in text
+        assert "DNS" not in text and "Gateway" not in text and "%" not in text
+
+    # Through the command, with the hostile value in the config file: nothing written either
+    # (refused by the config check or, past it, by the writer).
+    config = config_with(tmp_path)
+    hostile = {**REMOTE, **change}
+    with config.open("a") as out:  # TOML escapes (\n) by json.dumps: these values are ASCII
+        out.write("[remote]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in hostile.items()))
+    done = setup(tmp_path, config)
+    assert {p.name: p.read_text() for p in (tmp_path / "network").iterdir()} == before
+    assert "tunnel files left as they are" in done.stderr, done.stderr
+    assert key.split("[")[0] in done.stderr, done.stderr
