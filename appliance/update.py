@@ -8,7 +8,10 @@ allowed signers file that provision.sh put on the bridge. An update:
 
 1. downloads the manifest, checks its signature, this bridge's architecture
    and the outbox schema, then the wheels and their hashes, into
-   ``/opt/sensor-bridge/downloads``: nothing else changes before all of it holds;
+   ``/opt/sensor-bridge/downloads``: nothing else changes before all of it holds.
+   Each file is streamed to disk and stops at the size the signed manifest gives
+   it: a server sending more (or a 400 MB "wheel") costs a chunk of memory, not
+   the bridge;
 2. builds ``venv-<version>`` from those wheels alone (no index) and runs the
    new version's ``--version`` and ``config check`` against the live config;
 3. leaves ``venv.undo`` pointing at the running venv, then switches the
@@ -73,6 +76,7 @@ BAD_FILE = "bad-versions.json"
 REBOOT_REQUIRED = "/run/reboot-required"  # unattended-upgrades (update-notifier-common) leaves it
 FETCH_TIMEOUT_S = 60
 MAX_MANIFEST_BYTES = 1 << 20
+CHUNK = 64 * 1024  # a download is read this much at a time: its memory never depends on its size
 MAX_INTERRUPTED = 2  # a version whose gate a reboot cut short this often is marked bad
 ARCH_NAMES = {
     "arm64": "aarch64",
@@ -232,13 +236,17 @@ class Releases:
         self.layout = layout
         self.signers = layout.root / SIGNERS
 
-    def fetch(self, path: str, limit: int | None = None) -> bytes:
+    def fetch(self, path: str, limit: int = MAX_MANIFEST_BYTES) -> bytes:
+        """A small file (index, manifest, signature), refused when larger than ``limit``."""
         url = f"{self.url}/{path}"
         try:
             with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as answer:  # noqa: S310 - https/http from config
-                return answer.read(limit + 1 if limit else -1)
+                data = answer.read(limit + 1)
         except OSError as exc:
             raise UpdateError(f"cannot fetch {url}: {exc}") from None
+        if len(data) > limit:
+            raise UpdateError(f"{url} is larger than {limit} bytes; refused, nothing changed")
+        return data
 
     def versions(self) -> list[str]:
         try:
@@ -323,18 +331,43 @@ class Releases:
         return folder
 
     def fetch_file(self, manifest: dict[str, Any], name: str, folder: Path) -> None:
+        """One file of the release, streamed to disk and hashed on the way; never past its signed size."""
         version = manifest["version"]
         if "/" in name or name.startswith(".") or name not in manifest.get("files", {}):
             raise UpdateError(
                 f"release {version}: file {name!r} is not allowed; refused, nothing changed"
             )
-        data = self.fetch(f"{version}/{name}")
-        if hashlib.sha256(data).hexdigest() != manifest["files"][name]["sha256"]:
+        signed = manifest["files"][name]
+        size = signed.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise UpdateError(
-                f"release {version}: {name} does not match its sha256 in the signed "
+                f"release {version}: {name} has no size in the signed manifest; refused, nothing changed"
+            )
+        url = f"{self.url}/{version}/{name}"
+        digest, got = hashlib.sha256(), 0
+        part = folder / f".{name}.part"
+        try:
+            with (
+                urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as answer,  # noqa: S310 - https/http from config
+                part.open("wb") as out,
+            ):
+                while chunk := answer.read(min(CHUNK, size + 1 - got)):
+                    got += len(chunk)
+                    if got > size:
+                        raise UpdateError(
+                            f"release {version}: {name} is larger than the {size} bytes its signed "
+                            "manifest gives it; download stopped, refused, nothing changed"
+                        )
+                    digest.update(chunk)
+                    out.write(chunk)
+        except OSError as exc:
+            raise UpdateError(f"cannot fetch {url}: {exc}") from None
+        if got != size or digest.hexdigest() != signed["sha256"]:
+            raise UpdateError(
+                f"release {version}: {name} does not match its size and sha256 in the signed "
                 "manifest (tampered or damaged); refused, nothing changed"
             )
-        (folder / name).write_bytes(data)
+        part.rename(folder / name)
 
 
 # ---------------------------------------------------------------- installing, switching, the gate
