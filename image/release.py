@@ -16,6 +16,13 @@ version; manifest.json.sig is its `ssh-keygen -Y sign` signature (namespace
 sensor-bridge-release). releases/index.json lists the versions. Upload the folder as is
 (GitHub Releases, any static HTTPS host) and point `[update] url` at it.
 
+Every wheel that goes into a release is taken by its sha256, never by its name: the one pinned
+in image/requirements.lock (psutil's in PSUTIL_SHA256 below). A file in the wheel cache that
+claims a pinned name and version but has another hash (planted or damaged) stops the build,
+named, before anything is signed; the appliance wheel is built from the checked wheels only.
+The wheel cache (--wheel-cache, default ~/.cache/sensor-bridge/release-wheels) lives outside
+the folder you upload.
+
 `rollout` raises (or lowers) a release's rollout_percent and signs the manifest again.
 `signers` prints the allowed-signers line that image/build.sh --release-key puts on the image.
 Needs: Python 3.11+, pip, ssh-keygen, and PyPI once (wheels are kept in --wheel-cache).
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -40,6 +48,12 @@ PRINCIPAL = "release@sensor-bridge"
 FORMAT = "sensor-bridge/release/v1"
 PYTHON = "3.11"  # the oldest on a bridge (bookworm); every wheel here also serves 3.13 (trixie)
 PSUTIL = "7.2.2"
+# psutil is not in the lock (a bridge takes Debian's python3-psutil when PyPI has no wheel for
+# it), so its wheels' hashes are pinned here: PyPI's, from `pip download` + `pip hash`.
+PSUTIL_SHA256 = {
+    "aarch64": "b0726cecd84f9474419d67252add4ac0cd9811b04d61123054b9fb6f57df6e9e",
+    "x86_64": "076a2d2f923fd4821644f5ba89f059523da90dc9014e85f8e45a5774ca5bc6f9",
+}
 # pip's --platform per architecture a bridge reports (platform.machine()).
 PLATFORMS = {
     "aarch64": ["manylinux2014_aarch64", "linux_aarch64"],
@@ -109,8 +123,31 @@ def stage_source(source: Path, into: Path, version: str | None) -> tuple[str, in
 # ---------------------------------------------------------------- the wheels
 
 
-def download(cache: Path, arch: str, lock: Path) -> tuple[list[Path], list[str]]:
-    """The lock's wheels and psutil's for ``arch`` in ``cache`` (offline first); and what is missing."""
+def wheel_name(name: str) -> str:
+    """A project name as wheel file names spell it (``paho-mqtt`` -> ``paho_mqtt``)."""
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def pins(lock: Path) -> dict[str, tuple[str, set[str]]]:
+    """``{wheel name: (version, {sha256, ...})}`` of every ``NAME==VERSION --hash=sha256:...`` entry."""
+    found: dict[str, tuple[str, set[str]]] = {}
+    for entry in lock.read_text().replace("\\\n", " ").splitlines():
+        words = entry.split("#", 1)[0].split()
+        if not words:
+            continue
+        name, _, version = words[0].partition("==")
+        hashes = {w.split(":", 1)[1] for w in words[1:] if w.startswith("--hash=sha256:")}
+        if not version or not hashes:
+            die(f"{lock}: {words[0]!r} is not pinned as NAME==VERSION --hash=sha256:...")
+        found[wheel_name(name)] = (version, hashes)
+    return found
+
+
+def download(cache: Path, arch: str, lock: Path, checked: Path) -> tuple[list[Path], list[str]]:
+    """The lock's wheels and psutil's for ``arch``, copied into ``checked`` and each checked there
+    against its pinned sha256; and notes.
+
+    pip fills ``cache`` (offline first); what is taken from it is decided by hash alone."""
     platforms = [flag for p in PLATFORMS[arch] for flag in ("--platform", p)]
     common = [
         "download",
@@ -122,52 +159,79 @@ def download(cache: Path, arch: str, lock: Path) -> tuple[list[Path], list[str]]
         "-d",
         str(cache),
     ]
-    for index in (["--no-index", "--find-links", str(cache)], []):
-        done = pip(*common, *index, "--require-hashes", "-r", str(lock))
-        if done.returncode == 0:
-            break
-    else:
+    done = _pip_download(common, cache, lock)
+    if done.returncode != 0:
         die(f"cannot download image/requirements.lock for {arch}:\n{done.stderr}")
+    wanted = pins(lock)
     notes = []
-    for index in (["--no-index", "--find-links", str(cache)], []):
-        if pip(*common, *index, f"psutil=={PSUTIL}").returncode == 0:
-            break
-    else:
-        notes.append(
-            f"psutil: no wheel on PyPI for {arch}; the bridge uses Debian's python3-psutil "
-            "(provision.sh installs it)"
-        )
-    pins = [
-        line.split()[0].split("==")
-        for line in lock.read_text().splitlines()
-        if "==" in line and not line.startswith("#")
-    ]
-    if not notes:
-        pins.append(["psutil", PSUTIL])
+    psutil_hash = PSUTIL_SHA256.get(arch)
+    with tempfile.TemporaryDirectory() as tmp:
+        psutil_lock = Path(tmp) / "psutil.lock"
+        psutil_lock.write_text(f"psutil=={PSUTIL} --hash=sha256:{psutil_hash}\n")
+        if psutil_hash and _pip_download(common, cache, psutil_lock).returncode == 0:
+            wanted["psutil"] = (PSUTIL, {psutil_hash})
+        else:
+            notes.append(
+                f"psutil: no wheel on PyPI for {arch}; the bridge uses Debian's python3-psutil "
+                "(provision.sh installs it)"
+            )
     files = [
-        _wheel_for(cache, name.lower().replace("-", "_"), version, arch) for name, version in pins
+        _wheel_for(cache, name, version, arch, hashes, checked)
+        for name, (version, hashes) in wanted.items()
     ]
     return files, notes
 
 
-def _wheel_for(cache: Path, name: str, version: str, arch: str) -> Path:
-    """The wheel of ``name`` ``version`` in ``cache`` that serves ``arch`` (a pure one serves them all)."""
+def _pip_download(common: list[str], cache: Path, lock: Path) -> subprocess.CompletedProcess[str]:
+    """pip download of ``lock``'s pins into the cache: offline from it first, else from PyPI."""
+    for index in (["--no-index", "--find-links", str(cache)], []):
+        done = pip(*common, *index, "--require-hashes", "-r", str(lock))
+        if done.returncode == 0:
+            break
+    return done
+
+
+def _wheel_for(
+    cache: Path, name: str, version: str, arch: str, hashes: set[str], checked: Path
+) -> Path:
+    """The wheel of ``name`` ``version`` for ``arch`` whose sha256 is pinned, as copied from
+    ``cache`` into ``checked`` (hashed there: the cache may change under us, the copy does not).
+
+    Any other file there calling itself that wheel stops the build, named: it was planted or
+    damaged, and a release must never carry it."""
+    chosen = None
     for wheel in sorted(cache.glob("*.whl")):
-        dist, release, tags = (
-            wheel.name.split("-")[0].lower(),
-            wheel.name.split("-")[1],
-            wheel.name.split("-")[-1],
-        )
-        if dist == name and release == version and ("none-any" in wheel.name or arch in tags):
-            return wheel
-    die(f"no wheel of {name} {version} for {arch} in {cache}")
-    raise AssertionError
+        parts = wheel.name[: -len(".whl")].split("-")
+        if len(parts) not in (5, 6) or parts[0].lower() != name or parts[1] != version:
+            continue
+        if not (parts[-2:] == ["none", "any"] or arch in parts[-1]):
+            continue
+        copy = checked / wheel.name
+        shutil.copyfile(wheel, copy)
+        digest = sha256(copy)
+        if digest not in hashes:
+            die(
+                f"wheel cache: {wheel} claims to be {name} {version} but its sha256 {digest} is "
+                "not the one pinned (image/requirements.lock); planted or damaged: remove it. "
+                "Nothing was signed"
+            )
+        chosen = chosen or copy
+    if chosen is None:
+        die(f"no wheel of {name} {version} for {arch} with its pinned sha256 in {cache}")
+    return chosen
 
 
-def build_appliance(staged: Path, cache: Path, out: Path) -> Path:
-    """The appliance's wheel, built with the lock's setuptools from the cache (no index)."""
+def build_appliance(staged: Path, checked: Path, out: Path) -> Path:
+    """The appliance's wheel, built with the lock's setuptools from the checked wheels (no index)."""
     done = pip(
-        "wheel", "--no-deps", "--no-index", "--find-links", str(cache), "-w", str(out), str(staged)
+        "wheel",
+        "--no-deps",
+        "--no-index",
+        "--find-links",
+        str(checked),
+        "-w",
+        str(out),
+        str(staged),
     )
     if done.returncode != 0:
         die(f"building the appliance wheel failed:\n{done.stderr}")
@@ -199,10 +263,18 @@ def _version_key(version: str) -> tuple[tuple[int, str], ...]:
     )
 
 
+def default_cache() -> Path:
+    """~/.cache/sensor-bridge/release-wheels (or under $XDG_CACHE_HOME): never in the upload folder."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sensor-bridge" / "release-wheels"
+
+
 def build(args: argparse.Namespace) -> int:
     started = time.monotonic()
     out = Path(args.out)
-    cache = Path(args.wheel_cache or out / ".wheels")
+    cache = Path(args.wheel_cache or default_cache())
+    if cache.resolve().is_relative_to(out.resolve()):
+        die(f"--wheel-cache {cache} is inside --out {out}, the folder you upload: keep it apart")
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "src"
@@ -212,13 +284,15 @@ def build(args: argparse.Namespace) -> int:
         if dest.exists():
             die(f"{dest} exists: a version is released once; pick a new --version")
         per_arch, notes, files = {}, {}, {}
+        checked = Path(tmp) / "checked"  # only the wheels whose hashes were checked
+        checked.mkdir()
         for arch in args.arch:
             wheels, notes[arch] = download(
-                cache, arch, Path(args.source) / "image" / "requirements.lock"
+                cache, arch, Path(args.source) / "image" / "requirements.lock", checked
             )
             per_arch[arch] = [w.name for w in wheels]
             files.update({w.name: w for w in wheels})
-        appliance = build_appliance(staged, cache, Path(tmp) / "wheel")
+        appliance = build_appliance(staged, checked, Path(tmp) / "wheel")
         files[appliance.name] = appliance
         partial = out / f".{version}.partial"
         shutil.rmtree(partial, ignore_errors=True)
@@ -298,7 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     b.add_argument("--arch", action="append", choices=sorted(PLATFORMS), help="default: all three")
     b.add_argument("--source", default=str(REPO), help="the checkout to build (default: this one)")
-    b.add_argument("--wheel-cache", help="keep downloaded wheels here (default: OUT/.wheels)")
+    b.add_argument(
+        "--wheel-cache",
+        help="keep downloaded wheels here, outside OUT (default: ~/.cache/sensor-bridge/release-wheels)",
+    )
     b.set_defaults(func=build)
     r = actions.add_parser(
         "rollout", help="change a release's rollout percentage and sign it again"
