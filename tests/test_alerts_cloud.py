@@ -380,3 +380,34 @@ def test_bridges_tool_lists_retires_and_rotates(alerts: Alerting) -> None:
     assert alerts.stack.pg.query(
         f"select disabled_at from bridges where id = {sql_literal(api.bridge_id)}"
     ) == [(None,)]
+
+
+def test_camera_chosen_text_arrives_quoted_not_as_a_mention_or_a_link(alerts: Alerting) -> None:
+    # Issue 19: a camera's HTTP reason phrase becomes the sensor's last_error, then the webhook's
+    # text; Slack and Mattermost read <!channel> as a mention and <url|label> as a disguised link.
+    api = alerts.bridge()
+    alerts.heartbeat(api)
+    hostile = (
+        "HTTP 401 <!channel> <https://evil.example/login|log in again> @everyone "
+        "[log in](https://evil.example/login) a&b\u202e\n" + "x" * 5000
+    )
+    failing = _failing_sensor("cam-entrance") | {"last_error": hostile}
+    alerts.heartbeat(api, state="degraded", sensors=[failing])
+    alerts.cron()
+
+    [hook] = alerts.webhook.received
+    text = hook["text"]
+    assert "Camera not answering" in text and "cam-entrance" in text
+    assert "&lt;!channel&gt;" in text and "<!channel>" not in text
+    assert "&lt;https://evil.example/login|log in again&gt;" in text
+    assert "<https://" not in text and "<" not in text and ">" not in text
+    assert "a&amp;b" in text
+    assert "@everyone" not in text and "](https://" not in text  # broken by an invisible space
+    assert "\u202e" not in text and "x" * 400 not in text  # printable, and bounded
+    assert hook["allowed_mentions"] == {"parse": []}  # Discord: no ping whatever the text says
+    [incident] = hook["incidents"]
+    assert len(incident["detail"]) <= 300 and "\n" not in incident["detail"]
+
+    [telegram] = alerts.telegram.received  # plain text (no parse_mode): nothing is markup there
+    assert "parse_mode" not in telegram
+    assert "<!channel>" in telegram["text"] and "x" * 400 not in telegram["text"]

@@ -4,6 +4,16 @@
 // limit; the caller records the outcome so a failed send is tried again on
 // the next cron run. Errors never include the bot token or the webhook URL
 // (both are secrets that would end up in logs).
+//
+// Quoting for where the text goes (camera-chosen parts are already printable
+// and bounded, alert-message.ts):
+// - Slack and Mattermost read `<!channel>`, `<url|label>` and `&...;` in a
+//   webhook's text as control sequences: `&`, `<`, `>` are escaped as their
+//   formatting rules say (Mattermost follows Slack's). Discord's /slack URL
+//   takes the same text; `allowed_mentions: {parse: []}` stops any ping.
+//   The text is bounded (Mattermost keeps at most 16383 characters a post).
+// - Telegram is sent without parse_mode: plain text, nothing in it is markup,
+//   so nothing is escaped (escapes would show as typed).
 
 import type { AlertChannel, TelegramChannel, WebhookChannel } from "./alert-settings";
 
@@ -11,6 +21,20 @@ const SEND_TIMEOUT_MS = 10_000;
 // Telegram refuses messages over 4096 characters; a very long list is sent
 // as several messages, split between lines.
 const TELEGRAM_MAX_CHARS = 4000;
+const WEBHOOK_MAX_CHARS = 15_000;
+
+/** Slack's (and Mattermost's) escaping of a message text: only &, < and > are control characters. */
+export function slackEscape(text: string): string {
+  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+}
+
+/** At most `max` characters, cut between lines when it is longer, saying how much was left out. */
+export function bounded(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const [first] = splitMessage(text, max - 40);
+  const left = text.split("\n").length - (first ?? "").split("\n").length;
+  return `${first ?? ""}\n… (${left} more line${left === 1 ? "" : "s"})`;
+}
 
 export type SendOutcome = { ok: true } | { ok: false; error: string; retryAfterS?: number };
 
@@ -79,7 +103,11 @@ async function sendTelegram(channel: TelegramChannel, text: string): Promise<Sen
 async function sendWebhook(channel: WebhookChannel, text: string, fields: unknown[]): Promise<SendOutcome> {
   let answer: Response;
   try {
-    answer = await post(channel.url, { text, incidents: fields });
+    answer = await post(channel.url, {
+      text: bounded(slackEscape(text), WEBHOOK_MAX_CHARS),
+      incidents: fields,
+      allowed_mentions: { parse: [] },
+    });
   } catch (err) {
     return failure(err);
   }

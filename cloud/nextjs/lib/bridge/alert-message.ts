@@ -2,6 +2,14 @@
 // the store's own time zone when the cloud knows it, else UTC), what to try
 // (the matching `sensor-bridge doctor` line), and, on recovery, how long the
 // outage lasted. All incidents of one cron run make one message.
+//
+// A camera, a device or a bridge chose some of this text (an HTTP reason
+// phrase becomes a sensor's last_error, then an incident's detail; labels and
+// ids come from the config): each such value is cut to printable text of
+// bounded length, and its "@" and "](" are broken by an invisible space so
+// it can never be an @channel/@everyone mention or a Markdown link in
+// Mattermost or Discord. The channel then quotes the whole text for its own
+// rules (alert-channels.ts: Slack's &, <, > escapes).
 
 import type { AlertThresholds } from "./alert-settings";
 
@@ -87,13 +95,36 @@ export function duration(ms: number): string {
   return `${Math.floor(hours / 24)} d ${hours % 24} h`;
 }
 
+const MAX_DETAIL_CHARS = 300;
+const MAX_NAME_CHARS = 100;
+const ZWSP = "\u200b";
+
+/** Printable text on one line of at most `max` characters (controls, bidi overrides, breaks gone). */
+export function printable(value: string, max: number): string {
+  const flat = value
+    .replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+/gu, " ")
+    .replace(/\s+/g, " ")
+    .trim();
+  const chars = Array.from(flat);
+  return chars.length > max ? chars.slice(0, max - 1).join("") + "…" : flat;
+}
+
+/** Text someone outside chose, made safe to show in a chat: printable, bounded, no mention, no link. */
+export function outsideText(value: string, max: number): string {
+  return printable(value, max).replaceAll("@", `@${ZWSP}`).replaceAll("](", `]${ZWSP}(`);
+}
+
 function subject(e: AlertEvent): string {
-  const bridge = e.label ? `${e.label} (${e.bridge_id})` : e.bridge_id;
-  return e.sensor_id ? `sensor ${e.sensor_id} at ${bridge}` : bridge;
+  const id = outsideText(e.bridge_id, MAX_NAME_CHARS);
+  const bridge = e.label ? `${outsideText(e.label, MAX_NAME_CHARS)} (${id})` : id;
+  return e.sensor_id ? `sensor ${outsideText(e.sensor_id, MAX_NAME_CHARS)} at ${bridge}` : bridge;
 }
 
 function problemLine(e: AlertEvent): string {
-  const detail = e.detail && e.what !== "bridge_silent" && e.what !== "sensor_silent" ? `: ${e.detail}` : "";
+  const detail =
+    e.detail && e.what !== "bridge_silent" && e.what !== "sensor_silent"
+      ? `: ${outsideText(e.detail, MAX_DETAIL_CHARS)}`
+      : "";
   return `• ${subject(e)}, since ${localTime(e.opened_at, e.timezone)}${detail}`;
 }
 
@@ -123,7 +154,8 @@ export function alertText(events: AlertEvent[], thresholds: AlertThresholds, now
   for (const [what, group] of groupBy(opened)) {
     const words = wording(what);
     lines.push("", `${words.problem(thresholds)} (${group.length}):`, ...group.map(problemLine));
-    const sensor = group.length === 1 && group[0]?.sensor_id ? group[0].sensor_id : "<id>";
+    const sensor =
+      group.length === 1 && group[0]?.sensor_id ? outsideText(group[0].sensor_id, MAX_NAME_CHARS) : "<id>";
     lines.push(`Try: ${words.tryThis.replace("<id>", sensor)}`);
   }
   if (closed.length) {
@@ -143,6 +175,6 @@ export function alertFields(events: AlertEvent[], now: Date = new Date()): Recor
     since: e.opened_at.toISOString(),
     closed_at: e.closed_at?.toISOString() ?? null,
     duration_s: Math.round(((e.closed_at ?? now).getTime() - e.opened_at.getTime()) / 1000),
-    detail: e.detail,
+    detail: printable(e.detail ?? "", MAX_DETAIL_CHARS),
   }));
 }
