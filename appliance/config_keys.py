@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
@@ -19,13 +20,25 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+MAX_PROBLEM_CHARS = 1000
+
+
+def shown_safely(text: str) -> str:
+    """``text`` with every control or format character written as its escape (``\\x1b``,
+    ``\\n``, ``\\u202e``) and cut to MAX_PROBLEM_CHARS: one readable line, whatever a file held."""
+    safe = "".join(
+        ascii(c)[1:-1] if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text
+    )
+    return safe if len(safe) <= MAX_PROBLEM_CHARS else safe[: MAX_PROBLEM_CHARS - 1] + "…"
+
 
 class ConfigError(ValueError):
     """The config is unusable; ``problems`` holds one line per wrong key."""
 
     def __init__(self, problems: list[str], path: str | Path | None = None) -> None:
-        # A value echoed back (a bad URL, an unexpected string) must not print a password.
-        self.problems = [mask_urls(p) for p in problems]
+        # A value echoed back (a bad URL, an unexpected string) must not print a password, nor
+        # be a line or a terminal escape of its own (the card's error file, config check over SSH).
+        self.problems = [shown_safely(mask_urls(p)) for p in problems]
         self.path = str(path) if path else None
         where = f"{self.path}: " if self.path else ""
         super().__init__(where + "; ".join(self.problems))
