@@ -91,6 +91,7 @@ def new_private_key() -> str:
 _DNS_NAME = re.compile(
     r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
 )
+_BRIDGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _WG_KEY = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 
 
@@ -286,6 +287,15 @@ def peer_block(config: Config, public: str) -> str:
                 "[remote]: not in the config; add it (address, peer_public_key, endpoint, allowed_ips)"
             ]
         )
+    # A person pastes this into the hub's config as root: a newline in the bridge's id would be
+    # a line of the hub's WireGuard config (AllowedIPs = 0.0.0.0/0 to this bridge).
+    if not _BRIDGE_ID.fullmatch(config.bridge.id):
+        raise ConfigError([f"bridge.id: {config.bridge.id!r} cannot name a [Peer] of the hub"])
+    if not _WG_KEY.fullmatch(public):
+        raise ConfigError([f"the bridge's public key file holds {public!r}, no WireGuard key"])
+    problem = _address_problem(config.remote.address, network=False)
+    if problem:
+        raise ConfigError([f"remote.address: {problem}"])
     address = ipaddress.ip_interface(config.remote.address)
     host = ipaddress.ip_network(f"{address.ip}/{address.max_prefixlen}")
     return "\n".join(

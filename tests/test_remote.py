@@ -271,3 +271,17 @@ def test_injected_networkd_lines_never_reach_the_files_even_past_the_config(tmp_
     assert {p.name: p.read_text() for p in (tmp_path / "network").iterdir()} == before
     assert "tunnel files left as they are" in done.stderr, done.stderr
     assert key.split("[")[0] in done.stderr, done.stderr
+
+
+def test_remote_show_never_prints_a_line_the_bridge_id_smuggled_into_the_hubs_config(tmp_path):
+    # The [Peer] block is pasted into the hub's wg0.conf as root: a newline in bridge.id was a
+    # line of it (AllowedIPs = 0.0.0.0/0 sends all the hub's traffic to this bridge).
+    config = config_with(tmp_path, remote=REMOTE)
+    setup(tmp_path, config)
+    text = config.read_text().replace(
+        'id = "store-test"', 'id = "store-test\\nAllowedIPs = 0.0.0.0/0"'
+    )
+    config.write_text(text)
+    shown = run_cli("-c", str(config), "remote", "show", "--network-dir", str(tmp_path / "network"))
+    assert shown.returncode == 2, shown.stdout
+    assert "bridge.id" in shown.stderr and "0.0.0.0/0" not in shown.stdout
