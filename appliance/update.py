@@ -355,8 +355,9 @@ class Releases:
                     got += len(chunk)
                     if got > size:
                         raise UpdateError(
-                            f"release {version}: {name} is larger than the {size} bytes its signed "
-                            "manifest gives it; download stopped, refused, nothing changed"
+                            f"release {version}: {name} does not match its sha256 in the signed "
+                            f"manifest: it is larger than the {size} bytes the manifest gives it; "
+                            "download stopped, refused, nothing changed"
                         )
                     digest.update(chunk)
                     out.write(chunk)
@@ -364,8 +365,8 @@ class Releases:
             raise UpdateError(f"cannot fetch {url}: {exc}") from None
         if got != size or digest.hexdigest() != signed["sha256"]:
             raise UpdateError(
-                f"release {version}: {name} does not match its size and sha256 in the signed "
-                "manifest (tampered or damaged); refused, nothing changed"
+                f"release {version}: {name} does not match its sha256 in the signed "
+                f"manifest ({got} of {size} bytes; tampered or damaged); refused, nothing changed"
             )
         part.rename(folder / name)
 
