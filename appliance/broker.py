@@ -364,6 +364,8 @@ persistent_client_expiration 30d
                 self._passwd("-D", str(copy), user)
                 self.changes.append(f"removed user {user} from {self.passwd}")
             self._secure(copy, 0o640, "mosquitto")
+            with copy.open("rb") as written:  # on disk before it takes the old file's name
+                os.fsync(written.fileno())
         except BaseException:
             copy.unlink(missing_ok=True)
             raise
