@@ -23,6 +23,7 @@ from . import dead_letters
 from .bridge_state import bridge_state
 from .clock import clock_synchronised
 from .config import Config, config_from_args, mask_urls
+from .config_keys import shown_safely
 from .fleet import fleet_facts
 from .outbox import Outbox, OutboxDamage
 from .remote import handshake
@@ -429,7 +430,7 @@ def check_recent_errors(config: Config) -> list[Finding]:
         Finding(
             "WARN",
             "recent errors",
-            out.splitlines()[-1],
+            shown_safely(out.splitlines()[-1]),  # a log line may quote what a camera sent
             "journalctl -u 'sensor-bridge*' -p warning --since -24h",
         )
     ]

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, base_tables, closed_port_url, run_cli, write_config
 
 HOSTNAME_SCRIPT = REPO / "image/stage-sensor-bridge/02-hostname/files/sensor-bridge-hostname"
 ESCAPE = "\x1b]0;owned\x07\x1b[2J"  # set the terminal's title, clear the screen
@@ -50,6 +50,25 @@ def test_a_hostile_key_is_one_escaped_line_in_the_error_file_and_the_terminal(tm
         assert "\x1b" not in shown and "\x07" not in shown
         assert not re.search(r"^\s*- all fine", shown, re.M), shown  # no forged line
         assert "\\x1b]0;owned\\x07" in shown and "\\n  - all fine" in shown  # shown, escaped
+
+
+def test_doctor_shows_a_logged_escape_as_text(tmp_path: Path):
+    # A log line may quote what a camera or a device sent; doctor prints the latest warning.
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "journalctl").write_text(
+        "#!/bin/sh\nprintf 'sensor cam-1 failing: HTTP 500 \\033]0;owned\\007\\033[2J\\n'\n"
+    )
+    (fake / "journalctl").chmod(0o755)
+    config = write_config(tmp_path / "config.toml", base_tables(tmp_path, closed_port_url()))
+    doctor = run_cli(
+        "-c",
+        str(config),
+        "doctor",
+        env={**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"},
+    )
+    assert "sensor cam-1 failing: HTTP 500 \\x1b]0;owned\\x07" in doctor.stdout, doctor.stdout
+    assert "\x1b" not in doctor.stdout + doctor.stderr
 
 
 # ---------------------------------------------------------------- the image's hostname service
