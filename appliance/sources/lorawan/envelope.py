@@ -3,7 +3,8 @@
 * A Milesight UG65/UG67's embedded network server, "data transmission" over
   MQTT or HTTP: ``devEUI``, ``fPort``, ``data`` (base64 of the frame), ``time``,
   ``deviceName``; with the gateway's payload codec on, the decoded values come
-  as ``object`` or at the top level beside ``devEUI``.
+  as ``object`` or at the top level beside ``devEUI``; its Data Transmission
+  adds ``metadata`` (``{"mqtt_topic": ...}``), which is the gateway's, not the device's.
 * ChirpStack v4 ``.../event/up``: ``deviceInfo.devEui``, ``fPort``, ``data``,
   ``time``, ``object`` when a codec ran.
 * The Things Stack v3 uplink: ``end_device_ids.dev_eui``,
@@ -44,6 +45,7 @@ UG6X_ENVELOPE = {
     "margin",
     "external_power_source",
     "battery_level",
+    "metadata",
 }
 _MODEL_IN_NAME = re.compile(r"(vs13[35]|vs350|vs121|vs330|am307|am319)", re.IGNORECASE)
 
