@@ -587,7 +587,9 @@ def frames(draw: Any, model: str) -> tuple[bytes, dict[str, Any]]:
     for key in keys:
         frame += bytes(key)
         for name, code, how in SPEC[model][key]:
-            raw = draw(st.integers(*LIMITS[code]))
+            # A device's clock ahead of the bridge's is refused at the door (not this test's matter).
+            low, high = LIMITS[code] if name != "timestamp" else (0, int(RECEIVED.timestamp()))
+            raw = draw(st.integers(low, high))
             frame += struct.pack("<" + code, raw)
             expected[name] = expect(raw, how)
     return frame, expected

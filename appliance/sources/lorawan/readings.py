@@ -265,7 +265,8 @@ def records_for(
     own = device_moment(values)
     if own is not None:
         at = own
-        values.pop("timestamp")
+        if len(values) > 1 or history:  # a time alone (a reply to a time downlink) is the event
+            values.pop("timestamp")
     span = timedelta(seconds=period_s)
 
     def make(kind: str, vals: dict[str, Any], period: bool = False) -> Record:
