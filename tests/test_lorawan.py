@@ -424,6 +424,51 @@ def test_the_codec_decoded_form_reaches_the_same_readings_as_the_raw_frame(metad
     assert by_kind(parse(codec, devices)) == raw
 
 
+@pytest.mark.parametrize(
+    "vector",
+    [v for v in VECTORS if "beyond_vendor" not in v],
+    ids=[
+        f"{v['model']}-{v['source'].replace(' ', '')}" for v in VECTORS if "beyond_vendor" not in v
+    ],
+)
+@pytest.mark.parametrize("metadata", [False, True], ids=["plain", "metadata"])
+def test_each_example_in_its_codec_decoded_form_becomes_the_raw_frames_readings(vector, metadata):
+    """A UG6x with the vendor's codec publishes the decoder's object beside devEUI (no data)."""
+    devices = [MqttDevice("dev", dev_eui=EUI, model=vector["model"])]
+    extra = {"metadata": {"mqtt_topic": "milesight/ug67/uplink"}} if metadata else {}
+    raw = parse(ug6x(vector["hex"].replace(" ", ""), **extra), devices)
+    envelope = {k: v for k, v in ug6x("00", **extra).items() if k != "data"}
+    codec = parse({**envelope, **vector["values"]}, devices)
+    readings = {r.id: r.wire() for r in raw.records if r.kind != "event"}
+    assert readings == {r.id: r.wire() for r in codec.records if r.kind != "event"}
+    assert not raw.dead and not codec.dead
+
+
+def test_am319_history_records_are_ambience_readings_at_their_own_time():
+    stamp = (1693530747).to_bytes(4, "little")
+    # temperature 23.8, humidity 62 (124 / 2), pir trigger, light 2, co2 936, tvoc, pressure 1008.6,
+    # pm2.5 32, pm10 48, hcho 0.07
+    tail = struct.pack("<hHBBHHHHHH", 238, 124, 1, 2, 936, 37, 10086, 32, 48, 7)
+    frame = (
+        b"\x20\xce" + stamp + tail + b"\x21\xce" + (1693531647).to_bytes(4, "little") + tail
+    ).hex()
+    devices = [MqttDevice("room", dev_eui=EUI, model="am319")]
+    records = {r.wire()["period_end"]: r.wire() for r in parse(ug6x(frame), devices).records}
+    assert records["2023-09-01T01:12:27Z"]["values"] == {
+        "temperature_c": 23.8,
+        "humidity_pct": 62,
+        "pir": 1,
+        "light_level": 2,
+        "co2_ppm": 936,
+        "tvoc_iaq": 0.37,
+        "pressure_hpa": 1008.6,
+        "pm2_5_ugm3": 32,
+        "pm10_ugm3": 48,
+        "hcho_mgm3": 0.07,
+    }
+    assert records["2023-09-01T01:27:27Z"]["values"]["tvoc_ugm3"] == 37  # 0x21: µg/m³
+
+
 def test_an_unknown_device_without_a_codec_gets_the_dead_letter_that_says_what_to_add():
     body = ug6x("017564", metadata={"mqtt_topic": "milesight/ug67/uplink"})
     result = parse(body)
