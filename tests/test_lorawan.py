@@ -469,6 +469,15 @@ def test_am319_history_records_are_ambience_readings_at_their_own_time():
     assert records["2023-09-01T01:27:27Z"]["values"]["tvoc_ugm3"] == 37  # 0x21: µg/m³
 
 
+@pytest.mark.parametrize("frame", ["FF6A020000", "0AEF7B3AF164"], ids=["no-value", "time-alone"])
+def test_an_uplink_that_holds_no_reading_is_still_kept_as_an_event(frame):
+    """A reply whose type names no value (0xFF 0x6A type 2), or a frame with nothing mapped, is
+    neither lost nor a dead letter."""
+    model = "vs133" if frame.startswith("FF6A") else "vs350"
+    result = parse(ug6x(frame), [MqttDevice("x", dev_eui=EUI, model=model)])
+    assert [r.kind for r in result.records] == ["event"] and not result.dead
+
+
 def test_an_unknown_device_without_a_codec_gets_the_dead_letter_that_says_what_to_add():
     body = ug6x("017564", metadata={"mqtt_topic": "milesight/ug67/uplink"})
     result = parse(body)

@@ -178,8 +178,10 @@ class Mapper:
         if values:
             self.records.append(self.make("ambience", values))
 
-    def event(self, about: dict[str, Any]) -> None:
-        if self.left:
+    def event(self, about: dict[str, Any], always: bool = False) -> None:
+        """What is left, as one event; ``always`` makes one even of nothing (an uplink that
+        said nothing this bridge names is still kept, never silently dropped)."""
+        if self.left or always:
             name = PARTLY if "undecoded" in self.left else "lorawan uplink"
             self.records.append(
                 self.make("event", {"event": name, "payload": {**about, **self.left}})
@@ -278,7 +280,7 @@ def records_for(
     mapper.occupancy()
     mapper.dwell()
     mapper.ambience()
-    mapper.event(about)
+    mapper.event(about, always=not mapper.records and not history)
     out = {r.id: r for r in mapper.records}
     for entry in _by_moment(history if isinstance(history, list) else []):
         for record in records_for(
