@@ -467,6 +467,10 @@ def test_am319_history_records_are_ambience_readings_at_their_own_time():
         "hcho_mgm3": 0.07,
     }
     assert records["2023-09-01T01:27:27Z"]["values"]["tvoc_ugm3"] == 37  # 0x21: µg/m³
+    o3 = [MqttDevice("room", dev_eui=EUI, model="am319-o3")]
+    o3_records = {r.wire()["period_end"]: r.wire() for r in parse(ug6x(frame), o3).records}
+    assert o3_records["2023-09-01T01:12:27Z"]["values"]["o3_ppm"] == 0.07  # the O3 variant's field
+    assert "hcho_mgm3" not in o3_records["2023-09-01T01:12:27Z"]["values"]
 
 
 @pytest.mark.parametrize("frame", ["FF6A020000", "0AEF7B3AF164"], ids=["no-value", "time-alone"])
@@ -476,6 +480,29 @@ def test_an_uplink_that_holds_no_reading_is_still_kept_as_an_event(frame):
     model = "vs133" if frame.startswith("FF6A") else "vs350"
     result = parse(ug6x(frame), [MqttDevice("x", dev_eui=EUI, model=model)])
     assert [r.kind for r in result.records] == ["event"] and not result.dead
+
+
+@pytest.mark.parametrize(
+    "model, frame, values",
+    [
+        ("am307", "FF1A02E803 FE1A01", {"co2_calibration_settings": {"mode": "abc"}}),
+        ("am319", "FF1A02E803", {"co2_calibration_settings": {"mode": "manual", "calibration_value": 1000}}),
+        ("am319-o3", "FF1A0218FC", {"co2_calibration_settings": {"mode": "manual", "value": -1000}}),
+        ("vs350", "FF9601010102010A0001 FF960201000301050000", None),
+        ("vs121", "F8110100 F88B0201", {"on_the_dot_report_interval": "10min", "device_response_result": {"channel_type": 0x8B, "result": "forbidden", "request": {"lorawan_version": "v1.0.3"}}}),
+        ("vs133", "FF6A003C00 FF6A011E00", {"retransmit_interval": 60, "resend_interval": 30}),
+    ],
+)  # fmt: skip
+def test_replies_to_downlinks_read_as_the_vendor_prints_them(model, frame, values):
+    decoded = decode(model, bytes.fromhex(frame.replace(" ", "")))
+    if values is None:  # two entries of a list-valued setting add up, as the vendor's do
+        assert [entry["mode"] for entry in decoded["d2d_master_config"]] == [
+            "someone_enter",
+            "someone_leave",
+        ]
+        assert decoded["d2d_master_config"][0]["d2d_cmd"] == "0102"
+    else:
+        assert decoded == values
 
 
 def test_an_unknown_device_without_a_codec_gets_the_dead_letter_that_says_what_to_add():
@@ -619,6 +646,13 @@ SPEC: dict[str, Spec] = {
         (0x0D, 0x7D): [("o3", U16, 100)],
         (0xFF, 0x65): [("pm2_5_collection_interval", U16, 1)],
     },
+    "am319-o3": {
+        **AMBIENCE,
+        (0x0B, 0x7D): [("pm2_5", U16, 1)],
+        (0x0C, 0x7D): [("pm10", U16, 1)],
+        (0x0D, 0x7D): [("o3", U16, 100)],
+        (0xFE, 0x65): [("pm2_5_collection_interval", U16, 1)],
+    },
 }
 SPEC["vs135"] = SPEC["vs133"]
 LIMITS = {U8: (0, 255), U16: (0, 65535), I16: (-32768, 32767), U32: (0, 2**32 - 1), I8: (-128, 127)}
@@ -673,6 +707,7 @@ BY_EXAMPLE = {
     "vs330": set(),
     "am307": {(0x20, 0xCE), (0x21, 0xCE)},
     "am319": {(0x20, 0xCE), (0x21, 0xCE)},
+    "am319-o3": {(0x20, 0xCE), (0x21, 0xCE)},
 }
 BY_EXAMPLE["vs135"] = BY_EXAMPLE["vs133"]
 

@@ -20,6 +20,7 @@ MODELS: dict[str, Layout] = {
     "vs330": vs330.LAYOUT,
     "am307": am300.AM307,
     "am319": am300.AM319,
+    "am319-o3": am300.AM319_O3,
 }
 
 

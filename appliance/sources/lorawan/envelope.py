@@ -47,7 +47,9 @@ UG6X_ENVELOPE = {
     "battery_level",
     "metadata",
 }
-_MODEL_IN_NAME = re.compile(r"(vs13[35]|vs350|vs121|vs330|am307|am319)", re.IGNORECASE)
+_MODEL_IN_NAME = re.compile(
+    r"(vs13[35]|vs350|vs121|vs330|am307|am319[-_ ]?o3|am319)", re.IGNORECASE
+)
 
 
 class EnvelopeError(ValueError):
@@ -98,7 +100,7 @@ def _hint(*names: Any) -> str:
     for name in names:
         found = _MODEL_IN_NAME.search(name) if isinstance(name, str) else None
         if found:
-            return found.group(1).lower()
+            return re.sub(r"[-_ ]?o3$", "-o3", found.group(1).lower())
     return ""
 
 
