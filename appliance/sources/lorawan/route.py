@@ -34,8 +34,6 @@ class RouteError(ValueError):
 class Routed:
     sensor_id: str
     records: list[Record]
-    # Why part of the frame was not decoded ("byte 6: ..."), None when all of it was.
-    undecoded: str | None = None
 
 
 def network_time(text: Any) -> datetime | None:
@@ -107,10 +105,9 @@ def route(
         "network": uplink.network,
         "fport": uplink.fport,
     }
-    if uplink.payload is not None and "undecoded" not in values and values is uplink.decoded:
-        about["frame"] = (
-            uplink.payload.hex()
-        )  # decoded upstream: the bytes go with whatever is left
+    if uplink.payload is not None and values is uplink.decoded:
+        # Decoded upstream: the raw bytes go with whatever is left, never dropped.
+        about["frame"] = uplink.payload.hex()
     period_s = device.period_s if device else DEFAULT_PERIOD_S
     try:
         records = records_for(
@@ -124,11 +121,4 @@ def route(
         )
     except (ValueError, TypeError) as exc:
         raise RouteError(f"uplink from {uplink.dev_eui}: {exc}") from None
-    unread = values.get("undecoded")
-    undecoded = (
-        f"{unread['model']} frame {unread['frame']} from {uplink.dev_eui} not fully decoded, "
-        f"{unread['reason']}"
-        if isinstance(unread, dict) and "reason" in unread
-        else None
-    )
-    return Routed(sensor_id, records, undecoded)
+    return Routed(sensor_id, records)
