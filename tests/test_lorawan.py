@@ -491,6 +491,10 @@ def test_an_uplink_that_holds_no_reading_is_still_kept_as_an_event(frame):
         ("vs350", "FF9601010102010A0001 FF960201000301050000", None),
         ("vs121", "F8110100 F88B0201", {"on_the_dot_report_interval": "10min", "device_response_result": {"channel_type": 0x8B, "result": "forbidden", "request": {"lorawan_version": "v1.0.3"}}}),
         ("vs133", "FF6A003C00 FF6A011E00", {"retransmit_interval": 60, "resend_interval": 30}),
+        ("vs350", "FFBDE001", {"time_zone": "UTC+8"}),  # minutes
+        ("vs350", "FFBDC6FD", {"time_zone": "UTC-9:30"}),
+        ("am307", "FE173900", {"time_zone": "UTC+5:45"}),  # tenths of an hour, truncated
+        ("am319", "FF17A1FF", {"time_zone": "UTC-9:30"}),
     ],
 )  # fmt: skip
 def test_replies_to_downlinks_read_as_the_vendor_prints_them(model, frame, values):
