@@ -76,7 +76,7 @@ RELOAD_EVERY_S = 60.0  # ConfigWatch re-reads the file this often even when it l
 T = TypeVar("T")
 
 
-LORAWAN_MODELS = ("vs133", "vs135", "vs350", "vs121", "vs330", "am307", "am319")
+LORAWAN_MODELS = ("vs133", "vs135", "vs350", "vs121", "vs330", "am307", "am319", "am319-o3")
 
 
 def _dev_eui(value: str) -> str | None:

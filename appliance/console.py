@@ -43,6 +43,7 @@ def _ago(seconds: float | None) -> str:
 # ---------------------------------------------------------------- status
 
 DEAD_SCANNED = 5000  # newest dead letters read for "not understood today"
+PARTLY_DECODED = "lorawan frame partly decoded"  # the event sources/lorawan/readings.py names
 
 
 def gather_status(config: Config) -> dict[str, Any]:
@@ -56,6 +57,8 @@ def gather_status(config: Config) -> dict[str, Any]:
         damage = outbox.reset_reason or outbox.damage
         not_understood = dead_letters.not_understood_today(
             outbox.dead_letters(DEAD_SCANNED), config.mqtt.devices if config.mqtt else [], now
+        ) + dead_letters.partly_decoded_today(
+            outbox.events_since(PARTLY_DECODED, dead_letters.local_midnight(now), DEAD_SCANNED)
         )
     finally:
         outbox.close()

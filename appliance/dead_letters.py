@@ -91,8 +91,7 @@ def not_understood_today(
     entries: list[dict[str, Any]], devices: list[MqttDevice] | None = None, now: float | None = None
 ) -> list[str]:
     """One line per device whose messages were dead-lettered since local midnight."""
-    today = time.localtime(now if now is not None else time.time())
-    midnight = time.mktime((today.tm_year, today.tm_mon, today.tm_mday, 0, 0, 0, 0, 0, -1))
+    midnight = local_midnight(now)
     recent = [
         e
         for e in entries
@@ -107,6 +106,30 @@ def not_understood_today(
         first = min(groups, key=lambda g: g.first_at)
         noun = "message" if count == 1 else "messages"
         lines.append(f"{device}: {count} {noun} not understood today (first: {first.reason})")
+    return lines
+
+
+def local_midnight(now: float | None = None) -> float:
+    today = time.localtime(now if now is not None else time.time())
+    return time.mktime((today.tm_year, today.tm_mon, today.tm_mday, 0, 0, 0, 0, 0, -1))
+
+
+def partly_decoded_today(events: list[dict[str, Any]]) -> list[str]:
+    """One line per device whose LoRaWAN frames were decoded only in part (``Outbox.events_since``):
+    their readings were stored, the rest of each frame went to the cloud as an event."""
+    per_device: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        per_device.setdefault(event["sensor_id"], []).append(event)
+    lines = []
+    for device, found in sorted(per_device.items()):
+        first = min(found, key=lambda e: e["queued_at"])
+        undecoded = (first["values"].get("payload") or {}).get("undecoded") or {}
+        noun = "frame" if len(found) == 1 else "frames"
+        lines.append(
+            f"{device}: {len(found)} LoRaWAN {noun} not fully understood today, the rest kept"
+            f" as an event (first: {undecoded.get('model', '?')} frame"
+            f" {undecoded.get('frame', '?')}, {undecoded.get('reason', '?')})"
+        )
     return lines
 
 

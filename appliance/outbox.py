@@ -1063,6 +1063,22 @@ class Outbox:
 
     # ------------------------------------------------------------ the dead-letter table
 
+    def events_since(self, name: str, since: float, limit: int = 5000) -> list[dict[str, Any]]:
+        """The newest ``event`` readings named ``name`` queued since ``since`` (a LoRaWAN frame
+        partly decoded: kept as readings, so not a dead letter, yet ``status`` names its device)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sensor_id, body, queued_at FROM readings WHERE kind = 'event'"
+                " AND queued_at >= ? AND instr(body, ?) > 0 ORDER BY queued_at DESC LIMIT ?",
+                (since, name, limit),
+            ).fetchall()
+        found = []
+        for sensor_id, body, queued_at in rows:
+            values = json.loads(body).get("values") or {}
+            if values.get("event") == name:
+                found.append({"sensor_id": sensor_id, "values": values, "queued_at": queued_at})
+        return found
+
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(

@@ -10,7 +10,7 @@ turns decoded values into records. docs/milesight.md has the mapping.
 from __future__ import annotations
 
 from . import am300, vs13x, vs121, vs330, vs350
-from .frame import FrameError, Layout, Values, walk
+from .frame import Decoded, FrameError, Layout, Unread, Values, walk
 
 MODELS: dict[str, Layout] = {
     "vs133": vs13x.LAYOUT,
@@ -20,18 +20,25 @@ MODELS: dict[str, Layout] = {
     "vs330": vs330.LAYOUT,
     "am307": am300.AM307,
     "am319": am300.AM319,
+    "am319-o3": am300.AM319_O3,
 }
 
 
-def decode(model: str, payload: bytes, fport: int | None = None) -> Values:
-    """The values in one uplink of ``model``; raises :class:`FrameError` (or KeyError for an unknown model).
+def read_frame(model: str, payload: bytes, fport: int | None = None) -> Decoded:
+    """One uplink of ``model``: its values up to the first byte its layout does not explain,
+    and that byte with the reason (``unread``). Raises :class:`FrameError` when nothing in it
+    is readable (or KeyError for an unknown model).
 
-    Milesight devices send their data on fPort 85; other ports carry replies to
-    downlinks, which these layouts do not describe."""
+    Milesight devices send their data, and their replies to downlinks, on fPort 85."""
     layout = MODELS[model.lower()]
     if fport is not None and fport != 85:
         raise FrameError(f"fPort {fport}: {model} sends its readings on fPort 85")
     return walk(payload, layout, model.upper())
 
 
-__all__ = ["MODELS", "FrameError", "Values", "decode"]
+def decode(model: str, payload: bytes, fport: int | None = None) -> Values:
+    """The values the vendor's decoder gives for one uplink: what precedes an unknown entry."""
+    return read_frame(model, payload, fport).values
+
+
+__all__ = ["MODELS", "Decoded", "FrameError", "Unread", "Values", "decode", "read_frame"]

@@ -2,7 +2,10 @@
 
 For an installer checking a device (paste the hex the gateway's packet list
 shows) and for scripts. Names are the vendor's, so the output can be set beside
-the vendor's decoder; a frame that breaks the layout says at which byte.
+the vendor's decoder (docs/milesight.md lists the few that differ). A frame that
+breaks the layout at its first entry is an error naming the byte; one that
+breaks it later prints what came before, as the vendor's decoder does, and
+names the byte on stderr.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import re
 import sys
 
 from ...config import LORAWAN_MODELS
-from . import FrameError, decode
+from . import FrameError, read_frame
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -29,11 +32,17 @@ def _decode(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        values = decode(args.model, frame, args.fport)
+        decoded = read_frame(args.model, frame, args.fport)
     except FrameError as exc:
         print(f"error: {args.model} frame {frame.hex()}: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(values, indent=2, ensure_ascii=False))
+    print(json.dumps(decoded.values, indent=2, ensure_ascii=False))
+    if decoded.unread is not None:
+        print(
+            f"note: {args.model} frame {frame.hex()} decoded up to {decoded.unread}; "
+            f"the rest ({frame[decoded.unread.at :].hex()}) is not read",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -3,7 +3,8 @@
 * A Milesight UG65/UG67's embedded network server, "data transmission" over
   MQTT or HTTP: ``devEUI``, ``fPort``, ``data`` (base64 of the frame), ``time``,
   ``deviceName``; with the gateway's payload codec on, the decoded values come
-  as ``object`` or at the top level beside ``devEUI``.
+  as ``object`` or at the top level beside ``devEUI``; its Data Transmission
+  adds ``metadata`` (``{"mqtt_topic": ...}``), which is the gateway's, not the device's.
 * ChirpStack v4 ``.../event/up``: ``deviceInfo.devEui``, ``fPort``, ``data``,
   ``time``, ``object`` when a codec ran.
 * The Things Stack v3 uplink: ``end_device_ids.dev_eui``,
@@ -44,8 +45,11 @@ UG6X_ENVELOPE = {
     "margin",
     "external_power_source",
     "battery_level",
+    "metadata",
 }
-_MODEL_IN_NAME = re.compile(r"(vs13[35]|vs350|vs121|vs330|am307|am319)", re.IGNORECASE)
+_MODEL_IN_NAME = re.compile(
+    r"(vs13[35]|vs350|vs121|vs330|am307|am319[-_ ]?o3|am319)", re.IGNORECASE
+)
 
 
 class EnvelopeError(ValueError):
@@ -96,7 +100,7 @@ def _hint(*names: Any) -> str:
     for name in names:
         found = _MODEL_IN_NAME.search(name) if isinstance(name, str) else None
         if found:
-            return found.group(1).lower()
+            return re.sub(r"[-_ ]?o3$", "-o3", found.group(1).lower())
     return ""
 
 

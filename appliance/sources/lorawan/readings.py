@@ -4,19 +4,27 @@ The names are the vendor's (what its decoders print, and what a UG6x payload
 codec, ChirpStack or The Things Stack codec hands over), so the same mapping
 serves frames decoded here and frames decoded upstream.
 
-* period in/out (``line_N_period_in``, VS350 ``period_in``, VS121 ``people_in``)
-  -> ``line_counts`` for the ``period_s`` before the uplink's moment;
+* period in/out (``line_N_period_in``, VS350 ``period_in``, VS121 ``people_in``,
+  else VS121 ``line_in``) -> ``line_counts`` for the ``period_s`` before the
+  uplink's moment;
 * running totals (``line_N_total_in``, ``total_in``, ``people_total_in``) ->
   ``line_totals``, a snapshot at that moment;
+* a VS13x's child counts (``line_N_child_...``) -> the same readings, as line
+  ``"N_child"`` beside the adults' line ``"N"`` (the total is everyone's);
 * people present (``people_count_all``, ``region_N_count``, region flags,
-  VS330 ``occupancy``) -> ``occupancy``, a snapshot;
-* ``region_N_avg_dwell`` / ``_max_dwell`` -> ``dwell``, a snapshot;
+  VS330 ``occupancy``) -> ``occupancy``, a snapshot (children: region ``"N_child"``);
+* ``region_N_avg_dwell`` / ``_max_dwell`` -> ``dwell``, a snapshot (children:
+  region ``"N_child"``);
 * room and device measurements -> ``ambience``, a snapshot;
-* everything else (alarms, flows between areas, versions, calibration, a line
-  with only one direction) -> one ``event``, so nothing a device said is dropped.
+* everything else (alarms, flows between areas, versions, settings, a line
+  with only one direction, a frame's undecoded rest) -> one ``event``, so
+  nothing a device said is dropped.
 
 The moment is the frame's own ``timestamp`` when it carries a plausible one,
-else the network's receive time; each ``history`` entry is dated by its own.
+else the network's receive time. ``history`` entries are the readings of
+their own moment: entries with the same ``timestamp`` (a VS13x or VS121
+re-sends one channel per entry) are read together, so the in and out of a line
+meet again.
 """
 
 from __future__ import annotations
@@ -43,15 +51,18 @@ AMBIENCE = {
     "distance": "distance_mm",
 }
 WORDS = {"trigger": 1, "idle": 0, "occupied": 1, "vacant": 0}
-_LINE = re.compile(r"^line_(\d+)_(period|total)_(in|out)$")
-_REGION_COUNT = re.compile(r"^region_(\d+)_count$")
+_LINE = re.compile(r"^line_(\d+(?:_child)?)_(period|total)_(in|out)$")
+_REGION_COUNT = re.compile(r"^region_(\d+(?:_child)?)_count$")
 _REGION_FLAG = re.compile(r"^region_(\d+)$")
-_DWELL = re.compile(r"^region_(\d+)_(avg|max)_dwell$")
-# A single line's pairs, named per model: (period in, period out, total in, total out).
+_DWELL = re.compile(r"^region_(\d+(?:_child)?)_(avg|max)_dwell$")
+# A single line's pairs, named per model, first found first taken:
+# (period in, period out, total in, total out).
 FLAT_LINES = (
     ("period_in", "period_out", "total_in", "total_out"),
     ("people_in", "people_out", "people_total_in", "people_total_out"),
+    ("line_in", "line_out", "", ""),
 )
+PARTLY = "lorawan frame partly decoded"
 
 
 class UplinkError(ValueError):
@@ -79,13 +90,14 @@ class Mapper:
                 ("period", period_in, period_out),
                 ("total", total_in, total_out),
             ):
-                if key_in in self.left or key_out in self.left:
-                    found[what].setdefault("1", {}).update({"in": key_in, "out": key_out})
+                if key_in in self.left and key_out in self.left and "1" not in found[what]:
+                    found[what]["1"] = {"in": key_in, "out": key_out}
         for what, kind in (("period", "line_counts"), ("total", "line_totals")):
             whole = {
                 line: keys
                 for line, keys in found[what].items()
-                if keys.get("in") in self.left and keys.get("out") in self.left
+                if _count(self.left.get(keys.get("in", "")))
+                and _count(self.left.get(keys.get("out", "")))
             }
             if whole:
                 lines = {
@@ -101,8 +113,18 @@ class Mapper:
                 )
 
     def occupancy(self) -> None:
-        counts = {m.group(1): k for k in self.left if (m := _REGION_COUNT.match(k))}
-        flags = {m.group(1): k for k in self.left if (m := _REGION_FLAG.match(k))}
+        counts = {
+            m.group(1): k
+            for k in self.left
+            if (m := _REGION_COUNT.match(k)) and _count(self.left[k])
+        }
+        flags = {
+            m.group(1): k
+            for k in self.left
+            if (m := _REGION_FLAG.match(k)) and isinstance(_flag(self.left[k]), bool)
+        }
+        if "occupancy" in self.left and not isinstance(_flag(self.left["occupancy"]), bool):
+            return  # "unknown": kept in the event as the device said it
         if (
             not counts
             and not flags
@@ -132,7 +154,11 @@ class Mapper:
         for key in [k for k in self.left if _DWELL.match(k)]:
             region, which = _DWELL.match(key).groups()  # type: ignore[union-attr]
             found.setdefault(region, {})[which] = key
-        whole = {r: keys for r, keys in found.items() if set(keys) == {"avg", "max"}}
+        whole = {
+            r: keys
+            for r, keys in found.items()
+            if set(keys) == {"avg", "max"} and all(_count(self.left[k]) for k in keys.values())
+        }
         if whole:
             regions = {
                 r: {"avg": self.take(k["avg"]), "max": self.take(k["max"])}
@@ -142,19 +168,32 @@ class Mapper:
 
     def ambience(self) -> None:
         values = {
-            name: _number(self.take(key)) for key, name in AMBIENCE.items() if key in self.left
+            name: _number(self.take(key))
+            for key, name in AMBIENCE.items()
+            if key in self.left and _is_number(_number(self.left[key]))
         }
-        if "tvoc" in self.left:
+        if "tvoc" in self.left and _is_number(self.left["tvoc"]):
             tvoc = self.take("tvoc")
             values[_tvoc_unit(tvoc)] = tvoc
         if values:
             self.records.append(self.make("ambience", values))
 
-    def event(self, about: dict[str, Any]) -> None:
-        if self.left:
+    def event(self, about: dict[str, Any], always: bool = False) -> None:
+        """What is left, as one event; ``always`` makes one even of nothing (an uplink that
+        said nothing this bridge names is still kept, never silently dropped)."""
+        if self.left or always:
+            name = PARTLY if "undecoded" in self.left else "lorawan uplink"
             self.records.append(
-                self.make("event", {"event": "lorawan uplink", "payload": {**about, **self.left}})
+                self.make("event", {"event": name, "payload": {**about, **self.left}})
             )
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
 def _all_counts(mapping: dict[str, Any]) -> bool:
@@ -190,6 +229,16 @@ def _tvoc_unit(value: Any) -> str:
     return "tvoc_iaq" if isinstance(value, int | float) and value <= 5 else "tvoc_ugm3"
 
 
+def _by_moment(history: list[Any]) -> list[dict[str, Any]]:
+    """History entries with the same timestamp as one (the VS13x and VS121 send a channel each)."""
+    merged: dict[Any, dict[str, Any]] = {}
+    for entry in history:
+        if not isinstance(entry, dict) or device_moment(entry) is None:
+            raise UplinkError(f"history entry {entry!r} has no timestamp between 2000 and 2099")
+        merged.setdefault(entry["timestamp"], {}).update(entry)
+    return list(merged.values())
+
+
 def device_moment(values: dict[str, Any]) -> datetime | None:
     """The frame's own ``timestamp`` (seconds since 1970) when it reads as a time this century."""
     stamp = values.get("timestamp")
@@ -218,7 +267,8 @@ def records_for(
     own = device_moment(values)
     if own is not None:
         at = own
-        values.pop("timestamp")
+        if len(values) > 1 or history:  # a time alone (a reply to a time downlink) is the event
+            values.pop("timestamp")
     span = timedelta(seconds=period_s)
 
     def make(kind: str, vals: dict[str, Any], period: bool = False) -> Record:
@@ -230,11 +280,9 @@ def records_for(
     mapper.occupancy()
     mapper.dwell()
     mapper.ambience()
-    mapper.event(about)
+    mapper.event(about, always=not mapper.records and not history)
     out = {r.id: r for r in mapper.records}
-    for entry in history if isinstance(history, list) else []:
-        if not isinstance(entry, dict) or device_moment(entry) is None:
-            raise UplinkError(f"history entry {entry!r} has no timestamp between 2000 and 2099")
+    for entry in _by_moment(history if isinstance(history, list) else []):
         for record in records_for(
             entry,
             sensor_id=sensor_id,

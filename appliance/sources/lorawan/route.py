@@ -4,8 +4,10 @@ Which sensor: the ``[[mqtt.devices]]`` entry with this ``dev_eui``, else the
 DevEUI itself (16 lowercase hex digits). Which layout: that entry's ``model``,
 else a model named in the network server's device profile or model id. Values
 the network server already decoded are used as they are; raw bytes are decoded
-here, and a frame that breaks its model's layout is refused whole with the
-reason (the relay dead-letters it).
+here. A frame whose first entry breaks its model's layout is refused whole with
+the reason (the relay dead-letters it); a frame that breaks it later keeps what
+came before, and the frame itself (hex, the byte, the reason) goes with the
+uplink's event under ``undecoded``, so it can be decoded again later.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from ...config import LORAWAN_MODELS, MqttDevice
 from ...records import Record
-from . import decode
+from . import read_frame
 from .envelope import Uplink
 from .readings import records_for
 
@@ -58,15 +60,28 @@ def device_for(devices: list[MqttDevice], dev_eui: str) -> MqttDevice | None:
 
 
 def decoded_values(uplink: Uplink, device: MqttDevice | None) -> dict[str, Any]:
-    """The uplink's values: decoded here from its bytes when a model is known, else as decoded upstream."""
+    """The uplink's values: decoded here from its bytes when a model is known, else as decoded
+    upstream. A frame read only in part carries the rest under ``undecoded``."""
     model = (device.model if device and device.model else uplink.model_hint).lower()
     if uplink.payload is not None and model:
         try:
-            return decode(model, uplink.payload, uplink.fport)
+            frame = read_frame(model, uplink.payload, uplink.fport)
         except ValueError as exc:
             raise RouteError(
                 f"{model} frame {uplink.payload.hex()} from {uplink.dev_eui}: {exc}"
             ) from None
+        if frame.unread is None:
+            return frame.values
+        return {
+            **frame.values,
+            "undecoded": {
+                "model": model,
+                "frame": uplink.payload.hex(),
+                "byte": frame.unread.at,
+                "rest": uplink.payload[frame.unread.at :].hex(),
+                "reason": frame.unread.reason,
+            },
+        }
     if uplink.decoded:
         return uplink.decoded
     if uplink.payload is None:
@@ -85,7 +100,14 @@ def route(
     sensor_id = device.sensor_id if device else uplink.dev_eui
     values = decoded_values(uplink, device)
     moment = network_time(uplink.time) or at
-    about = {"dev_eui": uplink.dev_eui, "network": uplink.network, "fport": uplink.fport}
+    about: dict[str, Any] = {
+        "dev_eui": uplink.dev_eui,
+        "network": uplink.network,
+        "fport": uplink.fport,
+    }
+    if uplink.payload is not None and values is uplink.decoded:
+        # Decoded upstream: the raw bytes go with whatever is left, never dropped.
+        about["frame"] = uplink.payload.hex()
     period_s = device.period_s if device else DEFAULT_PERIOD_S
     try:
         records = records_for(
