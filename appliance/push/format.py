@@ -21,6 +21,13 @@ from .json_text import decode_payload, preview, strip_snapshots
 from .message import Pushed
 from .sender import Senders
 
+# At most this many readings come of one pushed message; the rest is dead-lettered with this cap
+# named. The largest real message is a LoRaWAN history re-send: a frame holds at most 242 bytes,
+# so a VS350 (15 bytes an entry) re-sends at most 16 entries, a VS13x fewer, each a few readings;
+# a Milesight JSON report makes at most four. 500 is ten times the most a real device sends, and
+# bounds what a message crafted with an already decoded history of thousands of entries costs.
+MAX_READINGS = 500
+
 
 @dataclass
 class Parsed:

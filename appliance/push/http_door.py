@@ -146,8 +146,10 @@ class HttpDoor:
         self.committer.add(Incoming(parsed, done))
         if not finished.wait(HTTP_COMMIT_WAIT_S) or outcome.get("error"):
             return 503, {"error": "the bridge cannot store readings right now; retry later"}
-        if parsed.dead:
+        if parsed.dead and not parsed.records:
             return 400, {"error": parsed.dead[0].reason}
+        if parsed.dead:  # stored up to the per-message cap; sending it again changes nothing
+            return 200, {"stored": len(parsed.records), "not_stored": parsed.dead[0].reason}
         return 200, {"stored": len(parsed.records)}
 
     def start(self) -> None:

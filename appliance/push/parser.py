@@ -11,6 +11,9 @@ relay. Both doors (mqtt_door.py, http_door.py) call it.
   lone surrogate anywhere, a sensor id over 256 characters, a time outside
   2000..2099, a final period in the future, counts beyond 64 bits, ...) -> one
   dead-letter entry naming the first problem; nothing of it is stored.
+* A message that makes more than ``MAX_READINGS`` (500) readings -> the first
+  500 are stored, and one dead-letter entry names the cap and how much was
+  left (format.py says why 500 is ample).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from ..config import MqttDevice
 from ..outbox import DeadEntry
 from ..records import refusal
 from . import formats as known
-from .format import Parsed, PushFormat
+from .format import MAX_READINGS, Parsed, PushFormat
 from .json_text import decode_payload, may_hold_snapshots, strip_snapshots
 from .message import BadMessage, Pushed
 from .sender import FirstSeen, Senders
@@ -55,9 +58,13 @@ class PushParser:
                 payload = strip_snapshots(payload)
             message = Pushed(payload, source, topic, received_at, self.zone)
             parsed = self.format_for(payload).parse(message, self.senders)
+            over = _cap(parsed)
             problem = next(filter(None, (refusal(r) for r in parsed.records)), None)
             if problem is not None:
                 raise BadMessage(problem)
+            if over:
+                parsed.body = body
+                parsed.dead = [DeadEntry(origin, over, parsed.preview)]
         except Exception as exc:  # a bug must not turn a message into one redelivered forever
             reason = (
                 str(exc)
@@ -75,3 +82,17 @@ class PushParser:
             if candidate.accepts(payload):
                 return candidate
         raise BadMessage("no push format reads this message")
+
+
+def _cap(parsed: Parsed) -> str | None:
+    """Keep the first ``MAX_READINGS`` readings of ``parsed``; what was left, in words, or None."""
+    over = len(parsed.records) - MAX_READINGS
+    if over <= 0 and not parsed.left_off:
+        return None
+    del parsed.records[MAX_READINGS:]
+    left = [f"{over} more reading(s)"] if over > 0 else []
+    left += [f"{parsed.left_off} more history entries"] if parsed.left_off else []
+    return (
+        f"over the cap of {MAX_READINGS} readings per pushed message: the first "
+        f"{len(parsed.records)} are stored, {' and '.join(left)} are not"
+    )
