@@ -30,6 +30,7 @@ from typing import Any
 from .clock import clock_synchronised
 from .committer import Committer, Counters
 from .config import Config, config_from_args
+from .device_text import printable
 from .outbox import Outbox
 from .push.http_door import HttpDoor
 from .push.mqtt_door import MqttIn
@@ -102,7 +103,8 @@ class Relay(Service):
         if c.counters.last_dead and now - c.counters.last_dead_time < DEAD_RECENT_S:
             return (
                 "degraded",
-                f"{c.counters.dead_lettered} message(s) dead-lettered, latest {c.counters.last_dead}",
+                f"{c.counters.dead_lettered} message(s) dead-lettered, latest "
+                + printable(c.counters.last_dead),  # a topic and a reason devices chose
             )
         doors = [d for d, on in (("MQTT", m is not None), ("HTTP", self.listening)) if on]
         return "ok", f"receiving over {' and '.join(doors)}"
@@ -132,7 +134,7 @@ class Relay(Service):
             "records_unchanged": c.records_unchanged,
             "dead_lettered": c.dead_lettered,
             "last_message_at": c.last_message_at,
-            "last_dead_letter": c.last_dead,
+            "last_dead_letter": c.last_dead and printable(c.last_dead),
             "waiting_for_commit": len(self.committer.pending),
             "outbox_reset": self.outbox.reset_reason,
         }

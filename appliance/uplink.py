@@ -26,6 +26,7 @@ from typing import Any
 
 from . import __version__
 from .config import Config, mask_urls
+from .device_text import printable
 from .http_client import HttpClient, Late, TooLarge
 from .outbox import Outbox, OutboxFull, Pending
 from .records import utc_text
@@ -233,7 +234,7 @@ class Uplink:
         """One line, short, and never the key (a receiver may echo what it was sent)."""
         if self.settings.api_key:
             text = text.replace(self.settings.api_key, "***")
-        return " ".join(mask_urls(text).split())[:240]
+        return printable(mask_urls(text), 240)
 
     def _batch_id(self, items: list[Pending]) -> str:
         """The same records (and revisions) as the batch that last failed transiently keep its id."""

@@ -22,6 +22,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from ..config import MqttDevice
+from ..device_text import printable
 from ..outbox import DeadEntry
 from ..records import refusal
 from . import formats as known
@@ -29,6 +30,8 @@ from .format import MAX_READINGS, Parsed, PushFormat
 from .json_text import decode_payload, may_hold_snapshots, strip_snapshots
 from .message import BadMessage, Pushed
 from .sender import FirstSeen, Senders
+
+REASON_CHARS = 500  # a dead letter's reason; its preview keeps 1000 characters of the message
 
 
 class PushParser:
@@ -71,6 +74,8 @@ class PushParser:
                 if isinstance(exc, BadMessage)
                 else f"cannot be read ({type(exc).__name__}: {exc})"
             )
+            # It quotes what the device sent, and becomes the relay's reason and the device's 400.
+            reason = printable(reason, REASON_CHARS)
             parsed = Parsed(body=body)
             parsed.dead = [DeadEntry(origin, reason, parsed.preview)]
         parsed.origin, parsed.body = origin, body

@@ -58,6 +58,7 @@ from zoneinfo import ZoneInfo
 
 from .. import __version__
 from ..config_keys import REQUIRED, check_url, check_zone, number, secret, text, texts
+from ..device_text import printable
 from ..http_client import Deadline, HttpClient, Late, TooLarge
 from ..outbox import Outbox
 from ..records import (
@@ -250,7 +251,7 @@ class CameraClient:
             raise SensorError(
                 f"404: the camera has no {what} (feature off, or not a Milesight camera?)"
             )
-        reason = (answer.reason or "").strip()
+        reason = printable(answer.reason or "", 100)  # the camera's own words: shown, not obeyed
         raise SensorError(f"HTTP {code} {reason} from the camera".replace("  ", " "))
 
 
@@ -281,7 +282,7 @@ def _connection_reason(exc: Exception) -> str:
         return "no route to the camera"
     if isinstance(exc, requests.exceptions.SSLError):
         return "TLS handshake with the camera failed (its certificate?)"
-    first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    first = printable(str(exc), 120) if str(exc) else type(exc).__name__
     return "cannot connect: " + first
 
 
@@ -592,8 +593,8 @@ class CameraPoller(Source):
                     records, cursors, problem = self._live(now)
                 else:
                     records, cursors, problem = self._history(kind, now)
-            except SensorError as exc:
-                return PollOutcome(self.sensor.id, kind, False, now, error=str(exc))
+            except SensorError as exc:  # may quote the camera: kept printable and short
+                return PollOutcome(self.sensor.id, kind, False, now, error=printable(str(exc)))
             stored = self.outbox.put(records, cursors=cursors)
         return PollOutcome(
             self.sensor.id,
