@@ -58,9 +58,6 @@ class Fetched:
         """The body as JSON (UTF-8, as RFC 8259 says); ValueError when it is not."""
         return json.loads(self.body)
 
-    def text(self) -> str:
-        return self.body.decode("utf-8", errors="replace")
-
 
 class _Cutter:
     """Shuts down one client's sockets on demand: a request past its deadline, or the bridge stopping.
