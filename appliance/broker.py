@@ -543,7 +543,7 @@ def describe_device(
         "  QoS:               1",
         "  TLS:               off",
     ]
-    from .sources.milesight_push import topic_matches
+    from .push.sender import topic_matches
 
     if not any(topic_matches(pattern, device.topic) for pattern in relay_topics):
         lines.append(

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .outbox import DeadEntry, Outbox, PutResult
+from .push.format import Parsed
 from .records import utc_text
-from .sources.milesight_push import Parsed
 
 log = logging.getLogger("sensor-bridge.relay")  # its lines are the relay's, as before the split
 

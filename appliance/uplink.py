@@ -26,6 +26,8 @@ from typing import Any
 
 from . import __version__
 from .config import Config, mask_urls
+from .device_text import printable
+from .http_client import HttpClient, Late, TooLarge
 from .outbox import Outbox, OutboxFull, Pending
 from .records import utc_text
 
@@ -51,6 +53,9 @@ GZIP_LEVEL = 5  # past 5, a Pi spends much more time for a few percent less
 # Woken by new readings, the uplink waits this long for the rest of the poll round: one batch,
 # one POST and one marking transaction (pages written to the SD card) for the lot.
 WAKE_LINGER_S = 1.0
+# The largest answer the contract allows: 2000 records (the most a batch may hold) all rejected,
+# each with a 256-character id and an error, is about 1.2 MB. More is not the cloud API talking.
+MAX_ANSWER_BYTES = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -148,27 +153,31 @@ class Uplink:
                 self.settings.url,
             )
 
-    def _new_session(self) -> Any:
-        import requests
+    def _new_session(self) -> HttpClient:
         import urllib3
 
         if not self.settings.verify_tls:  # said once above, not once per request
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        session = requests.Session()
-        session.headers.update(
+        return HttpClient(
             {
                 "Authorization": f"Bearer {self.settings.api_key}",
                 "User-Agent": f"sensor-bridge/{__version__}",
                 "Content-Type": "application/json",
             }
         )
-        return session
 
     # ------------------------------------------------------------ one request
 
     def _post(
-        self, session: Any, url: str, body: dict[str, Any], headers: dict[str, str], compress: bool
+        self,
+        session: HttpClient,
+        url: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        compress: bool,
     ) -> _Answer:
+        """One POST, connect to the answer's last byte within ``timeout_s``, its answer under
+        ``MAX_ANSWER_BYTES``; a cloud that trickles or floods is cut and tried again later."""
         import requests
 
         data = json.dumps(body, separators=(",", ":")).encode()
@@ -178,16 +187,23 @@ class Uplink:
         try:
             # No redirects: requests would turn a POST into a GET on 301/302, and a login
             # page's 200 would then look like "stored" to us.
-            answer = session.post(
+            answer = session.request(
+                "POST",
                 url,
                 data=data,
                 headers=headers,
-                timeout=self.settings.timeout_s,
+                deadline_s=self.settings.timeout_s,
+                max_bytes=MAX_ANSWER_BYTES,
                 verify=self.settings.verify_tls,
                 allow_redirects=False,
             )
-        except requests.Timeout:
+        except (Late, requests.Timeout):
             return _Answer(None, error=f"no answer within {self.settings.timeout_s:g} s")
+        except TooLarge:
+            return _Answer(
+                None,
+                error=f"answer larger than {MAX_ANSWER_BYTES // 1_000_000} MB; not the cloud API's",
+            )
         except requests.exceptions.SSLError as exc:
             return _Answer(None, error=self._clean(f"TLS failed: {_root_cause(exc)}"))
         except requests.ConnectionError as exc:
@@ -218,7 +234,7 @@ class Uplink:
         """One line, short, and never the key (a receiver may echo what it was sent)."""
         if self.settings.api_key:
             text = text.replace(self.settings.api_key, "***")
-        return " ".join(mask_urls(text).split())[:240]
+        return printable(mask_urls(text), 240)
 
     def _batch_id(self, items: list[Pending]) -> str:
         """The same records (and revisions) as the batch that last failed transiently keep its id."""

@@ -36,7 +36,7 @@ from conftest import free_port, write_config
 from mqtt_helpers import Device, Mosquitto, OutboxReader, RelayProcess, relay_tables, wait_for
 
 from appliance.config import MqttDevice
-from appliance.sources.milesight_push import PushParser
+from appliance.push.parser import PushParser
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 EUIS = {

@@ -30,12 +30,8 @@ from appliance.outbox import Outbox
 from appliance.records import now_utc, parse_utc, utc_text
 from appliance.sim.camera import SimCamera
 from appliance.sim.receiver import SimReceiver
-from appliance.sources.milesight_http import (
-    CLOCK_TOLERANCE,
-    CameraPoller,
-    check_clocks,
-    date_header_time,
-)
+from appliance.sources.milesight_clock import CLOCK_TOLERANCE, check_clocks, date_header_time
+from appliance.sources.milesight_http import CameraPoller
 
 NOON = datetime(2025, 7, 22, 12, 30, tzinfo=UTC)  # 13:30 in Lisbon
 LISBON = ZoneInfo("Europe/Lisbon")

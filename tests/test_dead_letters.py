@@ -12,7 +12,7 @@ from conftest import base_tables, closed_port_url, run_cli, write_config
 
 from appliance.config import MqttDevice
 from appliance.outbox import Outbox
-from appliance.sources.milesight_push import PushParser
+from appliance.push.parser import PushParser
 
 EUI = "24e124136b502217"
 VENDOR_OCCUPANCY_STATUS = b"""{"event":"Region People Counting", "device_info":{"device_sn":"369362028335"},

@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 
 from appliance.committer import Committer, Counters, Incoming
 from appliance.outbox import DeadEntry, Outbox
+from appliance.push.format import Parsed
+from appliance.push.parser import PushParser
 from appliance.records import Record, utc_text
 from appliance.sim.receiver import record_problem as receiver_problem
-from appliance.sources.milesight_push import Parsed, PushParser
 
 T0 = datetime(2025, 7, 22, 9, tzinfo=UTC)
 

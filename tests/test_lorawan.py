@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appliance.config import LORAWAN_MODELS, MqttDevice
+from appliance.push.parser import PushParser
 from appliance.records import refusal
 from appliance.sources.lorawan import MODELS, FrameError, decode
-from appliance.sources.milesight_push import PushParser
 
 VECTORS = json.loads(
     (Path(__file__).parent / "data" / "milesight_lorawan_vectors.json").read_text()

@@ -1,4 +1,4 @@
-"""What pushed Milesight messages become: the parsing table of sources/milesight_push.py.
+"""What pushed Milesight messages become: the parsing table of push/ (milesight.py, lorawan.py).
 
 Each case is bytes as a device sends them, in, and the records (or the
 dead-letter entry) a person would find in the outbox, out.
@@ -14,7 +14,8 @@ import pytest
 
 from appliance.config import MqttDevice
 from appliance.outbox import Outbox
-from appliance.sources.milesight_push import FirstSeen, PushParser
+from appliance.push.parser import PushParser
+from appliance.push.sender import FirstSeen
 
 RECEIVED = datetime(2025, 7, 1, 12, 0, 0, 500_000, tzinfo=UTC)
 

@@ -5,8 +5,8 @@ class declares the table's other keys (``config``), the kinds it collects and
 how a poll reads the device (appliance/sources/base.py). Adding a family is one
 new file here and one row below: docs/sources.md.
 
-What devices push (MQTT, HTTP) is parsed by ``milesight_push`` and arrives
-through ``mqtt_in`` (the relay's MQTT client) or the relay's HTTP door.
+What devices push (MQTT, HTTP) is not polled: appliance/push/ has its doors
+and formats.
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ A row is final once both clocks have passed its end by ``FINAL_GRACE_S``;
 before that it goes out with ``final = false`` and again, with a higher
 revision, as it grows. Rows that start after the camera's own now (it answers
 zeros for them) are never stored. When the clocks disagree by more than
-``CLOCK_TOLERANCE`` (a bridge whose NTP is blocked, a camera never set),
-nothing is final, no cursor moves, live counters are not stored, and the
+``CLOCK_TOLERANCE`` (milesight_clock.py: a bridge whose NTP is blocked, a
+camera never set), nothing is final, no cursor moves, live counters are not stored, and the
 sensor fails with the disagreement as its reason; the hours read meanwhile
 go out as not final and fill in as final once the clocks agree again.
 
@@ -39,30 +39,27 @@ committed in one outbox transaction. A cursor ahead of the camera's own time
 (left by a bad clock) is pulled back ``backfill_h`` before the camera's now.
 
 Every request, connect to last body byte, has ``timeout_s`` in all: a camera
-trickling its answer is cut at that deadline rather than holding a poll.
+trickling its answer is cut at that deadline rather than holding a poll
+(appliance/http_client.py, the bridge's one HTTP client).
 """
 
 from __future__ import annotations
 
 import csv
-import functools
-import heapq
 import io
 import logging
 import re
-import socket
 import threading
-import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from .. import __version__
 from ..config_keys import REQUIRED, check_url, check_zone, number, secret, text, texts
+from ..device_text import printable
+from ..http_client import Deadline, HttpClient, Late, TooLarge
 from ..outbox import Outbox
 from ..records import (
     ONE_SECOND,
@@ -75,13 +72,11 @@ from ..records import (
     utc_text,
 )
 from .base import PollOutcome, SensorConfig, SensorError, Source
+from .milesight_clock import ClockCheck, check_clocks, date_header_time
 
 log = logging.getLogger("sensor-bridge.milesight")
 
 FINAL_GRACE_S = 120
-# Further apart than this, the bridge's and the camera's clocks are not trusted
-# to say a period is over (NTP blocked, a Pi without RTC, a camera never set).
-CLOCK_TOLERANCE = timedelta(minutes=10)
 HISTORY = timedelta(days=7)
 WALL_FORMAT = "%Y-%m-%d-%H:%M:%S"
 # A week of hourly rows is about 20 kB; an answer near this size is not a report.
@@ -154,194 +149,20 @@ class CameraAnswer:
     camera_time: datetime | None
 
 
-class _Cutter:
-    """Shuts down one camera's sockets on demand: a request past its deadline, or the bridge stopping.
-
-    ``requests``' timeout only bounds the gap between two reads, so a camera
-    sending a byte every few seconds would hold a poll forever; shutting the
-    socket wakes the blocked read at once, whatever phase (connect, headers,
-    body) it is in.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
-        self.closed = False  # the bridge is stopping: every socket is cut as soon as it exists
-        self.expired = threading.Event()  # the current request's; set when it passes its deadline
-
-    def start_request(self) -> threading.Event:
-        """A fresh deadline flag, so a late timer of an earlier request cannot fail this one."""
-        with self._lock:
-            self.expired = threading.Event()
-            return self.expired
-
-    def track(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.add(sock)
-            cut_now = self.closed or self.expired.is_set()
-        if cut_now:  # connected after the deadline passed
-            _shut(sock)
-
-    def cut(self, expired: threading.Event | None = None, *, for_good: bool = False) -> None:
-        with self._lock:
-            if expired is not None and expired is not self.expired:
-                return  # that request is over
-            self.closed = self.closed or for_good
-            self.expired.set()
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _shut(sock)
-
-
-class _Deadlines:
-    """One thread that cuts every camera's request when it passes its deadline.
-
-    One for all cameras, not a ``threading.Timer`` per request: with every
-    camera polled at once those were as many threads again as there are lanes.
-    """
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._due: list[list[Any]] = []  # heap of [monotonic deadline, sequence, action or None]
-        self._sequence = 0
-        self._thread: threading.Thread | None = None
-
-    def after(self, seconds: float, action: Callable[[], None]) -> Callable[[], None]:
-        """Run ``action`` in ``seconds`` unless the returned cancel function is called first."""
-        with self._changed:
-            self._sequence += 1
-            entry = [time.monotonic() + seconds, self._sequence, action]
-            heapq.heappush(self._due, entry)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
-                self._thread.start()
-            self._changed.notify()
-
-        def cancel() -> None:
-            with self._changed:
-                entry[2] = None  # dropped when it comes up; the heap stays as small as the polls
-
-        return cancel
-
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                while self._due and self._due[0][2] is None:
-                    heapq.heappop(self._due)
-                wait = self._due[0][0] - time.monotonic() if self._due else None
-                if wait is None or wait > 0:
-                    self._changed.wait(wait)
-                    continue
-                action = heapq.heappop(self._due)[2]
-            try:
-                action()
-            except Exception:  # one failed cut must not end every later deadline
-                log.exception("cutting a late camera request failed")
-
-
-_deadlines = _Deadlines()
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed
-
-
-def _cuttable_adapter(cutter: _Cutter) -> Any:
-    """A requests adapter whose new connections tell ``cutter`` their socket."""
-    return _adapter_class()(cutter)
-
-
-@functools.cache
-def _adapter_class() -> Any:
-    """The adapter class, made once (not per camera: six classes cost a camera ~19 KB) and only
-    when a camera is polled (requests stays out of the services that never poll)."""
-    from requests.adapters import HTTPAdapter
-    from urllib3.connection import HTTPConnection, HTTPSConnection
-    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-    from urllib3.poolmanager import PoolManager
-
-    class Tracked:
-        cutter: _Cutter  # set by the pool that makes the connection
-
-        def _new_conn(self) -> socket.socket:
-            sock = super()._new_conn()  # type: ignore[misc]
-            self.cutter.track(sock)
-            return sock
-
-    class Connection(Tracked, HTTPConnection):
-        pass
-
-    class TLSConnection(Tracked, HTTPSConnection):
-        pass
-
-    class Pooled:
-        cutter: _Cutter  # set by the pool manager that makes the pool
-
-        def _new_conn(self) -> Any:
-            conn = super()._new_conn()  # type: ignore[misc]
-            conn.cutter = self.cutter
-            return conn
-
-    class Pool(Pooled, HTTPConnectionPool):
-        ConnectionCls = Connection
-
-    class TLSPool(Pooled, HTTPSConnectionPool):
-        ConnectionCls = TLSConnection
-
-    class Pools(PoolManager):
-        def __init__(self, cutter: _Cutter, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.cutter = cutter
-            self.pool_classes_by_scheme = {"http": Pool, "https": TLSPool}
-
-        def _new_pool(self, *args: Any, **kwargs: Any) -> Any:
-            pool = super()._new_pool(*args, **kwargs)
-            pool.cutter = self.cutter
-            return pool
-
-    class Adapter(HTTPAdapter):
-        def __init__(self, cutter: _Cutter) -> None:
-            self.cutter = cutter  # before HTTPAdapter.__init__, which makes the pool manager
-            super().__init__()
-
-        def init_poolmanager(
-            self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
-        ) -> None:
-            # As HTTPAdapter.init_poolmanager does, with the pool manager that hands out the cutter.
-            self._pool_connections, self._pool_maxsize, self._pool_block = (
-                connections,
-                maxsize,
-                block,
-            )
-            self.poolmanager = Pools(
-                self.cutter, num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs
-            )
-
-    return Adapter
-
-
 class CameraClient:
     """HTTP to one camera over one session: Basic or Digest auth (``auto`` follows the 401 challenge).
 
     Every request, connect to last body byte, must finish within the sensor's
-    ``timeout_s`` and stay under ``MAX_ANSWER_BYTES``; past either it is cut
-    and the poll fails with a reason ("answer took longer than 10 s").
+    ``timeout_s`` and stay under ``MAX_ANSWER_BYTES`` (appliance/http_client.py);
+    past either it is cut and the poll fails with a reason ("answer took
+    longer than 10 s").
     """
 
     def __init__(self, sensor: CameraConfig) -> None:
-        import requests
-
         self.sensor = sensor
-        self.cutter = _Cutter()
-        self.session = requests.Session()
-        self.session.trust_env = False  # cameras sit on the LAN: never a proxy, never ~/.netrc
-        self.session.headers["User-Agent"] = f"sensor-bridge/{__version__}"
-        adapter = _cuttable_adapter(self.cutter)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        # Cameras sit on the LAN: never a proxy, never ~/.netrc.
+        self.http = HttpClient({"User-Agent": f"sensor-bridge/{__version__}"}, trust_env=False)
+        self.session = self.http.session
         self.scheme = "digest" if sensor.auth == "digest" else "basic"
         self._use(self.scheme)
 
@@ -356,45 +177,39 @@ class CameraClient:
 
     def close(self) -> None:
         """Cut any request in flight (it fails at once) and refuse new ones: the bridge is stopping."""
-        self.cutter.cut(for_good=True)
-        self.session.close()
+        self.http.close()
 
     def get(self, path_and_query: str, what: str) -> CameraAnswer:
         """The answer, or SensorError naming what went wrong, within ``timeout_s`` in all."""
         import requests
 
         timeout = self.sensor.timeout_s
-        if self.cutter.closed:
+        if self.http.closed:
             raise SensorError("not polled: the bridge is stopping")
-        expired = self.cutter.start_request()
-        cancel = _deadlines.after(timeout, lambda: self.cutter.cut(expired))
         try:
-            answer = self._fetch(path_and_query, what, time.monotonic() + timeout)
+            with self.http.deadline(timeout) as deadline:
+                return self._fetch(path_and_query, what, deadline)
         except requests.ConnectTimeout:
             raise SensorError(
                 f"no connection within {timeout:g} s (camera off or unreachable?)"
             ) from None
-        except (requests.RequestException, SensorError) as exc:
-            if expired.is_set() or isinstance(exc, requests.Timeout):
-                raise SensorError(self._late_reason()) from None
-            if isinstance(exc, SensorError):
-                raise
+        except TooLarge:
+            raise SensorError(
+                f"answer larger than {MAX_ANSWER_BYTES // 1_000_000} MB; not a report"
+            ) from None
+        except (Late, requests.Timeout):
+            raise SensorError(self._late_reason()) from None
+        except requests.RequestException as exc:
             raise SensorError(_connection_reason(exc)) from None
-        finally:
-            cancel()
-        if expired.is_set():  # a body read until close ends quietly when cut
-            raise SensorError(self._late_reason())
-        return answer
 
     def _late_reason(self) -> str:
-        if self.cutter.closed:
+        if self.http.closed:
             return "poll cut short: the bridge is stopping"
         return f"timed out: answer took longer than {self.sensor.timeout_s:g} s (camera busy or trickling?)"
 
-    def _fetch(self, path_and_query: str, what: str, deadline: float) -> CameraAnswer:
+    def _fetch(self, path_and_query: str, what: str, deadline: Deadline) -> CameraAnswer:
         url = self.sensor.url.rstrip("/") + path_and_query
-        timeout = self.sensor.timeout_s
-        answer = self.session.get(url, timeout=timeout, stream=True)
+        answer = self.http.send(deadline, "GET", url)
         if (
             answer.status_code == 401
             and self.sensor.auth == "auto"
@@ -406,11 +221,12 @@ class CameraClient:
                 "%s: the camera wants Digest authentication; using it from now on", self.sensor.id
             )
             self._use("digest")
-            answer = self.session.get(url, timeout=timeout, stream=True)
+            answer = self.http.send(deadline, "GET", url)
         with answer:
             self._check_status(answer, what)
+            body = self.http.read(answer, deadline, MAX_ANSWER_BYTES)
             return CameraAnswer(
-                _read_text(answer, deadline, self._late_reason),
+                body.decode("utf-8", errors="replace"),
                 date_header_time(answer.headers.get("Date")),
             )
 
@@ -435,35 +251,8 @@ class CameraClient:
             raise SensorError(
                 f"404: the camera has no {what} (feature off, or not a Milesight camera?)"
             )
-        reason = (answer.reason or "").strip()
+        reason = printable(answer.reason or "", 100)  # the camera's own words: shown, not obeyed
         raise SensorError(f"HTTP {code} {reason} from the camera".replace("  ", " "))
-
-
-def _read_text(answer: Any, deadline: float, late: Callable[[], str]) -> str:
-    chunks, size = [], 0
-    for chunk in answer.iter_content(65536):
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            raise SensorError(
-                f"answer larger than {MAX_ANSWER_BYTES // 1_000_000} MB; not a report"
-            )
-        if time.monotonic() > deadline:
-            raise SensorError(late())
-        chunks.append(chunk)
-    return b"".join(chunks).decode("utf-8", errors="replace")
-
-
-def date_header_time(header: str | None) -> datetime | None:
-    """The HTTP Date header (always GMT) as aware UTC, or None when absent or unreadable."""
-    if not header:
-        return None
-    try:
-        moment = parsedate_to_datetime(header)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:  # "-0000": UTC, source unknown
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(microsecond=0)
 
 
 def _challenge(answer: Any) -> str:
@@ -493,7 +282,7 @@ def _connection_reason(exc: Exception) -> str:
         return "no route to the camera"
     if isinstance(exc, requests.exceptions.SSLError):
         return "TLS handshake with the camera failed (its certificate?)"
-    first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    first = printable(str(exc), 120) if str(exc) else type(exc).__name__
     return "cannot connect: " + first
 
 
@@ -733,68 +522,6 @@ def _live_record(sensor: CameraConfig, text: str, now: datetime) -> Record:
 # ---------------------------------------------------------------- whose clock to believe
 
 
-@dataclass(frozen=True)
-class ClockCheck:
-    """The bridge's clock against the camera's, from one answer.
-
-    ``now`` is the moment the answer's rows are judged at: the earlier of the
-    two clocks when they agree (a period is final only once both have passed
-    its end), the camera's own time when they do not (rows after it are the
-    camera's zeros for hours to come). ``problem`` says why readings are held
-    as not final, or is None.
-    """
-
-    now: datetime
-    problem: str | None = None
-
-
-def check_clocks(
-    bridge_now: datetime,
-    camera_time: datetime | None,
-    newest_counted: datetime | None,
-    zone: ZoneInfo,
-) -> ClockCheck:
-    """Compare the clocks: the camera's Date header when it sends one, else its newest counted hour.
-
-    Without a Date header only a bridge clock behind the camera shows (counts
-    in hours the bridge thinks are still to come); one ahead cannot be told
-    from a quiet store.
-    """
-    if camera_time is None:
-        if newest_counted is not None and newest_counted - bridge_now > CLOCK_TOLERANCE:
-            behind = newest_counted - bridge_now
-            return ClockCheck(
-                bridge_now,
-                f"bridge clock is at least {_span(behind)} behind the camera's "
-                "counts; readings held as not final",
-            )
-        return ClockCheck(bridge_now)
-    skew = bridge_now - camera_time
-    if abs(skew) <= CLOCK_TOLERANCE:
-        return ClockCheck(min(bridge_now, camera_time))
-    local_offset = bridge_now.astimezone(zone).utcoffset() or timedelta(0)
-    if local_offset and abs(skew + local_offset) <= CLOCK_TOLERANCE:
-        # Rows are local wall time whatever the camera's zone setting says; a
-        # Date header off by exactly the zone's offset is that setting, not the
-        # bridge, and only a person can tell which clock to fix.
-        problem = (
-            f"camera's Date header is {_span(abs(skew))} off the bridge clock, as if it sent local time "
-            f"as GMT (check the camera's time zone setting); readings held as not final"
-        )
-    else:
-        side = "ahead" if skew > timedelta(0) else "behind"
-        problem = (
-            f"bridge clock and camera clock disagree by {_span(abs(skew))} (bridge {side}); "
-            "readings held as not final"
-        )
-    return ClockCheck(camera_time, problem)
-
-
-def _span(delta: timedelta) -> str:
-    minutes = round(delta.total_seconds() / 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
 def newest_counted(
     rows: list[tuple[datetime, datetime, dict[str, Any]]], zone: ZoneInfo
 ) -> datetime | None:
@@ -866,8 +593,8 @@ class CameraPoller(Source):
                     records, cursors, problem = self._live(now)
                 else:
                     records, cursors, problem = self._history(kind, now)
-            except SensorError as exc:
-                return PollOutcome(self.sensor.id, kind, False, now, error=str(exc))
+            except SensorError as exc:  # may quote the camera: kept printable and short
+                return PollOutcome(self.sensor.id, kind, False, now, error=printable(str(exc)))
             stored = self.outbox.put(records, cursors=cursors)
         return PollOutcome(
             self.sensor.id,

@@ -6,7 +6,7 @@ the relay is down waits in the broker. A message is acknowledged only after its
 records are committed (paho's manual ack, run as the message's ``done`` by
 appliance/committer.py): a crash in between makes the broker deliver it again,
 and the outbox recognises a record it already has. Paho reconnects with backoff
-(1 s up to 30 s). Payloads are parsed by ``milesight_push``.
+(1 s up to 30 s). Payloads are parsed by parser.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from ..broker import relay_password
 from ..committer import Committer, Incoming
 from ..config import Config
-from .milesight_push import PushParser
+from .parser import PushParser
 
 log = logging.getLogger("sensor-bridge.relay")  # its lines are the relay's, as before the split
 
