@@ -14,7 +14,7 @@ from appliance.outbox import SCHEMA_VERSION, Outbox, _digest
 from appliance.records import Record
 from appliance.sim.receiver import SimReceiver
 
-# Schema 1 exactly as releases before it wrote it (appliance/outbox.py, SCHEMA_VERSION = 1).
+# Schema 1 exactly as releases before it wrote it (appliance/outbox.py then, SCHEMA_VERSION = 1).
 SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS readings (
     id TEXT PRIMARY KEY,

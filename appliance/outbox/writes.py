@@ -1,0 +1,232 @@
+"""The write path: one transaction, what a put stores in it, and a full disk as a state.
+
+Every change to the outbox goes through :meth:`Store.transaction`: one
+``BEGIN IMMEDIATE`` ... ``COMMIT`` under this process's lock, which also writes
+the deliveries held for it (:class:`HeldMarks`) and the readings counted as
+lost while the disk was full. ``synchronous=FULL`` makes each commit one fsync
+in WAL mode, which the callers amortise by batching (batcher.py).
+
+A full disk is a state, not a crash: a transaction that finds no room raises
+:class:`OutboxFull`, and the outbox says so (``disk_full``) until one succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..records import Record, refusal
+from .damage import OutboxFull, is_disk_full
+from .dead_letters import PREVIEW_CHARS, insert_dead
+from .revisions import last_seq, store
+from .rows import DeadEntry, Pending, PutResult, Write
+
+log = logging.getLogger("sensor-bridge.outbox")
+
+MAX_HELD_MARKS = 5000  # deliveries held for the next transaction; beyond, they are written at once
+
+
+class HeldMarks:
+    """Deliveries the cloud confirmed, not written yet: they ride along with the next write
+    transaction (the next poll round's, usually) instead of one of their own, so the pages they
+    change are written once. Held at most ``hold_s`` (0, the default: written at once)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, tuple[str, int, float]] = {}  # rowid -> (id, revision, delivered_at)
+        self.since = 0.0
+        self.hold_s = 0.0
+
+    def add(self, items: Iterable[Pending], now: float) -> None:
+        if not self.rows:
+            self.since = time.monotonic()
+        for item in items:
+            self.rows[item.row] = (item.id, item.revision, now)
+
+    def due(self) -> bool:
+        """Time (or room) to write them in a transaction of their own."""
+        return bool(self.rows) and (
+            time.monotonic() - self.since >= self.hold_s or len(self.rows) >= MAX_HELD_MARKS
+        )
+
+    def hides(self, item: Pending) -> bool:
+        """``item`` is delivered, only not written so yet."""
+        held = self.rows.get(item.row)
+        return held is not None and held[:2] == (item.id, item.revision)
+
+    @staticmethod
+    def write(db: sqlite3.Connection, rows: dict[int, tuple[str, int, float]]) -> None:
+        for row, (rid, revision, at) in rows.items():
+            db.execute(
+                "UPDATE readings SET state = 'delivered', delivered_at = ?"
+                " WHERE rowid = ? AND id = ? AND revision = ? AND state = 'pending'",
+                (at, row, rid, revision),
+            )
+
+
+class Store:
+    """The open outbox file shared by every room: its connection, its lock, its transactions."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, readonly: bool) -> None:
+        self.path = path
+        self.db = db
+        self.readonly = readonly
+        self.lock = threading.RLock()
+        self.held = HeldMarks()
+        self.full_since: float | None = None
+        self.lost = 0  # readings callers could not store, not yet in the dropped counter
+
+    @contextmanager
+    def transaction(self, marks: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; the lock keeps this process's threads in line. It also writes
+        the held deliveries, unless ``marks`` is False (housekeeping that could wait).
+
+        No room on the disk raises :class:`OutboxFull` (nothing of the transaction is
+        kept) and sets ``full_since`` until a later write succeeds; that write also
+        adds the readings counted as lost to ``dropped``.
+        """
+        if self.readonly:
+            raise sqlite3.OperationalError(f"outbox {self.path} is open read-only")
+        held: dict[int, tuple[str, int, float]] = {}
+        with self.lock:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    if marks:
+                        held = dict(self.held.rows)
+                        self.held.write(self.db, held)
+                    yield self.db
+                    lost = self.lost
+                    if lost:
+                        bump(self.db, "dropped", lost)
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    raise
+            except (sqlite3.OperationalError, OSError) as exc:
+                if not is_disk_full(exc):
+                    raise
+                if self.full_since is None:
+                    self.full_since = time.time()
+                    log.error("disk full: the outbox %s cannot store anything (%s)", self.path, exc)
+                raise OutboxFull(f"disk full: {exc}") from exc
+            self.lost -= lost
+            for row in held:
+                self.held.rows.pop(row, None)
+            if self.full_since is not None:
+                log.info("disk has room again: the outbox stores readings")
+                self.full_since = None
+            if lost:
+                log.error(
+                    "%d reading(s) could not be stored while the disk was full; counted as dropped",
+                    lost,
+                )
+
+    def write_held(self) -> None:
+        """The held deliveries in a transaction of their own (``transaction`` writes them)."""
+        with self.transaction():
+            pass
+
+    def counter(self, name: str) -> int:
+        with self.lock:
+            row = self.db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else 0
+
+    def live_bytes(self) -> int:
+        page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * page_size
+
+    def commit(self, batch: list[Write]) -> None:
+        """One transaction for every put in ``batch``; if it fails, each put alone, so that
+        one caller's fault is never another's (a disk that cannot be written fails them all)."""
+        now = time.time()
+        try:
+            with self.transaction() as db:
+                seq = last_seq(db)
+                for item in batch:
+                    seq = put_in(db, item, seq, now)
+        except Exception as exc:
+            if len(batch) == 1 or isinstance(exc, sqlite3.OperationalError | OSError):
+                for item in batch:
+                    item.error = exc
+                return
+            for item in batch:
+                self.commit([item])
+            return
+        for item in batch:
+            for entry in item.refused:
+                log.warning("refused a reading (%s): %s", entry.origin, entry.reason)
+
+
+def bump(db: sqlite3.Connection, name: str, by: int) -> None:
+    db.execute(
+        "INSERT INTO counters (name, value) VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        (name, by),
+    )
+
+
+def at_the_door(record: Record, now: float) -> DeadEntry | None:
+    """The dead letter saying why the cloud would refuse ``record``, or None to store it."""
+    problem = refusal(record, datetime.fromtimestamp(now, UTC))
+    if problem is None:
+        return None
+    try:
+        shown = json.dumps(record.wire())[:PREVIEW_CHARS]
+    except Exception:  # not even writable as JSON: the dataclass's own text, if that works
+        try:
+            shown = repr(record)[:PREVIEW_CHARS]
+        except Exception as exc:
+            shown = f"(no preview: {type(exc).__name__})"
+    # No record_id: nothing of it is in the readings table, so `retry` has nothing to requeue.
+    return DeadEntry(f"outbox ({record.source})", problem, shown)
+
+
+def put_in(db: sqlite3.Connection, item: Write, seq: int, now: float) -> int:
+    """One caller's records, cursors and dead letters, inside the open transaction; returns the last seq.
+
+    Every record passes the door first (records.refusal): one the cloud would refuse is kept
+    as a dead letter with the reason instead, so no source can queue a poison reading."""
+    outcomes: Counter[str] = Counter()
+    refused: list[DeadEntry] = []
+    for record in item.records:
+        if (entry := at_the_door(record, now)) is not None:
+            refused.append(entry)
+            continue
+        outcome, seq = store(db, record, seq, now)
+        outcomes[outcome] += 1
+    move_cursors(db, item.cursors, now)
+    insert_dead(db, [*item.dead, *refused], now)
+    if outcomes["ignored_final"]:
+        bump(db, "final_changes_ignored", outcomes["ignored_final"])
+    item.refused = refused
+    item.result = PutResult(
+        outcomes["added"],
+        outcomes["updated"],
+        outcomes["unchanged"],
+        outcomes["ignored_final"],
+        len(refused),
+    )
+    return seq
+
+
+def move_cursors(
+    db: sqlite3.Connection, cursors: Iterable[tuple[str, str, str]], now: float
+) -> None:
+    for sensor_id, kind, position in cursors:
+        db.execute(
+            "INSERT INTO cursors (sensor_id, kind, position, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (sensor_id, kind) DO UPDATE SET position = excluded.position,"
+            " updated_at = excluded.updated_at",
+            (sensor_id, kind, position, now),
+        )
