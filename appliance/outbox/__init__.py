@@ -51,7 +51,7 @@ Read-only tools open the file with ``readonly=True`` and never change it.
 from __future__ import annotations
 
 from .box import Outbox
-from .damage import OutboxDamage, OutboxFull, torn_wal
+from .damage import OutboxDamage, OutboxFull, cannot_write, torn_wal
 from .revisions import digest as _digest
 from .rows import DeadEntry, OutboxStats, Pending, PutResult, Write
 from .schema import SCHEMA, SCHEMA_VERSION
@@ -68,5 +68,6 @@ __all__ = [
     "PutResult",
     "Write",
     "_digest",
+    "cannot_write",
     "torn_wal",
 ]

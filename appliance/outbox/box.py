@@ -59,7 +59,7 @@ class Outbox:
             db = self._open()
         self._store = Store(self.path, db, readonly)
         # group_with() (the collector calls it) gathers concurrent puts into one commit.
-        self._batcher = Batcher(self._store.commit)
+        self._batcher = Batcher(self._store)
         self._local = threading.local()  # together(): this thread's puts, held for one commit
         self._dead = DeadLetters(self._store)
         self._delivery = Delivery(self._store)
@@ -145,6 +145,22 @@ class Outbox:
             held.dead += dead
             return PutResult()
         return self._batcher.put(Write(list(records), list(cursors), list(dead)))
+
+    def put_each(self, writes: list[Write]) -> None:
+        """Several puts (the relay: one per message) in one transaction where they can be;
+        each then holds its result or its error (batcher.py says which error fails which)."""
+        self._batcher.put_each(writes)
+
+    @property
+    def write_error(self) -> str | None:
+        """Why the outbox cannot be written right now (disk full, I/O error, locked too long,
+        damaged); None once a write succeeded again."""
+        return self._store.write_error
+
+    @property
+    def write_error_since(self) -> float | None:
+        """Since when (time.monotonic) :attr:`write_error` has held."""
+        return self._store.write_error_since
 
     @contextmanager
     def together(self) -> Iterator[Write]:

@@ -5,6 +5,9 @@ outbox started, so a damaged SD card sector can never put the service into a
 crash loop; a write-ahead log cut short is reported. Both stay visible
 (``damage.json`` beside the outbox, read by every service's status) until a
 person runs ``sensor-bridge outbox ack-corrupt``.
+
+:func:`cannot_write` is the one answer to "can the outbox be written right
+now?", asked by every writer (the collector's polls, the relay's messages).
 """
 
 from __future__ import annotations
@@ -50,6 +53,20 @@ def is_disk_full(exc: BaseException) -> bool:
     if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
         return True
     return "disk is full" in str(exc)
+
+
+def cannot_write(exc: BaseException) -> bool:
+    """The outbox file cannot be written right now (disk full, I/O error, locked too long,
+    read-only, damaged), as opposed to one caller's data it cannot take (a reading or cursor
+    SQLite cannot hold). Only this fails every put of a transaction alike, and only this is
+    worth waiting for: the writer keeps what it has and tries again later."""
+    if isinstance(exc, OSError):  # the disk itself: full, failing, or mounted read-only
+        return exc.errno in (errno.ENOSPC, errno.EIO, errno.EROFS)
+    if isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError):
+        return True  # OutboxFull, "database is locked", "disk I/O error", ...
+    if isinstance(exc, sqlite3.DatabaseError):
+        return type(exc) is sqlite3.DatabaseError or is_corruption(exc)
+    return False
 
 
 def epoch_text(epoch: float) -> str:

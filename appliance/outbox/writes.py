@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..records import Record, refusal
-from .damage import OutboxFull, is_disk_full
+from .damage import OutboxFull, cannot_write, is_disk_full
 from .dead_letters import PREVIEW_CHARS, insert_dead
-from .revisions import last_seq, store
+from .revisions import store
 from .rows import DeadEntry, Pending, PutResult, Write
 
 log = logging.getLogger("sensor-bridge.outbox")
@@ -82,6 +82,10 @@ class Store:
         self.held = HeldMarks()
         self.full_since: float | None = None
         self.lost = 0  # readings callers could not store, not yet in the dropped counter
+        # Why the outbox cannot be written (damage.cannot_write), since when (monotonic); None
+        # once a write succeeds again. Every writer of this process sees the same state.
+        self.write_error: str | None = None
+        self.write_error_since: float | None = None
 
     @contextmanager
     def transaction(self, marks: bool = True) -> Iterator[sqlite3.Connection]:
@@ -111,7 +115,10 @@ class Store:
                     if self.db.in_transaction:
                         self.db.execute("ROLLBACK")
                     raise
-            except (sqlite3.OperationalError, OSError) as exc:
+            except Exception as exc:
+                if not cannot_write(exc):
+                    raise  # one caller's data, not the file: the outbox itself is fine
+                self._cannot_write(exc)
                 if not is_disk_full(exc):
                     raise
                 if self.full_since is None:
@@ -124,11 +131,20 @@ class Store:
             if self.full_since is not None:
                 log.info("disk has room again: the outbox stores readings")
                 self.full_since = None
+            if self.write_error is not None:
+                log.info("outbox %s writable again", self.path)
+                self.write_error = self.write_error_since = None
             if lost:
                 log.error(
                     "%d reading(s) could not be stored while the disk was full; counted as dropped",
                     lost,
                 )
+
+    def _cannot_write(self, exc: BaseException) -> None:
+        if self.write_error is None:
+            log.error("the outbox %s cannot be written: %s", self.path, exc)
+            self.write_error_since = time.monotonic()
+        self.write_error = f"{type(exc).__name__}: {exc}"
 
     def write_held(self) -> None:
         """The held deliveries in a transaction of their own (``transaction`` writes them)."""
@@ -145,27 +161,6 @@ class Store:
         pages = self.db.execute("PRAGMA page_count").fetchone()[0]
         free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
         return (pages - free) * page_size
-
-    def commit(self, batch: list[Write]) -> None:
-        """One transaction for every put in ``batch``; if it fails, each put alone, so that
-        one caller's fault is never another's (a disk that cannot be written fails them all)."""
-        now = time.time()
-        try:
-            with self.transaction() as db:
-                seq = last_seq(db)
-                for item in batch:
-                    seq = put_in(db, item, seq, now)
-        except Exception as exc:
-            if len(batch) == 1 or isinstance(exc, sqlite3.OperationalError | OSError):
-                for item in batch:
-                    item.error = exc
-                return
-            for item in batch:
-                self.commit([item])
-            return
-        for item in batch:
-            for entry in item.refused:
-                log.warning("refused a reading (%s): %s", entry.origin, entry.reason)
 
 
 def bump(db: sqlite3.Connection, name: str, by: int) -> None:
