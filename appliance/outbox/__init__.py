@@ -13,6 +13,7 @@ is the whole public face; each room behind it is a file of its own:
 * revisions.py   a record stored again: unchanged, next revision, or final
 * delivery.py    the uplink's side: take, delivered, reject
 * dead_letters.py what cannot be delivered, kept for a person
+* first_seen.py  when the relay first received a message with no time of its own
 * retention.py   what is forgotten, and in which order, within the limits
 * stats.py       what status, the heartbeat and /health report
 
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 from .box import Outbox
 from .damage import OutboxDamage, OutboxFull, cannot_write, torn_wal
+from .first_seen import FirstSeenMemory, FirstSighting
 from .revisions import digest as _digest
 from .rows import DeadEntry, OutboxStats, Pending, PutResult, Write
 from .schema import SCHEMA, SCHEMA_VERSION
@@ -60,6 +62,8 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
     "DeadEntry",
+    "FirstSeenMemory",
+    "FirstSighting",
     "Outbox",
     "OutboxDamage",
     "OutboxFull",

@@ -3,8 +3,9 @@
 One object per process, shared by its threads: it opens (and if need be
 migrates or moves aside) the file (schema.py, damage.py), then hands the open
 connection to the rooms: the write path (writes.py, batcher.py, revisions.py),
-delivery (delivery.py), dead letters (dead_letters.py), retention (retention.py)
-and stats (stats.py). Its methods are the outbox's whole public face.
+delivery (delivery.py), dead letters (dead_letters.py), first-seen memory
+(first_seen.py), retention (retention.py) and stats (stats.py). Its methods
+(and ``first_seen``) are the outbox's whole public face.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .batcher import Batcher
 from .damage import OutboxDamage, OutboxFull, is_corruption, move_aside, torn_wal
 from .dead_letters import DeadLetters
 from .delivery import Delivery
+from .first_seen import FirstSeenMemory
 from .retention import Retention
 from .rows import DeadEntry, OutboxStats, Pending, PutResult, Write
 from .schema import open_readonly, open_writable
@@ -63,7 +65,8 @@ class Outbox:
         self._local = threading.local()  # together(): this thread's puts, held for one commit
         self._dead = DeadLetters(self._store)
         self._delivery = Delivery(self._store)
-        self._retention = Retention(self._store, max_mb, min_free_disk_mb)
+        self.first_seen = FirstSeenMemory(self._store)
+        self._retention = Retention(self._store, self.first_seen, max_mb, min_free_disk_mb)
 
     def _open(self) -> sqlite3.Connection:
         """The file brought up to date; a corrupt one moved aside and started afresh."""

@@ -25,6 +25,7 @@ from pathlib import Path
 from ..records import parse_utc, utc_text
 from .damage import OutboxFull, epoch_text
 from .dead_letters import DeadLetters
+from .first_seen import KEEP_FIRST_SEEN_S, MAX_FIRST_SEEN, FirstSeenMemory
 from .writes import Store, bump
 
 log = logging.getLogger("sensor-bridge.outbox")
@@ -39,8 +40,6 @@ CLOCK_SLACK_S = 24 * 3600
 # Junk has caps of its own, whatever max_mb says.
 DEAD_LETTER_SHARE = 0.1  # of max_mb
 MAX_DEAD_LETTERS = 10_000
-MAX_FIRST_SEEN = 50_000
-KEEP_FIRST_SEEN_S = 8 * 24 * 3600  # MQTT redelivery and re-publishes come within hours, not weeks
 
 
 def _shift(stamp: str, seconds: float) -> str:
@@ -50,8 +49,11 @@ def _shift(stamp: str, seconds: float) -> str:
 class Retention:
     """Keeps the outbox within ``max_mb`` and the disk's ``min_free_disk_mb``."""
 
-    def __init__(self, store: Store, max_mb: float, min_free_disk_mb: float) -> None:
+    def __init__(
+        self, store: Store, first_seen: FirstSeenMemory, max_mb: float, min_free_disk_mb: float
+    ) -> None:
         self.store = store
+        self.first_seen = first_seen
         self.max_mb = max_mb
         self.min_free_disk_mb = min_free_disk_mb
         self._clock_warned = False
@@ -106,18 +108,14 @@ class Retention:
             )
 
     def _cap_junk(self, now: float) -> None:
-        """Dead letters and first-seen cursors within their own caps, oldest forgotten first."""
+        """Dead letters and first-seen memory within their own caps, oldest forgotten first."""
         store = self.store
         with store.lock:
             count, size = store.db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(length(CAST(preview AS BLOB)) + length(CAST(reason AS BLOB))"
                 " + 100), 0) FROM dead_letter"
             ).fetchone()
-            seen, newest = store.db.execute(
-                "SELECT COUNT(*), MAX(position) FROM cursors WHERE kind LIKE 'first-seen:%'"
-                " AND position <= ?",
-                (epoch_text(now + CLOCK_SLACK_S),),
-            ).fetchone()
+        seen, newest = self.first_seen.extent(epoch_text(now + CLOCK_SLACK_S))
         budget = DEAD_LETTER_SHARE * self.max_mb * 1e6
         over = max(
             count - MAX_DEAD_LETTERS,
@@ -127,23 +125,12 @@ class Retention:
             with store.transaction(marks=False) as db:
                 bump(db, "junk_shed", DeadLetters.forget_oldest(db, over))
         if seen:
-            stale = "" if self.clock_looks_wrong(now) else _shift(newest, -KEEP_FIRST_SEEN_S)
+            wrong = newest is None or self.clock_looks_wrong(now)
+            stale = "" if wrong else _shift(newest, -KEEP_FIRST_SEEN_S)
             with store.transaction(marks=False) as db:
-                forgot = db.execute(
-                    "DELETE FROM cursors WHERE kind LIKE 'first-seen:%' AND position < ?", (stale,)
-                ).rowcount
-                forgot += self._forget_first_seen(db, seen - forgot - MAX_FIRST_SEEN)
+                forgot = FirstSeenMemory.forget_before(db, stale)
+                forgot += FirstSeenMemory.forget_oldest(db, seen - forgot - MAX_FIRST_SEEN)
                 bump(db, "junk_shed", forgot)
-
-    @staticmethod
-    def _forget_first_seen(db: sqlite3.Connection, rows: int) -> int:
-        if rows <= 0:
-            return 0
-        return db.execute(
-            "DELETE FROM cursors WHERE rowid IN (SELECT rowid FROM cursors WHERE kind LIKE 'first-seen:%'"
-            " ORDER BY position LIMIT ?)",
-            (rows,),
-        ).rowcount
 
     def _free_disk_mb(self) -> float:
         st = os.statvfs(self.store.path.parent)
@@ -199,7 +186,7 @@ class Retention:
         everything = (
             sum(
                 db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-                for t in ("readings", "dead_letter", "cursors")
+                for t in ("readings", "dead_letter", "cursors", "first_seen")
             )
             or 1
         )
@@ -217,8 +204,8 @@ class Retention:
             forgot = DeadLetters.forget_oldest(db, n)
             bump(db, "junk_shed", forgot)
             return "dead", forgot
-        if n := rows("cursors", "kind LIKE 'first-seen:%'", "100"):
-            forgot = self._forget_first_seen(db, n)
+        if n := rows("first_seen", "1", "100"):
+            forgot = FirstSeenMemory.forget_oldest(db, n)
             bump(db, "junk_shed", forgot)
             return "first-seen", forgot
         for state in ("delivered", "pending"):

@@ -69,7 +69,7 @@ class Write:
     """One caller's put, waiting for its transaction: what to store, then how it went."""
 
     records: list[Record]
-    cursors: list[tuple[str, str, str]]
+    cursors: list[tuple[str, str, str]]  # (sensor_id, kind, position), or a FirstSighting
     dead: list[DeadEntry]
     result: PutResult | None = None
     refused: list[DeadEntry] = field(default_factory=list)

@@ -19,7 +19,7 @@ log = logging.getLogger("sensor-bridge.outbox")
 # Bumped when SCHEMA changes so that older code cannot read the file: `sensor-bridge update`
 # refuses to go back to a release of a lower number (image/release.py reads it from this file).
 # The file says which schema it holds in PRAGMA user_version (0: schema 1, before it was kept).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # A reading's state is 'pending', 'delivered' or 'dead', written as literals in the SQL: a
 # partial index (readings_pending) only serves a query that names its state the same way.
 #
@@ -75,6 +75,13 @@ CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS first_seen (
+    sensor_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    seen_at TEXT NOT NULL,
+    PRIMARY KEY (sensor_id, digest)
+);
+CREATE INDEX IF NOT EXISTS first_seen_at ON first_seen(seen_at);
 """
 )
 # Schema 1 -> 2, in place and in one transaction: every row keeps its place, state and revision.
@@ -90,6 +97,17 @@ ALTER TABLE readings_v2 RENAME TO readings;
 """
     + READING_INDEXES
 )
+
+
+# Schema 2 -> 3: the relay's first-seen memory, kept until then as cursors named
+# 'first-seen:<digest>', moves to its own table (first_seen.py), each moment as it was. Run at
+# every open, not only once: a schema 2 release run on this file (an update rolled back by its
+# health gate) writes such cursors again, and this release carries them over.
+CARRY_FIRST_SEEN = """
+INSERT OR IGNORE INTO first_seen (sensor_id, digest, seen_at)
+    SELECT sensor_id, substr(kind, 12), position FROM cursors WHERE kind LIKE 'first-seen:%';
+DELETE FROM cursors WHERE kind LIKE 'first-seen:%';
+"""
 
 
 def run_script(db: sqlite3.Connection, script: str) -> None:
@@ -124,13 +142,13 @@ def bring_up_to_date(db: sqlite3.Connection, path: Path) -> None:
     db.execute("BEGIN IMMEDIATE")  # the relay may open the same file at the same moment
     try:
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        older = (
-            version < SCHEMA_VERSION
+        schema_1 = (
+            version < 2
             and db.execute(
                 "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'readings'"
             ).fetchone()
         )
-        if older:
+        if schema_1:
             count = db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
             log.warning(
                 "outbox %s: moving its %d reading(s) to schema %d (once)",
@@ -140,6 +158,7 @@ def bring_up_to_date(db: sqlite3.Connection, path: Path) -> None:
             )
             run_script(db, MIGRATE_FROM_1)
         run_script(db, SCHEMA)
+        run_script(db, CARRY_FIRST_SEEN)
         if version < SCHEMA_VERSION:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")

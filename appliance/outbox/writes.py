@@ -26,6 +26,7 @@ from pathlib import Path
 from ..records import Record, refusal
 from .damage import OutboxFull, cannot_write, is_disk_full
 from .dead_letters import PREVIEW_CHARS, insert_dead
+from .first_seen import FirstSeenMemory, FirstSighting
 from .revisions import store
 from .rows import DeadEntry, Pending, PutResult, Write
 
@@ -188,7 +189,8 @@ def at_the_door(record: Record, now: float) -> DeadEntry | None:
 
 
 def put_in(db: sqlite3.Connection, item: Write, seq: int, now: float) -> int:
-    """One caller's records, cursors and dead letters, inside the open transaction; returns the last seq.
+    """One caller's records, cursors (a poller's positions, the relay's first sightings) and dead
+    letters, inside the open transaction; returns the last seq.
 
     Every record passes the door first (records.refusal): one the cloud would refuse is kept
     as a dead letter with the reason instead, so no source can queue a poison reading."""
@@ -200,7 +202,8 @@ def put_in(db: sqlite3.Connection, item: Write, seq: int, now: float) -> int:
             continue
         outcome, seq = store(db, record, seq, now)
         outcomes[outcome] += 1
-    move_cursors(db, item.cursors, now)
+    move_cursors(db, [c for c in item.cursors if not isinstance(c, FirstSighting)], now)
+    FirstSeenMemory.remember(db, [c for c in item.cursors if isinstance(c, FirstSighting)])
     insert_dead(db, [*item.dead, *refused], now)
     if outcomes["ignored_final"]:
         bump(db, "final_changes_ignored", outcomes["ignored_final"])

@@ -55,8 +55,8 @@ trigger reports and events their own time (``time_info.time``,
 ``start_time``; else a top-level ``timestamp``/``time``/``report_time`` that
 reads as a time between 2000 and 2100). Only a message with no time at all is stamped with its
 receive time; its first receive time is remembered per sensor and content
-(:class:`FirstSeen`, kept as an outbox cursor in the same transaction as the
-record), so a copy of it published again later maps to the same record too.
+(:class:`FirstSeen`, kept in the outbox's first-seen memory, written in the same
+transaction as the record), so a copy of it published again later maps to the same record too.
 
 Sensor id: an ``[[mqtt.devices]]`` entry whose ``topic`` (an MQTT filter;
 matched against the URL path for HTTP pushes) and/or ``serial`` match, else
@@ -83,7 +83,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..config import MqttDevice
-from ..outbox import DeadEntry, Outbox
+from ..outbox import DeadEntry, FirstSighting, Outbox
 from ..records import (
     NonexistentLocalTime,
     Record,
@@ -109,7 +109,6 @@ OCCUPANCY_KEYS = {
     "regions_name",
 }
 MOMENT_KEYS = ("time", "trigger_time", "report_time", "timestamp", "end_time", "start_time")
-FIRST_SEEN_KIND = "first-seen:"
 PLAUSIBLE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
@@ -441,8 +440,8 @@ def topic_matches(pattern: str, topic: str) -> bool:
 class FirstSeen:
     """When a message that carries no time of its own was first received.
 
-    Kept in memory (bounded) and in the outbox as a cursor ``first-seen:<digest>``
-    per sensor, written in the same transaction as the message's records, so a
+    Kept in memory (bounded) and in the outbox's first-seen memory per sensor and
+    digest, written in the same transaction as the message's records, so a
     redelivered or re-published copy gets the same period, and so the same id.
     """
 
@@ -456,11 +455,11 @@ class FirstSeen:
         self, sensor_id: str, digest: str, now: datetime
     ) -> tuple[datetime, list[tuple[str, str, str]]]:
         """The message's stamp, and the cursor to commit with it when it is new."""
-        key, kind = (sensor_id, digest), FIRST_SEEN_KIND + digest
+        key = (sensor_id, digest)
         with self._lock:
             known = self._memory.get(key)
             if known is None and self.outbox is not None:
-                known = self.outbox.cursor(sensor_id, kind)
+                known = self.outbox.first_seen.get(sensor_id, digest)
             fresh = known is None
             if fresh:
                 known = utc_text(now)
@@ -468,7 +467,7 @@ class FirstSeen:
             self._memory.move_to_end(key)
             while len(self._memory) > self.keep:
                 self._memory.popitem(last=False)
-        return parse_utc(known), ([(sensor_id, kind, known)] if fresh else [])
+        return parse_utc(known), ([FirstSighting(sensor_id, digest, known)] if fresh else [])
 
 
 # ---------------------------------------------------------------- the parser
