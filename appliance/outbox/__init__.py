@@ -8,7 +8,8 @@ is the whole public face; each room behind it is a file of its own:
 
 * schema.py      the tables, and migrating an older release's file in place
 * damage.py      a corrupt file moved aside, a torn log reported, a full disk
-* writes.py      the write transaction and what a put stores in it
+* store.py       the open file and its write transaction, shared by every room
+* writes.py      what one put stores inside a transaction
 * batcher.py     puts that arrive together committed in one transaction
 * revisions.py   a record stored again: unchanged, next revision, or final
 * delivery.py    the uplink's side: take, delivered, reject

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from .damage import cannot_write
 from .revisions import last_seq
 from .rows import PutResult, Write
-from .writes import Store, put_in
+from .store import Store
+from .writes import put_in
 
 log = logging.getLogger("sensor-bridge.outbox")
 

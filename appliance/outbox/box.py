@@ -28,7 +28,7 @@ from .retention import Retention
 from .rows import DeadEntry, OutboxStats, Pending, PutResult, Write
 from .schema import open_readonly, open_writable
 from .stats import stats
-from .writes import Store, bump
+from .store import Store, bump
 
 if TYPE_CHECKING:
     from ..config import Config

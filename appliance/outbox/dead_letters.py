@@ -11,12 +11,10 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .rows import DeadEntry
-
-if TYPE_CHECKING:
-    from .writes import Store
+from .store import Store
 
 log = logging.getLogger("sensor-bridge.outbox")
 

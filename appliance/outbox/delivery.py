@@ -18,7 +18,7 @@ from typing import Any
 
 from .dead_letters import bury, preview
 from .rows import DeadEntry, Pending
-from .writes import Store
+from .store import Store
 
 log = logging.getLogger("sensor-bridge.outbox")
 

@@ -26,7 +26,7 @@ from ..records import parse_utc, utc_text
 from .damage import OutboxFull, epoch_text
 from .dead_letters import DeadLetters
 from .first_seen import KEEP_FIRST_SEEN_S, MAX_FIRST_SEEN, FirstSeenMemory
-from .writes import Store, bump
+from .store import Store, bump
 
 log = logging.getLogger("sensor-bridge.outbox")
 

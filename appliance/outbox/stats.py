@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from .rows import OutboxStats, Pending
-from .writes import Store
+from .store import Store
 
 
 def held_rows(store: Store) -> list[int]:
