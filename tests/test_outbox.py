@@ -215,6 +215,23 @@ def test_a_junk_flood_never_evicts_a_real_reading(tmp_path: Path) -> None:
     ).strftime("%Y-%m-%dT%H:%M:%SZ"), "stale first-seen cursors are forgotten, recent ones kept"
 
 
+def test_first_seen_memory_keeps_its_newest_50000_and_its_own_expiry(tmp_path: Path) -> None:
+    """Its own cap and age, whatever max_mb says: the oldest moments go first, and what is
+    forgotten counts as junk shed; the relay then dates a copy as a new message."""
+    box = Outbox(tmp_path / "o.db")
+    at = [(T0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(50_010)]
+    box.put([], cursors=[FirstSighting("door", f"{i:08x}", t) for i, t in enumerate(at)])
+    assert box.enforce_limits() == 0
+    assert box.first_seen.get("door", f"{9:08x}") is None, "the ten oldest are forgotten"
+    assert box.first_seen.get("door", f"{10:08x}") == at[10]
+    assert box.stats().junk_shed == 10
+    box.put([], cursors=[FirstSighting("door", "new", "2025-08-05T00:00:00Z")])
+    box.enforce_limits()
+    assert box.first_seen.get("door", f"{50_009:08x}") is None, "older than 8 days: forgotten"
+    assert box.first_seen.get("door", "new") == "2025-08-05T00:00:00Z"
+    box.close()
+
+
 def test_a_clock_a_year_ahead_and_back_keeps_the_delivery_memory(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db")
     week = [reading(hour=h) for h in range(7 * 24)]
