@@ -1,31 +1,32 @@
 """The commit batcher: what the relay's doors receive -> outbox transactions -> acknowledgements.
 
-Both doors (MQTT, appliance/sources/mqtt_in.py; HTTP push, appliance/relay.py)
+Both doors (MQTT, appliance/push/mqtt_door.py; HTTP push, appliance/push/http_door.py)
 hand each parsed message to :class:`Committer` with a ``done`` to run after
 its commit: the MQTT acknowledgement, the HTTP answer. Nothing is acknowledged
 before it is committed.
 
 Messages are committed in batches (up to 500 messages, or what arrived within
 50 ms), because every commit is an fsync; a batch's acknowledgements follow
-its commit. Unreadable messages, and messages with readings the cloud would
-refuse, go to the dead-letter table (they are acknowledged too: they were kept,
-and redelivery would not make them readable). Only an outbox that cannot be
-written at all (disk full, I/O error, locked too long) holds messages back for
-a retry; a message the outbox refuses for any other reason is dead-lettered on
-its own, so the messages behind it are stored.
+its commit. The transaction is the outbox's write batcher's, the same as the
+collector's polls (appliance/outbox/batcher.py), one put per message: only an
+outbox that cannot be written at all (disk full, I/O error, locked too long,
+damaged: the batcher's one rule) holds messages back for a retry; a message the
+outbox refuses for any other reason is dead-lettered on its own, so the
+messages behind it are stored. Unreadable messages, and messages with readings
+the cloud would refuse, go to the dead-letter table too (they are acknowledged:
+they were kept, and redelivery would not make them readable).
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .outbox import DeadEntry, Outbox, PutResult
+from .outbox import DeadEntry, Outbox, PutResult, Write, cannot_write
 from .push.format import Parsed
 from .records import utc_text
 
@@ -65,8 +66,6 @@ class Committer:
         self.cond = threading.Condition()
         self.stopping = False
         self.stopped = threading.Event()  # cuts a retry pause short at shutdown
-        self.error: str | None = None
-        self.error_since: float | None = None
 
     def add(self, item: Incoming) -> None:
         with self.cond:
@@ -110,98 +109,103 @@ class Committer:
             self.cond.notify_all()
         self.stopped.set()
 
+    @property
+    def error(self) -> str | None:
+        """Why the outbox cannot be written right now (the outbox's own verdict), or None."""
+        return self.outbox.write_error
+
+    @property
+    def error_since(self) -> float | None:
+        return self.outbox.write_error_since
+
     def commit(self, batch: list[Incoming]) -> list[Incoming]:
-        """Commit ``batch`` and run each message's ``done``; returns the messages that must wait
-        because the outbox cannot be written at all (disk full, I/O error, locked too long).
+        """Commit ``batch`` (one outbox put per message, in one transaction where they can be)
+        and run each message's ``done``; returns the messages that must wait because the outbox
+        cannot be written at all (the batcher's rule: appliance/outbox/batcher.py).
 
-        Any other failure is one message's fault: the batch is then committed message by
-        message, and a message that still fails is dead-lettered with the reason and answered
-        (acknowledged: it was kept), so the messages behind it are stored, never blocked."""
-        try:
-            result = self._put(batch)
-        except Exception as exc:
-            if outbox_unwritable(exc):
-                return self._cannot_write(batch, exc)
+        A message the outbox refused for any other reason is dead-lettered with the reason and
+        answered (acknowledged: it was kept), so the messages behind it are stored, never
+        blocked."""
+        writes = self._store(batch)
+        waiting = [item for item, w in zip(batch, writes, strict=True) if _waits(w)]
+        poison = [
+            (item, w.error)
+            for item, w in zip(batch, writes, strict=True)
+            if w.error is not None and not _waits(w)
+        ]
+        if poison:
             log.warning(
-                "committing %d message(s) failed (%s: %s); committing them one by one",
+                "%d of %d message(s) could not be stored; dead-lettering them",
+                len(poison),
                 len(batch),
-                type(exc).__name__,
-                exc,
             )
-            return self._one_by_one(batch)
-        self._wrote()
-        for item in batch:
-            if item.done:
-                item.done(result, None)
+        kept = {id(item): w for item, w in zip(batch, writes, strict=True) if w.error is None}
+        for item, exc in poison:
+            if (letter := self._dead_letter(item, exc)) is None:
+                waiting.append(item)
+            else:
+                kept[id(item)] = letter
+        for item in batch:  # in arrival order, each after the commit that kept it
+            if id(item) in kept and item.done:
+                item.done(kept[id(item)].result or PutResult(), None)
+        if waiting:
+            held = {id(item) for item in waiting}
+            return self._cannot_write([item for item in batch if id(item) in held])
         return []
 
-    def _one_by_one(self, batch: list[Incoming]) -> list[Incoming]:
-        for index, item in enumerate(batch):
-            try:
-                result = self._put([item])
-            except Exception as exc:
-                if outbox_unwritable(exc):
-                    return self._cannot_write(batch[index:], exc)
-                try:
-                    result = self._dead_letter(item, exc)
-                except Exception as again:
-                    if outbox_unwritable(again):
-                        return self._cannot_write(batch[index:], again)
-                    # Not even its dead letter fits: answering beats redelivering it forever.
-                    log.error(
-                        "dropped a message from %s that cannot be kept (%s): %s",
-                        item.parsed.origin,
-                        again,
-                        item.parsed.preview[:200],
-                    )
-                    result = PutResult()
-            self._wrote()
-            if item.done:
-                item.done(result, None)
-        return []
-
-    def _dead_letter(self, item: Incoming, exc: Exception) -> PutResult:
-        """Keep the message that cannot be stored as a dead letter instead of its records."""
+    def _dead_letter(self, item: Incoming, exc: BaseException) -> Write | None:
+        """Keep the message that cannot be stored as a dead letter instead of its records; None
+        when the outbox cannot be written now (the message waits)."""
         parsed = item.parsed
         reason = f"cannot be stored ({type(exc).__name__}: {exc})"
         parsed.records, parsed.cursors = [], []
         parsed.dead = [DeadEntry(parsed.origin or "relay", reason, parsed.preview)]
-        return self._put([item])
+        [letter] = self._store([item])
+        if letter.error is None:
+            return letter
+        if _waits(letter):
+            return None
+        # Not even its dead letter fits: answering beats redelivering it forever.
+        log.error(
+            "dropped a message from %s that cannot be kept (%s): %s",
+            parsed.origin,
+            letter.error,
+            parsed.preview[:200],
+        )
+        return Write([], [], [], result=PutResult())
 
-    def _put(self, items: list[Incoming]) -> PutResult:
-        """One outbox transaction for ``items``; the counters follow what it kept."""
-        records = [r for item in items for r in item.parsed.records]
-        cursors = [c for item in items for c in item.parsed.cursors]
-        dead = [d for item in items for d in item.parsed.dead]
-        result = self.outbox.put(records, cursors=cursors, dead=dead)
+    def _store(self, items: list[Incoming]) -> list[Write]:
+        """One outbox put per message, through the outbox's batcher; the counters follow what
+        it kept."""
+        writes = [
+            Write(list(item.parsed.records), list(item.parsed.cursors), list(item.parsed.dead))
+            for item in items
+        ]
+        self.outbox.put_each(writes)
         c = self.counters
-        c.received += len(items)
-        c.records_stored += result.added + result.updated
-        c.records_unchanged += result.unchanged + result.ignored_final
-        c.last_message_at = utc_text(datetime.now(UTC))
-        if dead or result.refused:
-            c.dead_lettered += len(dead) + result.refused
-            last = dead[-1] if dead else None
-            c.last_dead = (
-                f"{last.origin}: {last.reason}" if last else "a reading the cloud would refuse"
-            )
-            c.last_dead_time = time.monotonic()
-            for entry in dead:
-                log.warning("dead-lettered a message from %s: %s", entry.origin, entry.reason)
-        return result
+        for w in writes:
+            if w.error is not None or w.result is None:
+                continue
+            result = w.result
+            c.received += 1
+            c.records_stored += result.added + result.updated
+            c.records_unchanged += result.unchanged + result.ignored_final
+            c.last_message_at = utc_text(datetime.now(UTC))
+            if w.dead or result.refused:
+                c.dead_lettered += len(w.dead) + result.refused
+                last = w.dead[-1] if w.dead else None
+                c.last_dead = (
+                    f"{last.origin}: {last.reason}" if last else "a reading the cloud would refuse"
+                )
+                c.last_dead_time = time.monotonic()
+                for entry in w.dead:
+                    log.warning("dead-lettered a message from %s: %s", entry.origin, entry.reason)
+        return writes
 
-    def _wrote(self) -> None:
-        if self.error:
-            log.info("outbox writable again")
-        self.error = self.error_since = None
-
-    def _cannot_write(self, waiting: list[Incoming], exc: Exception) -> list[Incoming]:
-        """The outbox cannot be written: keep ``waiting`` for a retry, and say so."""
-        if self.error is None:
-            log.error("cannot commit %d message(s) to the outbox: %s", len(waiting), exc)
-            self.error_since = time.monotonic()
-        self.error = f"{type(exc).__name__}: {exc}"
-        if self.stopping and self.error_since and time.monotonic() - self.error_since > 10:
+    def _cannot_write(self, waiting: list[Incoming]) -> list[Incoming]:
+        """The outbox cannot be written: keep ``waiting`` for a retry (the outbox says why)."""
+        since = self.error_since
+        if self.stopping and since and time.monotonic() - since > 10:
             for item in waiting:  # shutting down: give up; unacknowledged MQTT messages come back
                 if item.done:
                     item.done(None, self.error)
@@ -209,9 +213,6 @@ class Committer:
         return waiting
 
 
-def outbox_unwritable(exc: BaseException) -> bool:
-    """The outbox file cannot be written at all (disk full, I/O error, locked too long, damaged),
-    as opposed to one message the outbox cannot take: only this is worth waiting for."""
-    if isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError):
-        return True
-    return type(exc) is sqlite3.DatabaseError  # "database disk image is malformed"
+def _waits(write: Write) -> bool:
+    """The put failed because the outbox cannot be written now: worth waiting for."""
+    return write.error is not None and cannot_write(write.error)

@@ -113,7 +113,7 @@ def clean_env() -> dict[str, str]:
 
 
 def current_schema() -> int:
-    """The outbox schema the running code writes (appliance/outbox.py's SCHEMA_VERSION)."""
+    """The outbox schema the running code writes (appliance/outbox/schema.py's SCHEMA_VERSION)."""
     from . import outbox
 
     return int(getattr(outbox, "SCHEMA_VERSION", 1))

@@ -115,7 +115,7 @@ def stage_source(source: Path, into: Path, version: str | None) -> tuple[str, in
         )
     )
     schema = re.search(
-        r"^SCHEMA_VERSION = (\d+)", (into / "appliance" / "outbox.py").read_text(), re.M
+        r"^SCHEMA_VERSION = (\d+)", (into / "appliance" / "outbox" / "schema.py").read_text(), re.M
     )
     return version, int(schema.group(1)) if schema else 1
 

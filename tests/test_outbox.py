@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from appliance.outbox import DeadEntry, Outbox
+from appliance.outbox import DeadEntry, FirstSighting, Outbox
 from appliance.records import Record
 
 T0 = datetime(2025, 7, 22, 9, tzinfo=UTC)
@@ -181,7 +181,7 @@ def test_sigkill_at_any_instant_loses_nothing_committed(tmp_path: Path) -> None:
 
 
 def test_a_junk_flood_never_evicts_a_real_reading(tmp_path: Path) -> None:
-    """3,000 refused pushes (4 MB of dead letters) and thousands of first-seen cursors under
+    """3,000 refused pushes (4 MB of dead letters) and thousands of first-seen moments under
     max_mb = 1: the junk is shed, oldest first and counted, and every reading stays."""
     box = Outbox(tmp_path / "o.db", max_mb=1)
     box.put([reading(hour=h) for h in range(800)])
@@ -194,7 +194,7 @@ def test_a_junk_flood_never_evicts_a_real_reading(tmp_path: Path) -> None:
         (T0 + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")
         for m in range(0, 30 * 24 * 60, 10)
     ]
-    box.put([], cursors=[("door", f"first-seen:{i:08x}", at) for i, at in enumerate(moments)])
+    box.put([], cursors=[FirstSighting("door", f"{i:08x}", at) for i, at in enumerate(moments)])
     assert box.stats().size_mb > 4, "the junk alone is four times the cap"
 
     assert box.enforce_limits() == 0
@@ -207,12 +207,29 @@ def test_a_junk_flood_never_evicts_a_real_reading(tmp_path: Path) -> None:
     newest_seen = moments[-1]
     kept = (
         sqlite3.connect(tmp_path / "o.db")
-        .execute("SELECT MIN(position), COUNT(*) FROM cursors WHERE kind LIKE 'first-seen:%'")
+        .execute("SELECT MIN(seen_at), COUNT(*) FROM first_seen")
         .fetchone()
     )
     assert kept[1] > 0 and kept[0] >= (
         datetime.fromisoformat(newest_seen) - timedelta(days=8)
     ).strftime("%Y-%m-%dT%H:%M:%SZ"), "stale first-seen cursors are forgotten, recent ones kept"
+
+
+def test_first_seen_memory_keeps_its_newest_50000_and_its_own_expiry(tmp_path: Path) -> None:
+    """Its own cap and age, whatever max_mb says: the oldest moments go first, and what is
+    forgotten counts as junk shed; the relay then dates a copy as a new message."""
+    box = Outbox(tmp_path / "o.db")
+    at = [(T0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(50_010)]
+    box.put([], cursors=[FirstSighting("door", f"{i:08x}", t) for i, t in enumerate(at)])
+    assert box.enforce_limits() == 0
+    assert box.first_seen.get("door", f"{9:08x}") is None, "the ten oldest are forgotten"
+    assert box.first_seen.get("door", f"{10:08x}") == at[10]
+    assert box.stats().junk_shed == 10
+    box.put([], cursors=[FirstSighting("door", "new", "2025-08-05T00:00:00Z")])
+    box.enforce_limits()
+    assert box.first_seen.get("door", f"{50_009:08x}") is None, "older than 8 days: forgotten"
+    assert box.first_seen.get("door", "new") == "2025-08-05T00:00:00Z"
+    box.close()
 
 
 def test_a_clock_a_year_ahead_and_back_keeps_the_delivery_memory(tmp_path: Path) -> None:

@@ -3,16 +3,21 @@ the previous round's deliveries, never one per kind or per confirmation; and wha
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 import struct
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import pytest
 from receiver_helpers import readings
 
+from appliance.committer import Committer, Counters, Incoming
 from appliance.lanes import PollLanes
-from appliance.outbox import Outbox
+from appliance.outbox import Outbox, OutboxFull, cannot_write
+from appliance.push.format import Parsed
 
 
 def commits(path: Path) -> int:
@@ -120,3 +125,75 @@ class _noting:
 
     def __exit__(self, *exc: object) -> None:
         self.ran.set()
+
+
+# ---------------------------------------------------------------- one batcher, one verdict (issue 20)
+
+
+def test_the_collectors_polls_and_the_relays_messages_share_one_transaction(
+    tmp_path: Path,
+) -> None:
+    """Both writers go through the outbox's one batcher: gathered together, one commit."""
+    box = Outbox(tmp_path / "o.db")
+    box.put(readings(1))  # the log exists, so commit frames can be counted from here
+    before = commits(box.path)
+    committer = Committer(box, Counters())
+    box.group_with(lambda: 4, 10.0)  # a poll and three messages are expected together
+    polled = threading.Thread(target=box.put, args=(readings(2, start=1),))
+    polled.start()
+    answers: list[str | None] = []
+    messages = [
+        Incoming(Parsed(records=readings(1, start=10 + i)), lambda _r, e: answers.append(e))
+        for i in range(3)
+    ]
+    assert committer.commit(messages) == []
+    polled.join(10)
+    assert answers == [None, None, None], "each message answered after its commit"
+    assert box.stats().pending == 6
+    assert commits(box.path) == before + 1, "one transaction, one fsync, for both writers"
+    box.close()
+
+
+def test_an_outbox_that_cannot_be_written_stops_both_writers_alike(tmp_path: Path) -> None:
+    """The same verdict for the collector (its put raises, its cursors stay) and the relay (its
+    messages wait, unacknowledged), the same reason for both, and both go on once it passes."""
+    box = Outbox(tmp_path / "o.db")
+    committer = Committer(box, Counters())
+    answers: list[str | None] = []
+    batch = [Incoming(Parsed(records=readings(1)), lambda _r, e: answers.append(e))]
+    holder = sqlite3.connect(tmp_path / "o.db", timeout=0)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the file...
+    box._db.execute("PRAGMA busy_timeout = 50")  # ...longer than the outbox waits
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            box.put(readings(1, start=5), cursors=[("cam-1", "line_counts", "x")])
+        assert committer.commit(batch) == batch and answers == []
+        assert box.write_error and "locked" in box.write_error
+        assert committer.error == box.write_error
+    finally:
+        holder.rollback()
+        holder.close()
+    assert box.cursor("cam-1", "line_counts") is None, "the poll's cursor did not move"
+    assert committer.commit(batch) == [] and answers == [None]
+    assert box.put(readings(1, start=5)).added == 1
+    assert box.write_error is None and committer.error is None
+    box.close()
+
+
+@pytest.mark.parametrize(
+    ("exc", "waits"),
+    [
+        (sqlite3.OperationalError("database is locked"), True),
+        (sqlite3.OperationalError("disk I/O error"), True),
+        (OutboxFull("disk full"), True),
+        (OSError(errno.ENOSPC, "No space left on device"), True),
+        (sqlite3.DatabaseError("database disk image is malformed"), True),
+        (sqlite3.IntegrityError("UNIQUE constraint failed"), False),
+        (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), False),
+        (ValueError("not a reading"), False),
+    ],
+)
+def test_one_definition_of_an_outbox_that_cannot_be_written(exc: BaseException, waits: bool):
+    """Disk full, OperationalError and damage make every writer wait; one caller's bad data
+    fails only that caller (the relay dead-letters it, the collector's poll reports it)."""
+    assert cannot_write(exc) is waits

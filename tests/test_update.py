@@ -131,7 +131,7 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     schema2 = patched_tree(
         base / "schema2",
         {
-            "appliance/outbox.py": (
+            "appliance/outbox/schema.py": (
                 f"\nSCHEMA_VERSION = {SCHEMA_VERSION}\n",
                 f"\nSCHEMA_VERSION = {SCHEMA_VERSION + 1}\n",
             )

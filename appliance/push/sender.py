@@ -9,8 +9,8 @@ The record id is fixed by the contract (sensor_id|kind|period_start), so the
 period start must come from the message itself for a re-published identical
 message to map to the same record. Only a message with no time at all is
 stamped with its receive time; its first receive time is remembered per sensor
-and content (:class:`FirstSeen`, kept as an outbox cursor in the same
-transaction as the record), so a copy of it published again later maps to the
+and content (:class:`FirstSeen`, kept in the outbox's first-seen memory, written in the
+same transaction as the record), so a copy of it published again later maps to the
 same record too.
 """
 
@@ -23,10 +23,8 @@ from datetime import datetime
 from typing import Any
 
 from ..config import MqttDevice
-from ..outbox import Outbox
+from ..outbox import FirstSighting, Outbox
 from ..records import parse_utc, utc_text
-
-FIRST_SEEN_KIND = "first-seen:"
 
 
 def topic_matches(pattern: str, topic: str) -> bool:
@@ -43,8 +41,8 @@ def topic_matches(pattern: str, topic: str) -> bool:
 class FirstSeen:
     """When a message that carries no time of its own was first received.
 
-    Kept in memory (bounded) and in the outbox as a cursor ``first-seen:<digest>``
-    per sensor, written in the same transaction as the message's records, so a
+    Kept in memory (bounded) and in the outbox's first-seen memory per sensor and
+    digest, written in the same transaction as the message's records, so a
     redelivered or re-published copy gets the same period, and so the same id.
     """
 
@@ -56,13 +54,13 @@ class FirstSeen:
 
     def moment(
         self, sensor_id: str, digest: str, now: datetime
-    ) -> tuple[datetime, list[tuple[str, str, str]]]:
-        """The message's stamp, and the cursor to commit with it when it is new."""
-        key, kind = (sensor_id, digest), FIRST_SEEN_KIND + digest
+    ) -> tuple[datetime, list[FirstSighting]]:
+        """The message's stamp, and the sighting to commit with it when it is new."""
+        key = (sensor_id, digest)
         with self._lock:
             known = self._memory.get(key)
             if known is None and self.outbox is not None:
-                known = self.outbox.cursor(sensor_id, kind)
+                known = self.outbox.first_seen.get(sensor_id, digest)
             fresh = known is None
             if fresh:
                 known = utc_text(now)
@@ -70,7 +68,7 @@ class FirstSeen:
             self._memory.move_to_end(key)
             while len(self._memory) > self.keep:
                 self._memory.popitem(last=False)
-        return parse_utc(known), ([(sensor_id, kind, known)] if fresh else [])
+        return parse_utc(known), ([FirstSighting(sensor_id, digest, known)] if fresh else [])
 
 
 class Senders:
@@ -92,8 +90,8 @@ class Senders:
 
     def first_stamp(
         self, sensor_id: str, payload: dict[str, Any], received: datetime
-    ) -> tuple[datetime, list[tuple[str, str, str]]]:
-        """A timeless message's stamp (its first receive time) and the cursor to commit with it."""
+    ) -> tuple[datetime, list[FirstSighting]]:
+        """A timeless message's stamp (its first receive time) and the sighting to commit with it."""
         import hashlib  # here, not at the top: OpenSSL's libcrypto costs the watchdog 3.7 MB
 
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
