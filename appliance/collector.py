@@ -27,13 +27,12 @@ from typing import Any
 from . import __version__
 from .alerts import start_pinger
 from .bridge_state import bridge_state
-from .clock import clock_synchronised
+from .clock import clock_synchronised, now_utc, utc_text
 from .config import Config, config_from_args, parse_listen
 from .fleet import fleet_facts
 from .http_server import BoundedHandler, BoundedHTTPServer, serve
 from .lanes import PollLanes
 from .outbox import Outbox, OutboxFull, OutboxStats
-from .records import now_utc, utc_text
 from .service import Service, run_service
 from .sources import source_for
 from .status import WRITE_EVERY_S, write_status

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from .clock import utc_text
 from .outbox import DeadEntry, Outbox, PutResult
-from .records import utc_text
 from .sources.milesight_push import Parsed
 
 log = logging.getLogger("sensor-bridge.relay")  # its lines are the relay's, as before the split

@@ -84,7 +84,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .records import Record, parse_utc, refusal, utc_text
+from .clock import parse_utc, utc_text
+from .records import Record, refusal
 from .status import read_json, write_json_atomic
 
 if TYPE_CHECKING:

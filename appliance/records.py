@@ -6,9 +6,9 @@ ingest contract's record objects. The id depends only on
 ``sensor_id|kind|period_start``, so reading the same period twice can never
 create a second reading in the cloud.
 
-Time rules live here too: everything leaving this module is UTC with a ``Z``,
-and a camera's local wall-clock time is turned into UTC explicitly, DST gap
-and repeated hour included.
+Everything leaving this module is UTC with a ``Z`` (appliance/clock.py writes
+and reads the stamps), and a camera's local wall-clock time is turned into UTC
+explicitly, DST gap and repeated hour included.
 
 The door is here as well: :func:`contract_problem` says why the cloud would
 refuse a record object (docs/ingest-contract.md plus what the cloud's
@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
+
+# The time rules are the clock's; importers of these names from here keep working.
+from .clock import EARLIEST, LATEST, UTC_TEXT_PATTERN, now_utc, parse_utc, utc_text
 
 KINDS = (
     "line_counts",
@@ -39,35 +41,6 @@ KINDS = (
     "ambience",
 )
 SOURCES = ("poll", "mqtt", "http-push")
-
-
-@lru_cache(maxsize=1024)  # readings of one period, and of one poll, share their stamps
-def utc_text(moment: datetime) -> str:
-    """RFC 3339 UTC with a ``Z`` suffix, second precision: ``2025-07-22T09:00:00Z``."""
-    if moment.tzinfo is None:
-        raise ValueError(f"naive datetime {moment!r}: every stamp must carry its zone")
-    m = moment.astimezone(UTC)
-    # Not strftime: glibc's %Y writes year 5 as "5", and RFC 3339 needs four digits.
-    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}Z"
-
-
-def parse_utc(text: str) -> datetime:
-    """Read back what :func:`utc_text` wrote (also accepts ``+00:00``)."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError(f"{text!r} has no UTC offset")
-    return moment.astimezone(UTC)
-
-
-# Test hook, never set on a bridge: tests start the collector with its clock
-# skewed by this many seconds (no faketime on the image). Read once, here only.
-_TEST_CLOCK_OFFSET = timedelta(
-    seconds=float(os.environ.get("SENSOR_BRIDGE_TEST_CLOCK_OFFSET_S") or 0)
-)
-
-
-def now_utc() -> datetime:
-    return (datetime.now(UTC) + _TEST_CLOCK_OFFSET).replace(microsecond=0)
 
 
 def record_id(sensor_id: str, kind: str, period_start: str) -> str:
@@ -204,16 +177,8 @@ VALUES_MAX_BYTES = (
     256 * 1024
 )  # one record must fit a batch the cloud accepts (4 MB) many times over
 NESTING_MAX = 32
-# Readings outside these years come from a device whose clock was never set (1970, 2000 after a
-# reset is kept) or is wildly wrong; the cloud's dashboards and the stale-sensor check would be
-# misled by them for good, because a final period never changes again.
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 # A period a device calls final cannot end later than now; devices' clocks drift a little.
 FINAL_FUTURE_GRACE = timedelta(minutes=10)
-UTC_TEXT_PATTERN = _UTC_TEXT = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z$"
-)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 # PostgreSQL text and jsonb cannot hold U+0000; UTF-8 (SQLite, PostgreSQL) cannot hold a lone surrogate.
@@ -310,7 +275,7 @@ def _moment_problem(name: str, text: Any, whole_seconds: bool = False) -> str | 
 
 @lru_cache(maxsize=1024)  # readings of one period share their stamps, and a batch its observed_at
 def _stamp_problem(name: str, text: str, whole_seconds: bool) -> str | None:
-    match = _UTC_TEXT.match(text)
+    match = UTC_TEXT_PATTERN.match(text)
     if match is None or (whole_seconds and match.group(7)):
         precision = " and whole seconds" if whole_seconds else ""
         return f"{name}: must be RFC 3339 UTC with Z{precision}, e.g. 2025-07-22T09:00:00Z, not {shown(text)}"

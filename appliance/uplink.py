@@ -25,9 +25,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from . import __version__
+from .clock import utc_text
 from .config import Config, mask_urls
 from .outbox import Outbox, OutboxFull, Pending
-from .records import utc_text
 
 log = logging.getLogger("sensor-bridge.uplink")
 

@@ -43,10 +43,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .clock import now_utc, utc_text
 from .config import Config, ConfigWatch
 from .led import LOOK_EVERY_S, LedService
 from .maintenance import maintenance_active
-from .records import now_utc, utc_text
 from .service import Service, run_service
 from .status import (
     STALE_AFTER_S,

@@ -32,8 +32,8 @@ from typing import Any
 
 # The contract's vocabulary (kinds, fields, sources, time format) has one home; how a receiver
 # checks a batch against it stays its own, so the conformance suite compares two readings of it.
+from ..clock import UTC_TEXT_PATTERN as UTC_TEXT
 from ..records import AMBIENCE_KEYS, KINDS, RECORD_FIELDS, SOURCES
-from ..records import UTC_TEXT_PATTERN as UTC_TEXT
 from ..service import Background, run_service
 
 SCHEMA = "sensor-bridge/ingest/v1"

@@ -82,16 +82,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ..clock import parse_utc, plausible, utc_text
 from ..config import MqttDevice
 from ..outbox import DeadEntry, Outbox
 from ..records import (
     NonexistentLocalTime,
     Record,
     local_to_utc,
-    parse_utc,
     refusal,
     sensor_id_problem,
-    utc_text,
 )
 from .lorawan.envelope import EnvelopeError, Uplink, read_envelope
 from .lorawan.route import RouteError, device_for, route
@@ -110,7 +109,6 @@ OCCUPANCY_KEYS = {
 }
 MOMENT_KEYS = ("time", "trigger_time", "report_time", "timestamp", "end_time", "start_time")
 FIRST_SEEN_KIND = "first-seen:"
-PLAUSIBLE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
 class BadMessage(ValueError):
@@ -419,7 +417,7 @@ class _Clock:
                 found = self.read(key, self.top.get(key))
             except BadMessage:
                 continue
-            if found is not None and PLAUSIBLE[0] <= found <= PLAUSIBLE[1]:
+            if found is not None and plausible(found):
                 return found
         return None
 

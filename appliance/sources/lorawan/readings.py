@@ -25,7 +25,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ...records import EARLIEST, LATEST, Record
+from ...clock import EARLIEST, LATEST
+from ...records import Record
 
 AMBIENCE = {
     "battery": "battery_pct",
