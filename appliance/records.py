@@ -29,17 +29,8 @@ from zoneinfo import ZoneInfo
 
 # The time rules are the clock's; importers of these names from here keep working.
 from .clock import EARLIEST, LATEST, UTC_TEXT_PATTERN, now_utc, parse_utc, utc_text
+from .kinds import KINDS, TABLE
 
-KINDS = (
-    "line_counts",
-    "region_counts",
-    "live_counts",
-    "occupancy",
-    "event",
-    "line_totals",
-    "dwell",
-    "ambience",
-)
 SOURCES = ("poll", "mqtt", "http-push")
 
 
@@ -306,38 +297,6 @@ def _in_out(value: Any) -> bool:
     )
 
 
-VALUE_KEYS = {
-    "line_counts": {"total", "lines"},
-    "line_totals": {"total", "lines"},
-    "region_counts": {"regions"},
-    "live_counts": {"in", "out", "sum", "capacity"},
-    "occupancy": {"current_total", "max", "regions"},
-    "event": {"event", "payload"},
-    "dwell": {"regions"},
-}
-# Keys a kind may carry besides its required ones (added compatibly, docs/ingest-contract.md).
-OPTIONAL_KEYS = {"occupancy": {"occupied", "region_names"}}
-# What an ambience reading may hold: each a finite number, the unit in the name.
-AMBIENCE_KEYS = frozenset(
-    {
-        "temperature_c",
-        "humidity_pct",
-        "co2_ppm",
-        "tvoc_iaq",
-        "tvoc_ugm3",
-        "pressure_hpa",
-        "light_level",
-        "pir",
-        "hcho_mgm3",
-        "pm2_5_ugm3",
-        "pm10_ugm3",
-        "o3_ppm",
-        "battery_pct",
-        "distance_mm",
-    }
-)
-
-
 def _number(value: Any) -> bool:
     return (
         isinstance(value, int | float)
@@ -359,7 +318,7 @@ def _dwell(value: Any) -> bool:
 def _ambience_problem(v: dict[str, Any]) -> str | None:
     if not v:
         return "values: ambience needs at least one measurement"
-    if unknown := sorted(set(v) - AMBIENCE_KEYS):
+    if unknown := sorted(set(v) - TABLE["ambience"].allowed):
         return f"values: ambience does not know {', '.join(shown(k) for k in unknown)}"
     if bad := sorted(k for k, x in v.items() if not _number(x)):
         return f"values.{bad[0]}: must be a finite number"
@@ -380,10 +339,11 @@ def values_problem(kind: str, v: Any) -> str | None:
     """Why ``v`` is not the contract's ``values`` for ``kind`` (counts: integers >= 0), or None."""
     if not isinstance(v, dict):
         return "values: must be an object"
-    if kind == "ambience":
+    spec = TABLE[kind]
+    if spec.measurements:
         return _ambience_problem(v)
-    required, optional = VALUE_KEYS[kind], OPTIONAL_KEYS.get(kind, set())
-    if not required <= set(v) <= required | optional:
+    required, optional = spec.required, spec.optional
+    if not required <= set(v) <= spec.allowed:
         extra = f" (optionally {', '.join(sorted(optional))})" if optional else ""
         return f"values: {kind} needs exactly the keys {', '.join(sorted(required))}{extra}"
     if kind in ("line_counts", "line_totals") and not _in_out(v["total"]):
