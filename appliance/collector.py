@@ -35,7 +35,7 @@ from .lanes import PollLanes
 from .outbox import Outbox, OutboxFull, OutboxStats
 from .service import Service, run_service
 from .sources import source_for
-from .status import WRITE_EVERY_S, write_status
+from .status import WRITE_EVERY_S, health_answers_200, write_status
 
 log = logging.getLogger("sensor-bridge.collector")
 
@@ -345,7 +345,7 @@ class Collector(Service):
             services=snap["services"],
             uplink={k: snap["uplink"].get(k) for k in ("state", "last_success", "last_error")},
         )
-        code = 200 if snap["bridge_state"] in ("ok", "degraded", "starting") else 503
+        code = 200 if health_answers_200(snap["bridge_state"]) else 503
         return code, body
 
     # ------------------------------------------------------------ threads
