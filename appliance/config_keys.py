@@ -19,8 +19,10 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .errors import BridgeError
 
-class ConfigError(ValueError):
+
+class ConfigError(BridgeError, ValueError):
     """The config is unusable; ``problems`` holds one line per wrong key."""
 
     def __init__(self, problems: list[str], path: str | Path | None = None) -> None:

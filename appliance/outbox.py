@@ -85,6 +85,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .clock import parse_utc, utc_text
+from .errors import BridgeError
 from .records import Record, refusal
 from .status import read_json, write_json_atomic
 
@@ -243,7 +244,7 @@ class _Corrupt(sqlite3.DatabaseError):
     """quick_check found damage."""
 
 
-class OutboxFull(sqlite3.OperationalError):
+class OutboxFull(BridgeError, sqlite3.OperationalError):
     """The disk has no room for this write; nothing of it was stored."""
 
 

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 # The time rules are the clock's; importers of these names from here keep working.
 from .clock import EARLIEST, LATEST, UTC_TEXT_PATTERN, now_utc, parse_utc, utc_text
+from .errors import BridgeError
 from .kinds import KINDS, TABLE
 
 SOURCES = ("poll", "mqtt", "http-push")
@@ -41,7 +42,7 @@ def record_id(sensor_id: str, kind: str, period_start: str) -> str:
     return hashlib.sha256(f"{sensor_id}|{kind}|{period_start}".encode()).hexdigest()
 
 
-class NonexistentLocalTime(ValueError):
+class NonexistentLocalTime(BridgeError, ValueError):
     """A wall-clock time that did not happen (skipped by a DST spring-forward)."""
 
 

@@ -59,6 +59,7 @@ from zoneinfo import ZoneInfo
 
 from . import __version__
 from .config import Config, config_from_args
+from .errors import BridgeError
 from .fleet import UPDATE_STATUS_FILE, install_root
 from .status import (
     UNITS,
@@ -76,6 +77,7 @@ FORMAT = "sensor-bridge/release/v1"
 SIGNERS = (
     "release-signers"  # in ROOT, root-owned: provision.sh installs it from the image build's input
 )
+
 BAD_FILE = "bad-versions.json"
 REBOOT_REQUIRED = "/run/reboot-required"  # unattended-upgrades (update-notifier-common) leaves it
 FETCH_TIMEOUT_S = 60
@@ -92,7 +94,7 @@ ARCH_NAMES = {
 }
 
 
-class UpdateError(RuntimeError):
+class UpdateError(BridgeError, RuntimeError):
     """An update that cannot go ahead; the message says why, and nothing was changed."""
 
 

@@ -84,6 +84,7 @@ from zoneinfo import ZoneInfo
 
 from ..clock import parse_utc, plausible, utc_text
 from ..config import MqttDevice
+from ..errors import MessageError
 from ..outbox import DeadEntry, Outbox
 from ..records import (
     NonexistentLocalTime,
@@ -93,7 +94,7 @@ from ..records import (
     sensor_id_problem,
 )
 from .lorawan.envelope import EnvelopeError, Uplink, read_envelope
-from .lorawan.route import RouteError, device_for, route
+from .lorawan.route import device_for, route
 
 PREVIEW_CHARS = 1000
 # Keys every Milesight report carries around its data; they never make a message "unmapped".
@@ -111,7 +112,7 @@ MOMENT_KEYS = ("time", "trigger_time", "report_time", "timestamp", "end_time", "
 FIRST_SEEN_KIND = "first-seen:"
 
 
-class BadMessage(ValueError):
+class BadMessage(MessageError):
     """The message cannot be turned into records; the text says what is wrong with it."""
 
 
@@ -512,7 +513,7 @@ class PushParser:
         except Exception as exc:  # a bug must not turn a message into one redelivered forever
             reason = (
                 str(exc)
-                if isinstance(exc, BadMessage)
+                if isinstance(exc, MessageError)  # its text says what is wrong
                 else f"cannot be read ({type(exc).__name__}: {exc})"
             )
             parsed = Parsed(body=body)
@@ -590,12 +591,7 @@ class PushParser:
 
             digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
             when, parsed.cursors = self.first_seen.moment(sensor_id, digest, when)
-        try:
-            parsed.records = route(
-                uplink, self.devices, at=when, source=source, observed=when
-            ).records
-        except RouteError as exc:
-            raise BadMessage(str(exc)) from None
+        parsed.records = route(uplink, self.devices, at=when, source=source, observed=when).records
         observed = received_at.replace(microsecond=0)
         parsed.records = [replace(r, observed_at=observed) for r in parsed.records]
         return parsed

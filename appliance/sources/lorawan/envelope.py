@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...errors import MessageError
+
 # Keys of the UG6x / ChirpStack v3 envelope itself, never device values.
 UG6X_ENVELOPE = {
     "applicationid",
@@ -48,7 +50,7 @@ UG6X_ENVELOPE = {
 _MODEL_IN_NAME = re.compile(r"(vs13[35]|vs350|vs121|vs330|am307|am319)", re.IGNORECASE)
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(MessageError):
     """Looks like an uplink but a field is unreadable; the text names it."""
 
 

@@ -20,10 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ...errors import MessageError
+
 Values = dict[str, Any]
 
 
-class FrameError(ValueError):
+class FrameError(MessageError):
     """The bytes do not follow the model's documented layout; the text says where and why."""
 
 

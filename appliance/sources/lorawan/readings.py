@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ...clock import EARLIEST, LATEST
+from ...errors import MessageError
 from ...records import Record
 
 AMBIENCE = {
@@ -55,7 +56,7 @@ FLAT_LINES = (
 )
 
 
-class UplinkError(ValueError):
+class UplinkError(MessageError):
     """Decoded values that cannot become records; the text says which."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ...clock import parse_rfc3339
 from ...config import LORAWAN_MODELS, MqttDevice
+from ...errors import MessageError
 from ...records import Record
 from . import decode
 from .envelope import Uplink
@@ -25,7 +26,7 @@ from .readings import records_for
 DEFAULT_PERIOD_S = 600.0
 
 
-class RouteError(ValueError):
+class RouteError(MessageError):
     """The uplink cannot become records; the text says why and what to do."""
 
 
