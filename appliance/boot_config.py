@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .clock import now_utc, utc_text
 from .config import (
     DEFAULT_PATH,
     SECRET_KEYS,
@@ -49,7 +50,6 @@ from .config import (
     read_bounded,
 )
 from .files import sync_dir, write_atomic
-from .records import now_utc, utc_text
 
 # Raspberry Pi OS since bookworm mounts the boot partition at /boot/firmware; older ones at /boot.
 BOOT_FILES = ("/boot/firmware/sensor-bridge.toml", "/boot/sensor-bridge.toml")

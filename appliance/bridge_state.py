@@ -20,20 +20,18 @@ from .boot_config import rejected_boot_config
 from .config import Config
 from .maintenance import maintenance_active
 from .outbox import OutboxDamage
-from .status import MAINTENANCE, STALE_AFTER_S, STATES, age_s, read_status, worst
+from .status import (
+    MAINTENANCE,
+    ServiceState,
+    counted_by_the_bridge,
+    read_status,
+    service_state,
+    worst,
+)
 
 # A service that has not written its status file yet counts as starting for this long
 # after the one asking started (the services start together at boot).
 START_GRACE_S = 60.0
-
-
-@dataclass(frozen=True)
-class ServiceState:
-    """One service as the bridge sees it: its effective state, why, and when it last wrote."""
-
-    state: str
-    reason: str
-    written_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -43,23 +41,13 @@ class BridgeState:
     services: dict[str, ServiceState] = field(default_factory=dict)
 
 
-def service_state(status: dict | None, now: float, in_grace: bool) -> ServiceState:
-    """What a reader should believe of one service from its status file (None: no file)."""
-    if status is None:
-        if in_grace:
-            return ServiceState("starting", "not started yet")
-        return ServiceState("error", "not running (no status file)")
-    written = status.get("written_at")
-    written_at = float(written) if isinstance(written, int | float) else None
-    age = age_s(status, now)
-    if age is None or age > STALE_AFTER_S:
-        return ServiceState("error", "status file stale", written_at)
-    state = status.get("state")
-    if state == MAINTENANCE:  # maintenance just ended; the service catches up within seconds
-        state = "ok"
-    if state not in STATES:
-        return ServiceState("error", f"unknown state {state!r} in its status file", written_at)
-    return ServiceState(str(state), str(status.get("reason") or state), written_at)
+def counted_service(status: dict | None, now: float, in_grace: bool) -> ServiceState:
+    """One service as the bridge's overall state counts it, from its status file (None: no file)."""
+    seen = service_state(status, now, in_grace)
+    counted = counted_by_the_bridge(seen.state)
+    if counted == seen.state:
+        return seen
+    return ServiceState(counted, str((status or {}).get("reason") or counted), seen.written_at)
 
 
 def bridge_state(
@@ -87,7 +75,7 @@ def bridge_state(
         if own is not None and service == own[0]:
             services[service] = ServiceState(own[1], own[2], now)
         else:
-            services[service] = service_state(
+            services[service] = counted_service(
                 read_status(config.paths.run_dir, service), now, in_grace
             )
     active = maintenance_active(config)

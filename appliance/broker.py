@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, MqttConfig, load_config
+from .errors import BridgeError
 from .files import sync_dir, write_atomic
 
 DEFAULT_DIR = "/etc/mosquitto"
@@ -80,7 +81,7 @@ QUEUE_BYTES = 256 * 1024 * 1024
 MAX_PACKET = 1024 * 1024
 
 
-class BrokerError(Exception):
+class BrokerError(BridgeError):
     """A broker change could not be made; the text says what and how to fix it."""
 
 

@@ -27,16 +27,15 @@ from typing import Any
 from . import __version__
 from .alerts import start_pinger
 from .bridge_state import bridge_state
-from .clock import clock_synchronised
+from .clock import clock_synchronised, now_utc, utc_text
 from .config import Config, config_from_args, parse_listen
 from .fleet import fleet_facts
 from .http_server import BoundedHandler, BoundedHTTPServer, serve
 from .lanes import PollLanes
 from .outbox import Outbox, OutboxFull, OutboxStats
-from .records import now_utc, utc_text
 from .service import Service, run_service
 from .sources import source_for
-from .status import WRITE_EVERY_S, write_status
+from .status import WRITE_EVERY_S, health_answers_200, write_status
 
 log = logging.getLogger("sensor-bridge.collector")
 
@@ -346,7 +345,7 @@ class Collector(Service):
             services=snap["services"],
             uplink={k: snap["uplink"].get(k) for k in ("state", "last_success", "last_error")},
         )
-        code = 200 if snap["bridge_state"] in ("ok", "degraded", "starting") else 503
+        code = 200 if health_answers_200(snap["bridge_state"]) else 503
         return code, body
 
     # ------------------------------------------------------------ threads

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from .clock import utc_text
 from .outbox import DeadEntry, Outbox, PutResult, Write, cannot_write
 from .push.format import Parsed
-from .records import utc_text
 
 log = logging.getLogger("sensor-bridge.relay")  # its lines are the relay's, as before the split
 

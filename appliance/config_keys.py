@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .errors import BridgeError
+
 MAX_PROBLEM_CHARS = 1000
 
 
@@ -32,7 +34,7 @@ def shown_safely(text: str) -> str:
     return safe if len(safe) <= MAX_PROBLEM_CHARS else safe[: MAX_PROBLEM_CHARS - 1] + "…"
 
 
-class ConfigError(ValueError):
+class ConfigError(BridgeError, ValueError):
     """The config is unusable; ``problems`` holds one line per wrong key."""
 
     def __init__(self, problems: list[str], path: str | Path | None = None) -> None:

@@ -27,7 +27,7 @@ from .config_keys import shown_safely
 from .fleet import fleet_facts
 from .outbox import Outbox, OutboxDamage
 from .remote import handshake
-from .status import effective_state, read_status
+from .status import doctor_passes, effective_state, read_status, status_succeeds
 
 
 def _ago(seconds: float | None) -> str:
@@ -151,7 +151,7 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print_status(report)
-    return 0 if report["state"] in ("ok", "degraded", "starting", "maintenance") else 1
+    return 0 if status_succeeds(report["state"]) else 1
 
 
 # ---------------------------------------------------------------- doctor
@@ -339,7 +339,7 @@ def check_services(config: Config) -> list[Finding]:
                     f"systemctl status {_unit(service)}",
                 )
             )
-        elif state in ("ok", "starting", "maintenance"):
+        elif doctor_passes(state):
             found.append(Finding("PASS", f"service {service}", state))
         else:
             found.append(

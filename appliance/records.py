@@ -6,9 +6,9 @@ ingest contract's record objects. The id depends only on
 ``sensor_id|kind|period_start``, so reading the same period twice can never
 create a second reading in the cloud.
 
-Time rules live here too: everything leaving this module is UTC with a ``Z``,
-and a camera's local wall-clock time is turned into UTC explicitly, DST gap
-and repeated hour included.
+Everything leaving this module is UTC with a ``Z`` (appliance/clock.py writes
+and reads the stamps), and a camera's local wall-clock time is turned into UTC
+explicitly, DST gap and repeated hour included.
 
 The door is here as well: :func:`contract_problem` says why the cloud would
 refuse a record object (docs/ingest-contract.md plus what the cloud's
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,46 +27,12 @@ from functools import cached_property, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-KINDS = (
-    "line_counts",
-    "region_counts",
-    "live_counts",
-    "occupancy",
-    "event",
-    "line_totals",
-    "dwell",
-    "ambience",
-)
+# The time rules are the clock's; importers of these names from here keep working.
+from .clock import EARLIEST, LATEST, UTC_TEXT_PATTERN, now_utc, parse_utc, utc_text
+from .errors import BridgeError
+from .kinds import KINDS, TABLE
+
 SOURCES = ("poll", "mqtt", "http-push")
-
-
-@lru_cache(maxsize=1024)  # readings of one period, and of one poll, share their stamps
-def utc_text(moment: datetime) -> str:
-    """RFC 3339 UTC with a ``Z`` suffix, second precision: ``2025-07-22T09:00:00Z``."""
-    if moment.tzinfo is None:
-        raise ValueError(f"naive datetime {moment!r}: every stamp must carry its zone")
-    m = moment.astimezone(UTC)
-    # Not strftime: glibc's %Y writes year 5 as "5", and RFC 3339 needs four digits.
-    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}Z"
-
-
-def parse_utc(text: str) -> datetime:
-    """Read back what :func:`utc_text` wrote (also accepts ``+00:00``)."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError(f"{text!r} has no UTC offset")
-    return moment.astimezone(UTC)
-
-
-# Test hook, never set on a bridge: tests start the collector with its clock
-# skewed by this many seconds (no faketime on the image). Read once, here only.
-_TEST_CLOCK_OFFSET = timedelta(
-    seconds=float(os.environ.get("SENSOR_BRIDGE_TEST_CLOCK_OFFSET_S") or 0)
-)
-
-
-def now_utc() -> datetime:
-    return (datetime.now(UTC) + _TEST_CLOCK_OFFSET).replace(microsecond=0)
 
 
 def record_id(sensor_id: str, kind: str, period_start: str) -> str:
@@ -77,7 +42,7 @@ def record_id(sensor_id: str, kind: str, period_start: str) -> str:
     return hashlib.sha256(f"{sensor_id}|{kind}|{period_start}".encode()).hexdigest()
 
 
-class NonexistentLocalTime(ValueError):
+class NonexistentLocalTime(BridgeError, ValueError):
     """A wall-clock time that did not happen (skipped by a DST spring-forward)."""
 
 
@@ -204,16 +169,8 @@ VALUES_MAX_BYTES = (
     256 * 1024
 )  # one record must fit a batch the cloud accepts (4 MB) many times over
 NESTING_MAX = 32
-# Readings outside these years come from a device whose clock was never set (1970, 2000 after a
-# reset is kept) or is wildly wrong; the cloud's dashboards and the stale-sensor check would be
-# misled by them for good, because a final period never changes again.
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 # A period a device calls final cannot end later than now; devices' clocks drift a little.
 FINAL_FUTURE_GRACE = timedelta(minutes=10)
-UTC_TEXT_PATTERN = _UTC_TEXT = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z$"
-)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 # PostgreSQL text and jsonb cannot hold U+0000; UTF-8 (SQLite, PostgreSQL) cannot hold a lone surrogate.
@@ -310,7 +267,7 @@ def _moment_problem(name: str, text: Any, whole_seconds: bool = False) -> str | 
 
 @lru_cache(maxsize=1024)  # readings of one period share their stamps, and a batch its observed_at
 def _stamp_problem(name: str, text: str, whole_seconds: bool) -> str | None:
-    match = _UTC_TEXT.match(text)
+    match = UTC_TEXT_PATTERN.match(text)
     if match is None or (whole_seconds and match.group(7)):
         precision = " and whole seconds" if whole_seconds else ""
         return f"{name}: must be RFC 3339 UTC with Z{precision}, e.g. 2025-07-22T09:00:00Z, not {shown(text)}"
@@ -341,38 +298,6 @@ def _in_out(value: Any) -> bool:
     )
 
 
-VALUE_KEYS = {
-    "line_counts": {"total", "lines"},
-    "line_totals": {"total", "lines"},
-    "region_counts": {"regions"},
-    "live_counts": {"in", "out", "sum", "capacity"},
-    "occupancy": {"current_total", "max", "regions"},
-    "event": {"event", "payload"},
-    "dwell": {"regions"},
-}
-# Keys a kind may carry besides its required ones (added compatibly, docs/ingest-contract.md).
-OPTIONAL_KEYS = {"occupancy": {"occupied", "region_names"}}
-# What an ambience reading may hold: each a finite number, the unit in the name.
-AMBIENCE_KEYS = frozenset(
-    {
-        "temperature_c",
-        "humidity_pct",
-        "co2_ppm",
-        "tvoc_iaq",
-        "tvoc_ugm3",
-        "pressure_hpa",
-        "light_level",
-        "pir",
-        "hcho_mgm3",
-        "pm2_5_ugm3",
-        "pm10_ugm3",
-        "o3_ppm",
-        "battery_pct",
-        "distance_mm",
-    }
-)
-
-
 def _number(value: Any) -> bool:
     return (
         isinstance(value, int | float)
@@ -394,7 +319,7 @@ def _dwell(value: Any) -> bool:
 def _ambience_problem(v: dict[str, Any]) -> str | None:
     if not v:
         return "values: ambience needs at least one measurement"
-    if unknown := sorted(set(v) - AMBIENCE_KEYS):
+    if unknown := sorted(set(v) - TABLE["ambience"].allowed):
         return f"values: ambience does not know {', '.join(shown(k) for k in unknown)}"
     if bad := sorted(k for k, x in v.items() if not _number(x)):
         return f"values.{bad[0]}: must be a finite number"
@@ -415,10 +340,11 @@ def values_problem(kind: str, v: Any) -> str | None:
     """Why ``v`` is not the contract's ``values`` for ``kind`` (counts: integers >= 0), or None."""
     if not isinstance(v, dict):
         return "values: must be an object"
-    if kind == "ambience":
+    spec = TABLE[kind]
+    if spec.measurements:
         return _ambience_problem(v)
-    required, optional = VALUE_KEYS[kind], OPTIONAL_KEYS.get(kind, set())
-    if not required <= set(v) <= required | optional:
+    required, optional = spec.required, spec.optional
+    if not required <= set(v) <= spec.allowed:
         extra = f" (optionally {', '.join(sorted(optional))})" if optional else ""
         return f"values: {kind} needs exactly the keys {', '.join(sorted(required))}{extra}"
     if kind in ("line_counts", "line_totals") and not _in_out(v["total"]):

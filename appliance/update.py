@@ -62,8 +62,16 @@ from zoneinfo import ZoneInfo
 
 from . import __version__
 from .config import Config, config_from_args
+from .errors import BridgeError
 from .fleet import UPDATE_STATUS_FILE, install_root
-from .status import UNITS, effective_state, read_json, read_status, write_json_atomic
+from .status import (
+    UNITS,
+    effective_state,
+    read_json,
+    read_status,
+    update_gate_accepts,
+    write_json_atomic,
+)
 
 log = logging.getLogger("sensor-bridge.update")
 
@@ -72,6 +80,7 @@ FORMAT = "sensor-bridge/release/v1"
 SIGNERS = (
     "release-signers"  # in ROOT, root-owned: provision.sh installs it from the image build's input
 )
+
 BAD_FILE = "bad-versions.json"
 REBOOT_REQUIRED = "/run/reboot-required"  # unattended-upgrades (update-notifier-common) leaves it
 FETCH_TIMEOUT_S = 60
@@ -89,7 +98,7 @@ ARCH_NAMES = {
 }
 
 
-class UpdateError(RuntimeError):
+class UpdateError(BridgeError, RuntimeError):
     """An update that cannot go ahead; the message says why, and nothing was changed."""
 
 
@@ -641,7 +650,7 @@ def health_problem(config: Config, version: str, since: float) -> str | None:
         if not body or float(body.get("written_at") or 0) < since:
             return f"the {service} has not reported since the restart (not running?)"
         state = effective_state(body)
-        if state not in ("ok", "degraded"):
+        if not update_gate_accepts(state):
             return f"the {service} is {state}: {body.get('reason') or 'no reason given'}"
     collector = read_status(run_dir, "collector") or {}
     if collector.get("version") != version:

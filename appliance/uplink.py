@@ -25,11 +25,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from . import __version__
+from .clock import utc_text
 from .config import Config, mask_urls
 from .device_text import printable
 from .http_client import HttpClient, Late, TooLarge
 from .outbox import Outbox, OutboxFull, Pending
-from .records import utc_text
 
 log = logging.getLogger("sensor-bridge.uplink")
 

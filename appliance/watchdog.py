@@ -44,10 +44,10 @@ from typing import Any
 
 import psutil
 
+from .clock import now_utc, utc_text
 from .config import Config, ConfigWatch
 from .led import LOOK_EVERY_S, LedService
 from .maintenance import maintenance_active
-from .records import now_utc, utc_text
 from .service import Service, run_service
 from .status import (
     STALE_AFTER_S,

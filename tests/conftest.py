@@ -11,11 +11,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:  # the simulators are imported by the fixtures, not by every test's start
+    from appliance.sim.camera import SimCamera
+    from appliance.sim.receiver import SimReceiver
 
 # The LED must never touch real pins in a test.
 os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
@@ -97,3 +101,32 @@ def config_file(tmp_path: Path):
         return write_config(tmp_path / name, tables)
 
     return make
+
+
+# ---------------------------------------------------------------- a store's camera, the cloud
+
+
+@pytest.fixture
+def camera() -> Iterator[SimCamera]:
+    """A simulated Milesight camera in Lisbon (2 lines, 2 regions, the same counts every run)."""
+    from appliance.sim.camera import SimCamera
+
+    with SimCamera(
+        timezone="Europe/Lisbon", username="admin", password="pw", lines=2, regions=2, seed=7
+    ) as cam:
+        yield cam
+
+
+@pytest.fixture
+def receiver_key() -> str:
+    """The API key :func:`receiver` accepts; base_tables' default (a test file may override it)."""
+    return "test-key"
+
+
+@pytest.fixture
+def receiver(tmp_path: Path, receiver_key: str) -> Iterator[SimReceiver]:
+    """The reference ingest receiver on loopback, storing in ``tmp_path/cloud.db``."""
+    from appliance.sim.receiver import SimReceiver
+
+    with SimReceiver(db_path=tmp_path / "cloud.db", api_key=receiver_key) as rx:
+        yield rx

@@ -6,17 +6,30 @@ bridge and `status`'s report, over the same status files and the same config.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from conftest import base_tables, closed_port_url, write_config
 
 from appliance import boot_config
+from appliance.bridge_state import counted_service
 from appliance.collector import Collector
 from appliance.config import ConfigWatch, load_config
 from appliance.console import gather_status
 from appliance.led import LedService
-from appliance.status import write_status
+from appliance.status import (
+    MAINTENANCE,
+    STATES,
+    counted_by_the_bridge,
+    doctor_passes,
+    effective_state,
+    health_answers_200,
+    service_state,
+    status_succeeds,
+    update_gate_accepts,
+    write_status,
+)
 
 
 @pytest.fixture
@@ -86,3 +99,70 @@ def test_health_answers_200_starting_before_the_first_status(bridge):
     code, body = collector.health()
     assert (code, body["status"]) == (200, "starting")
     assert {"status", "uptime", "last_collection"} <= body.keys()
+
+
+# ---------------------------------------------------------------- one reading of a state
+
+
+ALL_STATES = (*STATES, MAINTENANCE)
+
+
+@pytest.mark.parametrize(
+    ("reader", "yes"),
+    [
+        (health_answers_200, {"ok", "degraded", "starting"}),
+        (update_gate_accepts, {"ok", "degraded"}),
+        (status_succeeds, {"ok", "degraded", "starting", "maintenance"}),
+        (doctor_passes, {"ok", "starting", "maintenance"}),
+    ],
+)
+def test_each_reader_of_a_state_says_yes_to_its_own_states(reader, yes) -> None:
+    """What /health calls 200, what the update gate accepts, what `status` exits 0 for and
+    what `doctor` passes: each named once, each a different set on purpose."""
+    assert {state for state in ALL_STATES if reader(state)} == yes
+    assert not reader("bogus")
+
+
+def test_the_bridge_counts_a_service_still_in_maintenance_as_ok() -> None:
+    """The LED and /health show the bridge's state: a service file still saying maintenance
+    after maintenance ended counts as ok there, while `doctor` and the update gate see it as is."""
+    assert counted_by_the_bridge(MAINTENANCE) == "ok"
+    assert counted_by_the_bridge("bogus") == "error"
+    assert all(counted_by_the_bridge(state) == state for state in STATES)
+    now = time.time()
+    body = {"state": MAINTENANCE, "written_at": now}
+    assert service_state(body, now).state == MAINTENANCE == effective_state(body, now=now)
+    counted = counted_service(body, now, in_grace=False)
+    assert (counted.state, counted.reason) == ("ok", "ok")
+
+
+@pytest.mark.parametrize(
+    ("body", "in_grace", "state", "reason"),
+    [
+        (None, True, "starting", "not started yet"),
+        (None, False, "error", "not running (no status file)"),
+        ({"state": "ok", "written_at": 0.0}, False, "error", "status file stale"),
+        ({"state": "ok"}, False, "error", "status file stale"),
+        (
+            {"state": "sleepy", "written_at": "now"},
+            False,
+            "error",
+            "unknown state 'sleepy' in its status file",
+        ),
+        (
+            {"state": "degraded", "reason": "sensor cam-1 failing", "written_at": "now"},
+            False,
+            "degraded",
+            "sensor cam-1 failing",
+        ),
+    ],
+)
+def test_a_status_file_is_read_one_way_by_every_reader(body, in_grace, state, reason) -> None:
+    now = time.time()
+    if body and body.get("written_at") == "now":
+        body = {**body, "written_at": now}
+    seen = service_state(body, now, in_grace)
+    assert (seen.state, seen.reason) == (state, reason)
+    if not in_grace:
+        assert effective_state(body, now=now) == state
+    assert counted_service(body, now, in_grace).state == state

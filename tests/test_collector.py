@@ -103,20 +103,6 @@ def assert_receiver_matches_truth(
         assert not extra, f"{kind}: final periods the camera never had: {extra[:5]}"
 
 
-@pytest.fixture
-def camera():
-    with SimCamera(
-        timezone="Europe/Lisbon", username="admin", password="pw", lines=2, regions=2, seed=7
-    ) as cam:
-        yield cam
-
-
-@pytest.fixture
-def receiver(tmp_path: Path):
-    with SimReceiver(db_path=tmp_path / "cloud.db", api_key="test-key") as rx:
-        yield rx
-
-
 def test_sigkill_storm_and_outage_end_with_exactly_the_cameras_truth(
     tmp_path: Path, camera: SimCamera, receiver: SimReceiver
 ) -> None:

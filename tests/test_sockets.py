@@ -98,38 +98,58 @@ class Service:
 
 
 class Slowloris:
-    """Many sockets that start a request and then send one byte every few seconds, forever."""
+    """Many sockets that start a request and then send one byte every few seconds, forever.
+
+    They connect in small batches, each once the service has answered all but the ones it
+    can hold: a flood faster than the service refuses would overflow its kernel accept
+    queue, and then a connect waits a 1 s SYN retransmit, and a socket the client thinks
+    connected may reach the service seconds later (after the slots it should find full
+    have come free at their deadline).
+    """
+
+    BATCH = 32
 
     def __init__(
         self, address: tuple[str, int], first_line: bytes, count: int = SLOW_CLIENTS
     ) -> None:
+        self.address, self.first_line = address, first_line
         self.sockets: list[socket.socket] = []
         self.refused = 0
-        for _ in range(count):
+        self.extend(count)
+
+    def extend(self, count: int) -> None:
+        """Open ``count`` more slow sockets."""
+        for i in range(count):
             try:
-                sock = socket.create_connection(address, timeout=3)
+                sock = socket.create_connection(self.address, timeout=3)
             except OSError:
                 self.refused += 1
                 continue
             sock.setblocking(False)
             try:
-                sock.send(first_line)
+                sock.send(self.first_line)
             except OSError:
                 pass
             self.sockets.append(sock)
+            if (i + 1) % self.BATCH == 0:
+                wait_for(lambda: self.held() <= CAP, 30, "the service to answer the batch")
 
-    def held(self) -> int:
-        """Sockets the server still keeps open without having answered."""
-        count = 0
+    def unanswered(self) -> set[int]:
+        """The local ports of the sockets that are open and have no answer yet."""
+        ports = set()
         for sock in self.sockets:
             try:
                 if sock.recv(1, socket.MSG_PEEK):
                     continue  # an answer (the 503 or a 400): not held
             except BlockingIOError:
-                count += 1
+                ports.add(sock.getsockname()[1])
             except OSError:
                 pass
-        return count
+        return ports
+
+    def held(self) -> int:
+        """Sockets without an answer: the ones the service holds, and any it has yet to accept."""
+        return len(self.unanswered())
 
     def trickle(self) -> None:
         for sock in self.sockets:
@@ -141,6 +161,27 @@ class Slowloris:
     def close(self) -> None:
         for sock in self.sockets:
             sock.close()
+
+
+def peers(service: Service, port: int) -> set[int]:
+    """The client ports of the connections the service has accepted on ``port`` and still has open."""
+    try:
+        connections = service.ps.net_connections(kind="tcp")
+    except psutil.Error:
+        return set()
+    return {c.raddr.port for c in connections if c.raddr and c.laddr.port == port}
+
+
+def held_by(service: Service, port: int, slow: Slowloris) -> int:
+    """Slow sockets the service has accepted and keeps open without answering.
+
+    Counted from both ends: the service's own descriptors (a socket still in the kernel's
+    accept queue is not the service's), and the client seeing no answer half a second
+    later (the one socket being refused at the moment of the first look has its 503 by then).
+    """
+    accepted = peers(service, port)
+    time.sleep(0.5)
+    return len(accepted & slow.unanswered())
 
 
 class Watch:
@@ -162,16 +203,16 @@ class Watch:
         )
 
 
-def hold(service: Service, slow: Slowloris, seconds: float, watch: Watch) -> int:
+def hold(service: Service, port: int, slow: Slowloris, seconds: float, watch: Watch) -> int:
     """Keep the slow clients trickling for ``seconds``; the most sockets the service held meanwhile."""
     most = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         slow.trickle()
         watch.sample()
-        most = max(most, slow.held())
+        most = max(most, held_by(service, port, slow))
         assert service.alive(), service.log()[-3000:]
-        time.sleep(min(2.0, max(0.0, end - time.monotonic())))
+        time.sleep(min(1.5, max(0.0, end - time.monotonic())))
     return most
 
 
@@ -206,7 +247,7 @@ def test_health_outlives_a_slowloris_under_1024_descriptors(collector: tuple[Ser
     slow = Slowloris((host, int(port)), b"GET /health HTTP/1.1\r\n")
     try:
         started = time.monotonic()
-        held = hold(service, slow, 3, watch)
+        held = hold(service, int(port), slow, 3, watch)
         pid = service.proc.pid
         service.wait_status_rewritten()
         busy = fresh_answer("GET", url)  # at the cap: a clean 503, or a slot came free
@@ -344,16 +385,20 @@ def test_push_door_outlives_a_slowloris_under_1024_descriptors(relay: tuple[Serv
     watch = Watch(service)
     watch.sample()
     threads_before = watch.threads
-    slow = Slowloris(("127.0.0.1", port), b"POST /milesight/push HTTP/1.1\r\n")
+    # The cap filled first: the slow sockets' 10 s deadline starts as they are accepted, and
+    # the busy push must arrive while every slot is still taken, however long the flood takes.
+    slow = Slowloris(("127.0.0.1", port), b"POST /milesight/push HTTP/1.1\r\n", count=CAP)
     try:
-        held = hold(service, slow, 2.5, watch)
-        pid = service.proc.pid
-        service.wait_status_rewritten()
+        wait_for(lambda: len(peers(service, port)) >= CAP, 10, f"the relay to hold {CAP} sockets")
         started = time.monotonic()
         busy = fresh_answer(
             "POST", url, data=b"{}", auth=AUTH
         )  # at the cap: refused cleanly and fast
         refused_in = time.monotonic() - started
+        slow.extend(SLOW_CLIENTS - CAP)
+        held = hold(service, port, slow, 2.5, watch)
+        pid = service.proc.pid
+        service.wait_status_rewritten()
         watch.sample()
     finally:
         slow.close()  # the slow devices give up: their slots come free

@@ -337,20 +337,6 @@ class Bridge:
 
 
 @pytest.fixture
-def camera():
-    with SimCamera(
-        timezone="Europe/Lisbon", username="admin", password="pw", lines=2, regions=2, seed=7
-    ) as cam:
-        yield cam
-
-
-@pytest.fixture
-def receiver(tmp_path: Path):
-    with SimReceiver(db_path=tmp_path / "cloud.db", api_key="test-key") as rx:
-        yield rx
-
-
-@pytest.fixture
 def bridge(tmp_path: Path, releases, server, camera, receiver):
     b = Bridge(tmp_path, releases, server["url"] + "/stable", camera, receiver)
     yield b

@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..records import utc_text
+from ..clock import utc_text
+from ..errors import BridgeError
 from ..status import read_json, write_json_atomic
 
 log = logging.getLogger("sensor-bridge.outbox")
@@ -32,7 +33,7 @@ class _Corrupt(sqlite3.DatabaseError):
     """quick_check found damage."""
 
 
-class OutboxFull(sqlite3.OperationalError):
+class OutboxFull(BridgeError, sqlite3.OperationalError):
     """The disk has no room for this write; nothing of it was stored."""
 
 

@@ -22,7 +22,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from ..records import parse_utc, utc_text
+from ..clock import parse_utc, utc_text
 from .damage import OutboxFull, epoch_text
 from .dead_letters import DeadLetters
 from .first_seen import KEEP_FIRST_SEEN_S, MAX_FIRST_SEEN, FirstSeenMemory

@@ -23,12 +23,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..records import NonexistentLocalTime, local_to_utc, utc_text
+from ..clock import plausible, utc_text
+from ..records import NonexistentLocalTime, local_to_utc
 from .json_text import folded
 from .message import BadMessage
 
 MOMENT_KEYS = ("time", "trigger_time", "report_time", "timestamp", "end_time", "start_time")
-PLAUSIBLE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
 # A date with one-digit month or day, or slashes: "2022/1/5", "2022-1-05"; the rest is ISO 8601.
@@ -137,6 +137,6 @@ class DeviceClock:
                 found = self.read(key, self.top.get(key))
             except BadMessage:
                 continue
-            if found is not None and PLAUSIBLE[0] <= found <= PLAUSIBLE[1]:
+            if found is not None and plausible(found):
                 return found
         return None

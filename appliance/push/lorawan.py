@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..sources.lorawan.envelope import EnvelopeError, Uplink, read_envelope
-from ..sources.lorawan.route import RouteError, device_for, route
+from ..sources.lorawan.route import device_for, route
 from .format import MAX_READINGS, Parsed, PushFormat
 from .message import BadMessage, Pushed
 from .sender import Senders
@@ -46,12 +46,9 @@ class LoRaWAN(PushFormat):
             device = device_for(senders.devices, uplink.dev_eui)
             sensor_id = device.sensor_id if device else uplink.dev_eui
             when, parsed.cursors = senders.first_stamp(sensor_id, message.payload, when)
-        try:
-            parsed.records = route(
-                uplink, senders.devices, at=when, source=message.source, observed=when
-            ).records
-        except RouteError as exc:
-            raise BadMessage(str(exc)) from None
+        parsed.records = route(
+            uplink, senders.devices, at=when, source=message.source, observed=when
+        ).records
         observed = message.received_at.replace(microsecond=0)
         parsed.records = [replace(r, observed_at=observed) for r in parsed.records]
         return parsed

@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ..errors import MessageError
 
-class BadMessage(ValueError):
+
+class BadMessage(MessageError):
     """The message cannot be turned into records; the text says what is wrong with it."""
 
 

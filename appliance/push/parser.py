@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from ..config import MqttDevice
 from ..device_text import printable
+from ..errors import MessageError
 from ..outbox import DeadEntry
 from ..records import refusal
 from . import formats as known
@@ -71,7 +72,7 @@ class PushParser:
         except Exception as exc:  # a bug must not turn a message into one redelivered forever
             reason = (
                 str(exc)
-                if isinstance(exc, BadMessage)
+                if isinstance(exc, MessageError)  # its text says what is wrong
                 else f"cannot be read ({type(exc).__name__}: {exc})"
             )
             # It quotes what the device sent, and becomes the relay's reason and the device's 400.

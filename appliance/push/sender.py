@@ -22,9 +22,9 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
+from ..clock import parse_utc, utc_text
 from ..config import MqttDevice
 from ..outbox import FirstSighting, Outbox
-from ..records import parse_utc, utc_text
 
 
 def topic_matches(pattern: str, topic: str) -> bool:

@@ -43,7 +43,8 @@ from urllib.parse import parse_qs, urlsplit
 from urllib.request import parse_http_list, parse_keqv_list
 from zoneinfo import ZoneInfo
 
-from ..records import NonexistentLocalTime, local_to_utc, now_utc, utc_text
+from ..clock import now_utc, utc_text
+from ..records import NonexistentLocalTime, local_to_utc
 from ..service import Background, run_service
 
 FAULTS = ("none", "html", "unauthorized", "garbage", "truncated", "slow", "reset")

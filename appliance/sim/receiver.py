@@ -32,8 +32,9 @@ from typing import Any
 
 # The contract's vocabulary (kinds, fields, sources, time format) has one home; how a receiver
 # checks a batch against it stays its own, so the conformance suite compares two readings of it.
-from ..records import AMBIENCE_KEYS, KINDS, RECORD_FIELDS, SOURCES
-from ..records import UTC_TEXT_PATTERN as UTC_TEXT
+from ..clock import UTC_TEXT_PATTERN as UTC_TEXT
+from ..kinds import KINDS, TABLE
+from ..records import RECORD_FIELDS, SOURCES
 from ..service import Background, run_service
 
 SCHEMA = "sensor-bridge/ingest/v1"
@@ -90,9 +91,12 @@ def _in_out(v: Any) -> bool:
     return isinstance(v, dict) and set(v) == {"in", "out"} and _count(v["in"]) and _count(v["out"])
 
 
-def _exact_keys(v: dict[str, Any], kind: str, keys: set[str]) -> str | None:
-    if set(v) != keys:
-        return f"values: {kind} needs exactly the keys {', '.join(sorted(keys))}"
+def _exact_keys(v: dict[str, Any], kind: str) -> str | None:
+    """The keys appliance/kinds.py gives ``kind``: all it requires, none it does not allow."""
+    spec = TABLE[kind]
+    if not spec.required <= set(v) <= spec.allowed:
+        extra = f" (optionally {', '.join(sorted(spec.optional))})" if spec.optional else ""
+        return f"values: {kind} needs exactly the keys {', '.join(sorted(spec.required))}{extra}"
     return None
 
 
@@ -103,7 +107,7 @@ def _finite(x: Any) -> bool:
 def _ambience_problem(v: dict[str, Any]) -> str | None:
     if not v:
         return "values: ambience needs at least one measurement"
-    unknown = sorted(set(v) - AMBIENCE_KEYS)
+    unknown = sorted(set(v) - TABLE["ambience"].allowed)
     if unknown:
         return f"values: ambience does not know {', '.join(json.dumps(k) for k in unknown)}"
     bad = sorted(k for k, x in v.items() if not _finite(x))
@@ -111,12 +115,8 @@ def _ambience_problem(v: dict[str, Any]) -> str | None:
 
 
 def _occupancy_problem(v: dict[str, Any]) -> str | None:
-    required, optional = {"current_total", "max", "regions"}, {"occupied", "region_names"}
-    if not required <= set(v) <= required | optional:
-        return (
-            "values: occupancy needs exactly the keys current_total, max, regions "
-            "(optionally occupied, region_names)"
-        )
+    if problem := _exact_keys(v, "occupancy"):
+        return problem
     if not _count(v["current_total"]):
         return "values.current_total: must be an int >= 0"
     if v["max"] is not None and not _count(v["max"]):
@@ -143,7 +143,7 @@ def values_problem(kind: str, v: Any) -> str | None:
     if not isinstance(v, dict):
         return "values: must be an object"
     if kind in ("line_counts", "line_totals"):
-        if problem := _exact_keys(v, kind, {"total", "lines"}):
+        if problem := _exact_keys(v, kind):
             return problem
         if not _in_out(v["total"]):
             return 'values.total: must be {"in": int >= 0, "out": int >= 0}'
@@ -152,24 +152,24 @@ def values_problem(kind: str, v: Any) -> str | None:
     elif kind == "occupancy":
         return _occupancy_problem(v)
     elif kind == "region_counts":
-        if problem := _exact_keys(v, kind, {"regions"}):
+        if problem := _exact_keys(v, kind):
             return problem
         if not _named(v["regions"], _count):
             return "values.regions: must map each region to an int >= 0"
     elif kind == "dwell":
-        if problem := _exact_keys(v, kind, {"regions"}):
+        if problem := _exact_keys(v, kind):
             return problem
         if not _named(v["regions"], _dwell):
             return 'values.regions: must map each region to {"avg": int >= 0, "max": int >= 0}'
     elif kind == "ambience":
         return _ambience_problem(v)
     elif kind == "live_counts":
-        if problem := _exact_keys(v, kind, {"in", "out", "sum", "capacity"}):
+        if problem := _exact_keys(v, kind):
             return problem
         if not all(_count(x) for x in v.values()):
             return "values: in, out, sum and capacity must be ints >= 0"
     else:
-        if problem := _exact_keys(v, kind, {"event", "payload"}):
+        if problem := _exact_keys(v, kind):
             return problem
         if not isinstance(v["event"], str):
             return "values.event: must be a string"

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from ..config_keys import REQUIRED, text
+from ..errors import BridgeError
 from ..outbox import Outbox, PutResult
 from ..records import Record
 
@@ -40,7 +41,7 @@ class SensorConfig:
     )
 
 
-class SensorError(Exception):
+class SensorError(BridgeError):
     """The device could not be read; the message is one line a person can act on."""
 
 

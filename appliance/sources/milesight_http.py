@@ -57,6 +57,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .. import __version__
+from ..clock import now_utc, parse_utc, utc_text
 from ..config_keys import REQUIRED, check_url, check_zone, number, secret, text, texts
 from ..device_text import printable
 from ..http_client import Deadline, HttpClient, Late, TooLarge
@@ -66,10 +67,7 @@ from ..records import (
     NonexistentLocalTime,
     Record,
     local_to_utc,
-    now_utc,
-    parse_utc,
     snapshot_period,
-    utc_text,
 )
 from .base import PollOutcome, SensorConfig, SensorError, Source
 from .milesight_clock import ClockCheck, check_clocks, date_header_time

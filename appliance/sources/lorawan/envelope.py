@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...errors import MessageError
+
 # Keys of the UG6x / ChirpStack v3 envelope itself, never device values.
 UG6X_ENVELOPE = {
     "applicationid",
@@ -52,7 +54,7 @@ _MODEL_IN_NAME = re.compile(
 )
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(MessageError):
     """Looks like an uplink but a field is unreadable; the text names it."""
 
 

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ...errors import MessageError
+
 Values = dict[str, Any]
 # How one field's number becomes its value: 1 keeps it, another number divides it,
 # a dict names it (the vendor prints "unknown" for a number it does not name), a
@@ -30,7 +32,7 @@ Convert = float | dict[int, str] | Callable[[int], Any]
 Field = tuple[str, str, Convert]
 
 
-class FrameError(ValueError):
+class FrameError(MessageError):
     """The bytes do not follow the model's documented layout; the text says where and why."""
 
 

@@ -33,7 +33,9 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ...records import EARLIEST, LATEST, Record
+from ...clock import EARLIEST, LATEST
+from ...errors import MessageError
+from ...records import Record
 
 AMBIENCE = {
     "battery": "battery_pct",
@@ -65,7 +67,7 @@ FLAT_LINES = (
 PARTLY = "lorawan frame partly decoded"
 
 
-class UplinkError(ValueError):
+class UplinkError(MessageError):
     """Decoded values that cannot become records; the text says which."""
 
 

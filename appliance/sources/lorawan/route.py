@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from ...clock import parse_rfc3339
 from ...config import LORAWAN_MODELS, MqttDevice
+from ...errors import MessageError
 from ...records import Record
 from . import read_frame
 from .envelope import Uplink
@@ -26,7 +28,7 @@ from .readings import records_for
 DEFAULT_PERIOD_S = 600.0
 
 
-class RouteError(ValueError):
+class RouteError(MessageError):
     """The uplink cannot become records; the text says why and what to do."""
 
 
@@ -40,16 +42,10 @@ def network_time(text: Any) -> datetime | None:
     """An RFC 3339 receive time (nanoseconds, ``Z`` or an offset) to the second, in UTC."""
     if not isinstance(text, str) or not text.strip():
         return None
-    trimmed = (
-        re.sub(r"(\.\d{1,6})\d*", r"\1", text.strip()).replace("Z", "+00:00").replace("z", "+00:00")
-    )
     try:
-        moment = datetime.fromisoformat(trimmed)
-    except ValueError:
-        raise RouteError(f"time {text!r} is not an RFC 3339 time") from None
-    if moment.tzinfo is None:
-        raise RouteError(f"time {text!r} has no UTC offset")
-    return moment.astimezone(UTC).replace(microsecond=0)
+        return parse_rfc3339(text)
+    except ValueError as exc:
+        raise RouteError(str(exc)) from None
 
 
 def device_for(devices: list[MqttDevice], dev_eui: str) -> MqttDevice | None:
