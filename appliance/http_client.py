@@ -29,14 +29,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import BridgeError
+
 log = logging.getLogger("sensor-bridge.http")
 
 
-class Late(Exception):
+class Late(BridgeError):
     """The request passed its deadline (or the client was closed) before the answer's last byte."""
 
 
-class TooLarge(Exception):
+class TooLarge(BridgeError):
     """The answer is larger than the cap the caller set."""
 
     def __init__(self, cap: int) -> None:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from .boot_config import BOOT_FILES
 from .config import Config, ConfigError, RemoteConfig, load_config
+from .errors import BridgeError
 from .files import write_atomic
 from .fleet import NETWORK_DIR, PUB_NAME
 from .fleet import network_dir as default_network_dir
@@ -56,7 +57,7 @@ MARK = "# Written by `sensor-bridge remote setup` from [remote] in the config; e
 WG_MISSING = "wireguard-tools not installed (apt-get install wireguard-tools): `wg` makes the key"
 
 
-class TunnelError(Exception):
+class TunnelError(BridgeError):
     """The key or a tunnel file could not be made; the text says what and why."""
 
 

@@ -11,15 +11,15 @@ import sqlite3
 from datetime import UTC, datetime
 
 import pytest
-from appliance.sources.milesight_push import PushParser
 from conftest import REPO
 
 from appliance.config import MqttDevice
 from appliance.errors import BridgeError, MessageError
+from appliance.push.parser import PushParser
 
-# Not the bridge's own refusals: stand-ins for ssl's names when OpenSSL is absent (mqtt_in.py),
+# Not the bridge's own refusals: stand-ins for ssl's names when OpenSSL is absent (push/mqtt_door.py),
 # the reference receiver's (a simulator of the cloud, not part of the bridge), and the entry point.
-NOT_OURS = {"appliance.sources.mqtt_in", "appliance.sim.receiver", "appliance.__main__"}
+NOT_OURS = {"appliance.push.mqtt_door", "appliance.sim.receiver", "appliance.__main__"}
 
 
 def exception_classes() -> list[type[BaseException]]:
@@ -56,7 +56,7 @@ def test_every_exception_of_the_bridge_has_one_root() -> None:
         ("appliance.sources.lorawan.envelope", "EnvelopeError", ValueError),
         ("appliance.sources.lorawan.route", "RouteError", ValueError),
         ("appliance.sources.lorawan.readings", "UplinkError", ValueError),
-        ("appliance.sources.milesight_push", "BadMessage", ValueError),
+        ("appliance.push.message", "BadMessage", ValueError),
     ],
 )
 def test_messages_that_cannot_become_readings_are_message_errors(
