@@ -74,7 +74,7 @@ class SimCamera:
 
     ``clock`` (aware UTC now) lets a test put the camera on any day, DST days
     included. ``requests_served`` counts camera API requests, ``answers`` their
-    status codes.
+    status codes, ``paths`` them per URL path.
     """
 
     def __init__(
@@ -122,6 +122,7 @@ class SimCamera:
         self.activated = activated
         self.requests_served = 0
         self.answers: Counter[int] = Counter()
+        self.paths: Counter[str] = Counter()  # requests per URL path
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
@@ -524,6 +525,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with self.camera._lock:
             self.camera.requests_served += 1
+            self.camera.paths[urlsplit(self.path).path] += 1
         if self.camera.latency_s:
             self.camera._stopping.wait(self.camera.latency_s)
         fault = self.camera.fault
