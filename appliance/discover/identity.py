@@ -26,7 +26,8 @@ from .fingerprint import INFO_QUERY, normal_mac, parse_information
 log = logging.getLogger("sensor-bridge.discover")
 
 RESCAN_S = 60.0
-SCAN_S = 4.0
+SCAN_S = 6.0
+MAX_TRIES = 8  # candidates asked who they are per search: each may take the sensor's timeout_s
 
 
 def with_host(url: str, host: str) -> str:
@@ -122,16 +123,21 @@ class CameraFinder:
                 not d.milesight,
             )
         )
-        for d in candidates:
-            for address in d.addresses:
-                if address == current or (self.mac and d.mac and d.mac != self.mac):
-                    continue
-                sensor = dataclasses.replace(self.sensor, url=with_host(self.sensor.url, address))
-                client = self.make_client(sensor)
-                try:
-                    if self.mismatch(*self.identify(client)) is None:
-                        return client
-                except SensorError:
-                    pass
-                client.close()
+        addresses = [
+            a
+            for d in candidates
+            if not (self.mac and d.mac and d.mac != self.mac)
+            and not (self.serial and d.serial and d.serial != self.serial)
+            for a in d.addresses
+            if a != current
+        ]
+        for address in addresses[:MAX_TRIES]:
+            sensor = dataclasses.replace(self.sensor, url=with_host(self.sensor.url, address))
+            client = self.make_client(sensor)
+            try:
+                if self.mismatch(*self.identify(client)) is None:
+                    return client
+            except SensorError:
+                pass
+            client.close()
         return None

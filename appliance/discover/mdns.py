@@ -8,8 +8,8 @@ times; each answer's records (PTR -> instance, SRV -> host and port, TXT,
 A) are read into one :class:`Service` per instance.
 
 Hand-written rather than the ``zeroconf`` package: recent zeroconf ships only
-compiled wheels (none for the Pi's armhf in our pinned, hashed lock) and its
-import alone costs ~7 MB more than this module (docs/discovery.md).
+compiled wheels, none for the Pi's armhf and none ``py3-none-any`` for the
+pinned, hashed lock (docs/discovery.md has the measurements).
 """
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ T_A, T_PTR, T_TXT, T_SRV = 1, 12, 16, 33
 class Service:
     """One advertised service instance: who answered, its name, host, port and TXT keys."""
 
-    address: str
+    address: str  # from its A record, else who answered
     instance: str
     service: str
     host: str = ""
     port: int = 0
     txt: dict[str, str] = field(default_factory=dict)
+    sender: str = ""  # who answered
 
 
 def query_message(query_id: int) -> bytes:
@@ -106,7 +107,7 @@ def _parse(data: bytes, sender: str) -> list[Service]:
         rdata_at, at = at, at + length
         if rtype == T_PTR and owner.lower() in SERVICES:
             instance, _ = reader.name(rdata_at)
-            services[instance.lower()] = Service(sender, instance, owner.lower())
+            services[instance.lower()] = Service(sender, instance, owner.lower(), sender=sender)
         elif rtype == T_SRV:
             port = struct.unpack_from("!H", data, rdata_at + 4)[0]
             srv[owner.lower()] = (reader.name(rdata_at + 6)[0], port)

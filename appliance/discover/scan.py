@@ -132,6 +132,7 @@ def scan(
     lan_targets = neighbours.sweep_targets(ranges, own)
     subnet_targets = neighbours.sweep_targets(subnets, own)
     knocked: dict[str, list[str]] = {}
+    lan_nets = [lan.address.network for lan in lans]
 
     def run_wsd() -> None:
         for m in wsd.probe(lans, listen_s, subnets):
@@ -144,7 +145,9 @@ def scan(
 
     def run_mdns() -> None:
         for s in mdns.browse(lans, listen_s):
-            d = found.device(s.address)
+            # An A record elsewhere than where we look is not followed: only who answered.
+            address = s.address if _inside(s.address, lan_nets + subnets) else s.sender
+            d = found.device(address)
             d.found_by.append("mdns")
             d.mdns_name = d.mdns_name or s.instance
             d.milesight = d.milesight or "milesight" in f"{s.instance} {s.txt}".lower()
@@ -160,7 +163,6 @@ def scan(
         t.join(listen_s + 2)
 
     table = neighbours.neighbour_table(lans)
-    lan_nets = [lan.address.network for lan in lans]
     for ip in knocked.get("lan", []) + [ip for ip in table if _inside(ip, lan_nets)]:
         found.device(ip).found_by.append("neighbours")
     for ip in knocked.get("subnet", []):
