@@ -29,13 +29,15 @@ def neighbour_table(lans: list[Lan]) -> dict[str, str]:
     """``{ip: mac}`` for the LAN interfaces' reachable (or recently seen) IPv4 neighbours."""
     names = {lan.name for lan in lans}
     table: dict[str, str] = {}
+    rows = None
     try:
-        out = subprocess.run(
+        done = subprocess.run(
             ["ip", "-j", "-4", "neigh", "show"], capture_output=True, text=True, timeout=5
-        ).stdout
-        rows = json.loads(out or "[]")
+        )
+        if done.returncode == 0:
+            rows = json.loads(done.stdout or "[]")
     except (OSError, ValueError, subprocess.TimeoutExpired):
-        rows = None
+        pass
     if rows is not None:
         for row in rows:
             state = set(row.get("state", []))
