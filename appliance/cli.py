@@ -39,6 +39,7 @@ PARTS = {
     "appliance.sources.lorawan.cli": ("decode",),
     "appliance.update": ("update",),
     "appliance.remote": ("remote",),
+    "appliance.discover": ("discover",),
 }
 
 # Optional modules a service is kept from loading (a Pi Zero 2 W has 512 MB; bench/rss.py):

@@ -71,9 +71,13 @@ class SensorHealth:
     last_success: str | None = None
     last_error: str | None = None
     errors: dict[str, str] = field(default_factory=dict)  # kind -> why its last poll failed
+    note: str | None = None  # e.g. "found at a new address ..." (appliance/discover/identity.py)
 
-    def record(self, kind: str, ok: bool, error: str | None, at: str) -> str | None:
+    def record(
+        self, kind: str, ok: bool, error: str | None, at: str, note: str | None = None
+    ) -> str | None:
         """Note one poll; returns a log line only when what is wrong with the sensor changed."""
+        self.note = note
         before = set(self.errors.values())
         if ok:
             self.last_success = at
@@ -97,6 +101,7 @@ class SensorHealth:
             "state": self.state,
             "last_success": self.last_success,
             "last_error": self.last_error,
+            **({"note": self.note} if self.note else {}),
         }
 
 
@@ -173,7 +178,7 @@ class Collector(Service):
         outcome = self.pollers[sensor_id].poll(kind)
         with self._lock:
             line = self.sensors[sensor_id].record(
-                kind, outcome.ok, outcome.error, utc_text(outcome.at)
+                kind, outcome.ok, outcome.error, utc_text(outcome.at), outcome.note
             )
             if outcome.ok:
                 self.last_collection = utc_text(outcome.at)

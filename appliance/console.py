@@ -117,6 +117,8 @@ def print_status(report: dict[str, Any]) -> None:
         line = f"  {s['id']:<16} {s['state']:<8} last success {s.get('last_success') or 'never'}"
         if s["state"] == "failing":
             line += f"\n  {'':<16} last error: {s.get('last_error')}"
+        if s.get("note"):
+            line += f"\n  {'':<16} {s['note']}"
         print(line)
     o = report["outbox"]
     print("\noutbox")

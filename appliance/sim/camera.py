@@ -22,6 +22,14 @@ clock, so a bridge can check its clock against it. Faults can be switched on
 at start, with ``set_fault()`` or over HTTP while it runs (``POST
 /_sim/fault``, body = the fault's name): html, unauthorized, garbage,
 truncated, slow, reset.
+
+Identity (``serial``, ``model``, ``firmware``, ``mac``): the system
+information call (``/cgi-bin/admin/admin.cgi?action=get.system.information
+&format=json``) answers ``snCode``, ``model``, ``firmwareVersion`` and
+``macAddress``, behind the camera's password like every call. A camera built
+with ``activated=False`` is one fresh from the factory on recent firmware
+("Inactive": no password set), so it answers every call without one.
+appliance/sim/lan.py makes it answer WS-Discovery and mDNS too.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import json
 import secrets
 import socket
 import sys
@@ -51,8 +60,10 @@ FAULTS = ("none", "html", "unauthorized", "garbage", "truncated", "slow", "reset
 HEADER_STYLES = ("tolal", "fewer", "compact")
 HISTORY = timedelta(days=7)
 REALM = "Milesight Network Camera"
+INFO_PATH = "/cgi-bin/admin/admin.cgi"  # ?action=get.system.information&format=json
 SLOW_S = 3600  # "slow" outwaits any sane timeout; stop() still ends it at once
 FINAL_GRACE_S = 120  # as the poller's: a period is final this long after its end
+LOGIN_PAGE = b"<html><head><title>Milesight Network Camera</title></head><body></body></html>"
 BUSY_PAGE = b"<html><head><title>Server busy</title></head><body><h1>Server busy, try later</h1></body></html>"
 GARBAGE = (
     b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcb\x48\xcd\xc9\xc9\x57\x28\xcf\x2f\xca\x49\x01\x00"
@@ -64,7 +75,7 @@ class SimCamera:
 
     ``clock`` (aware UTC now) lets a test put the camera on any day, DST days
     included. ``requests_served`` counts camera API requests, ``answers`` their
-    status codes.
+    status codes, ``paths`` them per URL path.
     """
 
     def __init__(
@@ -84,6 +95,11 @@ class SimCamera:
         host: str = "127.0.0.1",
         port: int = 0,
         announce: bool = False,
+        serial: str = "6C0123456789",
+        model: str = "MS-C2964-RFLPC",
+        firmware: str = "45.8.0.3-r4",
+        mac: str = "",
+        activated: bool = True,
     ) -> None:
         if header_style not in HEADER_STYLES:
             raise ValueError(
@@ -103,8 +119,11 @@ class SimCamera:
         self.set_fault(fault)
         self.clock = clock
         self.announce = announce
+        self.serial, self.model, self.firmware, self.mac = serial, model, firmware, mac
+        self.activated = activated
         self.requests_served = 0
         self.answers: Counter[int] = Counter()
+        self.paths: Counter[str] = Counter()  # requests per URL path
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
@@ -314,8 +333,20 @@ class SimCamera:
 
     # ------------------------------------------------------------ auth
 
+    def system_information(self) -> str:
+        """The JSON of ``get.system.information``: who this camera is."""
+        return json.dumps(
+            {
+                "deviceName": "Network Camera",
+                "model": self.model,
+                "snCode": self.serial,
+                "firmwareVersion": self.firmware,
+                "macAddress": self.mac,
+            }
+        )
+
     def authorised(self, method: str, uri: str, header: str | None) -> bool:
-        if self.auth == "none":
+        if self.auth == "none" or not self.activated:
             return True
         if not header:
             return False
@@ -358,6 +389,8 @@ class SimCamera:
     ) -> tuple[int, str, bytes, dict[str, str]]:
         """Status, content type, body and extra headers for one camera API request."""
         fault = self.fault
+        if urlsplit(path).path in ("/", "/index.html"):  # the web UI's login page: no password
+            return 200, "text/html", LOGIN_PAGE, {}
         if fault == "unauthorized" or not self.authorised(method, path, authorization):
             return (
                 401,
@@ -371,6 +404,8 @@ class SimCamera:
             "get.vca.alarmstatus"
         ]:
             body, ctype = self.live(), "text/plain"
+        elif url.path == INFO_PATH and params.get("action") == ["get.system.information"]:
+            body, ctype = self.system_information(), "application/json"
         else:
             kinds = {"vcalogcsv": "line_counts", "regionalcountlogcsv": "region_counts"}
             kind = kinds.get((params.get("dw") or [""])[0])
@@ -491,6 +526,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with self.camera._lock:
             self.camera.requests_served += 1
+            self.camera.paths[urlsplit(self.path).path] += 1
         if self.camera.latency_s:
             self.camera._stopping.wait(self.camera.latency_s)
         fault = self.camera.fault

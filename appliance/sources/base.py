@@ -56,6 +56,7 @@ class PollOutcome:
     records: int = 0
     stored: PutResult | None = None
     error: str | None = None
+    note: str | None = None  # worth knowing while it works, e.g. "found at a new address ..."
 
 
 class Source(ABC):

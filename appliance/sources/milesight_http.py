@@ -60,6 +60,7 @@ from .. import __version__
 from ..clock import now_utc, parse_utc, utc_text
 from ..config_keys import REQUIRED, check_url, check_zone, number, secret, text, texts
 from ..device_text import printable
+from ..discover.fingerprint import check_mac
 from ..http_client import Deadline, HttpClient, Late, TooLarge
 from ..outbox import Outbox
 from ..records import (
@@ -108,6 +109,14 @@ class CameraConfig(SensorConfig):
         REQUIRED,
         "scheme, host and optional port, e.g. `http://192.168.1.100`",
         check=check_url(("http", "https"), "put the user and password in username/password"),
+    )
+    serial: str = text(
+        "", "the camera's serial: checked before each poll, and found again if its address changes"
+    )
+    mac: str = text(
+        "",
+        "the camera's MAC, e.g. `00:16:28:fa:8e:68`: like `serial` (docs/discovery.md)",
+        check=check_mac,
     )
     username: str = text("admin", "the camera's user")
     password: str = secret("the camera user's password")
@@ -559,6 +568,9 @@ class CameraPoller(Source):
         super().__init__(sensor, outbox)
         self.clock = clock
         self.client = CameraClient(sensor)
+        from ..discover.identity import CameraFinder  # found again by serial/MAC if it moves
+
+        self.finder = CameraFinder.for_sensor(sensor, CameraClient)
         self.zone = ZoneInfo(sensor.timezone)
         self._busy = threading.Lock()
         self._gaps_logged: set[datetime] = set()
@@ -587,6 +599,8 @@ class CameraPoller(Source):
         with self._busy:
             now = self.clock().astimezone(UTC).replace(microsecond=0)
             try:
+                if self.finder:  # a camera named by serial/MAC: never a different device
+                    self.client = self.finder.place(self.client)
                 if kind == "live_counts":
                     records, cursors, problem = self._live(now)
                 else:
@@ -602,6 +616,7 @@ class CameraPoller(Source):
             records=len(records),
             stored=stored,
             error=problem,
+            note=self.finder.note if self.finder else None,
         )
 
     def _judge(self, now: datetime, answer: CameraAnswer, rows: list[Any]) -> ClockCheck:
