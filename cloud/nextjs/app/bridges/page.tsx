@@ -38,6 +38,7 @@ async function Fleet() {
           <tr>
             <th>bridge</th>
             <th>id</th>
+            <th>sensors</th>
             <th>state</th>
             <th className={styles.num}>last heartbeat</th>
             <th>version</th>
@@ -55,6 +56,9 @@ async function Fleet() {
                   <Link href={`/bridges/${encodeURIComponent(r.id)}`}>{r.label || r.id}</Link>
                 </td>
                 <td className={styles.mono}>{r.id}</td>
+                <td className={styles.mono} data-sensors>
+                  {r.sensors.length ? r.sensors.join(", ") : "—"}
+                </td>
                 <td>
                   <span className={`${styles.badge} ${styles[state.tone]}`}>{state.word}</span>
                 </td>
