@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import shutil
 import sqlite3
@@ -61,6 +62,10 @@ ROUND_S = 2.0
 # and never longer than MAX_HOLD_S (a power cut then means that much sent again, counted once).
 HOLD_SLACK_S = 5.0
 MAX_HOLD_S = 90.0
+# The heartbeat thread looks this often for the first status and for a change of state; a
+# state that flaps sends one heartbeat per HEARTBEAT_MIN_GAP_S at most.
+HEARTBEAT_LOOK_S = 0.5
+HEARTBEAT_MIN_GAP_S = 5.0
 
 
 @dataclass
@@ -380,14 +385,27 @@ class Collector(Service):
         log.info("health endpoint on http://%s/health", listen)
 
     def _heartbeats(self) -> None:
-        while not self.stop_event.wait(self.config.uplink.heartbeat_s):
+        """The first heartbeat at start, then one every heartbeat_s and one whenever the state changes.
+
+        Not only after heartbeat_s: the fleet page would call a bridge that
+        has just started "never heard from" until then, and "starting" for as
+        long again after its first poll went well.
+        """
+        sent_state, sent_at = None, -math.inf
+        while not self.stop_event.wait(HEARTBEAT_LOOK_S):
             with self._lock:
                 snap = dict(self._status)
-            if snap:
-                try:
-                    self.uplink.send_heartbeat(self.heartbeat_body(snap))
-                except Exception:
-                    log.exception("heartbeat failed")
+            if not snap:  # the first status is written a moment after start (Service.run)
+                continue
+            since = time.monotonic() - sent_at
+            changed = snap["bridge_state"] != sent_state and since >= HEARTBEAT_MIN_GAP_S
+            if not changed and since < self.config.uplink.heartbeat_s:
+                continue
+            sent_state, sent_at = snap["bridge_state"], time.monotonic()
+            try:
+                self.uplink.send_heartbeat(self.heartbeat_body(snap))
+            except Exception:
+                log.exception("heartbeat failed")
 
     # ------------------------------------------------------------ the service (appliance/service.py)
 

@@ -280,6 +280,20 @@ def check_uplink(config: Config) -> list[Finding]:
     ]
 
 
+def check_heartbeats(config: Config) -> list[Finding]:
+    """Without heartbeats the fleet page calls a delivering bridge "never heard from" and alerts say silent."""
+    if config.uplink.heartbeat_url:
+        return [Finding("PASS", "heartbeats on", config.uplink.heartbeat_url)]
+    return [
+        Finding(
+            "WARN",
+            "heartbeats on",
+            "off: the fleet page shows this bridge as never heard from, and alerts call it silent",
+            'set [uplink] heartbeat_url = "https://<app>/api/bridge/v1/heartbeat" (docs/config.md)',
+        )
+    ]
+
+
 def check_host(config: Config) -> list[Finding]:
     found = []
     try:
@@ -446,6 +460,7 @@ CHECKS: tuple[Callable[[Config], list[Finding]], ...] = (
     check_services,
     check_sensors,
     check_uplink,
+    check_heartbeats,
     check_outbox,
     check_recent_errors,
 )

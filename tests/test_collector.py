@@ -348,3 +348,23 @@ def test_sensors_test_and_doctor_name_the_problem(
         [*CLI, "-c", str(bad_key), "doctor"], capture_output=True, text=True, cwd=REPO, timeout=120
     )
     assert "FAIL cloud API key accepted" in doctor.stdout
+
+
+def test_first_heartbeat_is_sent_at_start_not_after_heartbeat_s(
+    tmp_path: Path, camera: SimCamera, receiver: SimReceiver
+) -> None:
+    """Issue 22: a fresh bridge is not "never heard from" on the fleet page for heartbeat_s."""
+    tables = base_tables(tmp_path, receiver.url)
+    tables["uplink"].update(heartbeat_url=receiver.heartbeat_url, heartbeat_s=3600)
+    tables["sensors"] = [sensor_table("entrance", camera.url)]
+    proc = start_collector(write_config(tmp_path / "config.toml", tables))
+    try:
+        beat = wait_for(
+            lambda: receiver.last_heartbeat("store-test"),
+            timeout=60,
+            what="a heartbeat at start (heartbeat_s is an hour)",
+        )
+    finally:
+        code, out = stop(proc)
+    assert code == 0, out
+    assert beat["bridge_id"] == "store-test" and beat["sensors"][0]["id"] == "entrance"
