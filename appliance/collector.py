@@ -162,6 +162,7 @@ class Collector(Service):
         if every:
             self.outbox.hold_deliveries(min(min(every) + HOLD_SLACK_S, MAX_HOLD_S))
         self.time_synced = not config.bridge.require_time_sync
+        self.waiting_for_clock = False  # said so in the log already
         self.last_collection: str | None = None
         self.dropped_at_start = self.outbox.counter("dropped")
         self.last_drop_time: float | None = None
@@ -431,9 +432,8 @@ class Collector(Service):
     def step(self) -> float:
         """Start the polls that are due; now and then, the outbox's limits."""
         now = time.time()
-        if not self.time_synced and clock_synchronised():
-            log.info("clock synchronised; polling starts")
-            self.time_synced = True
+        if not self.time_synced:
+            self._wait_for_the_clock()
         # The kinds of a sensor due at this tick start as one batch (one outbox transaction).
         with self.lanes.submitting():
             if self.time_synced and self.scheduler is None:
@@ -446,6 +446,18 @@ class Collector(Service):
             self.next_limits, self.next_room_check = now + LIMITS_EVERY_S, now + WRITE_EVERY_S
             self._housekeeping()
         return SCHEDULE_EVERY_S
+
+    def _wait_for_the_clock(self) -> None:
+        """Poll only once NTP has set the clock; say once when the wait starts and once when it ends."""
+        if clock_synchronised():
+            log.info("clock synchronised; polling starts")
+            self.time_synced = True
+        elif not self.waiting_for_clock:
+            log.warning(
+                "waiting for the clock to be synchronised (NTP) before polling;"
+                " `timedatectl` shows why it is not (allow UDP 123 out of the store network)"
+            )
+            self.waiting_for_clock = True
 
     def report(self) -> str | None:
         snap = self._guarded(self.write_status)
