@@ -26,7 +26,7 @@ from .config import Config, config_from_args, mask_urls
 from .fleet import fleet_facts
 from .outbox import Outbox, OutboxDamage
 from .remote import handshake
-from .status import effective_state, read_status
+from .status import age_s, effective_state, read_status
 
 
 def _ago(seconds: float | None) -> str:
@@ -276,7 +276,14 @@ def check_uplink(config: Config) -> list[Finding]:
         return [Finding("FAIL", reach, f"HTTP {code} from {url}", fix)]
     return [
         Finding("PASS", reach, url),
-        Finding("PASS", "cloud API key accepted", f"probe answered HTTP {code}"),
+        Finding(
+            "PASS",
+            "cloud API key accepted",
+            # the probe is an empty batch: once past the key, the cloud refuses it as malformed
+            "the cloud let the key in (and refused the empty probe batch, as it should)"
+            if code in (400, 422)
+            else f"the cloud let the key in (HTTP {code})",
+        ),
     ]
 
 
@@ -351,6 +358,16 @@ def check_services(config: Config) -> list[Finding]:
             )
         elif state in ("ok", "starting", "maintenance"):
             found.append(Finding("PASS", f"service {service}", state))
+        elif state != body.get("state"):  # the file went stale: what it says is old news
+            found.append(
+                Finding(
+                    "FAIL",
+                    f"service {service}",
+                    f"not running: its status was last written {_ago(age_s(body))}"
+                    f" (then: {body.get('state')}, {body.get('reason', '')})",
+                    f"systemctl status {_unit(service)}; journalctl -u {_unit(service)} -n 50",
+                )
+            )
         else:
             found.append(
                 Finding(
@@ -469,15 +486,24 @@ CHECKS: tuple[Callable[[Config], list[Finding]], ...] = (
 def _doctor(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     print(f"PASS config {config.source_path}: {len(config.sensors)} sensor(s)")
-    failed = 0
+    failed = warned = 0
     for check in CHECKS:
         for f in check(config):
             print(mask_urls(f"{f.verdict} {f.check}: {f.detail}"))  # details quote URLs and errors
             if f.fix:
                 print(f"     fix: {f.fix}")
             failed += f.verdict == "FAIL"
-    print(f"\n{failed} problem(s) found" if failed else "\nall checks passed")
+            warned += f.verdict == "WARN"
+    print(f"\n{doctor_verdict(failed, warned)}")
     return 1 if failed else 0
+
+
+def doctor_verdict(failed: int, warned: int) -> str:
+    """The last line of ``doctor``: "all checks passed" only when nothing warned either."""
+    warnings = f"{warned} warning(s)"
+    if failed:
+        return f"{failed} problem(s) found" + (f", {warnings}" if warned else "")
+    return f"no problems, {warnings}: see the WARN lines" if warned else "all checks passed"
 
 
 # ---------------------------------------------------------------- sensors / outbox
@@ -536,8 +562,13 @@ def _outbox(args: argparse.Namespace) -> int:
 
 def _outbox_list(outbox: Outbox, dead: bool, limit: int, devices: list[Any] | None = None) -> None:
     if dead:  # grouped by device and reason, with counts (dead_letters.py)
-        for line in dead_letters.listing(outbox.dead_letters(limit), devices):
+        latest, total = outbox.dead_letters(limit), outbox.stats().dead_letter
+        # the true count of each group, not the display limit's (issue 22: "50 x" when 676 were)
+        everything = outbox.dead_letters(total) if total > len(latest) else None
+        for line in dead_letters.listing(latest, devices, everything):
             print(line)
+        if everything:
+            print(f"the latest {len(latest)} shown of {total}; --limit {total} shows all")
     else:
         for body in outbox.pending_list(limit):
             if "unreadable" in body:
