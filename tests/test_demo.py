@@ -45,10 +45,11 @@ def test_the_readmes_laptop_section_turns_the_example_config_into_a_running_brid
     camera and receiver (on free ports instead of the README's), give a bridge that `status`
     calls OK once the dry-run watchdog of the README runs beside it; without it, not OK."""
     section = _laptop_section()
-    assert ".venv/bin/sensor-bridge" in section
+    assert ".venv/bin/sensor-bridge" in section and "api_key" not in section.split("```toml")[1]
     override = tomllib.loads(re.search(r"```toml\n(.*?)```", section, re.S).group(1))
     store = tomllib.loads((REPO / "image" / "sensor-bridge.example.toml").read_text())
-    store["uplink"]["api_key"] = "filled-in-by-the-store"  # CHANGE-ME, as a person fills it in
+    # CHANGE-ME, as a person fills it in: shaped like cloud/bin/add-bridge's keys
+    store["uplink"]["api_key"] = "sbk_" + "k3y" * 14 + "x"
     for name, table in override.items():
         if name == "sensors":
             store["sensors"][0].update(table[0])

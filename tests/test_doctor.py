@@ -37,8 +37,9 @@ def test_a_stale_collector_is_not_running_not_an_error_with_a_happy_reason(tmp_p
 
 
 def test_key_wording_heartbeat_warning_and_the_verdict(tmp_path: Path) -> None:
-    with SimReceiver(api_key="the-key") as receiver:
-        tables = base_tables(tmp_path, receiver.url, api_key="the-key")
+    key = "sbk_" + "k3y" * 14 + "x"  # shaped like cloud/bin/add-bridge's keys
+    with SimReceiver(api_key=key) as receiver:
+        tables = base_tables(tmp_path, receiver.url, api_key=key)
         silent = doctor(write_config(tmp_path / "silent.toml", tables))
         tables["uplink"]["heartbeat_url"] = receiver.heartbeat_url
         heard = doctor(write_config(tmp_path / "heard.toml", tables))
