@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from conftest import base_tables, closed_port_url, run_cli, write_config
 
 from appliance.config import load_config
@@ -23,17 +24,23 @@ def doctor(config: Path) -> list[str]:
     return done.stdout.splitlines()
 
 
-def test_a_stale_collector_is_not_running_not_an_error_with_a_happy_reason(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("last_state", "last_reason"),
+    [("ok", "all sensors polled, outbox draining"), ("error", "no sensor reachable")],
+)
+def test_a_stale_collector_is_not_running_whatever_its_last_words(
+    tmp_path: Path, last_state: str, last_reason: str
+) -> None:
     path = write_config(tmp_path / "config.toml", base_tables(tmp_path, closed_port_url()))
     run_dir = load_config(path).paths.run_dir
-    write_status(run_dir, "collector", "ok", reason="all sensors polled, outbox draining")
+    write_status(run_dir, "collector", last_state, reason=last_reason)
     status_file = status_path(run_dir, "collector")
     body = json.loads(Path(status_file).read_text())
     body["written_at"] = time.time() - 3 * 3600  # the collector died three hours ago
     Path(status_file).write_text(json.dumps(body))
     line = next(x for x in doctor(path) if x.startswith("FAIL service collector"))
-    assert "not running" in line and "3h ago" in line, line
-    assert "error: all sensors polled" not in line
+    assert "not running" in line and "3h ago" in line and last_reason in line, line
+    assert f"collector: {last_state}: " not in line
 
 
 def test_key_wording_heartbeat_warning_and_the_verdict(tmp_path: Path) -> None:
