@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import shutil
 import sqlite3
@@ -60,6 +61,10 @@ ROUND_S = 2.0
 # and never longer than MAX_HOLD_S (a power cut then means that much sent again, counted once).
 HOLD_SLACK_S = 5.0
 MAX_HOLD_S = 90.0
+# The heartbeat thread looks this often for the first status and for a change of state; a
+# state that flaps sends one heartbeat per HEARTBEAT_MIN_GAP_S at most.
+HEARTBEAT_LOOK_S = 0.5
+HEARTBEAT_MIN_GAP_S = 5.0
 
 
 @dataclass
@@ -161,6 +166,7 @@ class Collector(Service):
         if every:
             self.outbox.hold_deliveries(min(min(every) + HOLD_SLACK_S, MAX_HOLD_S))
         self.time_synced = not config.bridge.require_time_sync
+        self.waiting_for_clock = False  # said so in the log already
         self.last_collection: str | None = None
         self.dropped_at_start = self.outbox.counter("dropped")
         self.last_drop_time: float | None = None
@@ -384,14 +390,27 @@ class Collector(Service):
         log.info("health endpoint on http://%s/health", listen)
 
     def _heartbeats(self) -> None:
-        while not self.stop_event.wait(self.config.uplink.heartbeat_s):
+        """The first heartbeat at start, then one every heartbeat_s and one whenever the state changes.
+
+        Not only after heartbeat_s: the fleet page would call a bridge that
+        has just started "never heard from" until then, and "starting" for as
+        long again after its first poll went well.
+        """
+        sent_state, sent_at = None, -math.inf
+        while not self.stop_event.wait(HEARTBEAT_LOOK_S):
             with self._lock:
                 snap = dict(self._status)
-            if snap:
-                try:
-                    self.uplink.send_heartbeat(self.heartbeat_body(snap))
-                except Exception:
-                    log.exception("heartbeat failed")
+            if not snap:  # the first status is written a moment after start (Service.run)
+                continue
+            since = time.monotonic() - sent_at
+            changed = snap["bridge_state"] != sent_state and since >= HEARTBEAT_MIN_GAP_S
+            if not changed and since < self.config.uplink.heartbeat_s:
+                continue
+            sent_state, sent_at = snap["bridge_state"], time.monotonic()
+            try:
+                self.uplink.send_heartbeat(self.heartbeat_body(snap))
+            except Exception:
+                log.exception("heartbeat failed")
 
     # ------------------------------------------------------------ the service (appliance/service.py)
 
@@ -417,9 +436,8 @@ class Collector(Service):
     def step(self) -> float:
         """Start the polls that are due; now and then, the outbox's limits."""
         now = time.time()
-        if not self.time_synced and clock_synchronised():
-            log.info("clock synchronised; polling starts")
-            self.time_synced = True
+        if not self.time_synced:
+            self._wait_for_the_clock()
         # The kinds of a sensor due at this tick start as one batch (one outbox transaction).
         with self.lanes.submitting():
             if self.time_synced and self.scheduler is None:
@@ -432,6 +450,18 @@ class Collector(Service):
             self.next_limits, self.next_room_check = now + LIMITS_EVERY_S, now + WRITE_EVERY_S
             self._housekeeping()
         return SCHEDULE_EVERY_S
+
+    def _wait_for_the_clock(self) -> None:
+        """Poll only once NTP has set the clock; say once when the wait starts and once when it ends."""
+        if clock_synchronised():
+            log.info("clock synchronised; polling starts")
+            self.time_synced = True
+        elif not self.waiting_for_clock:
+            log.warning(
+                "waiting for the clock to be synchronised (NTP) before polling;"
+                " `timedatectl` shows why it is not (allow UDP 123 out of the store network)"
+            )
+            self.waiting_for_clock = True
 
     def report(self) -> str | None:
         snap = self._guarded(self.write_status)

@@ -27,7 +27,14 @@ from .config_keys import shown_safely
 from .fleet import fleet_facts
 from .outbox import Outbox, OutboxDamage
 from .remote import handshake
-from .status import doctor_passes, effective_state, read_status, status_succeeds
+from .status import (
+    STALE_AFTER_S,
+    age_s,
+    doctor_passes,
+    effective_state,
+    read_status,
+    status_succeeds,
+)
 
 
 def _ago(seconds: float | None) -> str:
@@ -282,7 +289,28 @@ def check_uplink(config: Config) -> list[Finding]:
         return [Finding("FAIL", reach, f"HTTP {code} from {url}", fix)]
     return [
         Finding("PASS", reach, url),
-        Finding("PASS", "cloud API key accepted", f"probe answered HTTP {code}"),
+        Finding(
+            "PASS",
+            "cloud API key accepted",
+            # the probe is an empty batch: once past the key, the cloud refuses it as malformed
+            "the cloud let the key in (and refused the empty probe batch, as it should)"
+            if code in (400, 422)
+            else f"the cloud let the key in (HTTP {code})",
+        ),
+    ]
+
+
+def check_heartbeats(config: Config) -> list[Finding]:
+    """Without heartbeats the fleet page calls a delivering bridge "never heard from" and alerts say silent."""
+    if config.uplink.heartbeat_url:
+        return [Finding("PASS", "heartbeats on", config.uplink.heartbeat_url)]
+    return [
+        Finding(
+            "WARN",
+            "heartbeats on",
+            "off: the fleet page shows this bridge as never heard from, and alerts call it silent",
+            'set [uplink] heartbeat_url = "https://<app>/api/bridge/v1/heartbeat" (docs/config.md)',
+        )
     ]
 
 
@@ -343,6 +371,16 @@ def check_services(config: Config) -> list[Finding]:
             )
         elif doctor_passes(state):
             found.append(Finding("PASS", f"service {service}", state))
+        elif (age_s(body) or 0) > STALE_AFTER_S:  # the file went stale: what it says is old news
+            found.append(
+                Finding(
+                    "FAIL",
+                    f"service {service}",
+                    f"not running: its status was last written {_ago(age_s(body))}"
+                    f" (then: {body.get('state')}, {body.get('reason', '')})",
+                    f"systemctl status {_unit(service)}; journalctl -u {_unit(service)} -n 50",
+                )
+            )
         else:
             found.append(
                 Finding(
@@ -452,6 +490,7 @@ CHECKS: tuple[Callable[[Config], list[Finding]], ...] = (
     check_services,
     check_sensors,
     check_uplink,
+    check_heartbeats,
     check_outbox,
     check_recent_errors,
 )
@@ -460,15 +499,24 @@ CHECKS: tuple[Callable[[Config], list[Finding]], ...] = (
 def _doctor(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     print(f"PASS config {config.source_path}: {len(config.sensors)} sensor(s)")
-    failed = 0
+    failed = warned = 0
     for check in CHECKS:
         for f in check(config):
             print(mask_urls(f"{f.verdict} {f.check}: {f.detail}"))  # details quote URLs and errors
             if f.fix:
                 print(f"     fix: {f.fix}")
             failed += f.verdict == "FAIL"
-    print(f"\n{failed} problem(s) found" if failed else "\nall checks passed")
+            warned += f.verdict == "WARN"
+    print(f"\n{doctor_verdict(failed, warned)}")
     return 1 if failed else 0
+
+
+def doctor_verdict(failed: int, warned: int) -> str:
+    """The last line of ``doctor``: "all checks passed" only when nothing warned either."""
+    warnings = f"{warned} warning(s)"
+    if failed:
+        return f"{failed} problem(s) found" + (f", {warnings}" if warned else "")
+    return f"no problems, {warnings}: see the WARN lines" if warned else "all checks passed"
 
 
 # ---------------------------------------------------------------- sensors / outbox
@@ -527,8 +575,13 @@ def _outbox(args: argparse.Namespace) -> int:
 
 def _outbox_list(outbox: Outbox, dead: bool, limit: int, devices: list[Any] | None = None) -> None:
     if dead:  # grouped by device and reason, with counts (dead_letters.py)
-        for line in dead_letters.listing(outbox.dead_letters(limit), devices):
+        latest, total = outbox.dead_letters(limit), outbox.stats().dead_letter
+        # the true count of each group, not the display limit's (issue 22: "50 x" when 676 were)
+        everything = outbox.dead_letters(total) if total > len(latest) else None
+        for line in dead_letters.listing(latest, devices, everything):
             print(line)
+        if everything:
+            print(f"the latest {len(latest)} shown of {total}; --limit {total} shows all")
     else:
         for body in outbox.pending_list(limit):
             if "unreadable" in body:

@@ -76,13 +76,24 @@ def group(entries: list[dict[str, Any]], devices: list[MqttDevice] | None = None
     return sorted(groups.values(), key=lambda g: (-g.count, g.device))
 
 
-def listing(entries: list[dict[str, Any]], devices: list[MqttDevice] | None = None) -> list[str]:
-    """The lines ``outbox list --dead`` prints."""
+def listing(
+    entries: list[dict[str, Any]],
+    devices: list[MqttDevice] | None = None,
+    everything: list[dict[str, Any]] | None = None,
+) -> list[str]:
+    """The lines ``outbox list --dead`` prints.
+
+    ``everything``: all dead letters, when ``entries`` are only the latest of
+    them; a group then says how many of its own it shows ("50 shown of 676").
+    """
+    totals = {(g.device, reason_key(g.reason)): g.count for g in group(everything or [], devices)}
     lines = []
     for g in group(entries, devices):
         span = _when(g.first_at) if g.count == 1 else f"{_when(g.first_at)} .. {_when(g.last_at)}"
+        total = totals.get((g.device, reason_key(g.reason)), g.count)
+        count = f"{g.count} x" if total == g.count else f"{g.count} shown of {total} x"
         lines.append(
-            f"{g.device}: {g.count} x {g.reason}  ({span})\n    {' '.join(g.preview.split())[:200]}"
+            f"{g.device}: {count} {g.reason}  ({span})\n    {' '.join(g.preview.split())[:200]}"
         )
     return lines
 

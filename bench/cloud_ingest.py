@@ -73,10 +73,10 @@ def raw_insert_sql(bridge_id: str, batch: dict[str, Any]) -> str:
         "insert into public.bridge_readings as cur (id, sensor_id, kind, period_start, period_end, final, "
         'revision, source, observed_at, "values", bridge_id, received_at) values\n'
         + rows
-        + "\non conflict (id) do update set period_end = excluded.period_end, final = excluded.final, "
+        + "\non conflict (bridge_id, id) do update set period_end = excluded.period_end, final = excluded.final, "
         "revision = excluded.revision, source = excluded.source, observed_at = excluded.observed_at, "
         '"values" = excluded."values", received_at = excluded.received_at '
-        "where cur.revision < excluded.revision and cur.bridge_id = excluded.bridge_id;\n"
+        "where cur.revision < excluded.revision;\n"
     )
 
 

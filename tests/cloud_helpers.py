@@ -615,9 +615,8 @@ def cloud_stack() -> Iterator[CloudStack]:
 def cloud_api(cloud_stack: CloudStack) -> CloudApi:
     """A freshly registered bridge: .ingest_url, .heartbeat_url, .api_key, .bridge_id, .query(sql).
 
-    The database is emptied first: record ids are global (sensor, kind, period),
-    so two tests sending the same sensor's periods from different bridges
-    would otherwise collide (the second bridge's records are rejected).
+    The database is emptied first, so a test sees only its own bridges,
+    readings and incidents.
     """
     cloud_stack.reset()
     return cloud_stack.api()

@@ -36,12 +36,14 @@ from cloud_helpers import (
     PsqlError,
     built_app,
     contract_headers,
+    dollar_quoted,
     encode_body,
     free_port,
     make_batch,
     make_heartbeat,
     make_record,
     make_series,
+    migration_files,
     recent_period_start,
     record_id,
     utc_text,
@@ -360,15 +362,82 @@ def test_lower_revision_never_overwrites_a_higher_one(
     assert stored(cloud_api)[r5["id"]][:2] == (5, r5["values"])
 
 
-def test_another_bridge_cannot_overwrite_a_reading(cloud_stack: CloudStack) -> None:
-    owner, intruder = cloud_stack.api(), cloud_stack.api()
+def test_two_bridges_with_the_same_sensor_ids_keep_their_own_readings(
+    cloud_stack: CloudStack,
+) -> None:
+    # Issue 22: every store may call its door entrance-1. The record id does
+    # not hold the bridge (it is computed on bridges already in the field), so
+    # the cloud scopes it by bridge: another bridge's reading with the same id
+    # is another reading, never an overwrite nor a refusal.
+    lisbon, porto = cloud_stack.api(), cloud_stack.api()
     record = make_record("entrance-1", revision=1)
-    cloud_stack.ingest_sql(owner.bridge_id, make_batch(owner.bridge_id, [record]))
+    first = cloud_stack.ingest_sql(lisbon.bridge_id, make_batch(lisbon.bridge_id, [record]))
+    assert first == {"accepted": [record["id"]], "rejected": [], "changed": 1}
     higher = {**record, "revision": 9, "values": {"total": {"in": 999, "out": 0}, "lines": {}}}
-    result = cloud_stack.ingest_sql(intruder.bridge_id, make_batch(intruder.bridge_id, [higher]))
-    assert result["accepted"] == [] and result["changed"] == 0
-    assert "another bridge" in result["rejected"][0]["error"]
-    assert stored(owner)[record["id"]][:2] == (1, record["values"])
+    result = cloud_stack.ingest_sql(porto.bridge_id, make_batch(porto.bridge_id, [higher]))
+    assert result == {"accepted": [record["id"]], "rejected": [], "changed": 1}
+    assert stored(lisbon)[record["id"]][:2] == (1, record["values"]), "Lisbon's reading untouched"
+    assert stored(porto)[record["id"]][:2] == (9, higher["values"])
+    # the same bridge sending the same id again is the same reading
+    again = cloud_stack.ingest_sql(porto.bridge_id, make_batch(porto.bridge_id, [higher]))
+    assert again == {"accepted": [record["id"]], "rejected": [], "changed": 0}
+    assert stored(porto)[record["id"]][:2] == (9, higher["values"])
+    sensors = cloud_stack.pg.query(
+        "select bridge_id, sensor_id from bridge_sensors where bridge_id in "
+        f"('{lisbon.bridge_id}', '{porto.bridge_id}') order by 1"
+    )
+    assert sorted(sensors) == sorted(
+        [(lisbon.bridge_id, "entrance-1"), (porto.bridge_id, "entrance-1")]
+    )
+
+
+def test_migration_scopes_an_existing_databases_readings_by_bridge(
+    cloud_stack: CloudStack,
+) -> None:
+    """A database made by the earlier migrations keeps every row and id; running the new one twice is harmless."""
+    pg, db = cloud_stack.pg, "readings_per_bridge"
+    pg.psql(f"create database {db};")
+    try:
+        earlier = [p for p in migration_files() if p.name < "20261203070000"]
+        for path in earlier:
+            pg.psql(f"\\set ON_ERROR_STOP 1\n\\i {path}\n", database=db)
+        record = make_record("entrance-1", revision=2)
+        pg.psql(
+            "insert into bridges (id, api_key_sha256) values ('old-store', repeat('a', 64));\n"
+            f"select public.ingest_bridge_batch('old-store', {dollar_quoted(json.dumps(make_batch('old-store', [record])))}::jsonb);",
+            database=db,
+        )
+        before = pg.query(
+            'select id, bridge_id, revision, "values"::text from bridge_readings', database=db
+        )
+        pkey = (
+            "select pg_get_constraintdef(oid) from pg_constraint "
+            "where conrelid = 'public.bridge_readings'::regclass and contype = 'p'"
+        )
+        assert pg.query(pkey, database=db) == [("PRIMARY KEY (id)",)]
+        for _ in range(2):
+            pg.apply_migrations(db)
+        assert pg.query(pkey, database=db) == [("PRIMARY KEY (bridge_id, id)",)]
+        assert (
+            pg.query(
+                'select id, bridge_id, revision, "values"::text from bridge_readings',
+                database=db,
+            )
+            == before
+        )
+        # a second store with the same camera name now delivers the same id
+        pg.psql(
+            "insert into bridges (id, api_key_sha256) values ('new-store', repeat('b', 64));",
+            database=db,
+        )
+        out = pg.psql(
+            f"select public.ingest_bridge_batch('new-store', {dollar_quoted(json.dumps(make_batch('new-store', [record])))}::jsonb);",
+            database=db,
+        ).stdout
+        assert json.loads(out)["accepted"] == [record["id"]]
+        assert pg.query("select count(*) from bridge_readings", database=db) == [(2,)]
+    finally:
+        pg.psql(f"drop database {db};")
 
 
 def test_concurrent_overlapping_batches_keep_the_highest_revision(

@@ -12,6 +12,7 @@ copies and builds.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -225,3 +226,20 @@ def test_the_copied_routes_build_and_serve_in_a_generated_app(
     fleet = requests.get(f"{server.base_url}/bridges", auth=cloud_stack.fleet_auth, timeout=TIMEOUT)
     assert fleet.status_code == 200 and api.bridge_id in fleet.text
     assert "unexpected error" not in server.output()
+
+
+@pytest.mark.parametrize("tool", ["bridges", "add-bridge"])
+def test_cloud_tools_show_their_usage_without_a_database(tool: str) -> None:
+    """Issue 22: `cloud/bin/bridges --help` demanded DATABASE_URL before it said what it does."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    for flag in ("--help", "-h"):
+        run = subprocess.run(
+            ["bash", str(REPO / "cloud" / "bin" / tool), flag],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.startswith(f"{tool}: ") and "DATABASE_URL=postgres://" in run.stdout
+        assert "DATABASE_URL" not in run.stderr and "set -euo" not in run.stdout

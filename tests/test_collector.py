@@ -334,3 +334,55 @@ def test_sensors_test_and_doctor_name_the_problem(
         [*CLI, "-c", str(bad_key), "doctor"], capture_output=True, text=True, cwd=REPO, timeout=120
     )
     assert "FAIL cloud API key accepted" in doctor.stdout
+
+
+def test_the_wait_for_the_clock_is_logged_once_when_it_starts_and_once_when_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 22: not "collector up", then silence while NTP has not set the clock."""
+    from appliance import collector as collector_module
+    from appliance.config import load_config
+
+    tables = base_tables(tmp_path, closed_port_url())
+    tables["bridge"]["require_time_sync"] = True
+    collector = collector_module.Collector(load_config(write_config(tmp_path / "c.toml", tables)))
+    synced = False
+    monkeypatch.setattr(collector_module, "clock_synchronised", lambda: synced)
+    caplog.set_level("INFO", logger="sensor-bridge.collector")
+    try:
+        for _ in range(5):
+            collector.step()
+        waiting = [
+            r.getMessage() for r in caplog.records if "waiting for the clock" in r.getMessage()
+        ]
+        assert len(waiting) == 1 and "NTP" in waiting[0], caplog.text
+        assert not collector.time_synced
+        synced = True
+        for _ in range(5):
+            collector.step()
+    finally:
+        collector.outbox.close()
+    assert collector.time_synced
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("waiting for the clock" in line for line in lines) == 1, lines
+    assert sum("clock synchronised; polling starts" in line for line in lines) == 1, lines
+
+
+def test_first_heartbeat_is_sent_at_start_not_after_heartbeat_s(
+    tmp_path: Path, camera: SimCamera, receiver: SimReceiver
+) -> None:
+    """Issue 22: a fresh bridge is not "never heard from" on the fleet page for heartbeat_s."""
+    tables = base_tables(tmp_path, receiver.url)
+    tables["uplink"].update(heartbeat_url=receiver.heartbeat_url, heartbeat_s=3600)
+    tables["sensors"] = [sensor_table("entrance", camera.url)]
+    proc = start_collector(write_config(tmp_path / "config.toml", tables))
+    try:
+        beat = wait_for(
+            lambda: receiver.last_heartbeat("store-test"),
+            timeout=60,
+            what="a heartbeat at start (heartbeat_s is an hour)",
+        )
+    finally:
+        code, out = stop(proc)
+    assert code == 0, out
+    assert beat["bridge_id"] == "store-test" and beat["sensors"][0]["id"] == "entrance"

@@ -184,8 +184,18 @@ def receiver(request: pytest.FixtureRequest) -> Receiver:
     return cloud_receiver(request.getfixturevalue("cloud_api"))
 
 
+@pytest.fixture(params=["sim", "cloud"])
+def two_bridges(request: pytest.FixtureRequest) -> tuple[Receiver, Receiver]:
+    """Two bridges (two stores) of the same receiver, each with a key of its own where the receiver has keys."""
+    if request.param == "sim":
+        sim = request.getfixturevalue("sim_process")
+        return sim.receiver(), sim.receiver()
+    api = request.getfixturevalue("cloud_api")
+    return cloud_receiver(api), cloud_receiver(request.getfixturevalue("cloud_stack").api())
+
+
 def unique_sensor() -> str:
-    """A sensor id no other test uses: record ids are global (sensor, kind, period)."""
+    """A sensor id no other test uses, so one test's readings never meet another's."""
     return f"door-{uuid.uuid4().hex[:8]}"
 
 
@@ -257,6 +267,39 @@ def test_kinds_added_for_lorawan_and_totals_are_stored_and_checked(receiver: Rec
         assert rejected["error"].startswith(field), (receiver.name, rejected)
     held = receiver.stored()
     assert {rid: held[rid][1] for rid in held} == {r["id"]: r["values"] for r in good}
+
+
+def test_two_bridges_may_name_their_sensors_alike(two_bridges: tuple[Receiver, Receiver]) -> None:
+    """Every store may call its door entrance-1: a record id is scoped by the bridge that sent it.
+
+    The id is sha256(sensor_id|kind|period_start), the same for both stores'
+    readings of one hour; each bridge's is its own reading: stored, replayed
+    and revised without touching the other's.
+    """
+    lisbon, porto = two_bridges
+    start = recent_period_start(2)
+    mine = make_record(
+        "entrance-1", start=start, revision=1, values={"total": {"in": 7, "out": 6}, "lines": {}}
+    )
+    theirs = {**mine, "values": {"total": {"in": 70, "out": 60}, "lines": {}}}
+    for bridge, record in ((lisbon, mine), (porto, theirs)):
+        answer = bridge.post(bridge.batch([record]))
+        assert (answer.status_code, answer.json()) == (200, {"accepted": 1, "rejected": []}), (
+            bridge.name,
+            answer.text,
+        )
+    assert lisbon.stored()[mine["id"]][:2] == (1, mine["values"])
+    assert porto.stored()[mine["id"]][:2] == (1, theirs["values"])
+    # the same bridge re-sending the same id is the same reading: nothing changes
+    before = lisbon.stored(), porto.stored()
+    again = porto.post(porto.batch([theirs]))
+    assert (again.status_code, again.json()) == (200, {"accepted": 1, "rejected": []})
+    assert (lisbon.stored(), porto.stored()) == before
+    # a higher revision from one store replaces that store's reading only
+    revised = {**theirs, "revision": 2, "values": {"total": {"in": 71, "out": 60}, "lines": {}}}
+    assert porto.post(porto.batch([revised])).status_code == 200
+    assert porto.stored()[mine["id"]][:2] == (2, revised["values"])
+    assert lisbon.stored() == before[0]
 
 
 def test_gzip_body_is_the_same_batch(receiver: Receiver) -> None:

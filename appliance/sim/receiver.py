@@ -369,11 +369,13 @@ class SimReceiver:
         self.db = sqlite3.connect(str(db_path) if db_path else ":memory:", check_same_thread=False)
         self.db.executescript("""
             PRAGMA journal_mode = WAL;
-            CREATE TABLE IF NOT EXISTS readings (id TEXT PRIMARY KEY, revision INTEGER NOT NULL,
-                bridge_id TEXT NOT NULL, body TEXT NOT NULL, received_at REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS readings (id TEXT NOT NULL, revision INTEGER NOT NULL,
+                bridge_id TEXT NOT NULL, body TEXT NOT NULL, received_at REAL NOT NULL,
+                PRIMARY KEY (bridge_id, id));
             CREATE TABLE IF NOT EXISTS heartbeats (bridge_id TEXT PRIMARY KEY, body TEXT NOT NULL,
                 received_at REAL NOT NULL);
         """)
+        _scope_readings_by_bridge(self.db)
         self._script: deque[Answer] = deque()
         self.down = False
         self.poison_ids: set[str] = set()  # records refused one by one (in "rejected")
@@ -431,10 +433,19 @@ class SimReceiver:
 
     # ------------------------------------------------------------ looking inside
 
-    def records(self) -> dict[str, dict[str, Any]]:
-        """Every stored reading by id, as the bridge sent it (its highest revision)."""
+    def records(self, bridge_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Every stored reading of ``bridge_id`` by id, as the bridge sent it (its highest revision).
+
+        Without ``bridge_id``, every bridge's: name the bridge when several
+        deliver, since two stores' ``entrance-1`` readings share their ids.
+        """
         with self.lock:
-            rows = self.db.execute("SELECT id, body FROM readings").fetchall()
+            rows = self.db.execute(
+                "SELECT id, body FROM readings"
+                + (" WHERE bridge_id = ?" if bridge_id else "")
+                + " ORDER BY bridge_id",
+                (bridge_id,) if bridge_id else (),
+            ).fetchall()
         return {rid: json.loads(body) for rid, body in rows}
 
     def requests_seen(self) -> list[dict[str, Any]]:
@@ -577,14 +588,15 @@ class SimReceiver:
                 chunk = ids[i : i + 500]
                 known.update(
                     self.db.execute(
-                        f"SELECT id, revision FROM readings WHERE id IN ({','.join('?' * len(chunk))})",
-                        chunk,
+                        "SELECT id, revision FROM readings"
+                        f" WHERE bridge_id = ? AND id IN ({','.join('?' * len(chunk))})",
+                        [bridge_id, *chunk],
                     )
                 )
             changes = [r for r in best.values() if known.get(r["id"], 0) < r["revision"]]
             self.db.executemany(
                 "INSERT INTO readings (id, revision, bridge_id, body, received_at) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, bridge_id = excluded.bridge_id,"
+                " ON CONFLICT (bridge_id, id) DO UPDATE SET revision = excluded.revision,"
                 " body = excluded.body, received_at = excluded.received_at WHERE excluded.revision > revision",
                 [(r["id"], r["revision"], bridge_id, json.dumps(r), now) for r in changes],
             )
@@ -618,6 +630,28 @@ class SimReceiver:
                 flush=True,
             )
         return Reply(200, {"ok": True})
+
+
+def _scope_readings_by_bridge(db: sqlite3.Connection) -> None:
+    """Re-key a readings file from before issue 22 (id alone) by (bridge_id, id); rows keep their ids.
+
+    The same bridge sending an id again is the same reading; another bridge
+    sending it (both call their door ``entrance-1``) is another one, as in the
+    cloud (migration 20261203070000_sensor_bridge_readings_per_bridge.sql).
+    """
+    keyed = [row[1] for row in db.execute("PRAGMA table_info(readings)") if row[5]]
+    if keyed != ["id"]:
+        return
+    db.executescript("""
+        BEGIN;
+        ALTER TABLE readings RENAME TO readings_by_id;
+        CREATE TABLE readings (id TEXT NOT NULL, revision INTEGER NOT NULL,
+            bridge_id TEXT NOT NULL, body TEXT NOT NULL, received_at REAL NOT NULL,
+            PRIMARY KEY (bridge_id, id));
+        INSERT INTO readings SELECT id, revision, bridge_id, body, received_at FROM readings_by_id;
+        DROP TABLE readings_by_id;
+        COMMIT;
+    """)
 
 
 class _Server(ThreadingHTTPServer):

@@ -33,7 +33,7 @@ class SensorConfig:
 
     id: str = text(
         REQUIRED,
-        "the sensor's id in readings; unique in the file, and across all bridges of one cloud",
+        "the sensor's id in readings; unique in the file (other stores may use the same ids)",
     )
     type: str = text(
         DEFAULT_TYPE,

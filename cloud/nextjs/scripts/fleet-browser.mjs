@@ -36,7 +36,7 @@ try {
   seen.fleetStatus = fleet.status();
   seen.rows = await page.$$eval("tr[data-bridge]", (rows) =>
     rows.map((r) => {
-      const badge = r.querySelector("span[class]");
+      const badge = r.querySelector("[data-badge]");
       return {
         id: r.dataset.bridge,
         word: badge?.textContent ?? "",

@@ -38,6 +38,7 @@ async function Fleet() {
           <tr>
             <th>bridge</th>
             <th>id</th>
+            <th>sensors</th>
             <th>state</th>
             <th className={styles.num}>last heartbeat</th>
             <th>version</th>
@@ -54,9 +55,21 @@ async function Fleet() {
                 <td>
                   <Link href={`/bridges/${encodeURIComponent(r.id)}`}>{r.label || r.id}</Link>
                 </td>
-                <td className={styles.mono}>{r.id}</td>
+                <td className={`${styles.mono} ${styles.nowrap}`}>{r.id}</td>
+                <td className={styles.mono} data-sensors>
+                  {r.sensors.length
+                    ? r.sensors.map((id, i) => (
+                        <span key={id}>
+                          {i ? ", " : ""}
+                          <span className={styles.nowrap}>{id}</span>
+                        </span>
+                      ))
+                    : "—"}
+                </td>
                 <td>
-                  <span className={`${styles.badge} ${styles[state.tone]}`}>{state.word}</span>
+                  <span className={`${styles.badge} ${styles[state.tone]}`} data-badge>
+                    {state.word}
+                  </span>
                 </td>
                 <td className={styles.num} data-age>
                   {r.age_s === null ? "never" : `${age(r.age_s)} ago`}

@@ -1,7 +1,8 @@
 // What the fleet page reads. Explicit column lists: the key hash never
 // leaves the database. Every query is bounded by the fleet's size (bridges,
 // sensors, open incidents) or by one bridge's last 7 days of line counts
-// (bridge_readings_sensor_period), never by all readings ever stored.
+// (bridge_readings_bridge_sensor_period), never by all readings ever stored.
+// A sensor is always named with its bridge: every store may have an entrance-1.
 
 import { pool } from "../bridge/db";
 
@@ -17,6 +18,8 @@ export interface FleetRow {
   backlog: number | null;
   dropped: number | null;
   open_incidents: number;
+  /** the bridge's sensor ids: delivered readings or named in its last heartbeat */
+  sensors: string[];
 }
 
 export async function fleetRows(): Promise<FleetRow[]> {
@@ -27,7 +30,12 @@ export async function fleetRows(): Promise<FleetRow[]> {
             b.last_heartbeat ->> 'version' as version,
             (b.last_heartbeat -> 'outbox' ->> 'pending')::bigint::float8 as backlog,
             (b.last_heartbeat -> 'outbox' ->> 'dropped')::bigint::float8 as dropped,
-            coalesce(i.open, 0)::int as open_incidents
+            coalesce(i.open, 0)::int as open_incidents,
+            coalesce((select array_agg(x.sensor_id order by x.sensor_id)
+                        from (select s.sensor_id from public.bridge_sensors s where s.bridge_id = b.id
+                              union
+                              select h ->> 'id' from jsonb_array_elements(
+                                coalesce(b.last_heartbeat -> 'sensors', '[]')) h) x), '{}') as sensors
        from public.bridges b
        left join (select bridge_id, count(*) as open from public.bridge_alert_incidents
                    where closed_at is null group by bridge_id) i on i.bridge_id = b.id
@@ -36,7 +44,7 @@ export async function fleetRows(): Promise<FleetRow[]> {
   return rows;
 }
 
-export interface BridgeHeader extends FleetRow {
+export interface BridgeHeader extends Omit<FleetRow, "sensors"> {
   heartbeat_at: Date | null;
 }
 
