@@ -35,7 +35,7 @@ from .lanes import PollLanes
 from .outbox import Outbox, OutboxFull, OutboxStats
 from .records import now_utc, utc_text
 from .service import Service, run_service
-from .sources import source_for
+from .sources.base import source_for
 from .status import WRITE_EVERY_S, write_status
 
 log = logging.getLogger("sensor-bridge.collector")

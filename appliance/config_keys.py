@@ -3,9 +3,12 @@
 A table of the file is a dataclass whose fields are declared with :func:`text`,
 :func:`number`, :func:`flag`, :func:`texts`, :func:`secret` (keys) and
 :func:`table`/:func:`tables` (tables inside it). Each states a key's default,
-its checks and its line in docs/config.md once. ``appliance.config`` reads a
-file with them; a sensor source (``appliance/sources/``) declares its own
-``[[sensors]]`` keys with them, which is why they live apart from the parser.
+its checks and its line in docs/config.md once. Each part declares its own
+table with them, in a small module beside it (``led_table.py`` beside
+``led.py``, a sensor family's ``[[sensors]]`` table beside its source), and
+``appliance.config`` reads a file with them. This module imports nothing of
+the appliance, so a table costs its owner no more than the standard library,
+and the reader (which imports every table) never imports its owners back.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -155,6 +158,26 @@ def tables(
     With ``by_type``, each table's ``type`` key picks its model from ``by_type()``."""
     section = Section(model, doc, limit=limit, unique=unique, each=each, by_type=by_type)
     return field(default_factory=list, metadata={"section": section})
+
+
+def sections(model: type) -> list[tuple[str, Section]]:
+    """The tables ``model`` holds: (name, section), in the order they are declared."""
+    return [(f.name, f.metadata["section"]) for f in fields(model) if "section" in f.metadata]
+
+
+def show(value: Any) -> str:
+    """``value`` as a problem quotes it: strings quoted, tables and long lists not spelled out."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return f"a list {value!r}" if len(repr(value)) < 60 else "a list"
+    return repr(value)
 
 
 # ---------------------------------------------------------------- what a value may be

@@ -177,8 +177,7 @@ def _tcp_reach(url: str, timeout: float) -> str | None:
 
 
 def check_sensors(config: Config) -> list[Finding]:
-    from .sources import source_class
-    from .sources.base import SensorError
+    from .sources.base import SensorError, source_class
 
     found = []
     for sensor in config.sensors:
@@ -469,8 +468,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _sensors_test(args: argparse.Namespace) -> int:
-    from .sources import source_class
-    from .sources.base import SensorError
+    from .sources.base import SensorError, source_class
 
     config = config_from_args(args)
     try:

@@ -84,8 +84,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .outbox_damage import OutboxDamage, epoch_text
 from .records import Record, parse_utc, refusal, utc_text
-from .status import read_json, write_json_atomic
 
 if TYPE_CHECKING:
     from .config import Config
@@ -300,10 +300,6 @@ def _shift(stamp: str, seconds: float) -> str:
     return utc_text(parse_utc(stamp) + timedelta(seconds=seconds))
 
 
-def _epoch_text(epoch: float) -> str:
-    return utc_text(datetime.fromtimestamp(epoch, UTC).replace(microsecond=0))
-
-
 def torn_wal(path: str | Path) -> str | None:
     """Why ``path``'s write-ahead log was cut short, or None when it is whole (or absent).
 
@@ -338,42 +334,6 @@ def torn_wal(path: str | Path) -> str | None:
         f"its write-ahead log {wal.name} was cut short ({size} bytes is not a whole number of"
         f" {frame}-byte frames): the last writes before the cut may be lost"
     )
-
-
-class OutboxDamage:
-    """What went wrong with the outbox file, kept on disk until a person acknowledges it.
-
-    Every service's status reads it, so the reset or damage shows in ``status``,
-    /health, the heartbeat and the LED until ``sensor-bridge outbox ack-corrupt``.
-    """
-
-    def __init__(self, outbox_path: str | Path) -> None:
-        self.path = Path(outbox_path).with_name("damage.json")
-
-    def notes(self) -> list[dict[str, Any]]:
-        body = read_json(self.path) or {}
-        notes = body.get("notes")
-        return [n for n in notes if isinstance(n, dict)] if isinstance(notes, list) else []
-
-    def add(self, what: str, reason: str) -> None:
-        notes = [*self.notes(), {"what": what, "reason": reason, "at": _epoch_text(time.time())}]
-        try:
-            write_json_atomic(self.path, {"notes": notes[-20:]})
-        except OSError as exc:  # a full disk: the log line is all there is
-            log.error("cannot keep the outbox damage note in %s: %s", self.path, exc)
-
-    def summary(self) -> str | None:
-        notes = self.notes()
-        if not notes:
-            return None
-        latest = notes[-1]
-        more = f" (and {len(notes) - 1} earlier)" if len(notes) > 1 else ""
-        return f"{latest['reason']} at {latest.get('at')}{more}; once looked at: sensor-bridge outbox ack-corrupt"
-
-    def clear(self) -> int:
-        count = len(self.notes())
-        self.path.unlink(missing_ok=True)
-        return count
 
 
 def _run_script(db: sqlite3.Connection, script: str) -> None:
@@ -1144,8 +1104,8 @@ class Outbox:
             log.warning(
                 "outbox: the clock reads %s, before the outbox's newest write (%s);"
                 " delivery memory is kept until it is right",
-                _epoch_text(now),
-                _epoch_text(newest),
+                epoch_text(now),
+                epoch_text(newest),
             )
         self._clock_warned = wrong
         return wrong
@@ -1164,7 +1124,7 @@ class Outbox:
                 " AS cutoff FROM readings WHERE period_start <= ? GROUP BY sensor_id, kind)"
                 " DELETE FROM readings WHERE state = 'delivered' AND period_start < (SELECT cutoff FROM newest"
                 " WHERE newest.sensor_id = readings.sensor_id AND newest.kind = readings.kind)",
-                (f"-{KEEP_DELIVERED_S} seconds", _epoch_text(now + CLOCK_SLACK_S)),
+                (f"-{KEEP_DELIVERED_S} seconds", epoch_text(now + CLOCK_SLACK_S)),
             )
 
     def _cap_junk(self, now: float) -> None:
@@ -1177,7 +1137,7 @@ class Outbox:
             seen, newest = self._db.execute(
                 "SELECT COUNT(*), MAX(position) FROM cursors WHERE kind LIKE 'first-seen:%'"
                 " AND position <= ?",
-                (_epoch_text(now + CLOCK_SLACK_S),),
+                (epoch_text(now + CLOCK_SLACK_S),),
             ).fetchone()
         budget = DEAD_LETTER_SHARE * self.max_mb * 1e6
         over = max(

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ...config import LORAWAN_MODELS, MqttDevice
 from ...records import Record
-from . import decode
+from ...relay_tables import MqttDevice
+from . import MODELS, decode
 from .envelope import Uplink
 from .readings import records_for
 
@@ -73,7 +73,7 @@ def decoded_values(uplink: Uplink, device: MqttDevice | None) -> dict[str, Any]:
         raise RouteError(f"uplink from {uplink.dev_eui} carries no data")
     raise RouteError(
         f"devEUI {uplink.dev_eui}: its model is not known, so its frame cannot be decoded; add "
-        f'[[mqtt.devices]] dev_eui = "{uplink.dev_eui}" with model = one of {", ".join(LORAWAN_MODELS)}'
+        f'[[mqtt.devices]] dev_eui = "{uplink.dev_eui}" with model = one of {", ".join(MODELS)}'
     )
 
 

@@ -1,0 +1,176 @@
+"""The whole file's shape: :class:`Config`, one field per table, and the bridge's own tables.
+
+Each part declares its table beside itself (``led_table.py``, ``remote_table.py``,
+``update_table.py``, ``watchdog_table.py``, ``alerts_table.py``,
+``relay_tables.py``; a sensor family's ``[[sensors]]`` table beside its source,
+found through ``sources.SOURCES``) and registers it here with one line in
+:class:`Config`. The tables that belong to the bridge as a whole (``[bridge]``,
+``[paths]``, ``[uplink]``, ``[outbox]``, ``[health]``) are declared below.
+Nothing here imports a service, a poller or the outbox: every service reads
+the file, the watchdog too.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ..alerts_table import AlertsConfig
+from ..config_keys import (
+    REQUIRED,
+    check_listen,
+    check_not_empty,
+    check_url,
+    check_zone,
+    flag,
+    number,
+    secret,
+    table,
+    tables,
+    text,
+)
+from ..led_table import LedConfig
+from ..relay_tables import MqttConfig, PushConfig
+from ..remote_table import RemoteConfig
+from ..sources import sensor_models
+from ..sources.table import SensorConfig
+from ..update_table import UpdateConfig
+from ..watchdog_table import WatchdogConfig
+
+MAX_SENSORS = 200
+
+
+def system_timezone() -> str:
+    """The machine's own IANA zone name, or UTC when it cannot be told."""
+    try:
+        name = Path("/etc/timezone").read_text().strip()
+        ZoneInfo(name)
+        return name
+    except (OSError, ZoneInfoNotFoundError, ValueError):
+        pass
+    try:
+        target = os.readlink("/etc/localtime")
+        name = target.split("zoneinfo/", 1)[1]
+        ZoneInfo(name)
+        return name
+    except (OSError, IndexError, ZoneInfoNotFoundError, ValueError):
+        return "UTC"
+
+
+@dataclass
+class BridgeConfig:
+    id: str = text(
+        socket.gethostname,
+        "the bridge's id in the cloud (`bridge_id` of the ingest contract); not empty",
+        check=check_not_empty,
+        shown="the hostname",
+    )
+    timezone: str = text(
+        system_timezone,
+        "default zone for sensors that do not set one, and for pushed reports that name none",
+        check=check_zone,
+        shown="the system's zone",
+    )
+    require_time_sync: bool = flag(
+        True, "hold stamping readings until the clock is NTP-synced (a Pi has no real-time clock)"
+    )
+
+
+@dataclass
+class PathsConfig:
+    state_dir: str = text(
+        "/var/lib/sensor-bridge", "the outbox database, cursors, watchdog memory, maintenance mode"
+    )
+    run_dir: str = text("/run/sensor-bridge", "the services' status files")
+
+
+_CLOUD_URL = check_url(("https", "http"), "the API key goes in api_key")
+
+
+@dataclass
+class UplinkConfig:
+    url: str = text(
+        REQUIRED,
+        "the cloud's ingest endpoint, `https://` or `http://`, "
+        "e.g. `https://example.vercel.app/api/bridge/v1/ingest`",
+        check=_CLOUD_URL,
+    )
+    api_key: str = secret("the bridge's key (`cloud/bin/add-bridge` prints it)", required=True)
+    heartbeat_url: str = text("", 'where heartbeats go; `""`: none are sent', check=_CLOUD_URL)
+    heartbeat_s: float = number(60, "seconds between heartbeats")
+    batch_size: int = number(500, "most records per batch", minimum=1, integer=True)
+    timeout_s: float = number(15, "one request's time limit")
+    gzip: bool = flag(True, "compress batches")
+    verify_tls: bool = flag(True, "check the cloud's TLS certificate")
+
+
+@dataclass
+class OutboxConfig:
+    max_mb: float = number(
+        256,
+        "the outbox's size cap; beyond it the oldest readings are shed, counted and reported",
+        minimum=1,
+    )
+    min_free_disk_mb: float = number(
+        200,
+        "with less free disk than this, shed junk, then delivered readings, then the oldest undelivered ones (as far as the outbox can make up the shortfall)",
+    )
+
+
+@dataclass
+class HealthConfig:
+    listen: str = text(
+        "0.0.0.0:8080", '`host:port` of `GET /health`; `""` turns it off', check=check_listen
+    )
+
+
+@dataclass(kw_only=True)
+class Config:
+    """The whole file: one field per table, in the order the reference lists them."""
+
+    bridge: BridgeConfig = table(BridgeConfig)
+    paths: PathsConfig = table(PathsConfig)
+    uplink: UplinkConfig = table(UplinkConfig, required="where readings are delivered")
+    outbox: OutboxConfig = table(OutboxConfig)
+    health: HealthConfig = table(HealthConfig)
+    sensors: list[SensorConfig] = tables(
+        SensorConfig,
+        "No sensors is valid: a bridge may only relay what devices push.",
+        limit=MAX_SENSORS,
+        unique="id",
+        each="sensor",
+        by_type=sensor_models,
+    )
+    mqtt: MqttConfig | None = table(MqttConfig, optional="the relay; absent = relay off")
+    push: PushConfig | None = table(PushConfig, optional="an HTTP receiver for devices set to POST")
+    watchdog: WatchdogConfig = table(WatchdogConfig)
+    led: LedConfig = table(LedConfig)
+    alerts: AlertsConfig = table(AlertsConfig)
+    update: UpdateConfig = table(UpdateConfig)
+    remote: RemoteConfig | None = table(
+        RemoteConfig, optional="a WireGuard tunnel for SSH from the admin network"
+    )
+    source_path: str | None = None
+
+    @property
+    def outbox_path(self) -> Path:
+        return Path(self.paths.state_dir) / "outbox.db"
+
+    def sensor(self, sensor_id: str) -> SensorConfig:
+        for sensor in self.sensors:
+            if sensor.id == sensor_id:
+                return sensor
+        known = ", ".join(s.id for s in self.sensors) or "none configured"
+        raise KeyError(f"no sensor {sensor_id!r} in the config (known: {known})")
+
+    def enabled_services(self) -> list[str]:
+        """Services this config turns on (their status files must be fresh)."""
+        services = ["collector", "watchdog"]
+        if self.mqtt or self.push:
+            services.append("relay")
+        if self.led.backend != "none":
+            services.append("led")
+        return services
