@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shlex
 import shutil
 import socket
@@ -42,6 +41,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from .config import Config, ConfigWatch
 from .led import LOOK_EVERY_S, LedService
@@ -277,14 +278,13 @@ class ServiceWatch:
 
 
 def _rss_mb(pid: Any) -> float | None:
-    """The process's resident memory, as psutil and ``ps`` count it (read from /proc: no psutil in memory)."""
+    """The process's resident memory in MB, as psutil (and ``ps``) count it; None when it is gone."""
     if not isinstance(pid, int) or pid <= 0:
         return None
     try:
-        resident_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
+        return float(psutil.Process(pid).memory_info().rss) / 1e6
+    except (psutil.Error, OSError):
         return None
-    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 # ------------------------------------------------------------------ the watchdog
