@@ -58,6 +58,7 @@ class Key:
     inherit: str = ""  # "bridge.timezone": left out, the key takes that key's value
     rule: str = ""  # the bound the reference adds to ``doc`` ("an integer >= 1")
     secret: bool = False  # written inline or as KEY_file; never shown
+    each: Check | None = None  # a list's check of each item; its problem names the item (key[2])
 
 
 @dataclass(frozen=True)
@@ -125,10 +126,17 @@ def number(
 
 
 def texts(
-    default: list[str], doc: str, *, choices: tuple[str, ...] = (), check: Check | None = None
+    default: list[str],
+    doc: str,
+    *,
+    choices: tuple[str, ...] = (),
+    check: Check | None = None,
+    each: Check | None = None,
 ) -> Any:
-    """A list of strings, each one of ``choices`` when given."""
-    return key_field(Key(doc, lambda t, name, d: t.string_list(name, d, choices), check), default)
+    """A list of strings, each one of ``choices`` when given; ``each`` checks every item alone."""
+    return key_field(
+        Key(doc, lambda t, name, d: t.string_list(name, d, choices), check, each=each), default
+    )
 
 
 def secret(doc: str, *, required: bool = False, check: Check | None = None) -> Any:
@@ -182,6 +190,24 @@ def show(value: Any) -> str:
 
 # ---------------------------------------------------------------- what a value may be
 
+# C0 (tab and line breaks included), DEL, C1, and Unicode's line and paragraph separators: every
+# string of the file may end up in a file another program parses line by line (mosquitto's ACL,
+# networkd units, nft rules), and no key of the bridge needs one.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def control_character(value: str) -> str | None:
+    """Why ``value`` cannot be a config string (it holds a control character), or None.
+
+    The problem names the character's code point, never the value: it may be a secret."""
+    found = _CONTROL.search(value)
+    if not found:
+        return None
+    return (
+        f"holds a control character (U+{ord(found[0]):04X} at character {found.start() + 1}); "
+        "a value is printable text without line breaks, tabs or other control characters"
+    )
+
 
 def check_zone(zone: str) -> str | None:
     try:
@@ -223,10 +249,6 @@ def check_listen(listen: str) -> str | None:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         return f"expected host:port such as 0.0.0.0:8080, got {listen!r}"
     return None
-
-
-def check_not_empty(value: str) -> str | None:
-    return None if value.strip() else "must not be empty"
 
 
 def _link_local(host: str) -> str | None:

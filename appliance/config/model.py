@@ -13,6 +13,7 @@ the file, the watchdog too.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,6 @@ from ..alerts_table import AlertsConfig
 from ..config_keys import (
     REQUIRED,
     check_listen,
-    check_not_empty,
     check_url,
     check_zone,
     flag,
@@ -41,6 +41,15 @@ from ..update_table import UpdateConfig
 from ..watchdog_table import WatchdogConfig
 
 MAX_SENSORS = 200
+_BRIDGE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _bridge_id(bridge_id: str) -> str | None:
+    # The id travels in every batch and heartbeat and names the bridge on the fleet page and in
+    # alerts: a short plain name, safe in any file, header or message it reaches.
+    if _BRIDGE_ID.fullmatch(bridge_id):
+        return None
+    return f"expected 1 to 64 letters, digits, '.', '_' or '-', got {bridge_id!r}"
 
 
 def system_timezone() -> str:
@@ -64,8 +73,9 @@ def system_timezone() -> str:
 class BridgeConfig:
     id: str = text(
         socket.gethostname,
-        "the bridge's id in the cloud (`bridge_id` of the ingest contract); not empty",
-        check=check_not_empty,
+        "the bridge's id in the cloud (`bridge_id` of the ingest contract): "
+        "1 to 64 letters, digits, `.`, `_`, `-`",
+        check=_bridge_id,
         shown="the hostname",
     )
     timezone: str = text(

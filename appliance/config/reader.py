@@ -23,7 +23,7 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..config_keys import ConfigError, Key, Section, mask_urls, sections, show
+from ..config_keys import ConfigError, Key, Section, control_character, mask_urls, sections, show
 from .model import Config
 
 DEFAULT_PATH = "/etc/sensor-bridge/config.toml"
@@ -157,7 +157,11 @@ class _Table:
             if not path.is_absolute():
                 path = self.base_dir / path
             try:
-                return read_bounded(path, MAX_SECRET_FILE_BYTES).decode("utf-8").strip()
+                value = read_bounded(path, MAX_SECRET_FILE_BYTES).decode("utf-8").strip()
+                if problem := control_character(value):
+                    self.problems.append(f"{self.key(file_key)}: the text of {path} {problem}")
+                    return ""
+                return value
             except ConfigError as exc:
                 self.problems.append(f"{self.key(file_key)}: cannot read {path}: {exc.problems[0]}")
             except UnicodeDecodeError:
@@ -209,10 +213,19 @@ def _read_field(t: _Table, f: Field[Any]) -> Any:
         return _read_section(t, f.name, f.metadata["section"])
     key: Key = f.metadata["key"]
     value = key.read(t, f.name, t.reading.default(f, key))
+    if _said(value):
+        return value  # its control character is its problem, said once (_control_characters)
     problem = key.check(value) if key.check else None
     if problem:
         t.problems.append(f"{t.key(f.name)}: {problem}")
+    for i, item in enumerate(value if key.each else ()):
+        if not _said(item) and (problem := key.each(item)):  # type: ignore[misc]
+            t.problems.append(f"{t.key(f.name)}[{i}]: {problem}")
     return value
+
+
+def _said(value: Any) -> bool:
+    return isinstance(value, str) and control_character(value) is not None
 
 
 def _read_section(parent: _Table, name: str, section: Section) -> Any:
@@ -269,11 +282,30 @@ def _model_of(section: Section, raw: Any, path: str, problems: list[str]) -> typ
     return None
 
 
+def _control_characters(node: Any, path: str, problems: list[str]) -> None:
+    """One rule for every string of the file, wherever it is: a value, a list item, a key's name.
+
+    Checked before any key is read, so no table can forget it (config_keys.control_character)."""
+    if isinstance(node, str):
+        if problem := control_character(node):
+            problems.append(f"{path}: {problem}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            _control_characters(item, f"{path}[{i}]", problems)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if problem := control_character(key):
+                problems.append(f"{path or 'the top level'}: a key's name {problem}")
+                continue
+            _control_characters(value, f"{path}.{key}" if path else key, problems)
+
+
 def parse_config(
     raw: dict[str, Any], base_dir: Path | None = None, path: str | None = None
 ) -> Config:
     """Check an already-parsed TOML document; raise ConfigError naming every bad key."""
     reading = _Reading(base_dir or Path.cwd())
+    _control_characters(raw, "", reading.problems)
     top = _Table(raw, "", reading)
     for name, section in sections(Config):  # in order: a sensor's timezone defaults to the bridge's
         reading.tables[name] = _read_section(top, name, section)
@@ -287,6 +319,7 @@ def parse_table(model: type[T], raw: Any, base_dir: Path | None = None) -> T:
     """Table ``model`` of a file read alone (what it inherits takes defaults); ConfigError if it is wrong."""
     name = next(name for name, section in sections(Config) if section.model is model)
     reading = _Reading(base_dir or Path.cwd())
+    _control_characters(raw, name, reading.problems)
     made = _read_table(model, raw, name, reading)
     if reading.problems:
         raise ConfigError(reading.problems)

@@ -26,6 +26,8 @@ def reference() -> str:
         f"{MAX_SECRET_FILE_BYTES // 1024} KB;",
         f"- at most {MAX_SENSORS} `[[sensors]]` and {MAX_MQTT_DEVICES} `[[mqtt.devices]]`: "
         "split more over several bridges;",
+        "- every string (a value, a list item, a key's name, a `*_file` secret) is printable text:",
+        "  no line breaks, tabs or other control characters (C0, DEL, C1, U+2028, U+2029);",
         "- a URL holds no credentials (`user:password@`): they go in the keys meant for them;",
         "- a URL names no link-local address (`169.254.x.x`, `fe80::`): 169.254.169.254 is a cloud",
         "  metadata service, and a camera there has no fixed address.",
