@@ -237,9 +237,31 @@ def check_url(schemes: tuple[str, ...], credentials_fix: str, hidden: bool = Fal
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError:
             return f"bad port in {shown!r}"
-        return _link_local(parts.hostname)
+        return _link_local(parts.hostname) or _example_host(parts.hostname, shown)
 
     return check
+
+
+# Hosts only documentation uses (RFC 2606), and the cloud the example config and docs name:
+# a URL left pointing there was copied, not configured.
+EXAMPLE_HOSTS = ("example.com", "example.net", "example.org", "example.vercel.app")
+
+
+def _example_host(host: str, shown: str) -> str | None:
+    if not any(host == h or host.endswith("." + h) for h in EXAMPLE_HOSTS):
+        return None
+    return f"{shown!r} still points at the example's host {host}; put your own address here"
+
+
+# The example config's placeholder (image/sensor-bridge.example.toml), however it is spelled.
+_PLACEHOLDER = re.compile(r"change[-_ ]?me", re.IGNORECASE)
+
+
+def placeholder(value: str) -> str | None:
+    """Why ``value`` is a placeholder left from the example rather than a value, or None."""
+    if not _PLACEHOLDER.search(value):
+        return None
+    return "still the example's placeholder CHANGE-ME; put the real value here"
 
 
 def check_listen(listen: str) -> str | None:

@@ -17,17 +17,22 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..alerts_table import AlertsConfig
 from ..config_keys import (
     REQUIRED,
+    Key,
     check_listen,
     check_url,
     check_zone,
     flag,
+    key_field,
     number,
     secret,
+    show,
     table,
     tables,
     text,
@@ -98,6 +103,42 @@ class PathsConfig:
 
 
 _CLOUD_URL = check_url(("https", "http"), "the API key goes in api_key")
+# Where the cloud app takes heartbeats (docs/ingest-contract.md), beside the ingest endpoint.
+HEARTBEAT_PATH = "/api/bridge/v1/heartbeat"
+MIN_KEY_CHARS = 8
+# Words of a placeholder (no 43-character random key holds one by chance), and what docs write.
+_KEY_WORDS = re.compile(r"your[-_]?(api[-_]?)?key|placeholder|example|\.\.\.|<|>", re.IGNORECASE)
+_ADD_BRIDGE = "`cloud/bin/add-bridge` prints the bridge's key (sbk_ and 43 characters)"
+
+
+def _api_key(key: str) -> str | None:
+    """Why ``key`` is obviously not a bridge's key, never quoting it (it may be a real one)."""
+    if not key:
+        return None  # left out: the reader says it is required
+    if any(c.isspace() for c in key):
+        return f"holds a space: a key is one word; {_ADD_BRIDGE}"
+    if len(key) < MIN_KEY_CHARS:
+        return f"{len(key)} characters is too short for a key; {_ADD_BRIDGE}"
+    if _KEY_WORDS.search(key) or len(set(key)) == 1:
+        return f"a placeholder, not a key; {_ADD_BRIDGE}"
+    return None
+
+
+def heartbeat_url_for(url: str) -> str:
+    """The heartbeat address of the cloud at ``url``: same origin, the contract's path."""
+    parts = urlsplit(url)
+    return (
+        f"{parts.scheme}://{parts.netloc}{HEARTBEAT_PATH}" if parts.scheme and parts.netloc else ""
+    )
+
+
+def _read_heartbeat_url(t: Any, name: str, default: Any) -> str | None:
+    """The key as written (``""``: heartbeats off), or None when left out: derived from ``url``."""
+    value = t.table(name)
+    if value is not None and not isinstance(value, str):
+        t.problems.append(f"{t.key(name)}: expected a string, got {show(value)}")
+        return ""
+    return value
 
 
 @dataclass
@@ -108,13 +149,31 @@ class UplinkConfig:
         "e.g. `https://example.vercel.app/api/bridge/v1/ingest`",
         check=_CLOUD_URL,
     )
-    api_key: str = secret("the bridge's key (`cloud/bin/add-bridge` prints it)", required=True)
-    heartbeat_url: str = text("", 'where heartbeats go; `""`: none are sent', check=_CLOUD_URL)
+    api_key: str = secret(
+        "the bridge's key (`cloud/bin/add-bridge` prints it); not a placeholder, "
+        f"at least {MIN_KEY_CHARS} characters, no spaces",
+        required=True,
+        check=_api_key,
+    )
+    heartbeat_url: str = key_field(
+        Key(
+            "where heartbeats go; left out, the uplink's origin with the contract's path; "
+            '`""`: none are sent',
+            _read_heartbeat_url,
+            _CLOUD_URL,
+            shown=f"`url`'s origin + `{HEARTBEAT_PATH}`",
+        ),
+        None,
+    )
     heartbeat_s: float = number(60, "seconds between heartbeats")
     batch_size: int = number(500, "most records per batch", minimum=1, integer=True)
     timeout_s: float = number(15, "one request's time limit")
     gzip: bool = flag(True, "compress batches")
     verify_tls: bool = flag(True, "check the cloud's TLS certificate")
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_url is None:  # left out: heartbeats on, to the cloud readings go to
+            self.heartbeat_url = heartbeat_url_for(self.url)
 
 
 @dataclass

@@ -23,7 +23,16 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..config_keys import ConfigError, Key, Section, control_character, mask_urls, sections, show
+from ..config_keys import (
+    ConfigError,
+    Key,
+    Section,
+    control_character,
+    mask_urls,
+    placeholder,
+    sections,
+    show,
+)
 from .model import Config
 
 DEFAULT_PATH = "/etc/sensor-bridge/config.toml"
@@ -161,6 +170,9 @@ class _Table:
                 if problem := control_character(value):
                     self.problems.append(f"{self.key(file_key)}: the text of {path} {problem}")
                     return ""
+                if problem := placeholder(value):
+                    self.problems.append(f"{self.key(file_key)}: {path} is {problem}")
+                    return ""
                 return value
             except ConfigError as exc:
                 self.problems.append(f"{self.key(file_key)}: cannot read {path}: {exc.problems[0]}")
@@ -214,7 +226,9 @@ def _read_field(t: _Table, f: Field[Any]) -> Any:
     key: Key = f.metadata["key"]
     value = key.read(t, f.name, t.reading.default(f, key))
     if _said(value):
-        return value  # its control character is its problem, said once (_control_characters)
+        return (
+            value  # its control character or placeholder is its problem, said once (_every_string)
+        )
     problem = key.check(value) if key.check else None
     if problem:
         t.problems.append(f"{t.key(f.name)}: {problem}")
@@ -225,7 +239,11 @@ def _read_field(t: _Table, f: Field[Any]) -> Any:
 
 
 def _said(value: Any) -> bool:
-    return isinstance(value, str) and control_character(value) is not None
+    return isinstance(value, str) and _string_problem(value) is not None
+
+
+def _string_problem(value: str) -> str | None:
+    return control_character(value) or placeholder(value)
 
 
 def _read_section(parent: _Table, name: str, section: Section) -> Any:
@@ -282,22 +300,23 @@ def _model_of(section: Section, raw: Any, path: str, problems: list[str]) -> typ
     return None
 
 
-def _control_characters(node: Any, path: str, problems: list[str]) -> None:
-    """One rule for every string of the file, wherever it is: a value, a list item, a key's name.
+def _every_string(node: Any, path: str, problems: list[str]) -> None:
+    """The rules for every string of the file, wherever it is: a value, a list item, a key's name.
 
-    Checked before any key is read, so no table can forget it (config_keys.control_character)."""
+    Checked before any key is read, so no table can forget them: no control character, no
+    placeholder left from the example (config_keys.control_character, placeholder)."""
     if isinstance(node, str):
-        if problem := control_character(node):
+        if problem := _string_problem(node):
             problems.append(f"{path}: {problem}")
     elif isinstance(node, list):
         for i, item in enumerate(node):
-            _control_characters(item, f"{path}[{i}]", problems)
+            _every_string(item, f"{path}[{i}]", problems)
     elif isinstance(node, dict):
         for key, value in node.items():
             if problem := control_character(key):
                 problems.append(f"{path or 'the top level'}: a key's name {problem}")
                 continue
-            _control_characters(value, f"{path}.{key}" if path else key, problems)
+            _every_string(value, f"{path}.{key}" if path else key, problems)
 
 
 def parse_config(
@@ -305,7 +324,7 @@ def parse_config(
 ) -> Config:
     """Check an already-parsed TOML document; raise ConfigError naming every bad key."""
     reading = _Reading(base_dir or Path.cwd())
-    _control_characters(raw, "", reading.problems)
+    _every_string(raw, "", reading.problems)
     top = _Table(raw, "", reading)
     for name, section in sections(Config):  # in order: a sensor's timezone defaults to the bridge's
         reading.tables[name] = _read_section(top, name, section)
@@ -319,7 +338,7 @@ def parse_table(model: type[T], raw: Any, base_dir: Path | None = None) -> T:
     """Table ``model`` of a file read alone (what it inherits takes defaults); ConfigError if it is wrong."""
     name = next(name for name, section in sections(Config) if section.model is model)
     reading = _Reading(base_dir or Path.cwd())
-    _control_characters(raw, name, reading.problems)
+    _every_string(raw, name, reading.problems)
     made = _read_table(model, raw, name, reading)
     if reading.problems:
         raise ConfigError(reading.problems)

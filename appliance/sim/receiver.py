@@ -32,6 +32,7 @@ from typing import Any
 
 # The contract's vocabulary (kinds, fields, sources, time format) has one home; how a receiver
 # checks a batch against it stays its own, so the conformance suite compares two readings of it.
+from ..config.model import HEARTBEAT_PATH
 from ..records import AMBIENCE_KEYS, KINDS, RECORD_FIELDS, SOURCES
 from ..records import UTC_TEXT_PATTERN as UTC_TEXT
 from ..service import Background, run_service
@@ -39,7 +40,7 @@ from ..service import Background, run_service
 SCHEMA = "sensor-bridge/ingest/v1"
 HEARTBEAT_SCHEMA = "sensor-bridge/heartbeat/v1"
 INGEST_PATH = "/api/bridge/v1/ingest"
-HEARTBEAT_PATH = "/api/bridge/v1/heartbeat"
+
 BRIDGE_STATES = ("ok", "degraded", "error", "starting", "no-config", "maintenance")
 BATCH_FIELDS = ("schema", "bridge_id", "batch_id", "sent_at", "records")
 HEARTBEAT_FIELDS = (
