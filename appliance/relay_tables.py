@@ -55,6 +55,12 @@ def check_mqtt_username(name: str) -> str | None:
     return None
 
 
+def _client_id(client_id: str) -> str | None:
+    if not client_id or len(client_id) > 64 or not _USERNAME_CHARS.fullmatch(client_id):
+        return f"expected 1 to 64 letters, digits, '.', '_' or '-', got {client_id!r}"
+    return None
+
+
 def _device_topic(topic: str) -> str | None:
     return check_topic_filter(topic) if topic else None
 
@@ -118,7 +124,11 @@ class MqttConfig:
         "topic filters to subscribe to (MQTT's rules; letters, digits and `. _ - / + #`)",
         each=check_topic_filter,
     )
-    client_id: str = text("sensor-bridge-relay", "the relay's MQTT client id")
+    client_id: str = text(
+        "sensor-bridge-relay",
+        "the relay's MQTT client id: letters, digits, `.`, `_`, `-`",
+        check=_client_id,
+    )
     devices: list[MqttDevice] = tables(
         MqttDevice,
         "Which sensor id a pushed message gets. Without a matching entry it is the message's "

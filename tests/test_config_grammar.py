@@ -128,6 +128,7 @@ HOSTILE = [
     ("mqtt.topics", ["milesight/a b"], "has a character outside letters, digits and . _ - / + #"),
     ("mqtt.topics", [""], "mqtt.topics[0]: empty"),
     ("mqtt.topics", ["a/" * 32768], "mqtt.topics[0]: 65536 bytes; MQTT allows at most 65535"),
+    ("mqtt.client_id", "relay #1", "mqtt.client_id: expected 1 to 64 letters, digits"),
     ("mqtt.devices.0.topic", "milesight/#/door", "mqtt.devices[0].topic: 'milesight/#/door': #"),
     # issue 19 item 3: networkd syntax through [remote]
     (

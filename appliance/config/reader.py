@@ -225,20 +225,20 @@ def _read_field(t: _Table, f: Field[Any]) -> Any:
         return _read_section(t, f.name, f.metadata["section"])
     key: Key = f.metadata["key"]
     value = key.read(t, f.name, t.reading.default(f, key))
-    if _said(value):
-        return (
-            value  # its control character or placeholder is its problem, said once (_every_string)
-        )
+    if _said(value):  # its control character or placeholder is its problem, said once
+        return value
     problem = key.check(value) if key.check else None
     if problem:
         t.problems.append(f"{t.key(f.name)}: {problem}")
-    for i, item in enumerate(value if key.each else ()):
-        if not _said(item) and (problem := key.each(item)):  # type: ignore[misc]
-            t.problems.append(f"{t.key(f.name)}[{i}]: {problem}")
+    if key.each:
+        for i, item in enumerate(value):
+            if not _said(item) and (problem := key.each(item)):
+                t.problems.append(f"{t.key(f.name)}[{i}]: {problem}")
     return value
 
 
 def _said(value: Any) -> bool:
+    """Whether _every_string has already refused ``value`` (a key's own check would repeat it)."""
     return isinstance(value, str) and _string_problem(value) is not None
 
 
