@@ -305,7 +305,7 @@ def add_import_command(config_actions: argparse._SubParsersAction) -> None:
         "import",
         help="install the config from the boot partition (what sensor-bridge-config.service runs)",
         description=(
-            "Validate a config file and install it (mode 0600, service user). An invalid file "
+            "Validate a config file and install it (mode 0640, root:sensor-bridge). An invalid file "
             f"leaves the installed config alone and writes {ERROR_NAME} next to it. The imported "
             f"file is renamed to *.toml{IMPORTED_SUFFIX} with its secrets removed."
         ),
