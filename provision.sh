@@ -566,7 +566,7 @@ install_inside() {
     ensure_dir "$ETC" 750 "root:$SERVICE_USER"
     ensure_dir "$STATE" 750 "$SERVICE_USER:$SERVICE_USER"
     # A config a person copied in by hand holds secrets too.
-    [ -f "$ETC/config.toml" ] && ensure_mode "$ETC/config.toml" 600 "$SERVICE_USER:$SERVICE_USER"
+    [ -f "$ETC/config.toml" ] && ensure_mode "$ETC/config.toml" 640 "root:$SERVICE_USER"
     ensure_venv
     ensure_units
     ensure_journald

@@ -5,8 +5,8 @@ writable from any laptop). At every boot ``sensor-bridge-config.service`` runs
 this command before the other services start:
 
 * no file there: nothing happens, the installed config stays;
-* a valid file: it becomes ``/etc/sensor-bridge/config.toml`` (mode 0600,
-  owned by the service user), unless that already holds the same text; any old
+* a valid file: it becomes ``/etc/sensor-bridge/config.toml`` (mode 0640,
+  root:sensor-bridge: the services read it, only root changes it), unless that already holds the same text; any old
   ``sensor-bridge-error.txt`` is removed;
 * an invalid file: the installed config stays untouched and every problem,
   each naming its key, is written to ``sensor-bridge-error.txt`` next to the
@@ -56,6 +56,7 @@ BOOT_FILES = ("/boot/firmware/sensor-bridge.toml", "/boot/sensor-bridge.toml")
 ERROR_NAME = "sensor-bridge-error.txt"
 IMPORTED_SUFFIX = ".imported"
 SERVICE_USER = "sensor-bridge"
+CONFIG_MODE = 0o640  # root:sensor-bridge: the services read it, only root writes it
 REMOVED_MARK = "(removed after import"
 
 _KEY_LINE = re.compile(
@@ -153,10 +154,13 @@ def import_config(source: Path, target: Path, owner: str | None = SERVICE_USER) 
 
 
 def _owner_ids(owner: str | None) -> tuple[int, int] | None:
+    """root, and the group of ``owner`` (the service user): it may read the config, not change it.
+
+    Root services act on the file (the watchdog, the update service), so the service user, whose
+    processes face the network, must not be able to write what root reads."""
     if not owner:
         return None
-    user = pwd.getpwnam(owner)
-    return user.pw_uid, user.pw_gid
+    return 0, pwd.getpwnam(owner).pw_gid
 
 
 def _service_owner(owner: str | None) -> str | None:
@@ -174,7 +178,7 @@ def _install(target: Path, text: str, owner: str | None) -> None:
     owner = _service_owner(owner)
     if not target.parent.exists():
         target.parent.mkdir(mode=0o750, parents=True)
-    write_atomic(target, text, 0o600, _owner_ids(owner))
+    write_atomic(target, text, CONFIG_MODE, _owner_ids(owner))
 
 
 def _blank_secrets(text: str) -> str | None:
@@ -301,7 +305,7 @@ def add_import_command(config_actions: argparse._SubParsersAction) -> None:
         "import",
         help="install the config from the boot partition (what sensor-bridge-config.service runs)",
         description=(
-            "Validate a config file and install it (mode 0600, service user). An invalid file "
+            "Validate a config file and install it (mode 0640, root:sensor-bridge). An invalid file "
             f"leaves the installed config alone and writes {ERROR_NAME} next to it. The imported "
             f"file is renamed to *.toml{IMPORTED_SUFFIX} with its secrets removed."
         ),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from .boot_config import rejected_boot_config
 from .config import Config
 from .maintenance import maintenance_active
-from .outbox import OutboxDamage
+from .outbox_damage import OutboxDamage
 from .status import (
     MAINTENANCE,
     ServiceState,

@@ -2,12 +2,14 @@
 
 Each part of the appliance registers its own sub-commands (a module-level
 ``register(commands)`` function), so this file only knows the list of parts
-and which commands each adds; ``config`` (config.py) and its ``import``
-(boot_config.py) come first. Only the part of the command being run is
-imported (all of them for ``--help`` or an unknown command): a service's
-memory holds its own code, not every other service's (on a Pi Zero 2 W every
-megabyte counts). The parts keep heavy imports (paho, gpiozero, requests)
-inside their handlers for the same reason.
+and which commands each adds; ``config`` (appliance/config/commands.py) and its
+``import`` (boot_config.py) come first. Only the part of the command being run
+is imported (all of them for ``--help`` alone): a service's memory holds its
+own code, not every other service's (on a Pi Zero 2 W every megabyte counts).
+A word no part claims is refused by name, before any part is loaded: a part
+that adds a command must list it in :data:`PARTS` (tests/test_imports.py checks
+each part adds exactly its words). The parts keep heavy imports (paho,
+gpiozero, requests) inside their handlers for the same reason.
 """
 
 from __future__ import annotations
@@ -87,8 +89,11 @@ def build_parser(argv: list[str] | None = None, every_part: bool = True) -> argp
 
     word = None if every_part else _command_word(argv)
     wanted = [name for name, words in PARTS.items() if word in words]
-    if not wanted and word != "config":  # help, or an unknown command: argparse lists them all
+    if word is None:  # help, or no command: argparse lists them all
         wanted = list(PARTS)
+    elif not wanted and word != "config":
+        known = sorted({"config", *(w for words in PARTS.values() for w in words)})
+        parser.error(f"unknown command {word!r} (choose from {', '.join(known)})")
     for name in wanted:
         try:
             part = importlib.import_module(name)

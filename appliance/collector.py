@@ -35,7 +35,7 @@ from .http_server import BoundedHandler, BoundedHTTPServer, serve
 from .lanes import PollLanes
 from .outbox import Outbox, OutboxFull, OutboxStats
 from .service import Service, run_service
-from .sources import source_for
+from .sources.base import source_for
 from .status import WRITE_EVERY_S, health_answers_200, write_status
 
 log = logging.getLogger("sensor-bridge.collector")

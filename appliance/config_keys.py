@@ -3,9 +3,12 @@
 A table of the file is a dataclass whose fields are declared with :func:`text`,
 :func:`number`, :func:`flag`, :func:`texts`, :func:`secret` (keys) and
 :func:`table`/:func:`tables` (tables inside it). Each states a key's default,
-its checks and its line in docs/config.md once. ``appliance.config`` reads a
-file with them; a sensor source (``appliance/sources/``) declares its own
-``[[sensors]]`` keys with them, which is why they live apart from the parser.
+its checks and its line in docs/config.md once. Each part declares its own
+table with them, in a small module beside it (``led_table.py`` beside
+``led.py``, a sensor family's ``[[sensors]]`` table beside its source), and
+``appliance.config`` reads a file with them. This module imports nothing of
+the appliance, so a table costs its owner no more than the standard library,
+and the reader (which imports every table) never imports its owners back.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -70,6 +73,7 @@ class Key:
     inherit: str = ""  # "bridge.timezone": left out, the key takes that key's value
     rule: str = ""  # the bound the reference adds to ``doc`` ("an integer >= 1")
     secret: bool = False  # written inline or as KEY_file; never shown
+    each: Check | None = None  # a list's check of each item; its problem names the item (key[2])
 
 
 @dataclass(frozen=True)
@@ -137,10 +141,17 @@ def number(
 
 
 def texts(
-    default: list[str], doc: str, *, choices: tuple[str, ...] = (), check: Check | None = None
+    default: list[str],
+    doc: str,
+    *,
+    choices: tuple[str, ...] = (),
+    check: Check | None = None,
+    each: Check | None = None,
 ) -> Any:
-    """A list of strings, each one of ``choices`` when given."""
-    return key_field(Key(doc, lambda t, name, d: t.string_list(name, d, choices), check), default)
+    """A list of strings, each one of ``choices`` when given; ``each`` checks every item alone."""
+    return key_field(
+        Key(doc, lambda t, name, d: t.string_list(name, d, choices), check, each=each), default
+    )
 
 
 def secret(doc: str, *, required: bool = False, check: Check | None = None) -> Any:
@@ -172,7 +183,45 @@ def tables(
     return field(default_factory=list, metadata={"section": section})
 
 
+def sections(model: type) -> list[tuple[str, Section]]:
+    """The tables ``model`` holds: (name, section), in the order they are declared."""
+    return [(f.name, f.metadata["section"]) for f in fields(model) if "section" in f.metadata]
+
+
+def show(value: Any) -> str:
+    """``value`` as a problem quotes it: strings quoted, tables and long lists not spelled out."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return f"a list {value!r}" if len(repr(value)) < 60 else "a list"
+    return repr(value)
+
+
 # ---------------------------------------------------------------- what a value may be
+
+# C0 (tab and line breaks included), DEL, C1, and Unicode's line and paragraph separators: every
+# string of the file may end up in a file another program parses line by line (mosquitto's ACL,
+# networkd units, nft rules), and no key of the bridge needs one.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def control_character(value: str) -> str | None:
+    """Why ``value`` cannot be a config string (it holds a control character), or None.
+
+    The problem names the character's code point, never the value: it may be a secret."""
+    found = _CONTROL.search(value)
+    if not found:
+        return None
+    return (
+        f"holds a control character (U+{ord(found[0]):04X} at character {found.start() + 1}); "
+        "a value is printable text without line breaks, tabs or other control characters"
+    )
 
 
 def check_zone(zone: str) -> str | None:
@@ -203,9 +252,31 @@ def check_url(schemes: tuple[str, ...], credentials_fix: str, hidden: bool = Fal
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError:
             return f"bad port in {shown!r}"
-        return _link_local(parts.hostname)
+        return _link_local(parts.hostname) or _example_host(parts.hostname, shown)
 
     return check
+
+
+# Hosts only documentation uses (RFC 2606), and the cloud the example config and docs name:
+# a URL left pointing there was copied, not configured.
+EXAMPLE_HOSTS = ("example.com", "example.net", "example.org", "example.vercel.app")
+
+
+def _example_host(host: str, shown: str) -> str | None:
+    if not any(host == h or host.endswith("." + h) for h in EXAMPLE_HOSTS):
+        return None
+    return f"{shown!r} still points at the example's host {host}; put your own address here"
+
+
+# The example config's placeholder (image/sensor-bridge.example.toml), however it is spelled.
+_PLACEHOLDER = re.compile(r"change[-_ ]?me", re.IGNORECASE)
+
+
+def placeholder(value: str) -> str | None:
+    """Why ``value`` is a placeholder left from the example rather than a value, or None."""
+    if not _PLACEHOLDER.search(value):
+        return None
+    return "still the example's placeholder CHANGE-ME; put the real value here"
 
 
 def check_listen(listen: str) -> str | None:
@@ -215,10 +286,6 @@ def check_listen(listen: str) -> str | None:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         return f"expected host:port such as 0.0.0.0:8080, got {listen!r}"
     return None
-
-
-def check_not_empty(value: str) -> str | None:
-    return None if value.strip() else "must not be empty"
 
 
 def _link_local(host: str) -> str | None:

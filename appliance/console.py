@@ -190,8 +190,7 @@ def _tcp_reach(url: str, timeout: float) -> str | None:
 
 
 def check_sensors(config: Config) -> list[Finding]:
-    from .sources import source_class
-    from .sources.base import SensorError
+    from .sources.base import SensorError, source_class
 
     found = []
     for sensor in config.sensors:
@@ -523,8 +522,7 @@ def doctor_verdict(failed: int, warned: int) -> str:
 
 
 def _sensors_test(args: argparse.Namespace) -> int:
-    from .sources import source_class
-    from .sources.base import SensorError
+    from .sources.base import SensorError, source_class
 
     config = config_from_args(args)
     try:

@@ -328,7 +328,7 @@ def test_sensors_test_and_doctor_name_the_problem(
     assert "FAIL sensor unplugged reachable" in out
     assert "PASS cloud API key accepted" in out
     bad_key = write_config(
-        tmp_path / "bad.toml", {**tables, "uplink": {**tables["uplink"], "api_key": "wrong"}}
+        tmp_path / "bad.toml", {**tables, "uplink": {**tables["uplink"], "api_key": "wrong-key"}}
     )
     doctor = subprocess.run(
         [*CLI, "-c", str(bad_key), "doctor"], capture_output=True, text=True, cwd=REPO, timeout=120

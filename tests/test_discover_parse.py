@@ -14,9 +14,10 @@ from conftest import base_tables
 from appliance.config import parse_config
 from appliance.config_keys import ConfigError
 from appliance.discover import mdns, wsd
-from appliance.discover.fingerprint import normal_mac, parse_information
+from appliance.discover.fingerprint import parse_information
 from appliance.discover.scan import Device, _merge, parse_subnet
 from appliance.sim.lan import MATCH, DiscoveryResponder
+from appliance.sources.milesight_table import normal_mac
 
 ENDPOINT = "urn:uuid:0b7c1f0e-1111-4222-8333-444455556666"
 

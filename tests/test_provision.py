@@ -110,7 +110,7 @@ def test_a_valid_config_is_installed_and_its_secrets_leave_the_card(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "installed" in proc.stdout
     assert target.read_text() == GOOD
-    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640  # root:sensor-bridge on a bridge (issue 19)
     assert not source.exists()
     assert not (source.parent / ERROR_NAME).exists()
     retired = (source.parent / "sensor-bridge.toml.imported").read_text()

@@ -1,4 +1,4 @@
-"""Sources as plugins: a sensor family is one source class and one row of ``SOURCES``.
+"""Sources as plugins: a sensor family is a table, a source class and one row of ``SOURCES``.
 
 The headline test registers a family the bridge has never heard of, a tiny
 "file-replay" source written here, and watches its readings take the
@@ -25,8 +25,8 @@ from appliance.config_keys import REQUIRED, number, text
 from appliance.outbox import Outbox
 from appliance.records import Record, now_utc
 from appliance.sim.receiver import SimReceiver
-from appliance.sources import SOURCES, source_for
-from appliance.sources.base import PollOutcome, SensorConfig, Source
+from appliance.sources import SOURCES, Family, load
+from appliance.sources.base import PollOutcome, SensorConfig, Source, source_for
 from appliance.sources.milesight_http import CameraConfig, CameraPoller
 
 
@@ -73,7 +73,11 @@ class FileReplay(Source):
 
 @pytest.fixture
 def file_replay(monkeypatch: pytest.MonkeyPatch) -> type[Source]:
-    monkeypatch.setitem(SOURCES, "file-replay", FileReplay)
+    # A row names its table and its source as "module:Class", imported when first asked for.
+    here = FileReplay.__module__
+    monkeypatch.setitem(
+        SOURCES, "file-replay", Family(table=f"{here}:ReplayConfig", source=f"{here}:FileReplay")
+    )
     return FileReplay
 
 
@@ -180,7 +184,9 @@ def test_a_table_without_type_is_a_milesight_camera_with_its_old_defaults(tmp_pa
 
 
 def test_the_contract_owns_the_kinds_and_each_source_collects_some_of_them() -> None:
-    for name, source in SOURCES.items():
+    for name, family in SOURCES.items():
+        source = load(family.source)
+        assert load(family.table) is source.config, name
         assert source.kinds and set(source.kinds) <= set(records.KINDS), name
         assert set(source.snapshots) <= set(source.kinds), name
     assert CameraPoller.kinds == ("line_counts", "region_counts", "live_counts")

@@ -624,14 +624,18 @@ def test_heartbeat_reaches_the_receiver(tmp_path: Path, receiver: SimReceiver) -
     wrong, _ = make_uplink(
         tmp_path,
         receiver.url,
-        api_key="nope",
+        api_key="wrong-key",  # a key's shape (config check refuses 4 characters), not this bridge's
         heartbeat_url=receiver.heartbeat_url,
         outbox=uplink.outbox,
     )
     assert not wrong.send_heartbeat(heartbeat_body("ok"))
     assert receiver.last_heartbeat()["state"] == "degraded"
-    silent, _ = make_uplink(tmp_path, receiver.url, outbox=uplink.outbox)
-    assert not silent.send_heartbeat(heartbeat_body()), "no heartbeat_url: nothing is sent"
+    silent, _ = make_uplink(tmp_path, receiver.url, outbox=uplink.outbox, heartbeat_url="")
+    assert not silent.send_heartbeat(heartbeat_body()), 'heartbeat_url = "": nothing is sent'
+    # Left out, heartbeats go to the uplink's origin, at the contract's path (issue 22).
+    derived, _ = make_uplink(tmp_path, receiver.url, outbox=uplink.outbox)
+    assert derived.send_heartbeat(heartbeat_body("ok"))
+    assert receiver.last_heartbeat()["state"] == "ok"
 
 
 # ---------------------------------------------------------------- the receiver's side of the contract

@@ -76,19 +76,6 @@ def parse_information(body: bytes) -> dict[str, str]:
     return out
 
 
-def normal_mac(text: str) -> str:
-    """``00-16-28-FA-8E-68`` and ``0016.28fa.8e68`` -> ``00:16:28:fa:8e:68``."""
-    digits = "".join(c for c in text.lower() if c in "0123456789abcdef")
-    return ":".join(digits[i : i + 2] for i in range(0, 12, 2)) if len(digits) == 12 else ""
-
-
-def check_mac(text: str) -> str | None:
-    """Config check for ``mac``: empty, or 12 hex digits in any usual spelling."""
-    if text and not normal_mac(text):
-        return f"expected a MAC address like 00:16:28:fa:8e:68, got {text!r}"
-    return None
-
-
 def fingerprint(host: str, port: int = 80, timeout: float = 2.0) -> Fingerprint:
     """What ``host:port`` says about itself without a password; never raises for network faults."""
     seen = Fingerprint()

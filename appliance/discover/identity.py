@@ -21,7 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..sources.base import SensorError
-from .fingerprint import INFO_QUERY, normal_mac, parse_information
+from ..sources.milesight_table import normal_mac
+from .fingerprint import INFO_QUERY, parse_information
 
 log = logging.getLogger("sensor-bridge.discover")
 

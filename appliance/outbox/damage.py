@@ -18,13 +18,10 @@ import os
 import sqlite3
 import struct
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from ..clock import utc_text
 from ..errors import BridgeError
-from ..status import read_json, write_json_atomic
+from ..outbox_damage import OutboxDamage
 
 log = logging.getLogger("sensor-bridge.outbox")
 
@@ -70,10 +67,6 @@ def cannot_write(exc: BaseException) -> bool:
     return False
 
 
-def epoch_text(epoch: float) -> str:
-    return utc_text(datetime.fromtimestamp(epoch, UTC).replace(microsecond=0))
-
-
 def torn_wal(path: str | Path) -> str | None:
     """Why ``path``'s write-ahead log was cut short, or None when it is whole (or absent).
 
@@ -108,42 +101,6 @@ def torn_wal(path: str | Path) -> str | None:
         f"its write-ahead log {wal.name} was cut short ({size} bytes is not a whole number of"
         f" {frame}-byte frames): the last writes before the cut may be lost"
     )
-
-
-class OutboxDamage:
-    """What went wrong with the outbox file, kept on disk until a person acknowledges it.
-
-    Every service's status reads it, so the reset or damage shows in ``status``,
-    /health, the heartbeat and the LED until ``sensor-bridge outbox ack-corrupt``.
-    """
-
-    def __init__(self, outbox_path: str | Path) -> None:
-        self.path = Path(outbox_path).with_name("damage.json")
-
-    def notes(self) -> list[dict[str, Any]]:
-        body = read_json(self.path) or {}
-        notes = body.get("notes")
-        return [n for n in notes if isinstance(n, dict)] if isinstance(notes, list) else []
-
-    def add(self, what: str, reason: str) -> None:
-        notes = [*self.notes(), {"what": what, "reason": reason, "at": epoch_text(time.time())}]
-        try:
-            write_json_atomic(self.path, {"notes": notes[-20:]})
-        except OSError as exc:  # a full disk: the log line is all there is
-            log.error("cannot keep the outbox damage note in %s: %s", self.path, exc)
-
-    def summary(self) -> str | None:
-        notes = self.notes()
-        if not notes:
-            return None
-        latest = notes[-1]
-        more = f" (and {len(notes) - 1} earlier)" if len(notes) > 1 else ""
-        return f"{latest['reason']} at {latest.get('at')}{more}; once looked at: sensor-bridge outbox ack-corrupt"
-
-    def clear(self) -> int:
-        count = len(self.notes())
-        self.path.unlink(missing_ok=True)
-        return count
 
 
 def move_aside(path: Path, why: str, notes: OutboxDamage) -> None:

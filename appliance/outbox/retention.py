@@ -23,7 +23,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from ..clock import parse_utc, utc_text
-from .damage import OutboxFull, epoch_text
+from ..outbox_damage import epoch_text
+from .damage import OutboxFull
 from .dead_letters import DeadLetters
 from .first_seen import KEEP_FIRST_SEEN_S, MAX_FIRST_SEEN, FirstSeenMemory
 from .store import Store, bump

@@ -33,6 +33,7 @@ from typing import Any
 # The contract's vocabulary (kinds, fields, sources, time format) has one home; how a receiver
 # checks a batch against it stays its own, so the conformance suite compares two readings of it.
 from ..clock import UTC_TEXT_PATTERN as UTC_TEXT
+from ..config.model import HEARTBEAT_PATH
 from ..kinds import KINDS, TABLE
 from ..records import RECORD_FIELDS, SOURCES
 from ..service import Background, run_service
@@ -40,7 +41,7 @@ from ..service import Background, run_service
 SCHEMA = "sensor-bridge/ingest/v1"
 HEARTBEAT_SCHEMA = "sensor-bridge/heartbeat/v1"
 INGEST_PATH = "/api/bridge/v1/ingest"
-HEARTBEAT_PATH = "/api/bridge/v1/heartbeat"
+
 BRIDGE_STATES = ("ok", "degraded", "error", "starting", "no-config", "maintenance")
 BATCH_FIELDS = ("schema", "bridge_id", "batch_id", "sent_at", "records")
 HEARTBEAT_FIELDS = (

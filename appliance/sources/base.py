@@ -17,28 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
-from ..config_keys import REQUIRED, text
+from ..config_keys import ConfigError
 from ..errors import BridgeError
 from ..outbox import Outbox, PutResult
 from ..records import Record
-
-DEFAULT_TYPE = (
-    "milesight-camera"  # a [[sensors]] table without ``type`` (every config before there were two)
-)
-
-
-@dataclass(kw_only=True)
-class SensorConfig:
-    """The keys of a ``[[sensors]]`` table that every type has; a source's model adds its own."""
-
-    id: str = text(
-        REQUIRED,
-        "the sensor's id in readings; unique in the file (other stores may use the same ids)",
-    )
-    type: str = text(
-        DEFAULT_TYPE,
-        "which kind of device, one of the types below; it decides the table's other keys",
-    )
+from . import SOURCES, load
+from .table import SensorConfig
 
 
 class SensorError(BridgeError):
@@ -100,3 +84,19 @@ class Source(ABC):
         """One live read of the last ``hours`` of ``kind``, touching no outbox (``sensors test``,
         ``doctor``); raises SensorError with a one-line reason when the device cannot be read."""
         raise SensorError(f"{sensor.type} sensors cannot be read on demand")
+
+
+def source_class(sensor: SensorConfig) -> type[Source]:
+    """The source family of ``sensor``; a type without one is a config error naming the known types."""
+    family = SOURCES.get(sensor.type)
+    if family is None:
+        raise ConfigError(
+            [f"sensor {sensor.id}: type {sensor.type!r} is not one of {', '.join(SOURCES)}"]
+        )
+    source: type[Source] = load(family.source)
+    return source
+
+
+def source_for(sensor: SensorConfig, outbox: Outbox) -> Source:
+    """The source that polls ``sensor``."""
+    return source_class(sensor)(sensor, outbox)

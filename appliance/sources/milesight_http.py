@@ -58,9 +58,7 @@ from zoneinfo import ZoneInfo
 
 from .. import __version__
 from ..clock import now_utc, parse_utc, utc_text
-from ..config_keys import REQUIRED, check_url, check_zone, number, secret, text, texts
 from ..device_text import printable
-from ..discover.fingerprint import check_mac
 from ..http_client import Deadline, HttpClient, Late, TooLarge
 from ..outbox import Outbox
 from ..records import (
@@ -72,6 +70,7 @@ from ..records import (
 )
 from .base import PollOutcome, SensorConfig, SensorError, Source
 from .milesight_clock import ClockCheck, check_clocks, date_header_time
+from .milesight_table import KINDS, CameraConfig
 
 log = logging.getLogger("sensor-bridge.milesight")
 
@@ -89,60 +88,11 @@ REGION_QUERY = (
     "&region1=1&region2=1&region3=1&region4=1"
 )
 LIVE_QUERY = "/cgi-bin/operator/operator.cgi?action=get.vca.alarmstatus"
-KINDS = ("line_counts", "region_counts", "live_counts")
 
 _COUNT = re.compile(r"[0-9]+")
 _LINE_COLUMN = re.compile(r"(?:(?P<total>total)|line(?P<line>\d+))[-_]?(?P<dir>in|out|sum)")
 _REGION_COLUMN = re.compile(r"region[-_]?(?P<region>\d+)")
 _ASSIGNMENT = re.compile(r"""(\w+)\s*=\s*(['"]?)([^'";\r\n]*)\2""")
-
-
-def _some_kind(kinds: list[str]) -> str | None:
-    return None if kinds else f"empty; list at least one of {', '.join(KINDS)}"
-
-
-@dataclass(kw_only=True)
-class CameraConfig(SensorConfig):
-    """A camera or counter polled over HTTP (`dataloader.cgi`)."""
-
-    url: str = text(
-        REQUIRED,
-        "scheme, host and optional port, e.g. `http://192.168.1.100`",
-        check=check_url(("http", "https"), "put the user and password in username/password"),
-    )
-    serial: str = text(
-        "", "the camera's serial: checked before each poll, and found again if its address changes"
-    )
-    mac: str = text(
-        "",
-        "the camera's MAC, e.g. `00:16:28:fa:8e:68`: like `serial` (docs/discovery.md)",
-        check=check_mac,
-    )
-    username: str = text("admin", "the camera's user")
-    password: str = secret("the camera user's password")
-    auth: str = text(
-        "auto",
-        "`auto` (follow the camera's 401 challenge), `basic` or `digest`",
-        choices=("auto", "basic", "digest"),
-    )
-    timezone: str = text(
-        "UTC", "the camera's own wall-clock zone", check=check_zone, inherit="bridge.timezone"
-    )
-    interval_s: float = number(300, "seconds between polls of the history reports")
-    collect: list[str] = texts(
-        ["line_counts", "region_counts"],
-        "what to read: any of `line_counts`, `region_counts`, `live_counts`; not empty",
-        choices=KINDS,
-        check=_some_kind,
-    )
-    live_interval_s: float = number(60, "seconds between `live_counts` snapshots")
-    backfill_h: float = number(
-        168, "hours to read back on a first start (at most the camera's ~7 days)"
-    )
-    timeout_s: float = number(
-        10,
-        "one request's whole time limit, connect to last byte: a camera that trickles its answer is cut here",
-    )
 
 
 # ---------------------------------------------------------------- talking to the camera

@@ -15,8 +15,7 @@ import json
 import re
 import sys
 
-from ...config import LORAWAN_MODELS
-from . import FrameError, read_frame
+from . import MODELS, FrameError, read_frame
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -50,7 +49,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser(
         "decode", help="decode one Milesight LoRaWAN uplink frame and print its values"
     )
-    command.add_argument("model", type=str.lower, choices=LORAWAN_MODELS, help="the device's model")
+    command.add_argument("model", type=str.lower, choices=list(MODELS), help="the device's model")
     command.add_argument("hex", help="the frame as hex, as the gateway shows it (blanks allowed)")
     command.add_argument(
         "--fport", type=int, default=None, help="the uplink's fPort (Milesight sends data on 85)"

@@ -18,10 +18,10 @@ from datetime import datetime
 from typing import Any
 
 from ...clock import parse_rfc3339
-from ...config import LORAWAN_MODELS, MqttDevice
 from ...errors import MessageError
 from ...records import Record
-from . import read_frame
+from ...relay_tables import MqttDevice
+from . import MODELS, read_frame
 from .envelope import Uplink
 from .readings import records_for
 
@@ -84,7 +84,7 @@ def decoded_values(uplink: Uplink, device: MqttDevice | None) -> dict[str, Any]:
         raise RouteError(f"uplink from {uplink.dev_eui} carries no data")
     raise RouteError(
         f"devEUI {uplink.dev_eui}: its model is not known, so its frame cannot be decoded; add "
-        f'[[mqtt.devices]] dev_eui = "{uplink.dev_eui}" with model = one of {", ".join(LORAWAN_MODELS)}'
+        f'[[mqtt.devices]] dev_eui = "{uplink.dev_eui}" with model = one of {", ".join(MODELS)}'
     )
 
 
