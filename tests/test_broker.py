@@ -28,7 +28,7 @@ from mqtt_helpers import (
     relay_tables,
 )
 
-from appliance.broker import Broker, BrokerError, password_matches
+from appliance.broker_files import Broker, BrokerError, password_matches
 from appliance.config import MqttConfig
 
 pytestmark = needs_mosquitto

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from ..broker import relay_password
+from ..broker_files import relay_password
 from ..committer import Committer, Incoming
 from ..config import Config
 from .parser import PushParser
