@@ -150,8 +150,7 @@ def test_the_config_reads_every_table_without_loading_a_service() -> None:
         "appliance.uplink",
         "appliance.sources.base",
         "appliance.sources.milesight_http",
-        "appliance.sources.milesight_push",
-        "appliance.sources.mqtt_in",
+        "appliance.push",  # what devices push (it was sources/milesight_push.py and mqtt_in.py)
     }
     assert not seen & services, sorted(seen & services)
 
@@ -207,8 +206,7 @@ print(json.dumps(sorted(name for name, module in sys.modules.items() if module i
 SOURCES_AT_WORK = {
     "appliance.sources.base",  # Source and source_for: the outbox comes with them
     "appliance.sources.milesight_http",
-    "appliance.sources.milesight_push",
-    "appliance.sources.mqtt_in",
+    "appliance.push",  # the relay's doors and formats, any module of them
     "appliance.sources.lorawan.route",
     "appliance.sources.lorawan.envelope",
     "appliance.sources.lorawan.readings",
@@ -224,7 +222,7 @@ PINS: dict[str, tuple[set[str], set[str]]] = {
     "run": (
         {"appliance.collector", "appliance.outbox"},
         {"paho", "gpiozero", "appliance.relay", "appliance.watchdog", "appliance.led"}
-        | {"appliance.broker", "appliance.sources.milesight_push", "appliance.sources.mqtt_in"}
+        | {"appliance.broker", "appliance.broker_files", "appliance.push"}
         | {"charset_normalizer", "chardet"},
     ),
     "relay": (
@@ -235,7 +233,7 @@ PINS: dict[str, tuple[set[str], set[str]]] = {
     "status": (
         {"appliance.console"},
         {"paho", "gpiozero", "appliance.collector", "appliance.relay", "appliance.watchdog"}
-        | {"appliance.led", "appliance.sources.milesight_http", "appliance.sources.mqtt_in"},
+        | {"appliance.led", "appliance.sources.milesight_http", "appliance.push"},
     ),
 }
 

@@ -49,7 +49,7 @@ class Source(ABC):
     config: ClassVar[
         type[SensorConfig]
     ]  # its [[sensors]] table: a SensorConfig subclass, documented
-    kinds: ClassVar[tuple[str, ...]]  # the reading kinds it can collect (each one of records.KINDS)
+    kinds: ClassVar[tuple[str, ...]]  # the reading kinds it can collect (each one of kinds.KINDS)
     # Kinds read as a moment (a live count): one the outbox has no room for never comes back, so it is
     # counted as lost. A history kind is read again from its cursor once there is room.
     snapshots: ClassVar[tuple[str, ...]] = ()
