@@ -308,7 +308,8 @@ def check_heartbeats(config: Config) -> list[Finding]:
             "WARN",
             "heartbeats on",
             "off: the fleet page shows this bridge as never heard from, and alerts call it silent",
-            'set [uplink] heartbeat_url = "https://<app>/api/bridge/v1/heartbeat" (docs/config.md)',
+            'remove [uplink] heartbeat_url = "" (left out, heartbeats go to the uplink\'s origin), '
+            "or set it to the cloud's /api/bridge/v1/heartbeat (docs/config.md)",
         )
     ]
 

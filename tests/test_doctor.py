@@ -47,14 +47,16 @@ def test_key_wording_heartbeat_warning_and_the_verdict(tmp_path: Path) -> None:
     key = "sbk_" + "k3y" * 14 + "x"  # shaped like cloud/bin/add-bridge's keys
     with SimReceiver(api_key=key) as receiver:
         tables = base_tables(tmp_path, receiver.url, api_key=key)
+        heard = doctor(write_config(tmp_path / "heard.toml", tables))  # left out: on (issue 22)
+        tables["uplink"]["heartbeat_url"] = ""  # the one way to turn them off
         silent = doctor(write_config(tmp_path / "silent.toml", tables))
-        tables["uplink"]["heartbeat_url"] = receiver.heartbeat_url
-        heard = doctor(write_config(tmp_path / "heard.toml", tables))
     key = next(x for x in silent if x.startswith("PASS cloud API key accepted"))
     assert "probe answered HTTP 400" not in key and "let the key in" in key, key
     warning = next(x for x in silent if "heartbeats on" in x)
     assert warning.startswith("WARN heartbeats on: off") and "never heard from" in warning
-    assert any(x.startswith("PASS heartbeats on") for x in heard), heard
+    fix = silent[silent.index(warning) + 1]  # it names what turned them off
+    assert fix.strip().startswith("fix:") and 'heartbeat_url = ""' in fix, fix
+    assert f"PASS heartbeats on: {receiver.heartbeat_url}" in heard, heard
     assert "all checks passed" not in silent[-1] and "warning(s)" in silent[-1], silent[-1]
 
 
