@@ -53,6 +53,24 @@ def keypair(folder: Path, name: str) -> Path:
     return key
 
 
+def sign(key: Path, manifest: Path) -> None:
+    """``manifest``.sig beside it, as image/release.py signs a release (any key: a stranger's too)."""
+    subprocess.run(
+        [
+            "ssh-keygen",
+            "-q",
+            "-Y",
+            "sign",
+            "-f",
+            str(key),
+            "-n",
+            "sensor-bridge-release",
+            str(manifest),
+        ],
+        check=True,
+    )
+
+
 def build_release(out: Path, key: Path, cache: Path, version: str, source: Path = REPO) -> None:
     done = subprocess.run(
         [
@@ -166,20 +184,7 @@ def server(releases: dict[str, Any], tmp_path_factory: pytest.TempPathFactory):
     channel(served, "schema", out, "0.1.0", "0.2.0", "0.4.0")
     bad_sig = channel(served, "badsig", out, "0.2.0")
     (served / bad_sig / "0.2.0" / "manifest.json.sig").unlink()
-    subprocess.run(
-        [
-            "ssh-keygen",
-            "-q",
-            "-Y",
-            "sign",
-            "-f",
-            str(releases["stranger"]),
-            "-n",
-            "sensor-bridge-release",
-            str(served / bad_sig / "0.2.0" / "manifest.json"),
-        ],
-        check=True,
-    )
+    sign(releases["stranger"], served / bad_sig / "0.2.0" / "manifest.json")
     tampered = channel(served, "tampered", out, "0.2.0")
     wheel = next((served / tampered / "0.2.0").glob("sensor_bridge-*.whl"))
     wheel.write_bytes(wheel.read_bytes() + b"\0")
@@ -576,20 +581,7 @@ def test_a_400_mb_wheel_is_refused_at_its_signed_size_with_bounded_memory(tmp_pa
     }
     signed = tmp_path / "manifest.json"
     signed.write_text(json.dumps(manifest))
-    subprocess.run(
-        [
-            "ssh-keygen",
-            "-q",
-            "-Y",
-            "sign",
-            "-f",
-            str(key),
-            "-n",
-            "sensor-bridge-release",
-            str(signed),
-        ],
-        check=True,
-    )
+    sign(key, signed)
     files = {
         "index.json": json.dumps({"versions": [version]}).encode(),
         f"{version}/manifest.json": signed.read_bytes(),
