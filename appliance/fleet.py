@@ -1,8 +1,9 @@
 """What a bridge tells the fleet about itself besides its readings: its WireGuard public key and
 what its last update did (the heartbeat's optional keys, and ``status``).
 
-appliance/remote.py and appliance/update.py write these files; they are read here, apart from
-those modules, so the collector's heartbeat does not load either (about 2 MB on a Pi Zero 2 W).
+appliance/remote.py and the updater (update_layout.py's Notes) write these files; they are read
+here, apart from those modules, so the collector's heartbeat does not load either (about 2 MB on a
+Pi Zero 2 W).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The relay's tables: ``[mqtt]`` with its ``[[mqtt.devices]]``, and ``[push]`` (HTTP).
 
-The relay (appliance/relay.py) receives what devices push; broker.py writes
+The relay (appliance/relay.py) receives what devices push; broker_files.py writes
 mosquitto's password file and ACL from ``[mqtt]``, so its username and topic
 filters follow MQTT's own rules (MQTT 3.1.1 section 4.7; v5 the same) and a
 conservative charset that no line of those files can misread. A LoRaWAN
