@@ -32,7 +32,8 @@ from appliance.sim.receiver import SimReceiver  # noqa: E402
 
 MOCK_PINS = {"GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin"}
 # The commit before issue 14 ("lean enough for a Pi Zero 2 W"): the figures it is measured against.
-BEFORE = "a8fffc5"
+# $SENSOR_BRIDGE_BENCH_BEFORE measures against another commit instead (e.g. main before a merge).
+BEFORE = os.environ.get("SENSOR_BRIDGE_BENCH_BEFORE") or "a8fffc5"
 # Each service's systemd unit (in appliance/units/ of the tree measured): its Environment= lines
 # are given to the service here as on a bridge. The LED had a unit of its own before issue 14.
 UNIT_FILES = {
