@@ -228,7 +228,8 @@ PINS: dict[str, tuple[set[str], set[str]]] = {
     "relay": (
         {"appliance.relay", "appliance.outbox"},
         {"gpiozero", "psutil", "appliance.collector", "appliance.watchdog", "appliance.led"}
-        | {"appliance.sources.milesight_http", "csv", "ssl", "_ssl", "_hashlib"},
+        | {"appliance.sources.milesight_http", "csv", "ssl", "_ssl", "_hashlib"}
+        | {"appliance.broker"},  # the `mqtt` commands; its door needs only broker_files' secret
     ),
     "status": (
         {"appliance.console"},
