@@ -54,6 +54,7 @@ from typing import Any
 from .config import MqttConfig
 from .errors import BridgeError
 from .files import sync_dir, write_atomic
+from .relay_tables import check_mqtt_username, check_topic_filter
 
 DEFAULT_DIR = "/etc/mosquitto"
 DIR_ENV = "SENSOR_BRIDGE_BROKER_DIR"
@@ -62,9 +63,6 @@ OWN = "sensor-bridge"
 # An MQTT username (a device's name is its username) or topic level, conservatively: no
 # whitespace, no control character, none of mosquitto's ACL substitutions (%u, %c), no `$SYS`.
 # Always fullmatch: a `^...$` pattern lets a trailing newline through.
-USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-TOPIC_LEVEL = re.compile(r"[A-Za-z0-9._-]*")
-MAX_TOPIC = 256
 # A relay outage of a day with a few hundred devices fits; beyond, mosquitto drops the oldest.
 QUEUE_MESSAGES = 200_000
 QUEUE_BYTES = 256 * 1024 * 1024
@@ -123,26 +121,18 @@ def topic_prefix(topics: list[str]) -> str:
 
 
 def topic_problem(topic: str, wildcards: bool = True) -> str | None:
-    """Why ``topic`` may not be written into mosquitto's ACL (None: it may).
-
-    MQTT's rules for a topic filter (``+`` a whole level, ``#`` only the whole
-    last level) over a conservative alphabet: letters, digits, ``.``, ``_``, ``-``."""
-    if not topic or len(topic) > MAX_TOPIC:
-        return f"topic {topic!r}: expected 1-{MAX_TOPIC} characters"
-    levels = topic.split("/")
-    for i, level in enumerate(levels):
-        if wildcards and (level == "+" or (level == "#" and i == len(levels) - 1)):
-            continue
-        if not TOPIC_LEVEL.fullmatch(level):
-            return f"topic {topic!r}: a level may hold only letters, digits, '.', '_' and '-'" + (
-                " ('+' a whole level, '#' only the whole last one)" if wildcards else ""
-            )
-    return None
+    """Why ``topic`` may not be written into mosquitto's ACL (None: it may): the config's own
+    rule (appliance/relay_tables.py, so ``config check`` and ``mqtt setup`` agree), checked again
+    here because a writer never trusts its caller; a device's own topic takes no wildcard."""
+    problem = check_topic_filter(topic)
+    if problem is None and not wildcards and ("+" in topic or "#" in topic):
+        problem = f"{topic!r}: a device's topic names one device, no + or #"
+    return f"topic {topic!r}: {problem}" if problem else None
 
 
 def username_problem(name: str, what: str = "username") -> str | None:
     """Why ``name`` may not be a user of mosquitto's password file and ACL (None: it may)."""
-    if USERNAME.fullmatch(name):
+    if check_mqtt_username(name) is None:
         return None
     return f"{what} {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 

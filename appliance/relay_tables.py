@@ -19,7 +19,7 @@ from .sources.lorawan import MODELS
 MAX_MQTT_DEVICES = 500
 MAX_MQTT_BYTES = 65535  # MQTT's longest string (a two-byte length)
 _TOPIC_CHARS = re.compile(r"[A-Za-z0-9._/+#-]+")
-_USERNAME_CHARS = re.compile(r"[A-Za-z0-9._-]+")
+_USERNAME_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a letter or digit first
 
 
 def check_topic_filter(topic: str) -> str | None:
@@ -46,18 +46,19 @@ def check_topic_filter(topic: str) -> str | None:
 
 
 def check_mqtt_username(name: str) -> str | None:
-    """Why ``name`` cannot be a broker account here: 1-64 letters, digits, ``.``, ``_`` or ``-``."""
+    """Why ``name`` cannot be a broker account here: 1-64 letters, digits, ``.``, ``_`` or ``-``,
+    a letter or digit first (the broker's writer checks the same, appliance/broker_files.py)."""
     if not name or len(name) > 64 or not _USERNAME_CHARS.fullmatch(name):
         return (
-            f"expected 1 to 64 letters, digits, '.', '_' or '-' (a line of mosquitto's password "
-            f"file and ACL), got {name!r}"
+            f"expected 1 to 64 letters, digits, '.', '_' or '-', a letter or digit first (a line of "
+            f"mosquitto's password file and ACL), got {name!r}"
         )
     return None
 
 
 def _client_id(client_id: str) -> str | None:
     if not client_id or len(client_id) > 64 or not _USERNAME_CHARS.fullmatch(client_id):
-        return f"expected 1 to 64 letters, digits, '.', '_' or '-', got {client_id!r}"
+        return f"expected 1 to 64 letters, digits, '.', '_' or '-', a letter or digit first, got {client_id!r}"
     return None
 
 
