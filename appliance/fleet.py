@@ -47,3 +47,23 @@ def fleet_facts() -> dict[str, str]:
     if (last := last_update()) and last.get("last"):
         facts["last_update"] = str(last["last"])[:500]
     return facts
+
+
+# The fleet agent's memory (appliance/adoption/state.py), under the config's state_dir.
+FLEET_STATE = "fleet/state.json"
+
+
+def adoption_facts(state_dir: str) -> dict[str, Any]:
+    """An adopted bridge's heartbeat keys: ``config_source``, and what became of its last version."""
+    state = read_json(Path(state_dir) / FLEET_STATE)
+    if not state or state.get("source") not in ("cloud", "local"):
+        return {}
+    facts: dict[str, Any] = {"config_source": state["source"]}
+    if state["source"] == "cloud" and isinstance(state.get("tried"), int) and state.get("status"):
+        facts["config"] = {
+            "version": state["tried"],
+            "status": state["status"],
+            "running": state.get("running"),
+            **({"error": str(state["error"])[:500]} if state.get("error") else {}),
+        }
+    return facts
