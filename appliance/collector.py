@@ -326,7 +326,7 @@ class Collector(Service):
             "host": host_facts(self.config.paths.state_dir),
             **fleet_facts(),  # optional: WireGuard public key, last update (appliance/update.py)
             # an adopted bridge's config source and version (appliance/adoption/)
-            **(adoption_facts(self.config.paths.state_dir) if self.config.fleet else {}),
+            **adoption_facts(self.config.paths.state_dir, self.config.source_path),
         }
 
     def write_status(self) -> dict[str, Any]:
@@ -417,9 +417,7 @@ class Collector(Service):
                 log.exception("heartbeat failed")
 
     def _adoption_said(self) -> Any:
-        if not self.config.fleet:
-            return None
-        return adoption_facts(self.config.paths.state_dir).get("config")
+        return adoption_facts(self.config.paths.state_dir, self.config.source_path).get("config")
 
     # ------------------------------------------------------------ the service (appliance/service.py)
 

@@ -53,13 +53,18 @@ def fleet_facts() -> dict[str, str]:
 FLEET_STATE = "fleet/state.json"
 
 
-def adoption_facts(state_dir: str) -> dict[str, Any]:
-    """An adopted bridge's heartbeat keys: ``config_source``, and what became of its last version."""
+def adoption_facts(state_dir: str, config_path: str | None) -> dict[str, Any]:
+    """An adopted bridge's heartbeat keys: ``config_source``, and what became of its last version.
+
+    Nothing for a bridge never adopted. ``local`` when the config file running is not the one
+    the fleet agent wrote (a card's, imported at boot): the fleet page then offers no edits."""
     state = read_json(Path(state_dir) / FLEET_STATE)
-    if not state or state.get("source") not in ("cloud", "local"):
+    if not state or not state.get("bridge_id"):
         return {}
-    facts: dict[str, Any] = {"config_source": state["source"]}
-    if state["source"] == "cloud" and isinstance(state.get("tried"), int) and state.get("status"):
+    if _sha256(config_path) != state.get("written_sha256"):
+        return {"config_source": "local"}
+    facts: dict[str, Any] = {"config_source": "cloud"}
+    if isinstance(state.get("tried"), int) and state.get("status"):
         facts["config"] = {
             "version": state["tried"],
             "status": state["status"],
@@ -67,3 +72,12 @@ def adoption_facts(state_dir: str) -> dict[str, Any]:
             **({"error": str(state["error"])[:500]} if state.get("error") else {}),
         }
     return facts
+
+
+def _sha256(path: str | None) -> str | None:
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+    except OSError:
+        return None

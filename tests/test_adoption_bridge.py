@@ -25,7 +25,9 @@ from fleet_helpers import (
     stop_process,
 )
 
+from appliance.fleet import adoption_facts
 from appliance.sim.camera import SimCamera
+from appliance.sim.contract_rules import heartbeat_problem
 from appliance.sim.receiver import SimReceiver
 
 CLAIM_CODE = r"^[23456789ABCDEFGHJKMNPQRSTVWXYZ]{4}-[23456789ABCDEFGHJKMNPQRSTVWXYZ]{4}$"
@@ -96,6 +98,20 @@ def cloud(tmp_path: Path) -> Any:
     with SimReceiver(db_path=tmp_path / "cloud.db", api_key="hand-made-bridges-key") as rx:
         rx.adoption.retry_after_s = 1
         yield rx
+
+
+def heartbeat_body() -> dict[str, Any]:
+    return {
+        "schema": "sensor-bridge/heartbeat/v1",
+        "bridge_id": "porto",
+        "version": "0.1.0",
+        "sent_at": "2026-12-03T08:00:00Z",
+        "uptime_s": 1,
+        "state": "ok",
+        "outbox": {"pending": 0, "oldest_pending_age_s": 0, "dead_letter": 0, "dropped": 0},
+        "sensors": [],
+        "host": {"disk_free_mb": None, "mem_used_pct": None, "cpu_temp_c": None, "load1": None},
+    }
 
 
 def wait_claim_code(tmp_path: Path, boot: Path) -> str:
@@ -223,7 +239,7 @@ def test_unclaimed_led_card_takes_over_and_reflash_enrolls_anew(
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
     from appliance.config import ConfigWatch
-    from appliance.led import PATTERNS, Light, LedService
+    from appliance.led import PATTERNS, LedService, Light
 
     config = fleet_only(tmp_path, cloud, cloud.new_enroll_token("test"))
     boot = tmp_path / "boot"
@@ -273,6 +289,10 @@ def test_unclaimed_led_card_takes_over_and_reflash_enrolls_anew(
         assert "porto-by-hand" in config.read_text()
         assert fleet_status(tmp_path)["config_source"] == "local"
         assert fleet_state(tmp_path).get("tried") is None
+        # The collector's heartbeat says so (the fleet page: "managed on site").
+        facts = adoption_facts(str(tmp_path / "state"), str(config))
+        assert facts == {"config_source": "local"}
+        assert heartbeat_problem({**heartbeat_body(), **facts}) is None
     finally:
         stop_process(agent)
 

@@ -90,11 +90,14 @@ class FleetAgent(Service):
             self.config, self.problem = None, "; ".join(exc.problems)
             return 5.0
         fleet = self.config.fleet
-        if fleet is None:
-            self.problem = "no [fleet] table: this bridge is configured by hand"
-            return 30.0
         state_dir = self.config.paths.state_dir
         self.state = FleetState.load(state_dir)
+        if fleet is None:
+            self.problem = "no [fleet] table: this bridge is configured by hand"
+            if self.state.bridge_id and self.state.source != "local":
+                self.state.source = "local"  # a card's file without [fleet] took over
+                self.state.save(state_dir)
+            return 30.0
         if self.identity is None:
             self._take_identity(Path(state_dir) / "fleet")
         if self._local_file():
