@@ -217,6 +217,18 @@ def test_enroll_claim_config_rollback_and_outage(
         assert "entrance-2" in beat["config"]["error"] and beat["config"]["running"] == 1
         assert cloud.adoption.wanted_version(bridge_id) == 1  # never offered again
 
+        # A document that breaks config check's rules: invalid, nothing written, nothing restarted.
+        restarts = len(calls(systemd))
+        assert cloud.set_config(bridge_id, {"sensors": [{"id": "x", "colour": "blue"}]}) == 3
+        wait_for(
+            lambda: fleet_state(tmp_path).get("status") == "invalid",
+            timeout=30,
+            what="version 3 refused as invalid",
+        )
+        assert "sensors[0]" in fleet_state(tmp_path)["error"]
+        assert config.read_text() == v1_text and len(calls(systemd)) == restarts
+        assert fleet_state(tmp_path)["running"] == 1
+
         # The cloud away: the bridge keeps running version 1.
         running = collector_pid(systemd)
         cloud.set_down(True)

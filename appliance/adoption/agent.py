@@ -82,12 +82,19 @@ class FleetAgent(Service):
 
     # ------------------------------------------------------------ one step
 
-    def step(self) -> float | None:
+    def start(self) -> None:
+        self._read_config()
+
+    def _read_config(self) -> bool:
         try:
             self.config = load_config(self.path)
             self.problem = ""
         except ConfigError as exc:
             self.config, self.problem = None, "; ".join(exc.problems)
+        return self.config is not None
+
+    def step(self) -> float | None:
+        if not self._read_config():
             return 5.0
         fleet = self.config.fleet
         state_dir = self.config.paths.state_dir
@@ -297,9 +304,8 @@ class FleetAgent(Service):
         }
 
     def report(self) -> str | None:
-        if self.config is None:
-            write_status(_run_dir(self.path), "fleet", "error", reason=f"config: {self.problem}")
-            return f"error: {self.problem}"
+        if self.config is None:  # where its status file goes is in the file it cannot read
+            return f"error: config {self.path}: {self.problem}"
         facts = self.facts()
         if facts["claim_code"]:
             reason = f"waiting to be claimed with code {facts['claim_code']}"
@@ -358,9 +364,3 @@ def _hostname() -> str:
     import socket
 
     return socket.gethostname()[:64] or "sensor-bridge"
-
-
-def _run_dir(config_path: Path) -> str:
-    from ..config import PathsConfig
-
-    return PathsConfig().run_dir
