@@ -65,8 +65,9 @@ commit=${PI_GEN_COMMIT:-$commit}   # to try a newer pi-gen before pinning it her
 [ -s "$key" ] || die "--ssh-key $key: no such file (or empty)"
 grep -qE '^(ssh-|ecdsa-|sk-)' "$key" || die "--ssh-key $key does not look like an SSH public key (the .pub file)"
 if [ -n "$fleet_url$enroll_token_file" ]; then
-    [ -n "$fleet_url" ] && [ -n "$enroll_token_file" ] ||
+    if [ -z "$fleet_url" ] || [ -z "$enroll_token_file" ]; then
         die "--fleet-url and --enroll-token-file go together: the image enrolls at the URL with the token"
+    fi
     [[ $fleet_url =~ ^https?://[^/@[:space:]]+/?$ ]] ||
         die "--fleet-url $fleet_url: expected the cloud app's origin, like https://fleet.example.net"
     [ -s "$enroll_token_file" ] || die "--enroll-token-file $enroll_token_file: no such file (or empty)"
