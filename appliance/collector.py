@@ -30,7 +30,7 @@ from .alerts import start_pinger
 from .bridge_state import bridge_state
 from .clock import clock_synchronised, now_utc, utc_text
 from .config import Config, config_from_args, parse_listen
-from .fleet import adoption_facts, fleet_facts
+from .fleet import adoption_facts, fleet_facts, note_wanted_version
 from .http_server import BoundedHandler, BoundedHTTPServer, serve
 from .lanes import PollLanes
 from .outbox import Outbox, OutboxFull, OutboxStats
@@ -412,7 +412,8 @@ class Collector(Service):
                 continue
             sent_state, sent_at = said, time.monotonic()
             try:
-                self.uplink.send_heartbeat(self.heartbeat_body(snap))
+                if self.uplink.send_heartbeat(self.heartbeat_body(snap)) and self.config.fleet:
+                    note_wanted_version(self.config.paths.state_dir, self.uplink.heartbeat_answer)
             except Exception:
                 log.exception("heartbeat failed")
 

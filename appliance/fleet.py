@@ -49,8 +49,39 @@ def fleet_facts() -> dict[str, str]:
     return facts
 
 
-# The fleet agent's memory (appliance/adoption/state.py), under the config's state_dir.
+# The fleet agent's memory (appliance/adoption/state.py), under the config's state_dir, and the
+# config version the cloud's last heartbeat answer named (the collector writes it, the agent reads it).
 FLEET_STATE = "fleet/state.json"
+FLEET_WANTED = "fleet/wanted-version"
+
+
+def note_wanted_version(state_dir: str, answer: Any) -> None:
+    """Pass the heartbeat answer's ``config_version`` to the fleet agent, which fetches it at once."""
+    version = answer.get("config_version") if isinstance(answer, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return
+    path = Path(state_dir) / FLEET_WANTED
+    try:
+        if path.read_text().strip() == str(version):
+            return
+    except OSError:
+        pass
+    try:
+        from .files import write_atomic
+
+        write_atomic(path, f"{version}\n", 0o644)
+    except OSError:
+        pass  # the agent asks every fleet.check_s anyway
+
+
+def wanted_version(state_dir: str) -> int | None:
+    """The version the cloud's last heartbeat answer named, or None."""
+    try:
+        with open(Path(state_dir) / FLEET_WANTED, "rb") as f:
+            text = f.read(32).decode().strip()
+        return int(text) if text.isdigit() else None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def adoption_facts(state_dir: str, config_path: str | None) -> dict[str, Any]:

@@ -138,3 +138,15 @@ def test_the_sim_receiver_enrolls_claims_and_serves_config_by_the_contract() -> 
             rx.claim("BBBB-BBBB")
         with pytest.raises(ClaimRefused, match="locked"):
             rx.claim("ZZZZ-2222")
+
+
+def test_the_heartbeat_answer_s_config_version_reaches_the_agent(tmp_path: Path) -> None:
+    from appliance.fleet import note_wanted_version, wanted_version
+
+    state_dir = str(tmp_path)
+    assert wanted_version(state_dir) is None
+    for answer in ({"ok": True}, {"config_version": None}, {"config_version": True}, "x"):
+        note_wanted_version(state_dir, answer)
+        assert wanted_version(state_dir) is None
+    note_wanted_version(state_dir, {"ok": True, "config_version": 7})
+    assert wanted_version(state_dir) == 7

@@ -7,10 +7,11 @@ One step a second, as a small state machine whose memory is on disk
    (identity.py), show the code (claim file, status file, /health, the LED's
    ``unclaimed`` pattern), and ``POST /enroll`` until claimed, waiting what the
    cloud asks (``retry_after_s``), growing by a quarter each time, to 300 s;
-2. claimed: every ``fleet.check_s`` ``GET /config`` with ``If-None-Match``.
-   Polling rather than reacting to the heartbeat's ``config_version``: before
-   its first config the bridge runs no collector, so no heartbeat, and a 304
-   a minute costs the cloud nothing; polling also re-fetches the whole
+2. claimed: every ``fleet.check_s`` ``GET /config`` with ``If-None-Match``,
+   and at once when the heartbeat's answer names a newer ``config_version``
+   (the collector writes it to ``fleet/wanted-version``). Polling stays:
+   before its first config the bridge runs no collector, so no heartbeat,
+   and a 304 a minute costs the cloud nothing; it also re-fetches the whole
    document after an outage, so nothing sent meanwhile is missed;
 3. a newer version for this bridge, valid by ``config check``'s rules, is
    written (apply.py) and the services restarted; then the health gate: within
@@ -34,6 +35,7 @@ from typing import Any
 
 from .. import __version__
 from ..config import Config, ConfigError, load_config, parse_listen
+from ..fleet import wanted_version
 from ..service import Service
 from ..status import write_status
 from . import apply
@@ -77,6 +79,7 @@ class FleetAgent(Service):
         self.next_enroll = 0.0
         self.enroll_wait: float | None = None
         self.next_check = 0.0
+        self.asked_for: int | None = None
         self.last_error = ""
         self.health_server: Any = None
 
@@ -122,7 +125,7 @@ class FleetAgent(Service):
         if self.state.status == "pending" and self.state.gate_until is not None:
             self._gate()
             return None
-        if time.monotonic() >= self.next_check:
+        if time.monotonic() >= self.next_check or self._newer_wanted():
             self.next_check = time.monotonic() + fleet.check_s
             self._check_config()
         return None
@@ -134,6 +137,15 @@ class FleetAgent(Service):
             log.info("made this bridge's credential and claim code %s", self.identity.claim_code)
             self.state = FleetState()
             self.state.save(self.config.paths.state_dir)  # type: ignore[union-attr]
+
+    def _newer_wanted(self) -> bool:
+        """The heartbeat answer named a version newer than the one running, not one refused."""
+        assert self.config is not None
+        wanted = wanted_version(self.config.paths.state_dir)
+        if wanted is None or wanted in self.state.refused or wanted == self.asked_for:
+            return False
+        self.asked_for = wanted  # once per version: a 304 must not make it ask every second
+        return self.state.running is None or wanted > self.state.running
 
     def _local_file(self) -> bool:
         """Whether the config file is the store's own: a full config this agent did not write."""
