@@ -80,6 +80,7 @@ class FleetAgent(Service):
         self.enroll_wait: float | None = None
         self.next_check = 0.0
         self.asked_for: int | None = None
+        self.cloud: Cloud | None = None
         self.last_error = ""
         self.health_server: Any = None
 
@@ -138,6 +139,14 @@ class FleetAgent(Service):
             self.state = FleetState()
             self.state.save(self.config.paths.state_dir)  # type: ignore[union-attr]
 
+    def _cloud(self, url: str) -> Cloud:
+        """One client (one connection pool) for as long as the fleet url stays the same."""
+        if self.cloud is None or self.cloud.url != url.rstrip("/"):
+            if self.cloud is not None:
+                self.cloud.close()
+            self.cloud = Cloud(url)
+        return self.cloud
+
     def _newer_wanted(self) -> bool:
         """The heartbeat answer named a version newer than the one running, not one refused."""
         assert self.config is not None
@@ -175,7 +184,7 @@ class FleetAgent(Service):
             "credential_sha256": sha256_hex(identity.credential),
             "claim_code_sha256": sha256_hex(normalised_code(identity.claim_code)),
         }
-        answer = Cloud(fleet.url).enroll(fleet.enroll_token, body)
+        answer = self._cloud(fleet.url).enroll(fleet.enroll_token, body)
         if answer.status == 200 and isinstance(answer.body, dict) and answer.body.get("bridge_id"):
             self.state.bridge_id = str(answer.body["bridge_id"])
             self.state.label = answer.body.get("label")
@@ -209,7 +218,7 @@ class FleetAgent(Service):
     def _check_config(self) -> None:
         assert self.config is not None and self.config.fleet is not None and self.identity
         state = self.state
-        answer = Cloud(self.config.fleet.url).config(
+        answer = self._cloud(self.config.fleet.url).config(
             self.identity.credential, state.bridge_id or "", state.running
         )
         if answer.status in (304, 404):
@@ -363,6 +372,8 @@ class FleetAgent(Service):
 
     def shutdown(self) -> None:
         self._serve_health(False)
+        if self.cloud is not None:
+            self.cloud.close()
 
 
 def _retry_after(headers: Any) -> float | None:
