@@ -279,7 +279,9 @@ class FleetAgent(Service):
     def _gate(self) -> None:
         assert self.config is not None
         state, state_dir = self.state, self.config.paths.state_dir
-        passed, error = apply.gate_verdict(self.config, state.gate_after_pid)
+        assert self.config.fleet is not None
+        since = (state.gate_until or 0) - self.config.fleet.gate_s
+        passed, error = apply.gate_verdict(self.config, state.gate_after_pid, since)
         version = state.tried or 0
         if passed:
             state.report(version, "applied")

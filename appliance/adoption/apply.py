@@ -137,14 +137,17 @@ def collector_pid(config: Config) -> int | None:
     return pid if isinstance(pid, int) else None
 
 
-def gate_verdict(config: Config, old_pid: int | None) -> tuple[bool, str | None]:
+def gate_verdict(config: Config, old_pid: int | None, since: float) -> tuple[bool, str | None]:
     """(passed, first error so far): every sensor of ``config`` polled by the restarted collector.
 
-    Passed means a collector other than the one before the restart (``old_pid``)
-    reports every sensor ``ok`` (and itself in a state the update's gate accepts).
+    Passed means a collector other than the one before the restart (``old_pid``),
+    in a status file written after ``since`` (epoch seconds), reports every sensor
+    ``ok`` (and itself in a state the update's gate accepts).
     """
     status = read_status(config.paths.run_dir, "collector")
-    if not status or status.get("pid") == old_pid:
+    written = (status or {}).get("written_at")
+    fresh = isinstance(written, int | float) and written >= since
+    if not status or status.get("pid") == old_pid or not fresh:
         return False, "the collector has not started with the new config"
     sensors = {s.get("id"): s for s in status.get("sensors") or [] if isinstance(s, dict)}
     first_error = None
