@@ -34,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..config import Config, ConfigError, load_config, parse_listen
+from ..config import Config, ConfigError, PathsConfig, load_config, parse_listen
 from ..fleet import wanted_version
 from ..service import Service
 from ..status import write_status
 from . import apply
 from .cloud import Cloud
 from .identity import (
+    CREDENTIAL,
     Identity,
     hardware_serial,
     lan_address,
@@ -99,6 +100,7 @@ class FleetAgent(Service):
 
     def step(self) -> float | None:
         if not self._read_config():
+            self._forget_a_lost_claim()
             return 5.0
         fleet = self.config.fleet
         state_dir = self.config.paths.state_dir
@@ -130,6 +132,19 @@ class FleetAgent(Service):
             self.next_check = time.monotonic() + fleet.check_s
             self._check_config()
         return None
+
+    def _forget_a_lost_claim(self) -> None:
+        """The cloud's config names a credential that is gone (the state folder was wiped): that
+        claim is lost, so the bridge goes back to [fleet] alone and enrolls anew, as a re-flash."""
+        paths = apply.local_tables(self.path).get("paths") or {}
+        state_dir = paths.get("state_dir") or PathsConfig().state_dir
+        credential = Path(str(state_dir)) / "fleet" / CREDENTIAL
+        if credential.exists() or not apply.made_with(self.path, credential):
+            return
+        log.warning("%s is gone: back to [fleet] alone, enrolling anew", credential)
+        apply.install(self.path, apply.fleet_only(self.path))
+        if problem := apply.restart_services():
+            log.error("%s", problem)
 
     def _take_identity(self, fleet_dir: Path) -> None:
         self.identity = Identity.load_or_make(fleet_dir)

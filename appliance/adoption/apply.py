@@ -82,6 +82,25 @@ def local_tables(target: Path) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if k in LOCAL_TABLES}
 
 
+def made_with(target: Path, credential: Path) -> bool:
+    """Whether the config file at ``target`` is one the agent composed around ``credential``."""
+    try:
+        raw = tomllib.loads(target.read_text())
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    uplink = raw.get("uplink")
+    return isinstance(uplink, dict) and uplink.get("api_key_file") == str(credential)
+
+
+def fleet_only(target: Path) -> str:
+    """The config as it was before the cloud's: the bridge's local tables, without its claimed id."""
+    local = local_tables(target)
+    bridge = {k: v for k, v in (local.get("bridge") or {}).items() if k != "id"}
+    return to_toml(
+        {**local, "bridge": bridge} if bridge else {k: v for k, v in local.items() if k != "bridge"}
+    )
+
+
 def install(target: Path, text: str) -> None:
     """Write ``text`` as the config, the file it replaces kept as the last good one."""
     if target.exists():
