@@ -543,7 +543,7 @@ def test_health_answers_from_outside_with_the_imported_config(vm: Boot):
 def test_the_config_was_imported_and_its_secrets_left_the_card(vm: Boot):
     vm.guest.wait_ssh()
     listing = vm.guest.ssh("sudo stat -c '%a %U %G' /etc/sensor-bridge/config.toml").stdout.split()
-    assert listing == ["600", "sensor-bridge", "sensor-bridge"]
+    assert listing == ["640", "root", "sensor-bridge"]  # root-owned; the service reads it
     card = vm.guest.ssh("ls /boot/firmware").stdout.split()
     assert "sensor-bridge.toml.imported" in card and "sensor-bridge.toml" not in card
     retired = vm.guest.ssh("cat /boot/firmware/sensor-bridge.toml.imported").stdout
