@@ -123,7 +123,9 @@ def fleet_row(html: str, bridge_id: str) -> str:
 
 # A bridge is green only while all its services report, the watchdog too: run
 # one beside each collector, acting on nothing (as the demo does).
-WATCHDOG_ACTS_ON_NOTHING = {"reboot": False, "restart_cmd": "true", "reboot_cmd": "true"}
+WATCHDOG_ACTS_ON_NOTHING = {
+    "reboot": False
+}  # and it runs with --dry-run: no command comes from the config
 
 
 def start_watchdog(config: Path) -> subprocess.Popen[str]:
