@@ -162,6 +162,7 @@ def test_revoked_or_unknown_enroll_token_is_401(stack: CloudStack) -> None:
         ({"claim_code_sha256": None}, "claim_code_sha256"),
         ({"hostname": "h" * 65}, "hostname"),
         ({"version": 1}, "version"),
+        ({"colour": "red"}, "enroll"),  # "enroll: unknown key(s) colour"
     ],
 )
 def test_bad_enroll_body_is_400_naming_the_key(
@@ -178,6 +179,12 @@ def test_enroll_body_too_large_or_not_json_is_refused(stack: CloudStack) -> None
     assert enroll(stack.base_url, token, b"{not json").status_code == 400
     huge = FakeAdoptee().body(padding="x" * 20_000)
     assert enroll(stack.base_url, token, huge).status_code == 413
+    incomplete = FakeAdoptee().body()
+    del incomplete["hostname"]
+    missing = enroll(stack.base_url, token, incomplete)
+    assert (
+        missing.status_code == 400 and missing.json()["error"] == "enroll: missing key(s) hostname"
+    )
 
 
 def test_enroll_is_rate_limited_per_token_and_per_address(stack: CloudStack) -> None:

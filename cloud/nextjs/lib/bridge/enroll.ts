@@ -18,6 +18,17 @@ const RETRY_AFTER_S = 30;
 const HEX64 = /^[0-9a-f]{64}$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 const PRINTABLE = /^[\x20-\x7e]*$/;
+const FIELDS = [
+  "schema",
+  "serial",
+  "machine_id",
+  "macs",
+  "version",
+  "lan_address",
+  "hostname",
+  "credential_sha256",
+  "claim_code_sha256",
+];
 
 function text(body: Record<string, unknown>, key: string, max: number, { required = true } = {}): string {
   const value = body[key];
@@ -33,8 +44,13 @@ function text(body: Record<string, unknown>, key: string, max: number, { require
 
 /** The enroll body checked against the contract; 400 naming the first key that breaks it. */
 export function checkEnrollBody(body: Record<string, unknown>): Record<string, unknown> {
+  // as everywhere in the contract, a key the receiver does not know is refused: a typo must not pass
+  const unknown = Object.keys(body).filter((k) => !FIELDS.includes(k));
+  if (unknown.length) throw new HttpError(400, `enroll: unknown key(s) ${unknown.join(", ")}`);
+  const missing = FIELDS.filter((k) => !(k in body));
+  if (missing.length) throw new HttpError(400, `enroll: missing key(s) ${missing.join(", ")}`);
   if (body.schema !== ENROLL_SCHEMA) throw new HttpError(400, `schema: must be "${ENROLL_SCHEMA}"`);
-  const macs = body.macs ?? [];
+  const macs = body.macs;
   if (!Array.isArray(macs) || macs.length > 8 || !macs.every((m) => typeof m === "string" && MAC.test(m))) {
     throw new HttpError(400, 'macs: must be a list of at most 8 addresses like "dc:a6:32:01:02:03"');
   }
