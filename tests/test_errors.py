@@ -19,7 +19,13 @@ from appliance.push.parser import PushParser
 
 # Not the bridge's own refusals: stand-ins for ssl's names when OpenSSL is absent (push/mqtt_door.py),
 # the reference receiver's (a simulator of the cloud, not part of the bridge), and the entry point.
-NOT_OURS = {"appliance.push.mqtt_door", "appliance.sim.receiver", "appliance.__main__"}
+NOT_OURS = {
+    "appliance.push.mqtt_door",
+    "appliance.sim.receiver",
+    "appliance.sim.http_handler",
+    "appliance.sim.adoption",
+    "appliance.__main__",
+}
 
 
 def exception_classes() -> list[type[BaseException]]:

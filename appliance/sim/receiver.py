@@ -14,10 +14,7 @@ sensor whose batches it calls malformed.
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
 import json
-import re
 import sqlite3
 import ssl
 import threading
@@ -25,285 +22,31 @@ import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-# The contract's vocabulary (kinds, fields, sources, time format) has one home; how a receiver
-# checks a batch against it stays its own, so the conformance suite compares two readings of it.
-from ..clock import UTC_TEXT_PATTERN as UTC_TEXT
 from ..config.model import HEARTBEAT_PATH
-from ..kinds import KINDS, TABLE
-from ..records import RECORD_FIELDS, SOURCES
 from ..service import Background, run_service
-
-SCHEMA = "sensor-bridge/ingest/v1"
-HEARTBEAT_SCHEMA = "sensor-bridge/heartbeat/v1"
-INGEST_PATH = "/api/bridge/v1/ingest"
-
-BRIDGE_STATES = ("ok", "degraded", "error", "starting", "no-config", "maintenance")
-BATCH_FIELDS = ("schema", "bridge_id", "batch_id", "sent_at", "records")
-HEARTBEAT_FIELDS = (
-    "schema",
-    "bridge_id",
-    "version",
-    "sent_at",
-    "uptime_s",
-    "state",
-    "outbox",
-    "sensors",
-    "host",
+from .adoption import Adoption
+from .contract_rules import (  # noqa: F401 - the rules' names, as callers have imported them from here
+    BATCH_FIELDS,
+    BIGGEST,
+    BRIDGE_STATES,
+    HEARTBEAT_FIELDS,
+    HEARTBEAT_OPTIONAL,
+    HEARTBEAT_SCHEMA,
+    INGEST_PATH,
+    RECORD_ID,
+    SCHEMA,
+    batch_problem,
+    heartbeat_problem,
+    record_problem,
+    utc_problem,
+    values_problem,
 )
-# Optional heartbeat keys (strings): the bridge's WireGuard public key, what its last update did.
-HEARTBEAT_OPTIONAL = ("wireguard_public_key", "last_update")
-RECORD_ID = re.compile(r"^[0-9a-f]{64}$")
+from .http_handler import HttpProblem, Reply, Server, handler_for
+
 SEEN_KEPT = 10_000  # requests_seen() memory, so a receiver left running for days stays small
-BIGGEST = 2**63 - 1  # counts and revisions are stored as 64-bit integers, here and in the cloud
-
-
-# ---------------------------------------------------------------- the contract's rules
-
-
-def utc_problem(name: str, value: Any, whole_seconds: bool = False) -> str | None:
-    """Why ``value`` is not RFC 3339 UTC with ``Z`` (and a real date), or None."""
-    example = "e.g. 2025-07-22T09:00:00Z"
-    match = UTC_TEXT.match(value) if isinstance(value, str) else None
-    if not match or (whole_seconds and match.group(7)):
-        precision = ", whole seconds" if whole_seconds else ""
-        return f"{name}: must be RFC 3339 UTC with Z{precision}, {example}"
-    try:
-        datetime(*(int(g) for g in match.groups()[:6]))
-    except ValueError:
-        return f"{name}: {value} is not a real date and time"
-    return None
-
-
-def _count(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= BIGGEST
-
-
-def _named(v: Any, each: Any) -> bool:
-    """A map of lines or regions: every name non-empty, every value passing ``each``."""
-    return isinstance(v, dict) and all(name and each(x) for name, x in v.items())
-
-
-def _in_out(v: Any) -> bool:
-    return isinstance(v, dict) and set(v) == {"in", "out"} and _count(v["in"]) and _count(v["out"])
-
-
-def _exact_keys(v: dict[str, Any], kind: str) -> str | None:
-    """The keys appliance/kinds.py gives ``kind``: all it requires, none it does not allow."""
-    spec = TABLE[kind]
-    if not spec.required <= set(v) <= spec.allowed:
-        extra = f" (optionally {', '.join(sorted(spec.optional))})" if spec.optional else ""
-        return f"values: {kind} needs exactly the keys {', '.join(sorted(spec.required))}{extra}"
-    return None
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and x == x and abs(x) <= BIGGEST
-
-
-def _ambience_problem(v: dict[str, Any]) -> str | None:
-    if not v:
-        return "values: ambience needs at least one measurement"
-    unknown = sorted(set(v) - TABLE["ambience"].allowed)
-    if unknown:
-        return f"values: ambience does not know {', '.join(json.dumps(k) for k in unknown)}"
-    bad = sorted(k for k, x in v.items() if not _finite(x))
-    return f"values.{bad[0]}: must be a finite number" if bad else None
-
-
-def _occupancy_problem(v: dict[str, Any]) -> str | None:
-    if problem := _exact_keys(v, "occupancy"):
-        return problem
-    if not _count(v["current_total"]):
-        return "values.current_total: must be an int >= 0"
-    if v["max"] is not None and not _count(v["max"]):
-        return "values.max: must be an int >= 0 or null"
-    if not _named(v["regions"], _count):
-        return "values.regions: must map each region to an int >= 0"
-    if "occupied" in v and not _named(v["occupied"], lambda x: isinstance(x, bool)):
-        return "values.occupied: must map each region to true or false"
-    if "region_names" in v and not _named(
-        v["region_names"], lambda x: isinstance(x, str) and x != ""
-    ):
-        return "values.region_names: must map each region to a non-empty name"
-    return None
-
-
-def _dwell(x: Any) -> bool:
-    return (
-        isinstance(x, dict) and set(x) == {"avg", "max"} and _count(x["avg"]) and _count(x["max"])
-    )
-
-
-def values_problem(kind: str, v: Any) -> str | None:
-    """Why ``v`` is not a valid ``values`` object for ``kind`` (None when it is)."""
-    if not isinstance(v, dict):
-        return "values: must be an object"
-    if kind in ("line_counts", "line_totals"):
-        if problem := _exact_keys(v, kind):
-            return problem
-        if not _in_out(v["total"]):
-            return 'values.total: must be {"in": int >= 0, "out": int >= 0}'
-        if not _named(v["lines"], _in_out):
-            return 'values.lines: must map each line to {"in": int >= 0, "out": int >= 0}'
-    elif kind == "occupancy":
-        return _occupancy_problem(v)
-    elif kind == "region_counts":
-        if problem := _exact_keys(v, kind):
-            return problem
-        if not _named(v["regions"], _count):
-            return "values.regions: must map each region to an int >= 0"
-    elif kind == "dwell":
-        if problem := _exact_keys(v, kind):
-            return problem
-        if not _named(v["regions"], _dwell):
-            return 'values.regions: must map each region to {"avg": int >= 0, "max": int >= 0}'
-    elif kind == "ambience":
-        return _ambience_problem(v)
-    elif kind == "live_counts":
-        if problem := _exact_keys(v, kind):
-            return problem
-        if not all(_count(x) for x in v.values()):
-            return "values: in, out, sum and capacity must be ints >= 0"
-    else:
-        if problem := _exact_keys(v, kind):
-            return problem
-        if not isinstance(v["event"], str):
-            return "values.event: must be a string"
-        if not isinstance(v["payload"], dict):
-            return "values.payload: must be an object"
-    return None
-
-
-def _keys_problem(what: str, body: dict[str, Any], fields: tuple[str, ...]) -> str | None:
-    """Keys the contract does not know (a typo must not pass silently), then keys it needs."""
-    unknown = sorted(set(body) - set(fields))
-    if unknown:
-        return f"{what}: unknown key(s) {', '.join(unknown)}"
-    missing = [k for k in fields if k not in body]
-    if missing:
-        return f"{what}: missing key(s) {', '.join(missing)}"
-    return None
-
-
-def record_problem(r: Any) -> str | None:
-    """Why record ``r`` breaks the contract (None when it is valid); the message names the field."""
-    if not isinstance(r, dict):
-        return "record: must be an object"
-    if problem := _keys_problem("record", r, RECORD_FIELDS):
-        return problem
-    if not isinstance(r["id"], str) or not RECORD_ID.match(r["id"]):
-        return "id: must be 64 lowercase hex characters"
-    if not isinstance(r["sensor_id"], str) or not 1 <= len(r["sensor_id"]) <= 256:
-        return "sensor_id: must be a non-empty string of at most 256 characters"
-    if r["kind"] not in KINDS:
-        return f"kind: must be one of {', '.join(KINDS)}"
-    if problem := utc_problem("period_start", r["period_start"], whole_seconds=True):
-        return problem
-    want = hashlib.sha256(f"{r['sensor_id']}|{r['kind']}|{r['period_start']}".encode()).hexdigest()
-    if r["id"] != want:
-        return "id: is not sha256(sensor_id|kind|period_start)"
-    if problem := utc_problem("period_end", r["period_end"]):
-        return problem
-    if _moment(r["period_end"]) < _moment(r["period_start"]):
-        return "period_end: is before period_start"
-    if not isinstance(r["final"], bool):
-        return "final: must be true or false"
-    if not _count(r["revision"]) or r["revision"] < 1:
-        return "revision: must be an integer >= 1"
-    if r["source"] not in SOURCES:
-        return f"source: must be one of {', '.join(SOURCES)}"
-    if problem := utc_problem("observed_at", r["observed_at"]):
-        return problem
-    if r["kind"] == "live_counts" and (
-        _moment(r["period_end"]) != _moment(r["period_start"]) or not r["final"]
-    ):
-        return "live_counts: a snapshot needs period_start == period_end and final true"
-    return values_problem(r["kind"], r["values"])
-
-
-def batch_problem(body: Any, idempotency_key: str | None) -> str | None:
-    """Why the batch envelope breaks the contract (the whole batch is refused with 400), or None."""
-    if not isinstance(body, dict):
-        return "body must be a JSON object"
-    if problem := _keys_problem("batch", body, BATCH_FIELDS):
-        return problem
-    if body["schema"] != SCHEMA:
-        return f'schema: must be "{SCHEMA}"'
-    if not isinstance(body["bridge_id"], str) or not 1 <= len(body["bridge_id"]) <= 128:
-        return "bridge_id: must be a non-empty string"
-    if not isinstance(body["batch_id"], str) or not body["batch_id"]:
-        return "batch_id: must be a non-empty string"
-    if not idempotency_key:
-        return "Idempotency-Key header is required (the batch_id)"
-    if idempotency_key != body["batch_id"]:
-        return "Idempotency-Key must equal the body's batch_id"
-    if problem := utc_problem("sent_at", body["sent_at"]):
-        return problem
-    if not isinstance(body["records"], list) or not body["records"]:
-        return "records: must be a non-empty array"
-    # A record without a string id cannot be named in "rejected": the bridge must split to find it.
-    if any(not isinstance(r, dict) or not isinstance(r.get("id"), str) for r in body["records"]):
-        return "records: every record needs a string id"
-    return None
-
-
-def heartbeat_problem(b: Any) -> str | None:
-    """Why a heartbeat body breaks the contract, or None."""
-    if not isinstance(b, dict):
-        return "heartbeat: must be a JSON object"
-    unknown = sorted(set(b) - set(HEARTBEAT_FIELDS) - set(HEARTBEAT_OPTIONAL))
-    missing = [k for k in HEARTBEAT_FIELDS if k not in b]
-    if unknown or missing:
-        return f"heartbeat: unknown key(s) {', '.join(unknown) or '-'}; missing key(s) {', '.join(missing) or '-'}"
-    for name in HEARTBEAT_OPTIONAL:
-        if name in b and not isinstance(b[name], str):
-            return f"{name}: must be a string"
-    if b["schema"] != HEARTBEAT_SCHEMA:
-        return f'schema: must be "{HEARTBEAT_SCHEMA}"'
-    for name in ("bridge_id", "version"):
-        if not isinstance(b[name], str):
-            return f"{name}: must be a string"
-    if problem := utc_problem("sent_at", b["sent_at"]):
-        return problem
-    if not _number(b["uptime_s"]) or b["uptime_s"] < 0:
-        return "uptime_s: must be a number >= 0"
-    if b["state"] not in BRIDGE_STATES:
-        return f"state: must be one of {', '.join(BRIDGE_STATES)}"
-    outbox = b["outbox"]
-    keys = ("pending", "oldest_pending_age_s", "dead_letter", "dropped")
-    if not isinstance(outbox, dict) or not all(
-        _number(outbox.get(k)) and outbox[k] >= 0 for k in keys
-    ):
-        return "outbox: must hold pending, oldest_pending_age_s, dead_letter and dropped as numbers >= 0"
-    sensors = b["sensors"]
-    if not isinstance(sensors, list) or not all(
-        isinstance(s, dict)
-        and isinstance(s.get("id"), str)
-        and s.get("state") in ("ok", "failing", "unknown")
-        and all(s.get(k) is None or isinstance(s[k], str) for k in ("last_success", "last_error"))
-        for s in sensors
-    ):
-        return 'sensors: must be a list of {"id": string, "state": "ok|failing|unknown", "last_success", "last_error"}'
-    host = b["host"]
-    keys = ("disk_free_mb", "mem_used_pct", "cpu_temp_c", "load1")
-    if not isinstance(host, dict) or not all(
-        k in host and (host[k] is None or _number(host[k])) for k in keys
-    ):
-        return "host: must hold disk_free_mb, mem_used_pct, cpu_temp_c and load1 as numbers or null"
-    return None
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _moment(text: str) -> datetime:
-    return datetime.fromisoformat(text)  # already checked to be UTC with Z
 
 
 # ---------------------------------------------------------------- the receiver
@@ -325,20 +68,6 @@ class Answer:
     body: Any = None
     store: bool | None = None
     hold: threading.Event | None = None
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class HttpProblem(Exception):
-    def __init__(self, status: int, error: str) -> None:
-        super().__init__(error)
-        self.status = status
-        self.error = error
 
 
 class SimReceiver:
@@ -382,7 +111,7 @@ class SimReceiver:
         self.poison_ids: set[str] = set()  # records refused one by one (in "rejected")
         self.malformed_sensors: set[str] = set()  # any batch holding one of these sensors gets 400
         self._seen: deque[dict[str, Any]] = deque(maxlen=SEEN_KEPT)
-        self._server = _Server((host, port), _handler(self))
+        self._server = Server((host, port), handler_for(self))
         if tls:  # (certificate file, key file): an https cloud, e.g. to test certificate checks
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*tls)
@@ -390,6 +119,39 @@ class SimReceiver:
         base = f"{'https' if tls else 'http'}://{host}:{self._server.server_address[1]}"
         self.url = base + INGEST_PATH
         self.heartbeat_url = base + HEARTBEAT_PATH
+        self.origin = base  # a [fleet] url
+        self.adoption = Adoption()
+
+    # ------------------------------------------------------------ adoption (appliance/sim/adoption.py)
+
+    def new_enroll_token(self, label: str = "") -> str:
+        """A fleet enroll token this receiver accepts on /enroll (and nowhere else)."""
+        return self.adoption.new_enroll_token(label)
+
+    def revoke_enroll_token(self, token: str) -> None:
+        self.adoption.revoke_enroll_token(token)
+
+    def claim(
+        self, code: str, label: str = "", timezone: str = "UTC", id: str | None = None
+    ) -> str:
+        """Claim the bridge showing ``code`` (the fleet page's form); returns its bridge id."""
+        return self.adoption.claim(code, label=label, timezone=timezone, id=id)
+
+    def set_config(self, bridge_id: str, document: dict[str, Any]) -> int:
+        """Give ``bridge_id`` a new config version (the store's part as JSON); returns the version."""
+        return self.adoption.set_config(bridge_id, document)
+
+    def enroll(self, headers: Any, raw: bytes, source: str) -> Reply:
+        try:
+            body = self._json_body(headers, raw)
+        except HttpProblem as problem:
+            return Reply(problem.status, {"error": problem.error})
+        return self.adoption.enroll(headers, body, source)
+
+    def config_for(self, headers: Any) -> Reply:
+        if self.down:
+            return Reply(503, {"error": "receiver is down (simulated outage)"})
+        return self.adoption.config_for(headers)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -543,7 +305,9 @@ class SimReceiver:
 
     def _check_auth(self, headers: Any) -> None:
         scheme, _, key = headers.get("Authorization", "").strip().partition(" ")
-        if scheme.lower() != "bearer" or key.strip() != self.api_key:
+        if scheme.lower() != "bearer" or (
+            key.strip() != self.api_key and self.adoption.bridge_of_key(key.strip()) is None
+        ):
             raise HttpProblem(401, "missing or wrong API key")
 
     def _json_body(self, headers: Any, raw: bytes, content_type_optional: bool = False) -> Any:
@@ -630,7 +394,9 @@ class SimReceiver:
                 f"{body['outbox']['pending']} pending",
                 flush=True,
             )
-        return Reply(200, {"ok": True})
+        self.adoption.note_heartbeat(body)
+        wanted = self.adoption.wanted_version(body["bridge_id"])
+        return Reply(200, {"ok": True, **({"config_version": wanted} if wanted else {})})
 
 
 def _scope_readings_by_bridge(db: sqlite3.Connection) -> None:
@@ -653,134 +419,6 @@ def _scope_readings_by_bridge(db: sqlite3.Connection) -> None:
         DROP TABLE readings_by_id;
         COMMIT;
     """)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-
-class _Handler(BaseHTTPRequestHandler):
-    receiver: SimReceiver  # set on the subclass _handler() makes
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        seen: dict[str, Any] = {
-            "method": "POST",
-            "path": self.path,
-            "headers": dict(self.headers),
-            "batch": None,
-            "ids": [],
-            "status": None,
-            "error": None,
-            "at": time.monotonic(),
-        }
-        ingest = self.path == INGEST_PATH
-        if ingest:
-            with self.receiver.lock:
-                self.receiver._seen.append(seen)
-        raw, reply = self._read_body()
-        try:
-            if reply is not None:
-                pass
-            elif ingest:
-                seen["ids"] = _ids(self.headers, raw)
-                reply = self.receiver.ingest(self.headers, raw, seen)
-            elif self.path == HEARTBEAT_PATH:
-                reply = self.receiver.heartbeat(self.headers, raw)
-            else:
-                reply = Reply(404, {"error": f"nothing at {self.path}; ingest is {INGEST_PATH}"})
-        except Exception as exc:  # a receiver bug still answers, as a real API would (5xx)
-            reply = Reply(500, {"error": f"receiver fault: {type(exc).__name__}: {exc}"})
-        with self.receiver.lock:
-            seen["status"] = reply.status
-            seen["error"] = reply.body.get("error") if isinstance(reply.body, dict) else None
-        if self.receiver.announce and reply.status >= 300:
-            print(
-                f"receiver: answered {reply.status} to {self.client_address[0]} {self.path}: "
-                f"{seen['error']}",
-                flush=True,
-            )
-        self._answer(reply)
-
-    def _read_body(self) -> tuple[bytes, Reply | None]:
-        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
-        if not chunked and self.headers.get("Content-Length") is None:
-            return b"", None  # no body at all: the checks below say what is missing
-        try:
-            raw = (
-                self._read_chunked()
-                if chunked
-                else self._read_sized(int(self.headers["Content-Length"]))
-            )
-        except ValueError:
-            self.close_connection = True
-            return b"", Reply(400, {"error": "Content-Length or a chunk size is not a number"})
-        if raw is None:
-            self.close_connection = True
-            return b"", Reply(
-                413,
-                {"error": f"body larger than {self.receiver.max_body} bytes; send smaller batches"},
-            )
-        return raw, None
-
-    def _read_sized(self, length: int) -> bytes | None:
-        """The body, or None when it is over the limit (read away all the same: closing on
-        unread bytes makes the kernel reset the connection, and the sender could lose the 413)."""
-        if length < 0:
-            raise ValueError(length)
-        if length <= self.receiver.max_body:
-            return self.rfile.read(length)
-        while length > 0 and (chunk := self.rfile.read(min(length, 1 << 16))):
-            length -= len(chunk)
-        return None
-
-    def _read_chunked(self) -> bytes | None:
-        """A chunked body (no Content-Length to refuse up front), or None when it grows over the limit."""
-        parts, total = [], 0
-        while True:
-            size = int(self.rfile.readline(1024).split(b";")[0].strip(), 16)
-            if size == 0:
-                while self.rfile.readline(1024).strip():  # trailers, up to the blank line
-                    pass
-                return b"".join(parts) if total <= self.receiver.max_body else None
-            total += size
-            data = self._read_sized(size) if total <= self.receiver.max_body else None
-            if data is None:  # over the limit: keep reading, keep nothing
-                self._read_sized(size)
-            else:
-                parts.append(data)
-            self.rfile.readline(1024)  # the CRLF after each chunk
-
-    def _answer(self, reply: Reply) -> None:
-        data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in reply.headers.items():
-            self.send_header(k, v)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
-
-
-def _handler(receiver: SimReceiver) -> type[BaseHTTPRequestHandler]:
-    return type("Handler", (_Handler,), {"receiver": receiver})
-
-
-def _ids(headers: Any, raw: bytes) -> list[Any]:
-    """The record ids of a batch, for requests_seen(), whatever else is wrong with it."""
-    try:
-        if headers.get("Content-Encoding", "").lower() in ("gzip", "x-gzip"):
-            raw = gzip.decompress(raw)
-        records = json.loads(raw).get("records", [])
-        return [r.get("id") for r in records if isinstance(r, dict)]
-    except (ValueError, OSError, EOFError, AttributeError, TypeError):
-        return []
 
 
 # ---------------------------------------------------------------- sensor-bridge sim receiver
