@@ -313,20 +313,20 @@ def test_adopted_bridge_from_enroll_to_reflash(cloud_stack: CloudStack, tmp_path
             time.sleep(8)  # several check_s and heartbeat attempts against a closed port
             assert config.read_text() == running_config
             assert fleet_helpers.collector_pid(systemd) == collector
-            before = stack.pg.query(
-                f"select count(*) from bridge_readings where bridge_id = '{bridge_id}'"
-            )[0][0]
+            reopened = stack.pg.query("select now()::text")[0][0]
             gate.open()
+            # readings are per period (a new row only every few minutes): the
+            # heartbeat arriving again is what shows the link is back
             wait_for(
-                lambda: (
-                    stack.pg.query(
-                        f"select count(*) from bridge_readings where bridge_id = '{bridge_id}'"
-                    )[0][0]
-                    > before
+                lambda: one_row(
+                    stack,
+                    f"select 1 from bridges where id = '{bridge_id}'"
+                    f" and last_heartbeat_at > '{reopened}'::timestamptz",
                 ),
-                timeout=120,
-                what="readings again once the cloud is back",
+                timeout=180,
+                what="a heartbeat once the cloud is back",
             )
+            assert config.read_text() == running_config
 
             # 7. a card file takes over: config_source local, managed on site
             credential = tmp_path / "state" / "fleet" / "credential"
