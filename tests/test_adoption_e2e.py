@@ -221,6 +221,7 @@ def test_adopted_bridge_from_enroll_to_reflash(cloud_stack: CloudStack, tmp_path
             stack.pg.psql("update bridge_claim_attempts set at = at - interval '16 minutes'")
 
             # 3. claim with the right code: the CLI prints the id, the bridge learns it
+            claimed_at = time.monotonic()
             bridge_id = stack.bridges(
                 "claim", code, "--label", "Lisbon Chiado", "--timezone", "Europe/Lisbon"
             ).stdout.strip()
@@ -230,6 +231,7 @@ def test_adopted_bridge_from_enroll_to_reflash(cloud_stack: CloudStack, tmp_path
                 timeout=90,
                 what="the bridge to learn it was claimed (claim file removed)",
             )
+            learned_at = time.monotonic()
 
             # 4. a config with two cameras; readings land under the claimed id
             v1 = tmp_path / "v1.toml"
@@ -246,8 +248,10 @@ def test_adopted_bridge_from_enroll_to_reflash(cloud_stack: CloudStack, tmp_path
             first_reading = time.monotonic()
             print(
                 f"\nadoption: bridge start -> first reading in PostgreSQL: "
-                f"{first_reading - started:.1f} s (config saved -> first reading: "
-                f"{first_reading - configured_at:.1f} s; simulated cameras, check_s 1)"
+                f"{first_reading - started:.1f} s; of it, claim -> the bridge knows: "
+                f"{learned_at - claimed_at:.1f} s (its next enroll, retry_after_s 30), "
+                f"config saved -> first reading: {first_reading - configured_at:.1f} s "
+                "(simulated cameras, fleet.check_s 1)"
             )
             wait_for(
                 lambda: (
