@@ -1,6 +1,8 @@
 """The bridge's overall state and its reason: one rule set for /health, the heartbeat, the LED and ``status``.
 
 * no valid config: ``no-config``;
+* ``[fleet]`` alone (appliance/adoption/): ``unclaimed`` while the bridge waits to
+  be claimed, then ``starting`` until the cloud's config arrives;
 * maintenance mode on: ``maintenance``, whatever else is true;
 * otherwise the worst of: every enabled service's state as its status file
   says (a stale file, or a missing one once the start grace is over, is
@@ -22,6 +24,7 @@ from .maintenance import maintenance_active
 from .outbox_damage import OutboxDamage
 from .status import (
     MAINTENANCE,
+    UNCLAIMED,
     ServiceState,
     counted_by_the_bridge,
     read_status,
@@ -83,6 +86,9 @@ def bridge_state(
         return BridgeState(
             MAINTENANCE, f"maintenance on until {active['until']} by {active['by']}", services
         )
+    if config.waiting_for_the_cloud:
+        if waiting := _waiting_for_the_cloud(config, services):
+            return waiting
     concerns = {name: (s.state, s.reason) for name, s in services.items()}
     rejected = rejected_boot_config()
     if rejected:
@@ -92,6 +98,19 @@ def bridge_state(
         concerns["outbox"] = ("error", damage)
     overall = worst([state for state, _ in concerns.values()])
     return BridgeState(overall, _reason(concerns, overall), services)
+
+
+def _waiting_for_the_cloud(config: Config, services: dict[str, ServiceState]) -> BridgeState | None:
+    """[fleet] alone: ``unclaimed`` with the claim code, or ``starting`` until the config comes.
+
+    None when the fleet agent is not running: then its state (error) decides, as any service's."""
+    fleet = read_status(config.paths.run_dir, "fleet")
+    if services.get("fleet") is None or services["fleet"].state == "error" or not fleet:
+        return None
+    if fleet.get("claim_code"):
+        code = fleet["claim_code"]
+        return BridgeState(UNCLAIMED, f"waiting to be claimed with code {code}", services)
+    return BridgeState("starting", str(fleet.get("reason") or "waiting for its config"), services)
 
 
 def _reason(concerns: dict[str, tuple[str, str]], overall: str) -> str:

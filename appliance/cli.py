@@ -42,6 +42,7 @@ PARTS = {
     "appliance.update": ("update",),
     "appliance.remote": ("remote",),
     "appliance.discover": ("discover",),
+    "appliance.adoption": ("fleet",),
 }
 
 # Optional modules a service is kept from loading (a Pi Zero 2 W has 512 MB; bench/rss.py):

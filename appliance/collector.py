@@ -30,7 +30,7 @@ from .alerts import start_pinger
 from .bridge_state import bridge_state
 from .clock import clock_synchronised, now_utc, utc_text
 from .config import Config, config_from_args, parse_listen
-from .fleet import fleet_facts
+from .fleet import adoption_facts, fleet_facts, note_wanted_version
 from .http_server import BoundedHandler, BoundedHTTPServer, serve
 from .lanes import PollLanes
 from .outbox import Outbox, OutboxFull, OutboxStats
@@ -325,6 +325,8 @@ class Collector(Service):
             "sensors": snap["sensors"],
             "host": host_facts(self.config.paths.state_dir),
             **fleet_facts(),  # optional: WireGuard public key, last update (appliance/update.py)
+            # an adopted bridge's config source and version (appliance/adoption/)
+            **adoption_facts(self.config.paths.state_dir, self.config.source_path),
         }
 
     def write_status(self) -> dict[str, Any]:
@@ -403,14 +405,20 @@ class Collector(Service):
             if not snap:  # the first status is written a moment after start (Service.run)
                 continue
             since = time.monotonic() - sent_at
-            changed = snap["bridge_state"] != sent_state and since >= HEARTBEAT_MIN_GAP_S
+            # An adopted bridge's config outcome (applied, rolled_back) goes out as soon as known.
+            said = (snap["bridge_state"], self._adoption_said())
+            changed = said != sent_state and since >= HEARTBEAT_MIN_GAP_S
             if not changed and since < self.config.uplink.heartbeat_s:
                 continue
-            sent_state, sent_at = snap["bridge_state"], time.monotonic()
+            sent_state, sent_at = said, time.monotonic()
             try:
-                self.uplink.send_heartbeat(self.heartbeat_body(snap))
+                if self.uplink.send_heartbeat(self.heartbeat_body(snap)) and self.config.fleet:
+                    note_wanted_version(self.config.paths.state_dir, self.uplink.heartbeat_answer)
             except Exception:
                 log.exception("heartbeat failed")
+
+    def _adoption_said(self) -> Any:
+        return adoption_facts(self.config.paths.state_dir, self.config.source_path).get("config")
 
     # ------------------------------------------------------------ the service (appliance/service.py)
 

@@ -84,6 +84,7 @@ class Section:
     doc: str = ""  # a paragraph under its heading in the reference
     required: str = ""  # why it must be there
     optional: str = ""  # what it turns on; left out, the table is None
+    unless: str = ""  # a required table may be left out when this table is there ([fleet])
     limit: int = 0
     unique: str = ""  # a key whose value must differ between the tables of a list...
     each: str = ""  # ...and what one of them is called ("sensor")
@@ -162,9 +163,11 @@ def secret(doc: str, *, required: bool = False, check: Check | None = None) -> A
     return key_field(key, "", repr=False)
 
 
-def table(model: type, *, required: str = "", optional: str = "") -> Any:
-    """``[name]``: always there (defaults when left out), ``required`` or ``optional``."""
-    return field(metadata={"section": Section(model, required=required, optional=optional)})
+def table(model: type, *, required: str = "", optional: str = "", unless: str = "") -> Any:
+    """``[name]``: always there (defaults when left out), ``required`` or ``optional``;
+    a required one may be left out when table ``unless`` is there (it is then None)."""
+    section = Section(model, required=required, optional=optional, unless=unless)
+    return field(metadata={"section": section})
 
 
 def tables(

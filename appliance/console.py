@@ -98,7 +98,15 @@ def gather_status(config: Config) -> dict[str, Any]:
         "not_understood": not_understood,
         **fleet_facts(),  # the WireGuard public key and the last update, when there are
         **({"tunnel": handshake()} if config.remote else {}),
+        **({"fleet": _fleet(config)} if config.fleet else {}),
     }
+
+
+def _fleet(config: Config) -> dict[str, Any]:
+    """The fleet agent's facts (appliance/adoption/): the claim code while unclaimed, the config."""
+    keys = ("claim_code", "bridge_id", "config_source", "config", "fleet_url", "last_error")
+    fleet = read_status(config.paths.run_dir, "fleet") or {}
+    return {k: fleet.get(k) for k in keys}
 
 
 def _collector_started(collector: dict[str, Any]) -> float | None:
@@ -152,6 +160,32 @@ def print_status(report: dict[str, Any]) -> None:
         print(f"\nupdate: {report['last_update']}")
     if report.get("time_synced") is False:
         print("\nclock: NOT synchronised yet; polling waits for NTP")
+    if fleet := report.get("fleet"):
+        _print_fleet(fleet)
+
+
+def _print_fleet(fleet: dict[str, Any]) -> None:
+    print("\nfleet")
+    if fleet.get("claim_code"):
+        print(
+            f"  claim code {fleet['claim_code']}: enter it on the fleet page ({fleet.get('fleet_url')})"
+        )
+    elif fleet.get("config_source") == "local":
+        print(
+            "  config from this bridge's own file (config_source local); the cloud's is not fetched"
+        )
+    elif fleet.get("bridge_id"):
+        c = fleet.get("config") or {}
+        print(
+            f"  claimed as {fleet['bridge_id']}; config version running {c.get('running') or 'none yet'}, "
+            f"last tried {c.get('version') or '-'} ({c.get('status') or '-'})"
+        )
+        if c.get("error"):
+            print(f"  last error: {c['error']}")
+    else:
+        print("  fleet agent not running yet")
+    if fleet.get("last_error"):
+        print(f"  cloud: {fleet['last_error']}")
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -499,7 +533,9 @@ def _doctor(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     print(f"PASS config {config.source_path}: {len(config.sensors)} sensor(s)")
     failed = warned = 0
-    for check in CHECKS:
+    # [fleet] alone: no uplink, no sensors yet; what there is to check is the host and services.
+    checks = CHECKS[:2] if config.waiting_for_the_cloud else CHECKS
+    for check in checks:
         for f in check(config):
             print(mask_urls(f"{f.verdict} {f.check}: {f.detail}"))  # details quote URLs and errors
             if f.fix:

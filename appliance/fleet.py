@@ -47,3 +47,68 @@ def fleet_facts() -> dict[str, str]:
     if (last := last_update()) and last.get("last"):
         facts["last_update"] = str(last["last"])[:500]
     return facts
+
+
+# The fleet agent's memory (appliance/adoption/state.py), under the config's state_dir, and the
+# config version the cloud's last heartbeat answer named (the collector writes it, the agent reads it).
+FLEET_STATE = "fleet/state.json"
+FLEET_WANTED = "fleet/wanted-version"
+
+
+def note_wanted_version(state_dir: str, answer: Any) -> None:
+    """Pass the heartbeat answer's ``config_version`` to the fleet agent, which fetches it at once."""
+    version = answer.get("config_version") if isinstance(answer, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return
+    path = Path(state_dir) / FLEET_WANTED
+    try:
+        if path.read_text().strip() == str(version):
+            return
+    except OSError:
+        pass
+    try:
+        from .files import write_atomic
+
+        write_atomic(path, f"{version}\n", 0o644)
+    except OSError:
+        pass  # the agent asks every fleet.check_s anyway
+
+
+def wanted_version(state_dir: str) -> int | None:
+    """The version the cloud's last heartbeat answer named, or None."""
+    try:
+        with open(Path(state_dir) / FLEET_WANTED, "rb") as f:
+            text = f.read(32).decode().strip()
+        return int(text) if text.isdigit() else None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def adoption_facts(state_dir: str, config_path: str | None) -> dict[str, Any]:
+    """An adopted bridge's heartbeat keys: ``config_source``, and what became of its last version.
+
+    Nothing for a bridge never adopted. ``local`` when the config file running is not the one
+    the fleet agent wrote (a card's, imported at boot): the fleet page then offers no edits."""
+    state = read_json(Path(state_dir) / FLEET_STATE)
+    if not state or not state.get("bridge_id"):
+        return {}
+    if _sha256(config_path) != state.get("written_sha256"):
+        return {"config_source": "local"}
+    facts: dict[str, Any] = {"config_source": "cloud"}
+    if isinstance(state.get("tried"), int) and state.get("status"):
+        facts["config"] = {
+            "version": state["tried"],
+            "status": state["status"],
+            "running": state.get("running"),
+            **({"error": str(state["error"])[:500]} if state.get("error") else {}),
+        }
+    return facts
+
+
+def _sha256(path: str | None) -> str | None:
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+    except OSError:
+        return None

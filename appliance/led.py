@@ -29,7 +29,7 @@ from typing import Any
 from .bridge_state import bridge_state
 from .config import Config, ConfigWatch, LedConfig
 from .service import Service, run_service
-from .status import MAINTENANCE, write_status
+from .status import MAINTENANCE, UNCLAIMED, write_status
 
 log = logging.getLogger("sensor-bridge.led")
 
@@ -91,6 +91,13 @@ PATTERNS: dict[str, Pattern] = {
         "magenta",
         (1.0, 0.0, 1.0),
         ((1.0, 0.2), (0.0, 0.2), (1.0, 0.2), (0.0, 1.4)),
+    ),
+    UNCLAIMED: Pattern(
+        "waiting to be claimed: its code is in sensor-bridge-claim.txt on the boot partition",
+        "three short flashes every 3 s",
+        "cyan",
+        (0.0, 1.0, 1.0),
+        ((1.0, 0.15), (0.0, 0.15), (1.0, 0.15), (0.0, 0.15), (1.0, 0.15), (0.0, 2.25)),
     ),
     MAINTENANCE: Pattern(
         "a person switched maintenance mode on over SSH",

@@ -30,6 +30,8 @@ from .files import write_atomic
 # Worst last. The overall state of the bridge is the worst of its services'.
 STATES = ("ok", "starting", "degraded", "error", "no-config")
 MAINTENANCE = "maintenance"
+# [fleet] alone, not claimed yet (appliance/adoption/): the bridge's state, never a service's.
+UNCLAIMED = "unclaimed"
 
 # Every service rewrites its file this often (appliance/service.py); readers allow slack.
 WRITE_EVERY_S = 2.0
@@ -42,14 +44,15 @@ UNITS = {
     "relay": "sensor-bridge-relay.service",
     "watchdog": "sensor-bridge-watchdog.service",
     "led": "sensor-bridge-watchdog.service",
+    "fleet": "sensor-bridge-fleet.service",
 }
 
 
 # What each reader makes of a state. Named once so /health, the update gate, `status`, `doctor`
 # and the LED cannot drift apart; the tests of each reader pin its set.
-_HEALTH_200 = frozenset({"ok", "degraded", "starting"})
+_HEALTH_200 = frozenset({"ok", "degraded", "starting", UNCLAIMED})
 _UPDATE_GATE = frozenset({"ok", "degraded"})
-_STATUS_SUCCEEDS = frozenset({"ok", "degraded", "starting", MAINTENANCE})
+_STATUS_SUCCEEDS = frozenset({"ok", "degraded", "starting", MAINTENANCE, UNCLAIMED})
 _DOCTOR_PASSES = frozenset({"ok", "starting", MAINTENANCE})
 
 

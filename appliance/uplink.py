@@ -131,6 +131,7 @@ class Uplink:
         self._session = self._new_session()
         self._heartbeat_session: Any = None
         self._heartbeat_error: str | None = None
+        self.heartbeat_answer: Any = None  # the last accepted heartbeat's answer (config_version)
         self._stop = threading.Event()  # run() swaps in the collector's
         self._wake = threading.Event()
         self._lock = threading.Lock()  # guards what snapshot() reads
@@ -541,6 +542,8 @@ class Uplink:
             self._heartbeat_session, self.settings.heartbeat_url, body, {}, compress=False
         )
         ok = answer.status is not None and 200 <= answer.status < 300
+        if ok:
+            self.heartbeat_answer = answer.body
         error = None if ok else answer.error
         if error != self._heartbeat_error:
             if error:

@@ -3,6 +3,7 @@
 #
 #   image/build.sh --ssh-key ~/.ssh/id_ed25519.pub [--arch arm64|armhf] [--release trixie|bookworm]
 #                  [--mqtt] [--native] [--work DIR] [--out DIR] [--release-key RELEASE.pub]
+#                  [--fleet-url URL --enroll-token-file FILE]
 #
 # Fetches pi-gen at a pinned commit, adds stage-sensor-bridge on top of the Lite stages
 # (stage0-2) and runs pi-gen's Docker build (or, with --native or without Docker, its native
@@ -11,6 +12,9 @@
 # in over SSH with the key given here, and may sudo. --mqtt adds the local mosquitto broker.
 # --release-key: the public key that signs releases (image/release.py); the image's
 # `sensor-bridge update` trusts only those. Without it the image refuses every release.
+# --fleet-url and --enroll-token-file make one image for every store: it holds only a [fleet]
+# config (the fleet's cloud app and its enroll token, `cloud/bin/bridges enroll-token new`);
+# each bridge enrolls at first boot and is claimed on the fleet page (image/README.md).
 # Needs: git, xz, bmaptool (bmap-tools), and Docker or pi-gen's own dependencies.
 # PI_GEN_URL and PI_GEN_COMMIT override where pi-gen comes from and which commit is used.
 set -euo pipefail
@@ -35,7 +39,7 @@ say() { printf 'build: %s\n' "$*" >&2; }
 die() { say "$*"; exit 2; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
-arch=arm64 release=trixie key="" mqtt=0 native=0 release_key=""
+arch=arm64 release=trixie key="" mqtt=0 native=0 release_key="" fleet_url="" enroll_token_file=""
 work=/var/tmp/sensor-bridge-image out="$here/out"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -45,6 +49,8 @@ while [ $# -gt 0 ]; do
         --mqtt) mqtt=1 ;;
         --release-key) release_key=${2:?--release-key needs a file}; shift ;;
         --native) native=1 ;;
+        --fleet-url) fleet_url=${2:?--fleet-url needs a URL}; shift ;;
+        --enroll-token-file) enroll_token_file=${2:?--enroll-token-file needs a file}; shift ;;
         --work) work=${2:?}; shift ;;
         --out) out=${2:?}; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -58,6 +64,17 @@ commit=${PI_GEN_COMMIT:-$commit}   # to try a newer pi-gen before pinning it her
 [ -n "$key" ] || die "--ssh-key FILE.pub is required: the image has no password, SSH keys are the way in"
 [ -s "$key" ] || die "--ssh-key $key: no such file (or empty)"
 grep -qE '^(ssh-|ecdsa-|sk-)' "$key" || die "--ssh-key $key does not look like an SSH public key (the .pub file)"
+if [ -n "$fleet_url$enroll_token_file" ]; then
+    if [ -z "$fleet_url" ] || [ -z "$enroll_token_file" ]; then
+        die "--fleet-url and --enroll-token-file go together: the image enrolls at the URL with the token"
+    fi
+    [[ $fleet_url =~ ^https?://[^/@[:space:]]+/?$ ]] ||
+        die "--fleet-url $fleet_url: expected the cloud app's origin, like https://fleet.example.net"
+    [ -s "$enroll_token_file" ] || die "--enroll-token-file $enroll_token_file: no such file (or empty)"
+    enroll_token=$(tr -d '[:space:]' <"$enroll_token_file")
+    [[ $enroll_token =~ ^sbe_[A-Za-z0-9_-]{20,}$ ]] ||
+        die "--enroll-token-file $enroll_token_file: not an enroll token (cloud/bin/bridges enroll-token new prints sbe_...)"
+fi
 [[ $work != *" "* ]] || die "--work $work: pi-gen cannot build under a path with spaces"
 for tool in git xz bmaptool sha256sum; do
     command -v "$tool" >/dev/null || die "missing $tool (apt-get install git xz-utils bmap-tools coreutils)"
@@ -94,6 +111,17 @@ if [ -n "$release_key" ]; then
         die "--release-key $release_key: not an SSH public key"
 else
     say "no --release-key: the image will refuse every release (sensor-bridge update)"
+fi
+if [ -n "$fleet_url" ]; then
+    # The [fleet]-only config and its token, installed by 00-run.sh as /etc/sensor-bridge/*.
+    fleet="$stage/00-install/files/fleet"
+    mkdir -p "$fleet"
+    (umask 077 && printf '%s\n' "$enroll_token" >"$fleet/enroll-token")
+    printf '%s\n' "# Made by image/build.sh --fleet-url: this bridge enrolls at the fleet's cloud app" \
+        "# and is claimed on its fleet page; the cloud then sends the rest (docs/config.md)." \
+        "[fleet]" "url = \"${fleet_url%/}\"" 'enroll_token_file = "/etc/sensor-bridge/enroll-token"' \
+        >"$fleet/config.toml"
+    say "fleet image: bridges enroll at ${fleet_url%/}"
 fi
 touch "$pigen/stage2/SKIP_IMAGES"   # export only our image, not plain Lite
 

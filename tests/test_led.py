@@ -21,7 +21,7 @@ from watchdog_helpers import Lab, lab_fixture, read_json  # noqa: F401 - lab is 
 
 from appliance.config import LedConfig
 from appliance.led import PATTERNS, Light, markdown_table
-from appliance.status import MAINTENANCE, STATES, write_json_atomic
+from appliance.status import MAINTENANCE, STATES, UNCLAIMED, write_json_atomic
 
 MOCK = {"GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin"}
 
@@ -110,7 +110,7 @@ def test_without_pwm_a_plain_pin_still_blinks():
 
 
 def test_the_table_covers_every_state_and_is_the_readme_s():
-    assert set(PATTERNS) == {*STATES, MAINTENANCE}
+    assert set(PATTERNS) == {*STATES, MAINTENANCE, UNCLAIMED}  # issue 23 adds unclaimed
     printed = run_cli("led", "table")
     assert printed.returncode == 0 and printed.stdout.strip() == markdown_table()
     readme = (REPO / "README.md").read_text() if (REPO / "README.md").exists() else ""

@@ -5,7 +5,7 @@ Rooms (docs/architecture.md, "Config"):
 - ``appliance/config_keys.py``: how a key is declared and checked (``text``,
   ``number``, ``secret``...), and ConfigError; imports nothing of the appliance.
 - each part's table, beside the part: ``led_table.py``, ``remote_table.py``,
-  ``update_table.py``, ``watchdog_table.py``, ``alerts_table.py``,
+  ``update_table.py``, ``watchdog_table.py``, ``alerts_table.py``, ``fleet_table.py``,
   ``relay_tables.py`` (``[mqtt]``, ``[[mqtt.devices]]``, ``[push]``); a sensor
   family's ``[[sensors]]`` table beside its source (``sources/milesight_table.py``),
   named by its row in ``sources.SOURCES``.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from ..alerts_table import AlertsConfig
 from ..config_keys import REQUIRED, ConfigError, Key, mask_url, mask_urls
+from ..fleet_table import FleetConfig
 from ..led_table import LedConfig
 from ..relay_tables import MAX_MQTT_DEVICES, MqttConfig, MqttDevice, PushConfig
 from ..remote_table import RemoteConfig
@@ -71,6 +72,7 @@ __all__ = [
     "ConfigWatch",
     "HealthConfig",
     "Key",
+    "FleetConfig",
     "LedConfig",
     "MqttConfig",
     "MqttDevice",

@@ -32,6 +32,15 @@ def _check(args: argparse.Namespace) -> int:
         print(exc.report(), file=sys.stderr)
         return 2
     print(json.dumps(masked(config), indent=2))
+    if config.waiting_for_the_cloud:
+        assert config.fleet is not None
+        print(
+            f"{args.config}: OK, [fleet] alone: the bridge enrolls at {config.fleet.url} and waits "
+            "to be claimed (its claim code: `sensor-bridge status`, or sensor-bridge-claim.txt on "
+            "the boot partition); the cloud then sends its sensors",
+            file=sys.stderr,
+        )
+        return 0
     print(f"{args.config}: OK ({len(config.sensors)} sensor(s))", file=sys.stderr)
     return 0
 

@@ -37,6 +37,7 @@ from ..config_keys import (
     tables,
     text,
 )
+from ..fleet_table import FleetConfig
 from ..led_table import LedConfig
 from ..relay_tables import MqttConfig, PushConfig
 from ..remote_table import RemoteConfig
@@ -202,7 +203,13 @@ class Config:
 
     bridge: BridgeConfig = table(BridgeConfig)
     paths: PathsConfig = table(PathsConfig)
-    uplink: UplinkConfig = table(UplinkConfig, required="where readings are delivered")
+    # Read before [uplink]: with [fleet] alone the bridge is waiting to be claimed (adoption).
+    fleet: FleetConfig | None = table(
+        FleetConfig, optional="adopt the bridge into a fleet: enroll, be claimed, get the config"
+    )
+    uplink: UplinkConfig = table(
+        UplinkConfig, required="where readings are delivered", unless="fleet"
+    )
     outbox: OutboxConfig = table(OutboxConfig)
     health: HealthConfig = table(HealthConfig)
     sensors: list[SensorConfig] = tables(
@@ -235,9 +242,19 @@ class Config:
         known = ", ".join(s.id for s in self.sensors) or "none configured"
         raise KeyError(f"no sensor {sensor_id!r} in the config (known: {known})")
 
+    @property
+    def waiting_for_the_cloud(self) -> bool:
+        """[fleet] alone: the bridge enrolls and waits to be claimed; no collector runs yet."""
+        return self.uplink is None
+
     def enabled_services(self) -> list[str]:
         """Services this config turns on (their status files must be fresh)."""
+        if self.waiting_for_the_cloud:
+            services = ["fleet", "watchdog"]
+            return services + (["led"] if self.led.backend != "none" else [])
         services = ["collector", "watchdog"]
+        if self.fleet:
+            services.append("fleet")
         if self.mqtt or self.push:
             services.append("relay")
         if self.led.backend != "none":

@@ -253,6 +253,8 @@ def _read_section(parent: _Table, name: str, section: Section) -> Any:
         return _read_list(parent, raw or [], path, section)
     if raw is None and section.optional:
         return None
+    if raw is None and section.required and parent.reading.tables.get(section.unless) is not None:
+        return None  # [fleet] alone: the cloud sends the rest once the bridge is claimed
     if raw is None and section.required:
         parent.problems.append(f"{path}: required table ({section.required})")
         return None
@@ -329,6 +331,12 @@ def parse_config(
     for name, section in sections(Config):  # in order: a sensor's timezone defaults to the bridge's
         reading.tables[name] = _read_section(top, name, section)
     top.done()
+    tables = reading.tables
+    if tables.get("uplink") is None and (tables["sensors"] or tables["mqtt"] or tables["push"]):
+        reading.problems.append(
+            "uplink: required table (where readings are delivered): [fleet] alone waits to be "
+            "claimed and holds no sensors, [mqtt] or [push]; the cloud sends them once claimed"
+        )
     if reading.problems:
         raise ConfigError(reading.problems, path)
     return Config(**reading.tables, source_path=path)

@@ -41,6 +41,8 @@ def _section_reference(path: str, section: Section, level: str) -> list[str]:
     title = f"`[[{path}]]`" if section.limit else f"`[{path}]`"
     if section.limit:
         title += f" (zero or more, at most {section.limit})"
+    elif section.required and section.unless:
+        title += f" (required, unless `[{section.unless}]` is there)"
     elif section.required:
         title += " (required)"
     elif section.optional:

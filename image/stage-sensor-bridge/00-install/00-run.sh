@@ -10,3 +10,13 @@ fi
 "${src}/provision.sh" "${args[@]}"
 
 install -m 644 "${src}/image/sensor-bridge.example.toml" "${ROOTFS_DIR}/boot/firmware/"
+
+# image/build.sh --fleet-url: a [fleet]-only config, so every bridge of the image adopts itself.
+if [ -f files/fleet/config.toml ]; then
+	install -d -m 750 "${ROOTFS_DIR}/etc/sensor-bridge"
+	install -m 640 files/fleet/config.toml "${ROOTFS_DIR}/etc/sensor-bridge/config.toml"
+	install -m 600 files/fleet/enroll-token "${ROOTFS_DIR}/etc/sensor-bridge/enroll-token"
+	on_chroot <<-EOF
+		chgrp sensor-bridge /etc/sensor-bridge /etc/sensor-bridge/config.toml
+	EOF
+fi
