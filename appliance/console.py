@@ -99,6 +99,7 @@ def gather_status(config: Config) -> dict[str, Any]:
         **fleet_facts(),  # the WireGuard public key and the last update, when there are
         **({"tunnel": handshake()} if config.remote else {}),
         **({"fleet": _fleet(config)} if config.fleet else {}),
+        **({"waiting_for_the_cloud": True} if config.waiting_for_the_cloud else {}),
     }
 
 
@@ -126,7 +127,9 @@ def print_status(report: dict[str, Any]) -> None:
         seen = f"(written {s['written_s_ago']}s ago)" if s["written_s_ago"] is not None else ""
         print(f"  {name:<10} {s['state']:<11} {s['reason']} {seen}".rstrip())
     print("\nsensors")
-    if not report["sensors"]:
+    if not report["sensors"] and report.get("waiting_for_the_cloud"):
+        print("  none yet: the cloud sends them once the bridge is claimed")
+    elif not report["sensors"]:
         print("  none polled (this bridge only relays what devices push)")
     for s in report["sensors"]:
         line = f"  {s['id']:<16} {s['state']:<8} last success {s.get('last_success') or 'never'}"

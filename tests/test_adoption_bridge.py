@@ -132,7 +132,8 @@ def test_enroll_claim_config_rollback_and_outage(
     tmp_path: Path, cloud: SimReceiver, cameras: Any
 ) -> None:
     one, two = cameras
-    config = fleet_only(tmp_path, cloud, cloud.new_enroll_token("test"), gate_s=15)
+    # gate_s: version 1 must pass the gate on a loaded machine; version 2's rollback waits it out.
+    config = fleet_only(tmp_path, cloud, cloud.new_enroll_token("test"), gate_s=30)
     boot = tmp_path / "boot"
     boot.mkdir()
     systemd = tmp_path / "systemd"

@@ -150,3 +150,44 @@ def test_the_heartbeat_answer_s_config_version_reaches_the_agent(tmp_path: Path)
         assert wanted_version(state_dir) is None
     note_wanted_version(state_dir, {"ok": True, "config_version": 7})
     assert wanted_version(state_dir) == 7
+
+
+def test_a_wiped_state_dir_under_a_cloud_config_enrolls_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cloud's config names a credential that is gone: back to [fleet] alone, a new enrollment."""
+    from fleet_helpers import calls, fake_systemd
+
+    from appliance.adoption.agent import FleetAgent
+
+    for name, value in fake_systemd(tmp_path / "systemd").items():
+        monkeypatch.setenv(name, value)
+    with SimReceiver(api_key="hand-key") as rx:
+        token = tmp_path / "token"
+        token.write_text(rx.new_enroll_token())
+        local = {
+            "fleet": {"url": rx.origin, "enroll_token_file": str(token)},
+            "paths": {"state_dir": str(tmp_path / "s"), "run_dir": str(tmp_path / "r")},
+            "bridge": {"require_time_sync": False},
+            "health": {"listen": ""},
+            "led": {"backend": "none"},
+        }
+        credential = tmp_path / "s" / "fleet" / "credential"
+        composed = apply.compose({"sensors": []}, local, "old-id", rx.origin, credential)
+        config = tmp_path / "config.toml"
+        config.write_text(apply.to_toml(composed))
+        monkeypatch.setenv("SENSOR_BRIDGE_CONFIG", str(config))
+        agent = FleetAgent(config, None)
+        agent.start()
+        agent.step()  # the config is unreadable (its key file is gone): back to [fleet] alone
+        agent.step()  # [fleet] alone: a new credential, a new enrollment
+        raw = tomllib.loads(config.read_text())
+        assert (
+            "uplink" not in raw and "id" not in raw["bridge"] and raw["fleet"]["url"] == rx.origin
+        )
+        assert (tmp_path / "config.last-good.toml").exists()
+        assert ["restart", "sensor-bridge.service", "sensor-bridge-relay.service"] in calls(
+            tmp_path / "systemd"
+        )
+        assert len(rx.adoption.enrollments) == 1
+        agent.shutdown()

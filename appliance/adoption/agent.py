@@ -34,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..config import Config, ConfigError, load_config, parse_listen
+from ..config import Config, ConfigError, PathsConfig, load_config, parse_listen
 from ..fleet import wanted_version
 from ..service import Service
 from ..status import write_status
 from . import apply
 from .cloud import Cloud
 from .identity import (
+    CREDENTIAL,
     Identity,
     hardware_serial,
     lan_address,
@@ -80,6 +81,7 @@ class FleetAgent(Service):
         self.enroll_wait: float | None = None
         self.next_check = 0.0
         self.asked_for: int | None = None
+        self.cloud: Cloud | None = None
         self.last_error = ""
         self.health_server: Any = None
 
@@ -98,6 +100,7 @@ class FleetAgent(Service):
 
     def step(self) -> float | None:
         if not self._read_config():
+            self._forget_a_lost_claim()
             return 5.0
         fleet = self.config.fleet
         state_dir = self.config.paths.state_dir
@@ -130,6 +133,19 @@ class FleetAgent(Service):
             self._check_config()
         return None
 
+    def _forget_a_lost_claim(self) -> None:
+        """The cloud's config names a credential that is gone (the state folder was wiped): that
+        claim is lost, so the bridge goes back to [fleet] alone and enrolls anew, as a re-flash."""
+        paths = apply.local_tables(self.path).get("paths") or {}
+        state_dir = paths.get("state_dir") or PathsConfig().state_dir
+        credential = Path(str(state_dir)) / "fleet" / CREDENTIAL
+        if credential.exists() or not apply.made_with(self.path, credential):
+            return
+        log.warning("%s is gone: back to [fleet] alone, enrolling anew", credential)
+        apply.install(self.path, apply.fleet_only(self.path))
+        if problem := apply.restart_services():
+            log.error("%s", problem)
+
     def _take_identity(self, fleet_dir: Path) -> None:
         self.identity = Identity.load_or_make(fleet_dir)
         if self.identity.made_now:
@@ -137,6 +153,14 @@ class FleetAgent(Service):
             log.info("made this bridge's credential and claim code %s", self.identity.claim_code)
             self.state = FleetState()
             self.state.save(self.config.paths.state_dir)  # type: ignore[union-attr]
+
+    def _cloud(self, url: str) -> Cloud:
+        """One client (one connection pool) for as long as the fleet url stays the same."""
+        if self.cloud is None or self.cloud.url != url.rstrip("/"):
+            if self.cloud is not None:
+                self.cloud.close()
+            self.cloud = Cloud(url)
+        return self.cloud
 
     def _newer_wanted(self) -> bool:
         """The heartbeat answer named a version newer than the one running, not one refused."""
@@ -175,7 +199,7 @@ class FleetAgent(Service):
             "credential_sha256": sha256_hex(identity.credential),
             "claim_code_sha256": sha256_hex(normalised_code(identity.claim_code)),
         }
-        answer = Cloud(fleet.url).enroll(fleet.enroll_token, body)
+        answer = self._cloud(fleet.url).enroll(fleet.enroll_token, body)
         if answer.status == 200 and isinstance(answer.body, dict) and answer.body.get("bridge_id"):
             self.state.bridge_id = str(answer.body["bridge_id"])
             self.state.label = answer.body.get("label")
@@ -209,7 +233,7 @@ class FleetAgent(Service):
     def _check_config(self) -> None:
         assert self.config is not None and self.config.fleet is not None and self.identity
         state = self.state
-        answer = Cloud(self.config.fleet.url).config(
+        answer = self._cloud(self.config.fleet.url).config(
             self.identity.credential, state.bridge_id or "", state.running
         )
         if answer.status in (304, 404):
@@ -270,7 +294,9 @@ class FleetAgent(Service):
     def _gate(self) -> None:
         assert self.config is not None
         state, state_dir = self.state, self.config.paths.state_dir
-        passed, error = apply.gate_verdict(self.config, state.gate_after_pid)
+        assert self.config.fleet is not None
+        since = (state.gate_until or 0) - self.config.fleet.gate_s
+        passed, error = apply.gate_verdict(self.config, state.gate_after_pid, since)
         version = state.tried or 0
         if passed:
             state.report(version, "applied")
@@ -363,6 +389,8 @@ class FleetAgent(Service):
 
     def shutdown(self) -> None:
         self._serve_health(False)
+        if self.cloud is not None:
+            self.cloud.close()
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -82,6 +82,25 @@ def local_tables(target: Path) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if k in LOCAL_TABLES}
 
 
+def made_with(target: Path, credential: Path) -> bool:
+    """Whether the config file at ``target`` is one the agent composed around ``credential``."""
+    try:
+        raw = tomllib.loads(target.read_text())
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    uplink = raw.get("uplink")
+    return isinstance(uplink, dict) and uplink.get("api_key_file") == str(credential)
+
+
+def fleet_only(target: Path) -> str:
+    """The config as it was before the cloud's: the bridge's local tables, without its claimed id."""
+    local = local_tables(target)
+    bridge = {k: v for k, v in (local.get("bridge") or {}).items() if k != "id"}
+    return to_toml(
+        {**local, "bridge": bridge} if bridge else {k: v for k, v in local.items() if k != "bridge"}
+    )
+
+
 def install(target: Path, text: str) -> None:
     """Write ``text`` as the config, the file it replaces kept as the last good one."""
     if target.exists():
@@ -137,14 +156,17 @@ def collector_pid(config: Config) -> int | None:
     return pid if isinstance(pid, int) else None
 
 
-def gate_verdict(config: Config, old_pid: int | None) -> tuple[bool, str | None]:
+def gate_verdict(config: Config, old_pid: int | None, since: float) -> tuple[bool, str | None]:
     """(passed, first error so far): every sensor of ``config`` polled by the restarted collector.
 
-    Passed means a collector other than the one before the restart (``old_pid``)
-    reports every sensor ``ok`` (and itself in a state the update's gate accepts).
+    Passed means a collector other than the one before the restart (``old_pid``),
+    in a status file written after ``since`` (epoch seconds), reports every sensor
+    ``ok`` (and itself in a state the update's gate accepts).
     """
     status = read_status(config.paths.run_dir, "collector")
-    if not status or status.get("pid") == old_pid:
+    written = (status or {}).get("written_at")
+    fresh = isinstance(written, int | float) and written >= since
+    if not status or status.get("pid") == old_pid or not fresh:
         return False, "the collector has not started with the new config"
     sensors = {s.get("id"): s for s in status.get("sensors") or [] if isinstance(s, dict)}
     first_error = None

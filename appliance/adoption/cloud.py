@@ -37,6 +37,11 @@ class Cloud:
         self.verify_tls = verify_tls
         self._client: Any = None
 
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
     def enroll(self, token: str, body: dict[str, Any]) -> Answer:
         return self._request("POST", ENROLL_PATH, token, json_body=body)
 

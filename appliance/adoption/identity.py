@@ -153,6 +153,11 @@ def write_claim_file(folder: Path | None, code: str, fleet_url: str) -> None:
         "name and time zone. The bridge then gets its config from the cloud.\n"
     )
     try:
+        if (folder / CLAIM_FILE).read_text() == text:
+            return  # written already: a card is not rewritten at every enroll
+    except (OSError, UnicodeDecodeError):
+        pass
+    try:
         write_atomic(folder / CLAIM_FILE, text, 0o644)
     except OSError:
         pass  # a read-only card: the code is still in `sensor-bridge status` and /health
