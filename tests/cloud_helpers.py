@@ -52,6 +52,7 @@ CLOUD = REPO / "cloud"
 NEXTJS = CLOUD / "nextjs"
 MIGRATIONS = CLOUD / "supabase" / "migrations"
 ADD_BRIDGE = CLOUD / "bin" / "add-bridge"
+BRIDGES_CLI = CLOUD / "bin" / "bridges"
 API_ROLE = "bridge_api"  # the routes' login role: a member of service_role only
 
 INGEST_SCHEMA = "sensor-bridge/ingest/v1"
@@ -584,8 +585,27 @@ class CloudStack:
     def reset(self) -> None:
         """Forget every bridge and reading, so a test sees only its own data."""
         self.pg.psql(
-            "truncate public.bridge_readings, public.bridge_sensors, public.bridges cascade;"
+            "truncate public.bridge_readings, public.bridge_sensors, public.bridges,"
+            " public.bridge_enrollments, public.bridge_enroll_tokens, public.bridge_enroll_rate,"
+            " public.bridge_claim_attempts cascade;"
         )
+
+    def bridges(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run cloud/bin/bridges against this database; RuntimeError with its stderr when ``check`` and it fails."""
+        run = subprocess.run(
+            ["bash", str(BRIDGES_CLI), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                **os.environ,
+                "DATABASE_URL": self.pg.url(),
+                "PATH": f"{self.pg.bindir}:{os.environ['PATH']}",
+            },
+        )
+        if check and run.returncode != 0:
+            raise RuntimeError(f"bridges {' '.join(args)} failed: {run.stderr}")
+        return run
 
     def ingest_sql(self, bridge_id: str, batch: Mapping[str, Any] | str) -> dict[str, Any]:
         """Call ingest_bridge_batch directly (one psql session), as the routes' role."""
@@ -625,6 +645,43 @@ def cloud_api(cloud_stack: CloudStack) -> CloudApi:
 # --------------------------------------------------------------------------
 # Contract payloads (built from the contract, not from the appliance's code)
 # --------------------------------------------------------------------------
+
+ENROLL_SCHEMA = "sensor-bridge/enroll/v1"
+CLAIM_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def new_claim_code() -> str:
+    """A claim code as a bridge shows it: ``XXXX-XXXX`` from the unambiguous alphabet."""
+    chars = "".join(secrets.choice(CLAIM_ALPHABET) for _ in range(8))
+    return f"{chars[:4]}-{chars[4:]}"
+
+
+@dataclass
+class FakeAdoptee:
+    """What a bridge makes on first boot (docs/ingest-contract.md, "Adoption"): credential, claim code, serial."""
+
+    serial: str = field(default_factory=lambda: "10000000" + secrets.token_hex(4))
+    credential: str = field(default_factory=lambda: "sbk_" + secrets.token_urlsafe(32))
+    code: str = field(default_factory=new_claim_code)
+
+    def body(self, **changes: Any) -> dict[str, Any]:
+        body = {
+            "schema": ENROLL_SCHEMA,
+            "serial": self.serial,
+            "machine_id": secrets.token_hex(16),
+            "macs": ["dc:a6:32:01:02:03"],
+            "version": "0.1.0",
+            "lan_address": "192.0.2.20",  # TEST-NET-1, config data: never contacted
+            "hostname": f"sensor-bridge-{self.serial[-6:]}",
+            "credential_sha256": sha256_hex(self.credential),
+            "claim_code_sha256": sha256_hex(self.code.replace("-", "").upper()),
+        }
+        body.update(changes)
+        return body
 
 
 def utc_text(moment: datetime) -> str:

@@ -30,7 +30,9 @@ import pytest
 import requests
 from cloud_helpers import (
     CloudApi,
+    FakeAdoptee,
     contract_headers,
+    dollar_quoted,
     encode_body,
     make_batch,
     make_heartbeat,
@@ -625,3 +627,191 @@ def test_heartbeat_with_wrong_key_is_refused(receiver: Receiver) -> None:
         timeout=TIMEOUT,
     )
     assert answer.status_code in KEY_REJECTED, answer.text
+
+
+# --------------------------------------------------------------------------
+# Adoption and config from the cloud (docs/ingest-contract.md, "Adoption")
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Adopter:
+    """A receiver's adoption side: its origin, and the cloud-only actions (mint a token, claim, set a config)."""
+
+    name: str
+    origin: str
+    new_token: Callable[[], str]
+    revoke_token: Callable[[str], None]
+    claim: Callable[[str, str, str], str]  # code, label, timezone -> bridge id
+    set_config: Callable[[str, dict[str, Any]], int]
+
+    def enroll(self, token: str, body: Any) -> requests.Response:
+        return requests.post(
+            f"{self.origin}/api/bridge/v1/enroll",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            timeout=TIMEOUT,
+        )
+
+    def config(self, bridge_id: str, key: str, etag: str | None = None) -> requests.Response:
+        headers = {"Authorization": f"Bearer {key}", "X-Bridge-Id": bridge_id}
+        if etag is not None:
+            headers["If-None-Match"] = etag
+        return requests.get(f"{self.origin}/api/bridge/v1/config", headers=headers, timeout=TIMEOUT)
+
+    def heartbeat(self, bridge_id: str, key: str, **extra: Any) -> requests.Response:
+        return requests.post(
+            f"{self.origin}/api/bridge/v1/heartbeat",
+            data=encode_body({**make_heartbeat(bridge_id), **extra}),
+            headers=contract_headers(key),
+            timeout=TIMEOUT,
+        )
+
+
+def _sim_adopter() -> Iterator[Adopter]:
+    from appliance.sim.receiver import SimReceiver
+
+    if not hasattr(SimReceiver, "claim"):
+        pytest.skip(
+            "the Python reference receiver (appliance/sim/receiver.py) has no adoption routes yet "
+            "(helper fleet-bridge adds enroll/config there)"
+        )
+    sim = SimReceiver().start()
+    try:
+        yield Adopter(
+            "sim",
+            sim.origin,
+            sim.new_enroll_token,
+            sim.revoke_enroll_token,
+            lambda code, label, zone: sim.claim(code, label=label, timezone=zone),
+            sim.set_config,
+        )
+    finally:
+        sim.stop()
+
+
+def _cloud_adopter(stack: Any) -> Adopter:
+    def revoke(token: str) -> None:
+        stack.bridges("enroll-token", "revoke", token)
+
+    def claim(code: str, label: str, zone: str) -> str:
+        return stack.bridges("claim", code, "--label", label, "--timezone", zone).stdout.strip()
+
+    def set_config(bridge_id: str, document: dict[str, Any]) -> int:
+        rows = stack.pg.query(
+            f"select public.set_bridge_config('{bridge_id}', {dollar_quoted(json.dumps(document))}::jsonb,"
+            " 'conformance') as version"
+        )
+        return int(rows[0][0])
+
+    return Adopter(
+        "cloud",
+        stack.base_url,
+        lambda: stack.bridges("enroll-token", "new").stdout.strip(),
+        revoke,
+        claim,
+        set_config,
+    )
+
+
+@pytest.fixture(params=["sim", "cloud"])
+def adopter(request: pytest.FixtureRequest) -> Iterator[Adopter]:
+    """Each receiver's adoption routes, with nothing enrolled or claimed yet."""
+    if request.param == "sim":
+        yield from _sim_adopter()
+        return
+    stack = request.getfixturevalue("cloud_stack")
+    stack.reset()
+    yield _cloud_adopter(stack)
+
+
+def test_enroll_then_claim_then_the_bridge_learns_its_id(adopter: Adopter) -> None:
+    token = adopter.new_token()
+    bridge = FakeAdoptee()
+    first = adopter.enroll(token, bridge.body())
+    assert first.status_code == 202, first.text
+    assert first.json()["state"] == "unclaimed" and first.json()["retry_after_s"] > 0
+    assert adopter.enroll(token, bridge.body()).status_code == 202  # a refresh
+    bridge_id = adopter.claim(bridge.code, "Lisbon Chiado", "Europe/Lisbon")
+    claimed = adopter.enroll(token, bridge.body())
+    assert claimed.status_code == 200, claimed.text
+    assert claimed.json() == {
+        "state": "claimed",
+        "bridge_id": bridge_id,
+        "timezone": "Europe/Lisbon",
+        "label": "Lisbon Chiado",
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"schema": "sensor-bridge/enroll/v2"}, "schema"),
+        ({"serial": ""}, "serial"),
+        ({"macs": ["dc:a6:32"]}, "macs"),
+        ({"credential_sha256": "not-a-hash"}, "credential_sha256"),
+        ({"claim_code_sha256": 7}, "claim_code_sha256"),
+    ],
+)
+def test_malformed_enroll_is_refused_naming_the_key(
+    adopter: Adopter, change: dict[str, Any], key: str
+) -> None:
+    answer = adopter.enroll(adopter.new_token(), FakeAdoptee().body(**change))
+    assert answer.status_code == 400, answer.text
+    assert key in answer.json()["error"], answer.text
+
+
+def test_revoked_enroll_token_is_refused(adopter: Adopter) -> None:
+    token = adopter.new_token()
+    adopter.revoke_token(token)
+    assert adopter.enroll(token, FakeAdoptee().body()).status_code == 401
+    assert adopter.enroll("sbe_unknown", FakeAdoptee().body()).status_code == 401
+
+
+def test_config_route_etag_and_who_may_read_it(adopter: Adopter) -> None:
+    token = adopter.new_token()
+    bridge = FakeAdoptee()
+    assert adopter.enroll(token, bridge.body()).status_code == 202
+    bridge_id = adopter.claim(bridge.code, "Porto", "Europe/Lisbon")
+    assert adopter.config(bridge_id, bridge.credential).status_code == 404
+    document = {"bridge": {"timezone": "Europe/Lisbon"}, "sensors": []}
+    version = adopter.set_config(bridge_id, document)
+    served = adopter.config(bridge_id, bridge.credential)
+    assert served.status_code == 200, served.text
+    assert served.headers["ETag"] == f'"{version}"'
+    body = served.json()
+    assert body["schema"] == "sensor-bridge/config/v1" and body["bridge_id"] == bridge_id
+    assert body["version"] == version and body["config"] == document
+    assert adopter.config(bridge_id, bridge.credential, f'"{version}"').status_code == 304
+    assert adopter.config(bridge_id, token).status_code in KEY_REJECTED
+    assert adopter.heartbeat(bridge_id, token).status_code in KEY_REJECTED
+
+
+def test_heartbeat_names_the_wanted_version_never_a_refused_one(adopter: Adopter) -> None:
+    token = adopter.new_token()
+    bridge = FakeAdoptee()
+    assert adopter.enroll(token, bridge.body()).status_code == 202
+    bridge_id = adopter.claim(bridge.code, "Faro", "Europe/Lisbon")
+    first = adopter.set_config(bridge_id, {"sensors": []})
+    second = adopter.set_config(bridge_id, {"sensors": [], "update": {"window": "03:00-05:00"}})
+    answer = adopter.heartbeat(
+        bridge_id,
+        bridge.credential,
+        config_source="cloud",
+        config={"version": first, "status": "applied", "running": first},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["config_version"] == second
+    refused = adopter.heartbeat(
+        bridge_id,
+        bridge.credential,
+        config_source="cloud",
+        config={
+            "version": second,
+            "status": "rolled_back",
+            "running": first,
+            "error": "camera 401",
+        },
+    )
+    assert refused.json()["config_version"] == first
+    assert adopter.config(bridge_id, bridge.credential).json()["version"] == first

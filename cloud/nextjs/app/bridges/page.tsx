@@ -7,24 +7,35 @@ import { Suspense } from "react";
 import { alertThresholds } from "../../lib/bridge/alert-settings";
 import { requireFleetViewer } from "../../lib/fleet/guard";
 import { fleetRows } from "../../lib/fleet/queries";
-import { age, bridgeState } from "../../lib/fleet/state";
+import { pendingBridges } from "../../lib/fleet/adoption";
+import { age, bridgeState, utc } from "../../lib/fleet/state";
+import { claimAction } from "./actions";
 import styles from "./fleet.module.css";
 
 export const metadata: Metadata = { title: "Fleet · sensor-bridge", robots: { index: false } };
 
-export default function FleetPage() {
+type Search = Promise<Record<string, string | string[] | undefined>>;
+
+export default function FleetPage({ searchParams }: { searchParams: Search }) {
   // Everything reads the request (credentials) and the database, so it all
   // renders at request time inside the boundary (cacheComponents needs one).
   return (
     <Suspense fallback={null}>
-      <Fleet />
+      <Fleet searchParams={searchParams} />
     </Suspense>
   );
 }
 
-async function Fleet() {
+function one(value: string | string[] | undefined): string {
+  return (Array.isArray(value) ? value[0] : value) ?? "";
+}
+
+async function Fleet({ searchParams }: { searchParams: Search }) {
   await requireFleetViewer();
-  const rows = await fleetRows();
+  const search = await searchParams;
+  const [rows, pending] = await Promise.all([fleetRows(), pendingBridges()]);
+  const claimed = one(search.claimed);
+  const claimError = one(search.claim_error);
   const silentAfter = alertThresholds().bridgeMinutes;
   const problems = rows.filter((r) => bridgeState(r.state, r.age_s, r.retired, silentAfter).tone === "red").length;
   return (
@@ -83,6 +94,84 @@ async function Fleet() {
           })}
         </tbody>
       </table>
+
+      <h2 id="claim">Claim a bridge</h2>
+      <p className={styles.muted}>
+        A bridge started from the fleet image shows an 8-character code (on its card in sensor-bridge-claim.txt, in{" "}
+        <span className={styles.mono}>sensor-bridge status</span> and on its /health page). A code works once; five
+        wrong codes lock claiming for 15 minutes.
+      </p>
+      {claimed ? (
+        <p className={styles.ok} role="status" data-claimed={claimed}>
+          Claimed: the bridge is now <Link href={`/bridges/${encodeURIComponent(claimed)}`}>{claimed}</Link>. Give it a
+          config on its page.
+        </p>
+      ) : null}
+      {claimError ? (
+        <p className={styles.error} role="alert" data-claim-error>
+          {claimError}
+        </p>
+      ) : null}
+      <form action={claimAction} className={styles.form} id="claim-form">
+        <label>
+          code <input name="code" required maxLength={12} placeholder="K7QM-3XPD" autoComplete="off" spellCheck={false} />
+        </label>
+        <label>
+          label <input name="label" required maxLength={200} placeholder="Lisbon Chiado" />
+        </label>
+        <label>
+          time zone <input name="timezone" required maxLength={64} placeholder="Europe/Lisbon" list="zones" />
+        </label>
+        <label>
+          id (optional) <input name="id" maxLength={128} placeholder="from the label" />
+        </label>
+        <datalist id="zones">
+          {Intl.supportedValuesOf("timeZone").map((z) => (
+            <option key={z} value={z} />
+          ))}
+        </datalist>
+        <button type="submit">Claim</button>
+      </form>
+
+      <h2>Waiting to be claimed</h2>
+      {pending.length === 0 ? (
+        <p className={styles.muted}>No bridge is waiting. Unclaimed bridges are forgotten 14 days after they first asked.</p>
+      ) : (
+        <table className={styles.table} id="pending">
+          <thead>
+            <tr>
+              <th>serial</th>
+              <th>LAN address</th>
+              <th>hostname</th>
+              <th>version</th>
+              <th>first seen</th>
+              <th>last asked</th>
+              <th>note</th>
+            </tr>
+          </thead>
+          <tbody>
+            {pending.map((p) => (
+              <tr key={`${p.serial}-${p.first_seen.toISOString()}`} data-serial={p.serial}>
+                <td className={styles.mono}>{p.serial}</td>
+                <td className={styles.mono}>{p.lan_address || "—"}</td>
+                <td className={styles.mono}>{p.hostname || "—"}</td>
+                <td className={styles.mono}>{p.version || "—"}</td>
+                <td>{utc(p.first_seen)}</td>
+                <td>{utc(p.last_seen)}</td>
+                <td>
+                  {p.reflashed_from ? (
+                    <span className={styles.alert} data-reflashed>
+                      re-flashed (was {p.reflashed_from}): claim it again
+                    </span>
+                  ) : (
+                    ""
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
     </main>
   );
 }

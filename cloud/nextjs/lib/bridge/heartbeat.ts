@@ -1,6 +1,9 @@
 // POST /api/bridge/v1/heartbeat: the appliance's periodic "I am alive" with
 // its state, outbox counters, per-sensor state and host figures. Stored as
 // the bridge's last heartbeat; stale_bridges() alerts when they stop.
+// An adopted bridge also reports its config (config_source, config: a
+// trigger in the adoption migration keeps it), and the answer names the
+// config version the cloud wants it to run (its newest not refused).
 
 import { withInflationSlot } from "./inflation";
 import { acceptBridgeRequest } from "./request";
@@ -20,7 +23,11 @@ export async function handleHeartbeat(request: Request): Promise<Response> {
       );
       const at = rows[0]?.at;
       if (!at) throw new Error("record_bridge_heartbeat returned no row");
-      return json(200, { ok: true, received_at: at.toISOString() });
+      const desired = await db.query<{ version: number }>(
+        "select version from public.bridge_desired_config($1)",
+        [bridgeId],
+      );
+      return json(200, { ok: true, received_at: at.toISOString(), config_version: desired.rows[0]?.version ?? null });
     });
   } catch (err) {
     return errorResponse(err, settings);

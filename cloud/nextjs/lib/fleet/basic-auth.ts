@@ -46,6 +46,12 @@ export function fleetAccess(authorization: string | null, env: NodeJS.ProcessEnv
   return userOk && passwordOk ? "allowed" : "denied";
 }
 
+/** The signed-in fleet user's name (from basic auth), or null when the credentials do not let them in. */
+export function fleetUser(authorization: string | null, env: NodeJS.ProcessEnv = process.env): string | null {
+  if (fleetAccess(authorization, env) !== "allowed") return null;
+  return basicCredentials(authorization)?.user ?? null;
+}
+
 /**
  * The answer for a fleet page request that may not see it: 404 when the
  * fleet page is off, 401 with the browser's sign-in challenge when the

@@ -7,27 +7,35 @@ import { notFound } from "next/navigation";
 import { Suspense } from "react";
 import { alertThresholds } from "../../../lib/bridge/alert-settings";
 import { requireFleetViewer } from "../../../lib/fleet/guard";
+import { bridgeConfig } from "../../../lib/fleet/adoption";
 import { bridgeDetail } from "../../../lib/fleet/queries";
 import { age, bridgeState, sensorTone, utc } from "../../../lib/fleet/state";
 import styles from "../fleet.module.css";
+import { ConfigSection } from "../config-editor";
 import { HourlyChart } from "../hourly-chart";
 
 export const metadata: Metadata = { title: "Bridge · sensor-bridge", robots: { index: false } };
 
 type Params = Promise<{ id: string }>;
+type Search = Promise<Record<string, string | string[] | undefined>>;
 
-export default function BridgePage({ params }: { params: Params }) {
+export default function BridgePage({ params, searchParams }: { params: Params; searchParams: Search }) {
   return (
     <Suspense fallback={null}>
-      <Bridge params={params} />
+      <Bridge params={params} searchParams={searchParams} />
     </Suspense>
   );
 }
 
-async function Bridge({ params }: { params: Params }) {
+function one(value: string | string[] | undefined): string {
+  return (Array.isArray(value) ? value[0] : value) ?? "";
+}
+
+async function Bridge({ params, searchParams }: { params: Params; searchParams: Search }) {
   await requireFleetViewer();
   const { id } = await params;
-  const detail = await bridgeDetail(id);
+  const search = await searchParams;
+  const [detail, config] = await Promise.all([bridgeDetail(id), bridgeConfig(id)]);
   if (detail === null) notFound();
   const { bridge, sensors, series, firstHour } = detail;
   const state = bridgeState(bridge.state, bridge.age_s, bridge.retired, alertThresholds().bridgeMinutes);
@@ -81,6 +89,7 @@ async function Bridge({ params }: { params: Params }) {
           })}
         </tbody>
       </table>
+      <ConfigSection bridgeId={bridge.id} view={config} saved={one(search.saved)} error={one(search.config_error)} />
     </main>
   );
 }

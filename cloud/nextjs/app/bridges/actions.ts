@@ -1,0 +1,74 @@
+"use server";
+// The fleet page's two writes: claim a bridge by its code, save a bridge's
+// next config version. Server actions: Next.js refuses them unless the
+// request's Origin is the page's own host (CSRF), and each one checks the
+// fleet page's sign-in itself, as the pages do. Outcomes travel back in the
+// redirect's query string, so the forms work without any client code.
+
+import { createHash } from "node:crypto";
+import { headers } from "next/headers";
+import { notFound, redirect } from "next/navigation";
+import { bridgeConfig, claimBridge, documentFromForm, FormProblem, saveConfig } from "../../lib/fleet/adoption";
+import { fleetUser } from "../../lib/fleet/basic-auth";
+
+const CODE_ALPHABET = /^[23456789ABCDEFGHJKMNPQRSTVWXYZ]{8}$/;
+
+async function signedInUser(): Promise<{ user: string; source: string }> {
+  const h = await headers();
+  const user = fleetUser(h.get("authorization"));
+  if (user === null) notFound();
+  const source = (h.get("x-forwarded-for")?.split(",")[0]?.trim() || h.get("x-real-ip") || "unknown").slice(0, 64);
+  return { user, source };
+}
+
+function text(form: FormData, name: string): string {
+  const value = form.get(name);
+  return typeof value === "string" ? value.trim() : "";
+}
+
+export async function claimAction(form: FormData): Promise<void> {
+  const { user, source } = await signedInUser();
+  const code = text(form, "code").toUpperCase().replace(/[\s-]/g, "");
+  const back = (query: Record<string, string>) => `/bridges?${new URLSearchParams(query).toString()}#claim`;
+  if (!CODE_ALPHABET.test(code)) {
+    redirect(back({ claim_error: "code: 8 characters as the bridge shows them, e.g. K7QM-3XPD" }));
+  }
+  const answer = await claimBridge(
+    createHash("sha256").update(code, "utf8").digest("hex"),
+    text(form, "label"),
+    text(form, "timezone"),
+    text(form, "id"),
+    `fleet page (${user})`,
+    source,
+  );
+  if (!answer.ok || !answer.bridge_id) redirect(back({ claim_error: answer.error ?? "claim refused" }));
+  redirect(back({ claimed: answer.bridge_id }));
+}
+
+export async function saveConfigAction(form: FormData): Promise<void> {
+  const { user } = await signedInUser();
+  const bridgeId = text(form, "bridge");
+  const page = `/bridges/${encodeURIComponent(bridgeId)}`;
+  let outcome: Record<string, string>;
+  try {
+    const current = await bridgeConfig(bridgeId);
+    const based = text(form, "based_on");
+    if (based !== String(current.desired?.version ?? 0)) {
+      throw new FormProblem(
+        `someone saved version ${current.desired?.version ?? 0} while you edited version ${based || 0}; reload and edit again`,
+      );
+    }
+    const version = await saveConfig(bridgeId, documentFromForm(form, current.desired?.document ?? null), `fleet page (${user})`);
+    outcome = { saved: String(version) };
+  } catch (err) {
+    const message =
+      err instanceof FormProblem
+        ? err.message
+        : err instanceof Error && "code" in err && (err as { code?: string }).code === "22023"
+          ? err.message
+          : "could not save: the database did not answer; try again";
+    if (!(err instanceof FormProblem) && message.startsWith("could not")) console.error("fleet page: config save failed:", err instanceof Error ? err.message : err);
+    outcome = { config_error: message };
+  }
+  redirect(`${page}?${new URLSearchParams(outcome).toString()}#config`);
+}
