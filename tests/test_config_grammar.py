@@ -42,6 +42,7 @@ STORE: dict[str, Any] = {
         "topics": ["milesight/#", "application/+/device/+/event/up"],
         "devices": [{"sensor_id": "door", "topic": "milesight/+/door"}],
     },
+    # Private-range addresses here are config data the checks read; nothing is ever sent to them.
     "remote": {
         "address": "10.66.0.42/32",
         "peer_public_key": KEY,

@@ -159,6 +159,7 @@ def test_the_config_reads_every_table_without_loading_a_service() -> None:
 
 # A store's config with every table a service reads: a camera, MQTT with a LoRaWAN device, HTTP push
 # and the tunnel. Config data only: no address here is ever contacted.
+# The [remote] addresses below are config data read at import; nothing is ever sent to them.
 STORE_CONFIG = """
 [bridge]
 id = "store-1"
