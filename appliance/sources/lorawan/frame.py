@@ -129,6 +129,24 @@ def listed(name: str, key: str, *spec: Field) -> Channel:
     return Channel(name, size_of("".join(code for _, code, _ in spec)), lambda d: {key: [read(d)]})
 
 
+def history_record(model: str, table: dict[int, Channel]) -> Channel:
+    """The 0x20 0xCE entry a VS121/VS13x re-sends after an outage: a uint32 timestamp, a data
+    type (one of ``table``'s channel ids) and that channel's data, read as its own reading."""
+
+    def size(data: bytes) -> int:
+        if len(data) < 5:
+            return 5  # walk() reports the frame as too short
+        if data[4] not in table:
+            raise FrameError(f"history data type 0x{data[4]:02X} is not one the {model} sends")
+        return 5 + table[data[4]].size
+
+    def read(data: bytes) -> Values:
+        (stamp,) = struct.unpack("<I", data[:4])
+        return {"timestamp": stamp, **table[data[4]].read(data[5:])}
+
+    return Channel("history", 9, read, history=True, size_of=size)
+
+
 def replies(ids: Iterable[int], table: dict[int, Channel]) -> Layout:
     """The device's replies to downlinks: the same types under each of the channel ids."""
     return {(cid, kind): channel for cid in ids for kind, channel in table.items()}

@@ -23,12 +23,12 @@ from .frame import (
     ENABLE,
     YES_NO,
     Channel,
-    FrameError,
     Layout,
     Values,
     answered,
     constant,
     group,
+    history_record,
     listed,
     replies,
     simple,
@@ -73,19 +73,6 @@ HISTORY_DATA: dict[int, Channel] = {
     0x11: Channel("dwell time", 5, _dwell),
     0x12: simple("line in/out", ("line_in", "H", 1), ("line_out", "H", 1)),
 }
-
-
-def _history_size(data: bytes) -> int:
-    if len(data) < 5:
-        return 5  # walk() reports the frame as too short
-    if data[4] not in HISTORY_DATA:
-        raise FrameError(f"history data type 0x{data[4]:02X} is not one the VS121 sends")
-    return 5 + HISTORY_DATA[data[4]].size
-
-
-def _history(data: bytes) -> Values:
-    (stamp,) = struct.unpack("<I", data[:4])
-    return {"timestamp": stamp, **HISTORY_DATA[data[4]].read(data[5:])}
 
 
 def _d2d_command(value: int) -> str:
@@ -236,7 +223,7 @@ def _layout() -> Layout:
     layout[(0x0E, 0xE4)] = Channel("dwell time", 5, _dwell)
     layout[(0x0F, 0x85)] = simple("timestamp", ("timestamp", "I", 1))
     layout[(0x10, 0xF7)] = simple("line in/out", ("line_in", "H", 1), ("line_out", "H", 1))
-    layout[(0x20, 0xCE)] = Channel("history", 9, _history, history=True, size_of=_history_size)
+    layout[(0x20, 0xCE)] = history_record("VS121", HISTORY_DATA)
     return layout
 
 

@@ -22,12 +22,12 @@ import struct
 from .frame import (
     ENABLE,
     Channel,
-    FrameError,
     Layout,
     Values,
     answered,
     constant,
     group,
+    history_record,
     interval,
     ipso_version,
     replies,
@@ -101,19 +101,6 @@ HISTORY_DATA.update(
 )
 
 
-def _history_size(data: bytes) -> int:
-    if len(data) < 5:
-        return 5  # walk() reports the frame as too short
-    if data[4] not in HISTORY_DATA:
-        raise FrameError(f"history data type 0x{data[4]:02X} is not one the VS13x sends")
-    return 5 + HISTORY_DATA[data[4]].size
-
-
-def _history(data: bytes) -> Values:
-    (stamp,) = struct.unpack("<I", data[:4])
-    return {"timestamp": stamp, **HISTORY_DATA[data[4]].read(data[5:])}
-
-
 REPLIES: dict[int, Channel] = {
     0x03: simple("report interval", ("report_interval", "H", 1)),
     0x04: simple("confirm mode", ("confirm_mode_enable", "B", ENABLE)),
@@ -168,7 +155,7 @@ def _layout() -> Layout:
     layout[(0x10, 0xE4)] = _dwell("")
     layout[(0x1E, 0xE4)] = _dwell("_child")
     layout[(0x50, 0xFC)] = Channel("occlusion alarm", 3, _occlusion)
-    layout[(0x20, 0xCE)] = Channel("history", 9, _history, history=True, size_of=_history_size)
+    layout[(0x20, 0xCE)] = history_record("VS13x", HISTORY_DATA)
     return layout
 
 
