@@ -6,20 +6,11 @@
 // redirect's query string, so the forms work without any client code.
 
 import { createHash } from "node:crypto";
-import { headers } from "next/headers";
-import { notFound, redirect } from "next/navigation";
+import { redirect } from "next/navigation";
 import { bridgeConfig, claimBridge, documentFromForm, FormProblem, saveConfig } from "../../lib/fleet/adoption";
-import { fleetUser } from "../../lib/fleet/basic-auth";
+import { requireRole } from "../../lib/fleet/guard";
 
 const CODE_ALPHABET = /^[23456789ABCDEFGHJKMNPQRSTVWXYZ]{8}$/;
-
-async function signedInUser(): Promise<{ user: string; source: string }> {
-  const h = await headers();
-  const user = fleetUser(h.get("authorization"));
-  if (user === null) notFound();
-  const source = (h.get("x-forwarded-for")?.split(",")[0]?.trim() || h.get("x-real-ip") || "unknown").slice(0, 64);
-  return { user, source };
-}
 
 function text(form: FormData, name: string): string {
   const value = form.get(name);
@@ -27,7 +18,7 @@ function text(form: FormData, name: string): string {
 }
 
 export async function claimAction(form: FormData): Promise<void> {
-  const { user, source } = await signedInUser();
+  const { email: user, source } = await requireRole("installer");
   const code = text(form, "code").toUpperCase().replace(/[\s-]/g, "");
   const back = (query: Record<string, string>) => `/bridges?${new URLSearchParams(query).toString()}#claim`;
   if (!CODE_ALPHABET.test(code)) {
@@ -46,7 +37,7 @@ export async function claimAction(form: FormData): Promise<void> {
 }
 
 export async function saveConfigAction(form: FormData): Promise<void> {
-  const { user } = await signedInUser();
+  const { email: user } = await requireRole("installer");
   const bridgeId = text(form, "bridge");
   const page = `/bridges/${encodeURIComponent(bridgeId)}`;
   let outcome: Record<string, string>;
