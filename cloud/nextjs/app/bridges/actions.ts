@@ -37,7 +37,7 @@ export async function claimAction(form: FormData): Promise<void> {
 }
 
 export async function saveConfigAction(form: FormData): Promise<void> {
-  const { email: user } = await requireRole("installer");
+  const { email: user, source } = await requireRole("installer");
   const bridgeId = text(form, "bridge");
   const page = `/bridges/${encodeURIComponent(bridgeId)}`;
   let outcome: Record<string, string>;
@@ -49,7 +49,7 @@ export async function saveConfigAction(form: FormData): Promise<void> {
         `someone saved version ${current.desired?.version ?? 0} while you edited version ${based || 0}; reload and edit again`,
       );
     }
-    const version = await saveConfig(bridgeId, documentFromForm(form, current.desired?.document ?? null), `fleet page (${user})`);
+    const version = await saveConfig(bridgeId, documentFromForm(form, current.desired?.document ?? null), `fleet page (${user})`, source);
     outcome = { saved: String(version) };
   } catch (err) {
     const message =

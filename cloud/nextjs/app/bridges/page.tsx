@@ -43,6 +43,7 @@ async function Fleet({ searchParams }: { searchParams: Search }) {
       <h1>Fleet</h1>
       <p className={styles.muted}>
         {rows.length} bridges, {problems} need attention. Silent means no heartbeat for more than {silentAfter} min.
+        {" "}<Link href="/bridges/audit">Audit log</Link>.
       </p>
       <table className={styles.table} id="fleet">
         <thead>

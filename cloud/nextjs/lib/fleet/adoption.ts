@@ -165,11 +165,14 @@ export function documentFromForm(form: FormData, current: ConfigDocument | null)
   return next;
 }
 
-/** Save `document` as the bridge's next version; the database refuses a bridge managed on site. */
-export async function saveConfig(bridgeId: string, document: ConfigDocument, madeBy: string): Promise<number> {
+/**
+ * Save `document` as the bridge's next version; the database refuses a bridge
+ * managed on site, and records which keys changed in the audit log (by `madeBy`, from `source`).
+ */
+export async function saveConfig(bridgeId: string, document: ConfigDocument, madeBy: string, source = ""): Promise<number> {
   const { rows } = await pool().query<{ version: number }>(
-    "select public.set_bridge_config($1, $2::jsonb, $3) as version",
-    [bridgeId, JSON.stringify(document), madeBy],
+    "select public.set_bridge_config($1, $2::jsonb, $3, $4) as version",
+    [bridgeId, JSON.stringify(document), madeBy, source],
   );
   return rows[0]?.version ?? 0;
 }

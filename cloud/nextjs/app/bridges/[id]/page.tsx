@@ -11,6 +11,7 @@ import { bridgeConfig } from "../../../lib/fleet/adoption";
 import { bridgeDetail } from "../../../lib/fleet/queries";
 import { age, bridgeState, sensorTone, utc } from "../../../lib/fleet/state";
 import styles from "../fleet.module.css";
+import { AuditSection } from "../audit-section";
 import { ConfigSection } from "../config-editor";
 import { HourlyChart } from "../hourly-chart";
 
@@ -90,6 +91,7 @@ async function Bridge({ params, searchParams }: { params: Params; searchParams: 
         </tbody>
       </table>
       <ConfigSection bridgeId={bridge.id} view={config} saved={one(search.saved)} error={one(search.config_error)} />
+      <AuditSection bridgeId={bridge.id} retired={bridge.retired} />
     </main>
   );
 }
