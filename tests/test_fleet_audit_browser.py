@@ -1,0 +1,139 @@
+"""Retiring and rotating a bridge from its page, and the audit log, in a real browser.
+
+Debian's chromium driven by playwright-core runs
+cloud/nextjs/scripts/audit-browser.mjs against `next start`: an admin retires
+one bridge (after a confirm step) and rotates another's key (shown once); both
+changes appear, with the person (today the basic-auth user name stands in for
+the email), in each bridge's audit section and on /bridges/audit, newest first.
+A label from a bridge is shown as text, never as HTML. The database and the
+ingest routes are then checked: the retired bridge's key is refused, the
+rotated bridge's old key is refused and its new one works.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import subprocess
+
+import pytest
+import requests
+from cloud_helpers import (
+    NEXTJS,
+    CloudStack,
+    FakeAdoptee,
+    contract_headers,
+    encode_body,
+    make_heartbeat,
+    sha256_hex,
+)
+
+pytest_plugins = ["cloud_helpers"]
+
+CHROMIUM = "/usr/bin/chromium"
+LABEL = 'Faro <img src=x onerror="document.title=1"> Marina'
+
+
+def heartbeat(stack: CloudStack, bridge_id: str, key: str) -> int:
+    return requests.post(
+        f"{stack.base_url}/api/bridge/v1/heartbeat",
+        data=encode_body(make_heartbeat(bridge_id)),
+        headers=contract_headers(key),
+        timeout=30,
+    ).status_code
+
+
+def test_admin_retires_and_rotates_and_both_are_in_the_audit_log(cloud_stack: CloudStack) -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("chromium is not installed (./provision.sh --dev --test-tools installs it)")
+    cloud_stack.reset()
+    start = cloud_stack.pg.query("select coalesce(max(id), 0) from fleet_audit_log")[0][0]
+    retire_key = cloud_stack.add_bridge("audit-retire")
+    token = cloud_stack.bridges("enroll-token", "new").stdout.strip()
+    adoptee = FakeAdoptee()
+    enrolled = requests.post(
+        f"{cloud_stack.base_url}/api/bridge/v1/enroll",
+        json=adoptee.body(),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert enrolled.status_code == 202, enrolled.text
+    rotate_id = cloud_stack.bridges(
+        "claim",
+        adoptee.code,
+        "--label",
+        LABEL,
+        "--timezone",
+        "Europe/Lisbon",
+        "--id",
+        "audit-rotate",
+    ).stdout.strip()
+    assert heartbeat(cloud_stack, "audit-retire", retire_key) == 200
+    assert heartbeat(cloud_stack, rotate_id, adoptee.credential) == 200
+
+    user, password = cloud_stack.fleet_auth
+    env = {
+        **os.environ,
+        "BASE_URL": cloud_stack.base_url,
+        "FLEET_USER": user,
+        "FLEET_PASSWORD": password,
+        "RETIRE": "audit-retire",
+        "ROTATE": rotate_id,
+        "CHROMIUM": CHROMIUM,
+    }
+    if os.environ.get("SENSOR_BRIDGE_SCREENSHOTS"):
+        env["SCREENSHOT_DIR"] = os.environ["SENSOR_BRIDGE_SCREENSHOTS"]
+    run = subprocess.run(
+        ["node", "scripts/audit-browser.mjs"],
+        cwd=NEXTJS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+
+    # retire: behind a confirm step, said in words, shown on the page
+    assert seen["retireButtonHiddenFirst"]
+    assert "audit-retire retired" in seen["retireDone"]
+    assert "retired" in seen["retiredBadge"]
+    assert [(r["action"], r["actor"]) for r in seen["retireAudit"]] == [("retire", user)]
+    assert "retired: no → yes" in seen["retireAudit"][0]["summary"]
+
+    # rotate: the key is shown once, in no URL, not again after a reload
+    new_key = seen["newKey"]
+    assert new_key.startswith("sbk_") and len(new_key) == 47
+    assert new_key not in seen["urlAfterRotate"]
+    assert new_key not in seen["rotateHtmlAfterReload"]
+    assert [(r["action"], r["actor"]) for r in seen["rotateAudit"]] == [
+        ("rotate", user),
+        ("claim", f"shell ({os.environ.get('USER') or getpass.getuser()})"),
+    ]
+    assert "key: changed" in seen["rotateAudit"][0]["summary"]
+    # the bridge's label is text in the page, never markup
+    claim_row = seen["rotateAudit"][1]
+    assert LABEL in claim_row["summary"] and claim_row["summaryElements"] == 0
+
+    # fleet-wide: newest first, both with the person
+    fleet = [(r["action"], r["actor"], r["bridge"]) for r in seen["fleetAudit"]]
+    assert fleet[:2] == [("rotate", user, rotate_id), ("retire", user, "audit-retire")]
+    assert any(a == "enroll-token new" and b == "" for a, _, b in fleet)  # fleet-wide: no bridge
+    assert seen["consoleErrors"] == []
+
+    rows = cloud_stack.pg.query(
+        "select actor, action, bridge_id, source, detail::text from fleet_audit_log"
+        f" where id > {start} and actor = '{user}' order by id"
+    )
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (user, "retire", "audit-retire"),
+        (user, "rotate", rotate_id),
+    ]
+    assert all(r[3] for r in rows)  # where from: the client's address as the server saw it
+    assert new_key not in rows[1][4] and sha256_hex(new_key) not in rows[1][4]
+
+    # what the bridges see: the retired one and the old key are refused, the new key works
+    assert heartbeat(cloud_stack, "audit-retire", retire_key) == 401
+    assert heartbeat(cloud_stack, rotate_id, adoptee.credential) == 401
+    assert heartbeat(cloud_stack, rotate_id, new_key) == 200
