@@ -366,3 +366,35 @@ def test_the_shell_shows_the_log_newest_first(audit_db: AuditDb) -> None:
     assert len(lines) == 2
     assert "rotate" in lines[0] and "retire" in lines[1]
     assert SHELL_ACTOR in lines[0]
+
+
+def test_the_shell_records_a_sensor_retired_and_watched_and_a_time_zone(audit_db: AuditDb) -> None:
+    bridge_id = "audit-sensor-1"
+    audit_db.tool(ADD_BRIDGE, bridge_id, "--key-only")
+    start = audit_db.newest_id()
+    audit_db.bridges("retire-sensor", bridge_id, "entrance-1")
+    audit_db.bridges("retire-sensor", bridge_id, "entrance-1")  # already: nothing new
+    audit_db.bridges("unretire-sensor", bridge_id, "entrance-1")
+    audit_db.bridges("set-timezone", bridge_id, "Europe/Lisbon")
+    assert audit_db.bridges("set-timezone", "no-such-bridge", "UTC", check=False).returncode == 2
+    rows = audit_db.rows_since(start)
+    assert [(r[0], r[2], r[3], r[4]) for r in rows] == [
+        (
+            SHELL_ACTOR,
+            "sensor retire",
+            bridge_id,
+            {"sensor": "entrance-1", "before": {"retired": False}, "after": {"retired": True}},
+        ),
+        (
+            SHELL_ACTOR,
+            "sensor watch",
+            bridge_id,
+            {"sensor": "entrance-1", "before": {"retired": True}, "after": {"retired": False}},
+        ),
+        (
+            SHELL_ACTOR,
+            "timezone",
+            bridge_id,
+            {"before": {"timezone": None}, "after": {"timezone": "Europe/Lisbon"}},
+        ),
+    ]
