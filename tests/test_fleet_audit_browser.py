@@ -15,6 +15,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -112,6 +113,8 @@ def test_admin_retires_and_rotates_and_both_are_in_the_audit_log(cloud_stack: Cl
         ("claim", f"shell ({os.environ.get('USER') or getpass.getuser()})"),
     ]
     assert "key: changed" in seen["rotateAudit"][0]["summary"]
+    # a replayed action without the admin's sign-in is refused and rotates nothing
+    assert seen["forgedStatus"] in (401, 404) and not seen["forgedGotKey"]
     # the bridge's label is text in the page, never markup
     claim_row = seen["rotateAudit"][1]
     assert LABEL in claim_row["summary"] and claim_row["summaryElements"] == 0
@@ -137,3 +140,37 @@ def test_admin_retires_and_rotates_and_both_are_in_the_audit_log(cloud_stack: Cl
     assert heartbeat(cloud_stack, "audit-retire", retire_key) == 401
     assert heartbeat(cloud_stack, rotate_id, adoptee.credential) == 401
     assert heartbeat(cloud_stack, rotate_id, new_key) == 200
+
+
+def test_the_fleet_audit_page_is_paged_newest_first_and_shows_bridge_text_as_text(
+    cloud_stack: CloudStack,
+) -> None:
+    marker = "page-" + os.urandom(4).hex()
+    cloud_stack.pg.psql(
+        "select public.fleet_audit_record('ops@chain.example', '203.0.113.9', 'member add', null,"
+        f" jsonb_build_object('member', '{marker}-' || n)) from generate_series(1, 60) n;"
+        "select public.fleet_audit_record('ops@chain.example', '203.0.113.9', 'member role', null,"
+        " jsonb_build_object('member', '<script>alert(1)</script>'));"
+    )
+    auth = cloud_stack.fleet_auth
+    first = requests.get(f"{cloud_stack.base_url}/bridges/audit", auth=auth, timeout=60)
+    assert first.status_code == 200
+    assert first.text.count("data-audit-row=") == 50
+    # newest first: the markup row, then the 60th, 59th... member
+    assert (
+        "&lt;script&gt;alert(1)&lt;/script&gt;" in first.text
+        and "<script>alert(1)" not in first.text
+    )
+    assert first.text.index(f"{marker}-60<") < first.text.index(f"{marker}-59<")
+    # 50 rows: the markup row and members 60 down to 12
+    assert f"{marker}-12<" in first.text and f"{marker}-11<" not in first.text
+    older = re.search(r'href="(/bridges/audit\?before=\d+)"', first.text)
+    assert older, "no link to older rows"
+    second = requests.get(f"{cloud_stack.base_url}{older.group(1)}", auth=auth, timeout=60)
+    assert second.status_code == 200
+    assert f"{marker}-11<" in second.text and f"{marker}-1<" in second.text
+    assert f"{marker}-12<" not in second.text
+    assert requests.get(f"{cloud_stack.base_url}/bridges/audit", timeout=60).status_code in (
+        401,
+        404,
+    )

@@ -5,7 +5,7 @@
 //
 //   BASE_URL=.. FLEET_USER=.. FLEET_PASSWORD=.. RETIRE=<bridge id> ROTATE=<bridge id> node scripts/audit-browser.mjs
 
-import { chromium } from "playwright-core";
+import { chromium, request as playwrightRequest } from "playwright-core";
 
 const base = process.env.BASE_URL;
 const shots = process.env.SCREENSHOT_DIR;
@@ -54,12 +54,28 @@ try {
   // rotate: the new key is shown once
   const rotatePage = `${base}/bridges/${encodeURIComponent(process.env.ROTATE)}`;
   await page.goto(rotatePage, { waitUntil: "networkidle" });
+  let rotateRequest = null;
+  page.on("request", (r) => {
+    if (r.method() === "POST" && r.headers()["next-action"] && rotateRequest === null) rotateRequest = r;
+  });
   await page.click("[data-rotate] summary");
   await page.click("[data-confirm-rotate]");
   await page.waitForSelector("[data-new-key] code", { timeout: 30000 });
   seen.newKey = await page.textContent("[data-new-key] code");
   seen.urlAfterRotate = page.url();
   if (shots) await page.screenshot({ path: `${shots}/rotate.png`, fullPage: true });
+  // the same request replayed without the admin's sign-in: refused on the server, nothing rotated
+  const stranger = await playwrightRequest.newContext();
+  const { authorization: _dropped, ...forgedHeaders } = rotateRequest.headers();
+  const forged = await stranger.post(rotateRequest.url(), {
+    headers: forgedHeaders,
+    data: rotateRequest.postDataBuffer(),
+    maxRedirects: 0,
+  });
+  seen.forgedStatus = forged.status();
+  seen.forgedGotKey = (await forged.text()).includes("sbk_");
+  await stranger.dispose();
+
   await page.goto(rotatePage, { waitUntil: "networkidle" });
   seen.rotateAudit = await auditRows(page);
   seen.rotateHtmlAfterReload = await page.content();

@@ -41,12 +41,13 @@ export async function recordAudit(
 
 /** Rows newest first: one bridge's (or the fleet's, with null), older than `before` (an id) when paging. */
 export async function auditRows(bridgeId: string | null, before: string | null, limit = AUDIT_PAGE): Promise<AuditRow[]> {
+  // "order by a.id": the number; a bare "id" would sort the text output column ("9" after "10")
   const { rows } = await pool().query<AuditRow>(
-    `select id::text as id, at, actor, source, action, bridge_id, detail
-       from public.fleet_audit_log
-      where ($1::text is null or bridge_id = $1)
-        and ($2::bigint is null or id < $2::bigint)
-      order by id desc
+    `select a.id::text as id, a.at, a.actor, a.source, a.action, a.bridge_id, a.detail
+       from public.fleet_audit_log a
+      where ($1::text is null or a.bridge_id = $1)
+        and ($2::bigint is null or a.id < $2::bigint)
+      order by a.id desc
       limit $3`,
     [bridgeId, before && /^\d{1,18}$/.test(before) ? before : null, limit],
   );
