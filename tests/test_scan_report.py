@@ -226,3 +226,110 @@ def test_the_real_scan_finds_the_simulated_cameras_and_the_report_carries_them()
             except Exception:  # noqa: BLE001 - the namespaces go anyway
                 pass
         lan.close()
+
+
+def test_the_fleet_agent_learns_of_a_scan_from_its_config_poll_and_reports_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bridge just claimed, with no config (no collector, no heartbeat): the reference receiver
+    names the scan on the config poll's 404, the agent runs it and the receiver keeps the result;
+    a scan named by the heartbeat's answer (the collector's note) is run the same way."""
+    from appliance.adoption.agent import FleetAgent
+    from appliance.sim.receiver import SimReceiver
+
+    with SimReceiver(api_key="hand-key") as rx:
+        token = tmp_path / "token"
+        token.write_text(rx.new_enroll_token())
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'[fleet]\nurl = "{rx.origin}"\nenroll_token_file = "{token}"\n'
+            f'[paths]\nstate_dir = "{tmp_path / "s"}"\nrun_dir = "{tmp_path / "r"}"\n'
+            '[health]\nlisten = ""\n[led]\nbackend = "none"\n'
+        )
+        monkeypatch.setenv("SENSOR_BRIDGE_CONFIG", str(config))
+        agent = FleetAgent(config, None)
+        agent.start()
+        try:
+            agent.step()  # enrolls: waiting to be claimed
+            assert agent.identity is not None
+            bridge_id = rx.claim(agent.identity.claim_code, "Porto Baixa", "Europe/Lisbon")
+            agent.next_enroll = 0.0
+            agent.step()  # claimed; asks for its config at once: 404, no scan named yet
+            assert agent.state.bridge_id == bridge_id and agent.scan_named is None
+            runs: list[int] = []
+            agent.scans = ScanJob(lambda: runs.append(1) or a_scan(2))
+            scan_id = rx.ask_scan(bridge_id)
+            agent.next_check = 0.0
+            agent.step()  # the config poll's 404 names the scan
+            assert agent.scan_named == scan_id
+            agent.step()  # ... and the next step runs it
+            assert agent.scans.wait(30)
+            got = rx.scans.result(bridge_id)
+            assert got is not None and got["scan_id"] == scan_id and runs == [1]
+            assert [d["address"] for d in got["scan"]["devices"]] == [
+                "198.51.100.10",
+                "198.51.100.11",
+            ]
+            agent.next_check = 0.0
+            agent.step()  # reported: the receiver names no scan any more
+            assert agent.scan_named is None and runs == [1]
+
+            # A configured bridge hears of the next scan from its heartbeat's answer.
+            agent.scans.last_start = time.monotonic() - 61
+            second = rx.ask_scan(bridge_id)
+            note_wanted_version(str(tmp_path / "s"), {"ok": True, "scan_wanted": second})
+            agent.step()
+            assert agent.scans.wait(30) and runs == [1, 1]
+            assert rx.scans.result(bridge_id)["scan_id"] == second  # type: ignore[index]
+        finally:
+            agent.shutdown()
+
+
+def test_the_reference_receiver_refuses_a_bad_report_naming_what_is_wrong() -> None:
+    """The reference receiver keeps the cloud route's rules (docs/ingest-contract.md)."""
+    import requests
+
+    from appliance.adoption.identity import sha256_hex
+    from appliance.sim.receiver import SimReceiver
+
+    with SimReceiver(api_key="hand-key") as rx:
+        token = rx.new_enroll_token()
+        enroll = {
+            "schema": "sensor-bridge/enroll/v1",
+            "serial": "10000000abcdef01",
+            "machine_id": "5c1f" * 8,
+            "macs": [],
+            "version": "0.1.0",
+            "lan_address": "192.0.2.20",  # TEST-NET-1, config data: never contacted
+            "hostname": "sensor-bridge-abcdef",
+            "credential_sha256": sha256_hex(KEY),
+            "claim_code_sha256": sha256_hex("K7QM3XPD"),
+        }
+        auth = {"Authorization": f"Bearer {token}"}
+        assert requests.post(f"{rx.origin}/api/bridge/v1/enroll", json=enroll, headers=auth).ok
+        bridge_id = rx.claim("K7QM-3XPD", "Faro")
+        scan_id = rx.ask_scan(bridge_id)
+
+        def post(body: dict[str, Any]) -> requests.Response:
+            return requests.post(
+                f"{rx.origin}/api/bridge/v1/scan",
+                json=body,
+                headers={"Authorization": f"Bearer {KEY}"},
+                timeout=10,
+            )
+
+        good = report_body(bridge_id, scan_id, a_scan(2), None)
+        many = report_body(bridge_id, scan_id, a_scan(2), None)
+        many["scan"]["devices"] = [{"address": "198.51.100.1"}] * 257
+        for bad, named in (
+            ({**good, "schema": "x"}, "schema"),
+            ({**good, "scan_id": scan_id + 5}, "scan_id: no scan"),
+            ({**good, "scan": None}, "exactly one"),
+            (many, "scan.devices: at most 256"),
+            ({**good, "scan": {**good["scan"], "devices": [{"address": 7}]}}, "devices[0].address"),
+        ):
+            answer = post(bad)
+            assert answer.status_code == 400 and named in answer.json()["error"], named
+        assert rx.scans.wanted(bridge_id) == scan_id
+        assert post(good).json() == {"ok": True, "scan_id": scan_id, "devices": 2}
+        assert rx.scans.wanted(bridge_id) is None
