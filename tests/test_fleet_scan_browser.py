@@ -303,3 +303,20 @@ def test_the_scan_route_refuses_a_bad_report_naming_what_is_wrong(cloud_stack: C
         (second, None)
     ]
     assert "x-scan-wanted" not in config_answer(cloud_stack, bridge_id, bridge.credential).headers
+
+    # From a shell: ask for a scan, and read the newest result (control characters escaped).
+    third = int(cloud_stack.bridges("scan", bridge_id).stdout.strip())
+    assert third > second
+    assert config_answer(cloud_stack, bridge_id, bridge.credential).headers["x-scan-wanted"] == str(
+        third
+    )
+    assert cloud_stack.pg.query(
+        f"select requested_by from bridge_scan_requests where id = {third}"
+    ) == [(f"shell ({os.environ.get('USER') or 'root'})",)]
+    escaped = body(scan_id=third)
+    escaped["scan"]["devices"][0]["model"] = "evil\x1b]0;owned\x07"
+    assert report(cloud_stack, bridge.credential, escaped).status_code == 200
+    shown = cloud_stack.bridges("scan", "show", bridge_id).stdout
+    assert CAMERA in shown and "\x1b" not in shown and "evil?]0;owned?" in shown
+    refused = cloud_stack.bridges("scan", "no-such-bridge", check=False)
+    assert refused.returncode == 2 and "no bridge" in refused.stderr
