@@ -78,9 +78,12 @@ export async function ScanSection({ bridgeId, outcome }: { bridgeId: string; out
       {mayEdit ? (
         <form action={startScanAction} className={styles.form}>
           <input type="hidden" name="bridge" value={bridgeId} />
-          <button type="submit" id="scan-start" disabled={waiting}>
+          <button type="submit" id="scan-start">
             Scan the store's network
-          </button>
+          </button>{" "}
+          <span className={styles.muted}>
+            {waiting ? "Asking again replaces the waiting scan (a bridge that is off never answers it)." : ""}
+          </span>
         </form>
       ) : null}
       {result && devices.length ? (
