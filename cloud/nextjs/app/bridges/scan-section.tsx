@@ -125,7 +125,7 @@ export async function ScanSection({ bridgeId, outcome }: { bridgeId: string; out
                         .filter(Boolean)
                         .join("; ") || str(d.note)}
                     </td>
-                    <td className={styles.nowrap}>
+                    <td style={{ minWidth: "11rem" }}>
                       {known ? (
                         <span data-in-config={str(known.id)}>
                           in the config as <span className={styles.mono}>{str(known.id)}</span>
