@@ -54,14 +54,27 @@ def fleet_facts() -> dict[str, str]:
 # config version the cloud's last heartbeat answer named (the collector writes it, the agent reads it).
 FLEET_STATE = "fleet/state.json"
 FLEET_WANTED = "fleet/wanted-version"
+FLEET_WANTED_SCAN = "fleet/wanted-scan"
 
 
 def note_wanted_version(state_dir: str, answer: Any) -> None:
-    """Pass the heartbeat answer's ``config_version`` to the fleet agent, which fetches it at once."""
-    version = answer.get("config_version") if isinstance(answer, dict) else None
+    """Pass the heartbeat answer's ``config_version`` to the fleet agent, which fetches it at once,
+    and its ``scan_wanted`` (a scan the fleet page asked for), which the agent runs."""
+    _note(Path(state_dir) / FLEET_WANTED, answer, "config_version")
+    scan = Path(state_dir) / FLEET_WANTED_SCAN
+    if isinstance(answer, dict) and answer.get("scan_wanted") is None:
+        try:
+            scan.unlink(missing_ok=True)  # none waiting: a restarted agent must not scan again
+        except OSError:
+            pass
+    else:
+        _note(scan, answer, "scan_wanted")
+
+
+def _note(path: Path, answer: Any, key: str) -> None:
+    version = answer.get(key) if isinstance(answer, dict) else None
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         return
-    path = Path(state_dir) / FLEET_WANTED
     try:
         if path.read_text().strip() == str(version):
             return
@@ -77,8 +90,17 @@ def note_wanted_version(state_dir: str, answer: Any) -> None:
 
 def wanted_version(state_dir: str) -> int | None:
     """The version the cloud's last heartbeat answer named, or None."""
+    return _noted(Path(state_dir) / FLEET_WANTED)
+
+
+def wanted_scan(state_dir: str) -> int | None:
+    """The scan id the cloud's last heartbeat answer named, or None."""
+    return _noted(Path(state_dir) / FLEET_WANTED_SCAN)
+
+
+def _noted(path: Path) -> int | None:
     try:
-        with open(Path(state_dir) / FLEET_WANTED, "rb") as f:
+        with open(path, "rb") as f:
             text = f.read(32).decode().strip()
         return int(text) if text.isdigit() else None
     except (OSError, UnicodeDecodeError):

@@ -18,7 +18,10 @@ One step a second, as a small state machine whose memory is on disk
    ``fleet.gate_s`` every sensor polled, or the last good config goes back by
    itself and the version is reported ``rolled_back`` with the first error;
 4. a config file this agent did not write (a card's, imported at boot) is
-   the store's own: ``config_source: local``, and nothing is fetched.
+   the store's own: ``config_source: local``, and nothing is fetched;
+5. a scan of the store's network the fleet page asked for (named by the
+   config answer's ``X-Scan-Wanted`` or the heartbeat answer's
+   ``scan_wanted``) is run and reported by scan_job.py, beside all this.
 
 The cloud unreachable changes nothing: the last good config keeps running.
 """
@@ -35,7 +38,7 @@ from typing import Any
 
 from .. import __version__
 from ..config import Config, ConfigError, PathsConfig, load_config, parse_listen
-from ..fleet import wanted_version
+from ..fleet import wanted_scan, wanted_version
 from ..service import Service
 from ..status import write_status
 from . import apply
@@ -52,6 +55,7 @@ from .identity import (
     sha256_hex,
     write_claim_file,
 )
+from .scan_job import ScanJob
 from .state import FleetState
 
 log = logging.getLogger("sensor-bridge.fleet")
@@ -84,6 +88,8 @@ class FleetAgent(Service):
         self.cloud: Cloud | None = None
         self.last_error = ""
         self.health_server: Any = None
+        self.scans = ScanJob()
+        self.scan_named: int | None = None  # by the last config answer's X-Scan-Wanted
 
     # ------------------------------------------------------------ one step
 
@@ -125,6 +131,7 @@ class FleetAgent(Service):
             if time.monotonic() >= self.next_enroll:
                 self._enroll()
             return None
+        self._offer_scan()
         if self.state.status == "pending" and self.state.gate_until is not None:
             self._gate()
             return None
@@ -170,6 +177,14 @@ class FleetAgent(Service):
             return False
         self.asked_for = wanted  # once per version: a 304 must not make it ask every second
         return self.state.running is None or wanted > self.state.running
+
+    def _offer_scan(self) -> None:
+        """Start (or resend) the scan the cloud names; scan_job.py keeps it to one at a time."""
+        assert self.config is not None and self.config.fleet is not None and self.identity
+        wanted = self.scan_named or wanted_scan(self.config.paths.state_dir)
+        self.scans.offer(
+            wanted, self.config.fleet.url, self.identity.credential, self.state.bridge_id or ""
+        )
 
     def _local_file(self) -> bool:
         """Whether the config file is the store's own: a full config this agent did not write."""
@@ -236,6 +251,8 @@ class FleetAgent(Service):
         answer = self._cloud(self.config.fleet.url).config(
             self.identity.credential, state.bridge_id or "", state.running
         )
+        if answer.status is not None:
+            self.scan_named = _scan_id(answer.headers)
         if answer.status in (304, 404):
             self.last_error = ""
             return
@@ -339,6 +356,7 @@ class FleetAgent(Service):
             },
             "fleet_url": self.config.fleet.url if self.config and self.config.fleet else None,
             "last_error": self.last_error or None,
+            "scan_error": self.scans.last_error or None,
         }
 
     def report(self) -> str | None:
@@ -389,6 +407,7 @@ class FleetAgent(Service):
 
     def shutdown(self) -> None:
         self._serve_health(False)
+        self.scans.wait(30.0)  # a report under way is sent before the service stops
         if self.cloud is not None:
             self.cloud.close()
 
@@ -398,6 +417,11 @@ def _retry_after(headers: Any) -> float | None:
         return max(1.0, float((headers or {}).get("Retry-After")))
     except (TypeError, ValueError):
         return None
+
+
+def _scan_id(headers: Any) -> int | None:
+    text = str((headers or {}).get("X-Scan-Wanted") or "").strip()
+    return int(text) if text.isdigit() and len(text) < 19 else None
 
 
 def _hostname() -> str:

@@ -1,4 +1,4 @@
-"""The fleet agent's two requests to the cloud: ``POST /enroll`` and ``GET /config``.
+"""The fleet agent's requests to the cloud: ``POST /enroll``, ``GET /config`` and ``POST /scan``.
 
 Each answer is read within a deadline and a size cap (appliance/http_client.py),
 and told apart as the contract says (docs/ingest-contract.md, "Adoption"): a
@@ -17,6 +17,7 @@ from ..device_text import printable
 
 ENROLL_PATH = "/api/bridge/v1/enroll"
 CONFIG_PATH = "/api/bridge/v1/config"
+SCAN_PATH = "/api/bridge/v1/scan"
 DEADLINE_S = 15.0
 MAX_ANSWER_BYTES = 1_000_000  # a config is a few KB; a store's 200 sensors about 60 KB
 
@@ -50,6 +51,9 @@ class Cloud:
         if running is not None:
             headers["If-None-Match"] = f'"{running}"'
         return self._request("GET", CONFIG_PATH, credential, headers=headers)
+
+    def scan_report(self, credential: str, body: dict[str, Any]) -> Answer:
+        return self._request("POST", SCAN_PATH, credential, json_body=body)
 
     def _request(
         self,

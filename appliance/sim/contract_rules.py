@@ -26,6 +26,7 @@ INGEST_PATH = "/api/bridge/v1/ingest"
 # Adoption (docs/ingest-contract.md, "Adoption"): a bridge enrolls, then reads its config.
 ENROLL_PATH = "/api/bridge/v1/enroll"
 CONFIG_PATH = "/api/bridge/v1/config"
+SCAN_PATH = "/api/bridge/v1/scan"
 
 BRIDGE_STATES = ("ok", "degraded", "error", "starting", "no-config", "maintenance")
 BATCH_FIELDS = ("schema", "bridge_id", "batch_id", "sent_at", "records")

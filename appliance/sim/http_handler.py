@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..config.model import HEARTBEAT_PATH
-from .contract_rules import CONFIG_PATH, ENROLL_PATH, INGEST_PATH
+from .contract_rules import CONFIG_PATH, ENROLL_PATH, INGEST_PATH, SCAN_PATH
 
 
 @dataclass
@@ -69,6 +69,8 @@ class _Handler(BaseHTTPRequestHandler):
                 reply = self.receiver.heartbeat(self.headers, raw)
             elif self.path == ENROLL_PATH:
                 reply = self.receiver.enroll(self.headers, raw, self.client_address[0])
+            elif self.path == SCAN_PATH:
+                reply = self.receiver.scan_report(self.headers, raw)
             else:
                 reply = Reply(404, {"error": f"nothing at {self.path}; ingest is {INGEST_PATH}"})
         except Exception as exc:  # a receiver bug still answers, as a real API would (5xx)

@@ -45,6 +45,8 @@ from .contract_rules import (  # noqa: F401 - the rules' names, as callers have 
     values_problem,
 )
 from .http_handler import HttpProblem, Reply, Server, handler_for
+from .scans import MAX_BYTES as MAX_SCAN_BYTES
+from .scans import Scans
 
 SEEN_KEPT = 10_000  # requests_seen() memory, so a receiver left running for days stays small
 
@@ -121,6 +123,7 @@ class SimReceiver:
         self.heartbeat_url = base + HEARTBEAT_PATH
         self.origin = base  # a [fleet] url
         self.adoption = Adoption()
+        self.scans = Scans()
 
     # ------------------------------------------------------------ adoption (appliance/sim/adoption.py)
 
@@ -151,7 +154,31 @@ class SimReceiver:
     def config_for(self, headers: Any) -> Reply:
         if self.down:
             return Reply(503, {"error": "receiver is down (simulated outage)"})
-        return self.adoption.config_for(headers)
+        reply = self.adoption.config_for(headers)
+        bridge_id = headers.get("X-Bridge-Id", "")
+        if reply.status != 401 and (scan := self.scans.wanted(bridge_id)) is not None:
+            reply.headers["X-Scan-Wanted"] = str(scan)  # a bridge with no config yet learns here
+        return reply
+
+    def ask_scan(self, bridge_id: str) -> int:
+        """The fleet page's "Scan the store's network" for ``bridge_id``; returns the scan id."""
+        return self.scans.ask(bridge_id)
+
+    def scan_report(self, headers: Any, raw: bytes) -> Reply:
+        """POST /scan: an adopted bridge's scan result (appliance/sim/scans.py)."""
+        if self.down:
+            return Reply(503, {"error": "receiver is down (simulated outage)"})
+        if len(raw) > MAX_SCAN_BYTES:
+            return Reply(413, {"error": f"body larger than {MAX_SCAN_BYTES} bytes"})
+        scheme, _, key = headers.get("Authorization", "").strip().partition(" ")
+        bridge_id = self.adoption.bridge_of_key(key.strip()) if scheme.lower() == "bearer" else None
+        if bridge_id is None:
+            return Reply(401, {"error": "missing or wrong key"})
+        try:
+            body = self._json_body(headers, raw)
+        except HttpProblem as problem:
+            return Reply(problem.status, {"error": problem.error})
+        return self.scans.report(bridge_id, body)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -396,7 +423,11 @@ class SimReceiver:
             )
         self.adoption.note_heartbeat(body)
         wanted = self.adoption.wanted_version(body["bridge_id"])
-        return Reply(200, {"ok": True, **({"config_version": wanted} if wanted else {})})
+        scan = self.scans.wanted(body["bridge_id"])
+        return Reply(
+            200,
+            {"ok": True, **({"config_version": wanted} if wanted else {}), "scan_wanted": scan},
+        )
 
 
 def _scope_readings_by_bridge(db: sqlite3.Connection) -> None:

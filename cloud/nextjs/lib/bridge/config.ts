@@ -9,6 +9,7 @@
 import { authenticateBridge, bearerKey, spendRequestBudget } from "./auth";
 import { pool } from "./db";
 import { errorResponse, HttpError, json } from "./http";
+import { scanWanted } from "./scan";
 import { bridgeSettings } from "./settings";
 
 export const CONFIG_SCHEMA = "sensor-bridge/config/v1";
@@ -40,10 +41,13 @@ export async function handleConfig(request: Request): Promise<Response> {
       [bridgeId],
     );
     const desired = rows[0];
-    if (!desired) return json(404, { error: "no config yet" });
+    // A scan the fleet page asked for rides on every answer: a bridge with no config yet polls here.
+    const scan = await scanWanted(db, bridgeId);
+    const scanHeader: Record<string, string> = scan === null ? {} : { "x-scan-wanted": String(scan) };
+    if (!desired) return json(404, { error: "no config yet" }, scanHeader);
     const etag = `"${desired.version}"`;
     if (etagMatches(request.headers.get("if-none-match"), etag)) {
-      return new Response(null, { status: 304, headers: { etag, "cache-control": "no-store" } });
+      return new Response(null, { status: 304, headers: { etag, "cache-control": "no-store", ...scanHeader } });
     }
     return json(
       200,
@@ -55,7 +59,7 @@ export async function handleConfig(request: Request): Promise<Response> {
         made_at: desired.made_at.toISOString().replace(/\.\d{3}Z$/, "Z"),
         config: desired.document,
       },
-      { etag },
+      { etag, ...scanHeader },
     );
   } catch (err) {
     return errorResponse(err, settings);

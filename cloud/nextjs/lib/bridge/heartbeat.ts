@@ -8,6 +8,7 @@
 import { withInflationSlot } from "./inflation";
 import { acceptBridgeRequest } from "./request";
 import { errorResponse, json } from "./http";
+import { scanWanted } from "./scan";
 import { bridgeSettings, type BridgeSettings } from "./settings";
 
 export async function handleHeartbeat(request: Request): Promise<Response> {
@@ -27,7 +28,12 @@ export async function handleHeartbeat(request: Request): Promise<Response> {
         "select version from public.bridge_desired_config($1)",
         [bridgeId],
       );
-      return json(200, { ok: true, received_at: at.toISOString(), config_version: desired.rows[0]?.version ?? null });
+      return json(200, {
+        ok: true,
+        received_at: at.toISOString(),
+        config_version: desired.rows[0]?.version ?? null,
+        scan_wanted: await scanWanted(db, bridgeId),
+      });
     });
   } catch (err) {
     return errorResponse(err, settings);

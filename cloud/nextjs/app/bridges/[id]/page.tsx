@@ -14,6 +14,7 @@ import styles from "../fleet.module.css";
 import { AuditSection } from "../audit-section";
 import { ConfigSection } from "../config-editor";
 import { HourlyChart } from "../hourly-chart";
+import { ScanSection } from "../scan-section";
 
 export const metadata: Metadata = { title: "Bridge · sensor-bridge", robots: { index: false } };
 
@@ -91,6 +92,7 @@ async function Bridge({ params, searchParams }: { params: Params; searchParams: 
         </tbody>
       </table>
       <ConfigSection bridgeId={bridge.id} view={config} saved={one(search.saved)} error={one(search.config_error)} />
+      <ScanSection bridgeId={bridge.id} outcome={{ scan_asked: one(search.scan_asked), scan_added: one(search.scan_added), scan_error: one(search.scan_error) }} />
       <AuditSection bridgeId={bridge.id} retired={bridge.retired} />
     </main>
   );
