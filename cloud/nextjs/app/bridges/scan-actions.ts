@@ -30,6 +30,9 @@ export async function startScanAction(form: FormData): Promise<void> {
   const bridgeId = field(form, "bridge");
   let outcome: Record<string, string>;
   try {
+    if ((await bridgeConfig(bridgeId)).reported?.config_source === "local") {
+      throw new FormProblem("this bridge is managed on site and takes no scan from this page; run `sensor-bridge discover` on it");
+    }
     outcome = { scan_asked: String(await requestScan(bridgeId, `fleet page (${email})`)) };
   } catch (err) {
     outcome = { scan_error: problem(err, "ask for a scan") };

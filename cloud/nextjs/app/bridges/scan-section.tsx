@@ -75,7 +75,12 @@ export async function ScanSection({ bridgeId, outcome }: { bridgeId: string; out
           {outcome.scan_error}
         </p>
       ) : null}
-      {mayEdit ? (
+      {local ? (
+        <p className={styles.muted} data-scan-local>
+          Managed on site: this bridge runs its card's config and takes no requests from this page. Over SSH,{" "}
+          <code>sensor-bridge discover</code> lists the devices on its network.
+        </p>
+      ) : mayEdit ? (
         <form action={startScanAction} className={styles.form}>
           <input type="hidden" name="bridge" value={bridgeId} />
           <button type="submit" id="scan-start">
