@@ -13,6 +13,7 @@ import { age, bridgeState, sensorTone, utc } from "../../../lib/fleet/state";
 import styles from "../fleet.module.css";
 import { ConfigSection } from "../config-editor";
 import { HourlyChart } from "../hourly-chart";
+import { IngestLogSection } from "../ingest-log-section";
 
 export const metadata: Metadata = { title: "Bridge · sensor-bridge", robots: { index: false } };
 
@@ -90,6 +91,7 @@ async function Bridge({ params, searchParams }: { params: Params; searchParams: 
         </tbody>
       </table>
       <ConfigSection bridgeId={bridge.id} view={config} saved={one(search.saved)} error={one(search.config_error)} />
+      <IngestLogSection bridgeId={bridge.id} search={search} />
     </main>
   );
 }
