@@ -40,11 +40,12 @@ export interface Retention {
 /** One page of a bridge's log, newest first; `before` an id from the previous page. */
 export async function ingestLog(bridgeId: string, kind: LogKind, before: string): Promise<LogPage> {
   const { rows } = await pool().query<LogRow>(
-    `select id::text, kind, received_at, batch_id, state, records, new_readings, newer_revision, unchanged,
-            refused, refused_ids, refused_more
-       from public.bridge_ingest_log
-      where bridge_id = $1 and ($2 = '' or kind = $2) and ($3 = '' or id < $3::bigint)
-      order by id desc
+    // l.id, not id: the output column "id" is text, and would sort 99 after 130
+    `select l.id::text as id, l.kind, l.received_at, l.batch_id, l.state, l.records, l.new_readings,
+            l.newer_revision, l.unchanged, l.refused, l.refused_ids, l.refused_more
+       from public.bridge_ingest_log l
+      where l.bridge_id = $1 and ($2 = '' or l.kind = $2) and ($3 = '' or l.id < $3::bigint)
+      order by l.id desc
       limit $4`,
     [bridgeId, kind, /^\d{1,18}$/.test(before) ? before : "", LOG_PAGE + 1],
   );
