@@ -1,9 +1,7 @@
 // Looks at a bridge's "Data received" on its fleet page in a real browser
 // (Debian's chromium, driven by playwright-core), sets the ingest log's
 // retention with the admin form, then replays that form's server action by
-// hand past the sign-in proxy (to "/", which the proxy does not guard), once
-// without and once with credentials, so the test can see that the action
-// itself checks the role on the server. Prints JSON for
+// hand with a wrong password (a forged request). Prints JSON for
 // tests/test_ingest_log_app.py to judge.
 //
 //   BASE_URL=.. FLEET_USER=.. FLEET_PASSWORD=.. BRIDGE=<id> node scripts/ingest-log-browser.mjs
@@ -55,31 +53,27 @@ try {
   seen.keepText = await page.textContent("#data-received");
   seen.keepDays = await page.getAttribute("#data-received", "data-keep-days");
 
-  // the same action, asking for 7 days, posted by hand where the proxy does not look
+  // the same action, asking for 7 days, replayed by hand with a wrong password
   seen.actionCaptured = action !== null;
   if (action) {
     const body = action.body.replace(/(name="[^"]*keep_days"\r\n\r\n)30\r\n/, "$17\r\n");
     seen.bodyEdited = body !== action.body;
-    const forged = {
-      "content-type": action.headers["content-type"],
-      "next-action": action.headers["next-action"],
-      accept: "text/x-component",
-      origin: base,
-    };
-    const anonymous = await fetch(`${base}/`, { method: "POST", headers: forged, body, redirect: "manual" });
-    seen.anonymousStatus = anonymous.status;
-    await page.reload({ waitUntil: "networkidle" });
-    seen.keepDaysAfterAnonymous = await page.getAttribute("#data-received", "data-keep-days");
-    const basic = `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
-    const signedIn = await fetch(`${base}/`, {
+    const wrong = `Basic ${Buffer.from(`${user}:not-the-password`).toString("base64")}`;
+    const forged = await fetch(page.url(), {
       method: "POST",
-      headers: { ...forged, authorization: basic },
+      headers: {
+        "content-type": action.headers["content-type"],
+        "next-action": action.headers["next-action"],
+        accept: "text/x-component",
+        origin: base,
+        authorization: wrong,
+      },
       body,
       redirect: "manual",
     });
-    seen.signedInStatus = signedIn.status;
+    seen.forgedStatus = forged.status;
     await page.reload({ waitUntil: "networkidle" });
-    seen.keepDaysAfterSignedIn = await page.getAttribute("#data-received", "data-keep-days");
+    seen.keepDaysAfterForged = await page.getAttribute("#data-received", "data-keep-days");
   }
 } finally {
   await browser.close();
