@@ -186,6 +186,8 @@ def test_an_admin_sets_the_retention_in_chromium_and_a_forged_post_changes_nothi
         ]
         assert "values" in seen["rows"][3]["text"]
         assert seen["keepDays"] == "30" and "now kept 30 days" in seen["keepText"]
+        assert "keep_days: a whole number of days from 1 to 3650" in seen["keepError"]
+        assert seen["keepDaysAfterError"] == "30"
         # the action replayed by hand with a wrong password changes nothing
         assert seen["actionCaptured"] and seen["bodyEdited"]
         assert seen["forgedStatus"] == 401 and seen["keepDaysAfterForged"] == "30", seen

@@ -53,10 +53,21 @@ try {
   seen.keepText = await page.textContent("#data-received");
   seen.keepDays = await page.getAttribute("#data-received", "data-keep-days");
 
+  // past the browser's own min/max: the action refuses 0 days, naming the range
+  await page.evaluate(() => {
+    const input = document.querySelector("#ingest-log-keep input[name=keep_days]");
+    input.removeAttribute("min");
+    input.value = "0";
+  });
+  await page.click("#ingest-log-keep button[type=submit]");
+  await page.waitForSelector("[data-keep-error]", { timeout: 30000 });
+  seen.keepError = await page.textContent("[data-keep-error]");
+  seen.keepDaysAfterError = await page.getAttribute("#data-received", "data-keep-days");
+
   // the same action, asking for 7 days, replayed by hand with a wrong password
   seen.actionCaptured = action !== null;
   if (action) {
-    const body = action.body.replace(/(name="[^"]*keep_days"\r\n\r\n)30\r\n/, "$17\r\n");
+    const body = action.body.replace(/(name="[^"]*keep_days"\r\n\r\n)\d+\r\n/, "$17\r\n");
     seen.bodyEdited = body !== action.body;
     const wrong = `Basic ${Buffer.from(`${user}:not-the-password`).toString("base64")}`;
     const forged = await fetch(page.url(), {

@@ -77,7 +77,7 @@ export async function IngestLogSection({ bridgeId, search }: { bridgeId: string;
           <button type="submit">Save</button>
         </form>
       ) : null}
-      {kept ? <p className={styles.ok}>The log is now kept {kept} days.</p> : null}
+      {kept ? <p className={styles.ok}>Saved: the log is now kept {keep.keep_days} days.</p> : null}
       {keepError ? (
         <p className={styles.error} data-keep-error>
           {keepError}
@@ -104,7 +104,7 @@ export async function IngestLogSection({ bridgeId, search }: { bridgeId: string;
               <th className={styles.num}>new</th>
               <th className={styles.num}>newer revision</th>
               <th className={styles.num}>unchanged</th>
-              <th className={styles.num}>refused</th>
+              <th>refused, and why</th>
             </tr>
           </thead>
           <tbody>
