@@ -21,6 +21,7 @@ import { sendAlert, type SendOutcome } from "./alert-channels";
 import { requireCronSecret } from "./auth";
 import { pool } from "./db";
 import { errorResponse, json } from "./http";
+import { pruneIngestLog } from "./ingest-log";
 import { bridgeSettings, type BridgeSettings } from "./settings";
 
 // pg_try_advisory_xact_lock key: "sensor-bridge alerts", any fixed number will do
@@ -100,9 +101,14 @@ export async function handleCronAlerts(request: Request): Promise<Response> {
       const open = await refresh(client, thresholds);
       const channels = await notify(client, thresholds);
       await client.query("commit");
+      // after the alert run's transaction: the log's old rows, in short deletes of their own
+      const pruned = await pruneIngestLog(client).catch((err: unknown) => {
+        console.error("sensor-bridge: ingest log not pruned:", err instanceof Error ? err.message : err);
+        return 0;
+      });
       const failed = Object.values(channels).some((c) => c.error !== undefined);
       // 502 when a channel failed, so the scheduler's log shows it; the run itself is kept
-      return json(failed ? 502 : 200, { ok: !failed, open_incidents: open, channels });
+      return json(failed ? 502 : 200, { ok: !failed, open_incidents: open, channels, ingest_log_pruned: pruned });
     } catch (err) {
       await client.query("rollback").catch(() => undefined);
       throw err;

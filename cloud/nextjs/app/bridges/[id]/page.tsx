@@ -14,6 +14,7 @@ import styles from "../fleet.module.css";
 import { AuditSection } from "../audit-section";
 import { ConfigSection } from "../config-editor";
 import { HourlyChart } from "../hourly-chart";
+import { IngestLogSection } from "../ingest-log-section";
 import { ScanSection } from "../scan-section";
 
 export const metadata: Metadata = { title: "Bridge · sensor-bridge", robots: { index: false } };
@@ -93,6 +94,7 @@ async function Bridge({ params, searchParams }: { params: Params; searchParams: 
       </table>
       <ConfigSection bridgeId={bridge.id} view={config} saved={one(search.saved)} error={one(search.config_error)} />
       <ScanSection bridgeId={bridge.id} outcome={{ scan_asked: one(search.scan_asked), scan_added: one(search.scan_added), scan_error: one(search.scan_error) }} />
+      <IngestLogSection bridgeId={bridge.id} search={search} />
       <AuditSection bridgeId={bridge.id} retired={bridge.retired} />
     </main>
   );

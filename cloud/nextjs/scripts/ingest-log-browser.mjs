@@ -1,0 +1,92 @@
+// Looks at a bridge's "Data received" on its fleet page in a real browser
+// (Debian's chromium, driven by playwright-core), sets the ingest log's
+// retention with the admin form, then replays that form's server action by
+// hand with a wrong password (a forged request). Prints JSON for
+// tests/test_ingest_log_app.py to judge.
+//
+//   BASE_URL=.. FLEET_USER=.. FLEET_PASSWORD=.. BRIDGE=<id> node scripts/ingest-log-browser.mjs
+
+import { chromium } from "playwright-core";
+
+const base = process.env.BASE_URL;
+const user = process.env.FLEET_USER;
+const password = process.env.FLEET_PASSWORD;
+const shots = process.env.SCREENSHOT_DIR;
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+});
+const seen = { consoleErrors: [] };
+try {
+  const context = await browser.newContext({
+    httpCredentials: { username: user, password },
+    viewport: { width: 1200, height: 900 },
+  });
+  const page = await context.newPage();
+  page.on("console", (m) => m.type() === "error" && seen.consoleErrors.push(m.text()));
+  page.on("pageerror", (e) => seen.consoleErrors.push(String(e)));
+  let action = null;
+  page.on("request", (r) => {
+    const headers = r.headers();
+    if (r.method() === "POST" && headers["next-action"]) action = { headers, body: r.postData() };
+  });
+  await page.goto(`${base}/bridges/${encodeURIComponent(process.env.BRIDGE)}`, { waitUntil: "networkidle" });
+  seen.heading = await page.textContent("#data-received h2");
+  seen.rows = await page.$$eval("#ingest-log tbody tr", (rows) =>
+    rows.map((r) => ({
+      kind: r.getAttribute("data-log-kind"),
+      batch: r.getAttribute("data-batch"),
+      new: Number(r.getAttribute("data-new")),
+      newer: Number(r.getAttribute("data-newer")),
+      unchanged: Number(r.getAttribute("data-unchanged")),
+      refused: Number(r.getAttribute("data-refused")),
+      text: r.textContent,
+    })),
+  );
+  if (shots) await page.locator("#data-received").screenshot({ path: `${shots}/ingest-log.png` });
+
+  await page.fill("#ingest-log-keep input[name=keep_days]", "30");
+  await page.click("#ingest-log-keep button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#data-received")?.getAttribute("data-keep-days") === "30", null, {
+    timeout: 30000,
+  });
+  seen.keepText = await page.textContent("#data-received");
+  seen.keepDays = await page.getAttribute("#data-received", "data-keep-days");
+
+  // past the browser's own min/max: the action refuses 0 days, naming the range
+  await page.evaluate(() => {
+    const input = document.querySelector("#ingest-log-keep input[name=keep_days]");
+    input.removeAttribute("min");
+    input.value = "0";
+  });
+  await page.click("#ingest-log-keep button[type=submit]");
+  await page.waitForSelector("[data-keep-error]", { timeout: 30000 });
+  seen.keepError = await page.textContent("[data-keep-error]");
+  seen.keepDaysAfterError = await page.getAttribute("#data-received", "data-keep-days");
+
+  // the same action, asking for 7 days, replayed by hand with a wrong password
+  seen.actionCaptured = action !== null;
+  if (action) {
+    const body = action.body.replace(/(name="[^"]*keep_days"\r\n\r\n)\d+\r\n/, "$17\r\n");
+    seen.bodyEdited = body !== action.body;
+    const wrong = `Basic ${Buffer.from(`${user}:not-the-password`).toString("base64")}`;
+    const forged = await fetch(page.url(), {
+      method: "POST",
+      headers: {
+        "content-type": action.headers["content-type"],
+        "next-action": action.headers["next-action"],
+        accept: "text/x-component",
+        origin: base,
+        authorization: wrong,
+      },
+      body,
+      redirect: "manual",
+    });
+    seen.forgedStatus = forged.status;
+    await page.reload({ waitUntil: "networkidle" });
+    seen.keepDaysAfterForged = await page.getAttribute("#data-received", "data-keep-days");
+  }
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(seen));
