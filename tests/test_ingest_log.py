@@ -182,6 +182,15 @@ def test_retention_prunes_only_rows_older_than_the_days_an_admin_set(
     assert db.pg.query("select changed_by from bridge_ingest_log_settings")[0][0].startswith(
         "shell ("
     )
+    # a fleet-wide setting changed: in the audit log with who, from where, before and after
+    audit = db.pg.query(
+        "select actor, source, bridge_id, detail ->> 'before' as before, detail ->> 'after' as after"
+        " from fleet_audit_log"
+        " where action = 'ingest-log keep'"
+    )
+    assert len(audit) == 1
+    assert audit[0][0].startswith("shell (") and audit[0][1].startswith("shell on ")
+    assert audit[0][2:] == (None, "90", "30")
 
     # bounded: one row per call when asked for one
     assert db.pg.query("select public.prune_bridge_ingest_log(1) as gone", user=API_ROLE) == [(1,)]

@@ -82,20 +82,26 @@ $$;
 -- ---------------------------------------------------------------------------
 -- set_bridge_ingest_log_keep: the retention in days (1..3650), and who set it.
 -- ---------------------------------------------------------------------------
-create or replace function public.set_bridge_ingest_log_keep(p_days int, p_by text)
+create or replace function public.set_bridge_ingest_log_keep(p_days int, p_by text, p_source text default '')
 returns int
 language plpgsql volatile security invoker
 set search_path = public, pg_temp
 as $$
+declare
+  v_before int;
 begin
   if p_days is null or p_days < 1 or p_days > 3650 then
     raise exception using errcode = '22023',
       message = 'keep_days: a whole number of days from 1 to 3650 (got ' || coalesce(p_days::text, 'nothing') || ')';
   end if;
+  select keep_days into v_before from public.bridge_ingest_log_settings;
   insert into public.bridge_ingest_log_settings as s (only_row, keep_days, changed_by, changed_at)
   values (true, p_days, left(p_by, 200), now())
   on conflict (only_row) do update
     set keep_days = excluded.keep_days, changed_by = excluded.changed_by, changed_at = excluded.changed_at;
+  -- a fleet-wide setting an admin changed: on the record like every other change
+  perform public.fleet_audit_record(p_by, p_source, 'ingest-log keep', null,
+                                    jsonb_build_object('before', coalesce(v_before, 90), 'after', p_days));
   return p_days;
 end
 $$;
@@ -300,8 +306,8 @@ create policy bridge_ingest_log_settings_readers on public.bridge_ingest_log_set
 revoke all on function public.ingest_bridge_batch(text, jsonb) from public, anon, authenticated;
 revoke all on function public.record_bridge_heartbeat(text, jsonb) from public, anon, authenticated;
 revoke all on function public.prune_bridge_ingest_log(int) from public, anon, authenticated;
-revoke all on function public.set_bridge_ingest_log_keep(int, text) from public, anon, authenticated;
+revoke all on function public.set_bridge_ingest_log_keep(int, text, text) from public, anon, authenticated;
 grant execute on function public.ingest_bridge_batch(text, jsonb) to service_role;
 grant execute on function public.record_bridge_heartbeat(text, jsonb) to service_role;
 grant execute on function public.prune_bridge_ingest_log(int) to service_role;
-grant execute on function public.set_bridge_ingest_log_keep(int, text) to service_role;
+grant execute on function public.set_bridge_ingest_log_keep(int, text, text) to service_role;

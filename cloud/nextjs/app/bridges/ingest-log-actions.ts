@@ -8,7 +8,7 @@ import { setRetention } from "../../lib/fleet/ingest-log";
 import { requireRole } from "../../lib/fleet/guard";
 
 export async function setIngestLogKeepAction(form: FormData): Promise<void> {
-  const { email } = await requireRole("admin");
+  const { email, source } = await requireRole("admin");
   const bridge = form.get("bridge");
   const days = String(form.get("keep_days") ?? "").trim();
   const page = typeof bridge === "string" && bridge !== "" ? `/bridges/${encodeURIComponent(bridge)}` : "/bridges";
@@ -17,7 +17,7 @@ export async function setIngestLogKeepAction(form: FormData): Promise<void> {
     redirect(back({ log_keep_error: `keep_days: a whole number of days from 1 to 3650 (got "${days.slice(0, 20)}")` }));
   }
   try {
-    await setRetention(Number(days), email);
+    await setRetention(Number(days), email, source);
   } catch (err) {
     console.error("fleet page: ingest log retention not saved:", err instanceof Error ? err.message : err);
     redirect(back({ log_keep_error: "could not save: the database did not answer; try again" }));

@@ -61,7 +61,10 @@ export async function retention(): Promise<Retention> {
   return rows[0] ?? { keep_days: 90, changed_by: null, changed_at: null };
 }
 
-/** Keep the log `days` days (1..3650); the database refuses anything else with a message naming keep_days. */
-export async function setRetention(days: number, by: string): Promise<void> {
-  await pool().query("select public.set_bridge_ingest_log_keep($1::int, $2)", [days, by]);
+/**
+ * Keep the log `days` days (1..3650); the database refuses anything else with
+ * a message naming keep_days, and records the change in the audit log (by, from `source`).
+ */
+export async function setRetention(days: number, by: string, source: string): Promise<void> {
+  await pool().query("select public.set_bridge_ingest_log_keep($1::int, $2, $3)", [days, by, source]);
 }
