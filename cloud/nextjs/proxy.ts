@@ -1,17 +1,57 @@
-// HTTP basic auth in front of the fleet page (/bridges), from FLEET_USER and
-// FLEET_PASSWORD. A page cannot answer with `WWW-Authenticate`, a proxy can,
-// so a browser shows its sign-in prompt. Unset: /bridges answers 404.
+// In front of the fleet page (/bridges...) and the sign-in pages:
+//   * refreshes the Supabase Auth session cookies, as @supabase/ssr documents
+//     for Next.js (pages cannot set cookies, the proxy can);
+//   * sends a signed-out visitor of /bridges to /sign-in?next=<where they were going>;
+//   * HTTP basic auth (FLEET_USER / FLEET_PASSWORD, opt-in, read-only): a
+//     request that carries it is let through when right and answered 401
+//     with the browser's challenge when wrong; with Supabase not set up it is
+//     the only way in, as before. Neither set up: /bridges answers 404.
+// The pages and actions check the person again themselves (lib/fleet/guard.ts).
 //
 // Next.js 16 calls this file proxy.ts; on Next.js 15 name it middleware.ts
 // (same content). Already have one? Merge it: see cloud/README.md, "Fleet page".
 
+import { createServerClient } from "@supabase/ssr";
 import { NextResponse, type NextRequest } from "next/server";
-import { fleetGate } from "./lib/fleet/basic-auth";
+import { fleetAccess, fleetGate } from "./lib/fleet/basic-auth";
+import { supabaseSettings } from "./lib/fleet/supabase";
 
-export default function proxy(request: NextRequest): Response {
-  return fleetGate(request) ?? NextResponse.next();
+export default async function proxy(request: NextRequest): Promise<Response> {
+  const fleetPage = request.nextUrl.pathname === "/bridges" || request.nextUrl.pathname.startsWith("/bridges/");
+  const settings = supabaseSettings();
+  const basic = fleetAccess(request.headers.get("authorization"));
+  if (settings === null || (fleetPage && request.headers.has("authorization") && basic !== "off")) {
+    return fleetPage ? (fleetGate(request) ?? NextResponse.next()) : NextResponse.next();
+  }
+
+  let response = NextResponse.next({ request });
+  const supabase = createServerClient(settings.url, settings.anonKey, {
+    cookies: {
+      getAll: () => request.cookies.getAll(),
+      setAll: (list, headers) => {
+        for (const { name, value } of list) request.cookies.set(name, value);
+        response = NextResponse.next({ request });
+        for (const { name, value, options } of list) response.cookies.set(name, value, options);
+        for (const [key, value] of Object.entries(headers ?? {})) response.headers.set(key, value);
+      },
+    },
+  });
+  // getUser() asks the auth server (and refreshes an expired session); nothing
+  // may run between creating the client and this call, as the library asks.
+  const {
+    data: { user },
+  } = await supabase.auth.getUser();
+  if (user === null && fleetPage) {
+    const signIn = request.nextUrl.clone();
+    signIn.pathname = "/sign-in";
+    signIn.search = new URLSearchParams({ next: request.nextUrl.pathname + request.nextUrl.search }).toString();
+    const away = NextResponse.redirect(signIn);
+    for (const cookie of response.cookies.getAll()) away.cookies.set(cookie);
+    return away;
+  }
+  return response;
 }
 
 export const config = {
-  matcher: ["/bridges", "/bridges/:path*"],
+  matcher: ["/bridges", "/bridges/:path*", "/sign-in", "/not-invited", "/auth/:path*"],
 };
