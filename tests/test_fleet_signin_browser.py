@@ -123,6 +123,9 @@ def test_sign_in_and_roles_in_chromium(cloud_stack: CloudStack) -> None:
     cloud_stack.reset()
     seen_before = len(cloud_stack.auth.seen)
     shown = cloud_stack.api()
+    cloud_stack.pg.query(
+        f"update bridges set label = 'Porto Shown' where id = '{shown.bridge_id}' returning id"
+    )
     token = cloud_stack.bridges("enroll-token", "new").stdout.strip()
     first, second = enrolled(cloud_stack, token), enrolled(cloud_stack, token)
     viewer = cloud_stack.person("viewer@example.com", "viewer")
@@ -138,6 +141,7 @@ def test_sign_in_and_roles_in_chromium(cloud_stack: CloudStack) -> None:
         "BRIDGE": shown.bridge_id,
         "CODE": first.code,
         "CODE2": second.code,
+        "CLAIM_FIELD": action_field("claimAction"),
         "VIEWER": ":".join(viewer),
         "INSTALLER": ":".join(installer),
         "ADMIN": ":".join(admin),
@@ -160,7 +164,7 @@ def test_sign_in_and_roles_in_chromium(cloud_stack: CloudStack) -> None:
 
     # signed out: sent to sign in, nothing of the fleet shown
     assert seen["signedOut"]["url"] == f"{base}/sign-in?next=%2Fbridges%2F{shown.bridge_id}"
-    assert shown.bridge_id not in seen["signedOut"]["html"]
+    assert "Porto Shown" not in seen["signedOut"]["html"]  # (its id is in the sign-in's `next`)
     assert "wrong email or password" in seen["wrongPassword"]
 
     # installer: claimed and saved, recorded under their email
@@ -192,6 +196,7 @@ def test_sign_in_and_roles_in_chromium(cloud_stack: CloudStack) -> None:
     assert seen["stranger"]["url"] == f"{base}/not-invited"
     assert "ask an admin to invite you" in seen["stranger"]["html"]
     assert shown.bridge_id not in seen["stranger"]["html"]
+    assert "Porto Shown" not in seen["stranger"]["html"]
 
     # admin: invited (the stand-in got Supabase's invite), changed a role, kept an admin
     assert "new.person@example.com invited as installer" in seen["invited"]

@@ -14,7 +14,7 @@
 import { createServerClient } from "@supabase/ssr";
 import { NextResponse, type NextRequest } from "next/server";
 import { fleetAccess, fleetGate } from "./lib/fleet/basic-auth";
-import { supabaseSettings } from "./lib/fleet/supabase";
+import { sameSiteUrl, supabaseSettings } from "./lib/fleet/supabase";
 
 export default async function proxy(request: NextRequest): Promise<Response> {
   const fleetPage = request.nextUrl.pathname === "/bridges" || request.nextUrl.pathname.startsWith("/bridges/");
@@ -42,10 +42,8 @@ export default async function proxy(request: NextRequest): Promise<Response> {
     data: { user },
   } = await supabase.auth.getUser();
   if (user === null && fleetPage) {
-    const signIn = request.nextUrl.clone();
-    signIn.pathname = "/sign-in";
-    signIn.search = new URLSearchParams({ next: request.nextUrl.pathname + request.nextUrl.search }).toString();
-    const away = NextResponse.redirect(signIn);
+    const next = request.nextUrl.pathname + request.nextUrl.search;
+    const away = NextResponse.redirect(sameSiteUrl(request, `/sign-in?${new URLSearchParams({ next }).toString()}`));
     for (const cookie of response.cookies.getAll()) away.cookies.set(cookie);
     return away;
   }

@@ -8,5 +8,7 @@ export async function signIn(context, base, email, password, next = "/bridges") 
   await page.fill("#password-form input[name=password]", password);
   await page.click("#password-form button[type=submit]");
   await page.waitForURL((url) => url.pathname !== "/sign-in", { timeout: 30000 });
+  await page.waitForLoadState("networkidle");
+  await page.waitForSelector("main", { timeout: 30000 });
   return page;
 }

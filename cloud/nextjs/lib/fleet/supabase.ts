@@ -57,3 +57,15 @@ export async function verifiedUser(): Promise<{ id: string; email: string } | nu
 export function safeNext(next: string | null | undefined): string {
   return next && next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/bridges";
 }
+
+/**
+ * `path` on this site as the browser addressed it (its Host header): behind
+ * `next start -H 127.0.0.1` the request's own URL says "localhost", where the
+ * session cookies would not go.
+ */
+export function sameSiteUrl(request: Request, path: string): URL {
+  const url = new URL(request.url);
+  const host = request.headers.get("x-forwarded-host") ?? request.headers.get("host");
+  const proto = request.headers.get("x-forwarded-proto");
+  return new URL(path, `${proto ? `${proto}:` : url.protocol}//${host ?? url.host}`);
+}
