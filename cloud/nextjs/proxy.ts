@@ -14,7 +14,7 @@
 import { createServerClient } from "@supabase/ssr";
 import { NextResponse, type NextRequest } from "next/server";
 import { fleetAccess, fleetGate } from "./lib/fleet/basic-auth";
-import { sameSiteUrl, supabaseSettings } from "./lib/fleet/supabase";
+import { sameSiteUrl, supabaseSettings } from "./lib/fleet/supabase-env";
 
 export default async function proxy(request: NextRequest): Promise<Response> {
   const fleetPage = request.nextUrl.pathname === "/bridges" || request.nextUrl.pathname.startsWith("/bridges/");

@@ -6,13 +6,9 @@
 import { createServerClient } from "@supabase/ssr";
 import { createClient, type SupabaseClient } from "@supabase/supabase-js";
 import { cookies } from "next/headers";
+import { supabaseSettings } from "./supabase-env";
 
-/** Where the project is and its public (anon) key; null when sign-in is not set up. */
-export function supabaseSettings(env: NodeJS.ProcessEnv = process.env): { url: string; anonKey: string } | null {
-  const url = env.NEXT_PUBLIC_SUPABASE_URL ?? "";
-  const anonKey = env.NEXT_PUBLIC_SUPABASE_ANON_KEY ?? "";
-  return url && anonKey ? { url, anonKey } : null;
-}
+export { safeNext, sameSiteUrl, supabaseSettings } from "./supabase-env";
 
 /**
  * A server client for this request (pages, server actions, route handlers),
@@ -53,19 +49,3 @@ export async function verifiedUser(): Promise<{ id: string; email: string } | nu
   return { id: data.user.id, email: data.user.email };
 }
 
-/** A path on this site to go back to after signing in ("/bridges" unless `next` is one). */
-export function safeNext(next: string | null | undefined): string {
-  return next && next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/bridges";
-}
-
-/**
- * `path` on this site as the browser addressed it (its Host header): behind
- * `next start -H 127.0.0.1` the request's own URL says "localhost", where the
- * session cookies would not go.
- */
-export function sameSiteUrl(request: Request, path: string): URL {
-  const url = new URL(request.url);
-  const host = request.headers.get("x-forwarded-host") ?? request.headers.get("host");
-  const proto = request.headers.get("x-forwarded-proto");
-  return new URL(path, `${proto ? `${proto}:` : url.protocol}//${host ?? url.host}`);
-}
