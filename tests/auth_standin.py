@@ -136,6 +136,23 @@ class AuthStandIn:
             self.users[user.email] = user
             return user
 
+    def session_cookies(self, email: str) -> dict[str, str]:
+        """The cookies @supabase/ssr keeps for a new session of ``email`` (for tests that use requests).
+
+        Its format: ``sb-<first label of the project's host>-auth-token`` =
+        ``base64-`` + base64url(session JSON), cut into ``.0``, ``.1``... chunks
+        over 3180 characters (@supabase/ssr's cookies.js and utils/chunker.js).
+        """
+        with self.lock:
+            session = self._session(self.users[email.lower()])
+        name = f"sb-{urlsplit(self.url).hostname.split('.')[0]}-auth-token"  # type: ignore[union-attr]
+        value = "base64-" + _b64url(json.dumps(session).encode())
+        if len(value) <= 3180:
+            return {name: value}
+        return {
+            f"{name}.{i}": value[at : at + 3180] for i, at in enumerate(range(0, len(value), 3180))
+        }
+
     def mail_to(self, email: str) -> list[dict[str, str]]:
         with self.lock:
             return [m for m in self.mailbox if m["to"] == email.lower()]

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from auth_standin import AuthStandIn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -538,6 +539,13 @@ class CloudStack:
         self.auth.add_user(email, password)
         self.bridges("member", "add", email, "--role", role)
         return email, password
+
+    def signed_in(self, email: str, role: str) -> requests.Session:
+        """A requests session signed in as a new person of ``role`` (the cookies @supabase/ssr keeps)."""
+        self.person(email, role)
+        session = requests.Session()
+        session.cookies.update(self.auth.session_cookies(email))
+        return session
 
     def start(self) -> CloudStack:
         try:
