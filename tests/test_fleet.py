@@ -105,3 +105,22 @@ def test_fleet_page_is_off_without_its_environment(
                 )
     finally:
         server.stop()
+
+
+def test_basic_auth_alone_is_a_read_only_view(cloud_stack: CloudStack, cloud_api: CloudApi) -> None:
+    """Without Supabase's variables, FLEET_USER/FLEET_PASSWORD still open the page, as a viewer."""
+    heartbeat(cloud_api)
+    server = cloud_stack.start_server(
+        {"NEXT_PUBLIC_SUPABASE_URL": "", "NEXT_PUBLIC_SUPABASE_ANON_KEY": ""}
+    )
+    try:
+        url = f"{server.base_url}/bridges"
+        asked = requests.get(url, timeout=TIMEOUT)
+        assert asked.status_code == 401 and asked.headers["WWW-Authenticate"].startswith("Basic ")
+        page = requests.get(url, auth=cloud_stack.fleet_auth, timeout=TIMEOUT)
+        html = page.text.replace("<!-- -->", "")  # React's markers between text pieces
+        assert page.status_code == 200 and cloud_api.bridge_id in html
+        assert f"basic auth ({cloud_stack.fleet_auth[0]})" in html and "(viewer)" in html
+        assert 'id="claim-form"' not in html
+    finally:
+        server.stop()
