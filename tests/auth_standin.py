@@ -136,15 +136,16 @@ class AuthStandIn:
             self.users[user.email] = user
             return user
 
-    def session_cookies(self, email: str) -> dict[str, str]:
+    def session_cookies(self, email: str, lifetime: int = ACCESS_TOKEN_SECONDS) -> dict[str, str]:
         """The cookies @supabase/ssr keeps for a new session of ``email`` (for tests that use requests).
 
         Its format: ``sb-<first label of the project's host>-auth-token`` =
         ``base64-`` + base64url(session JSON), cut into ``.0``, ``.1``... chunks
         over 3180 characters (@supabase/ssr's cookies.js and utils/chunker.js).
+        ``lifetime``: seconds the access token is good for (short: the app must refresh it).
         """
         with self.lock:
-            session = self._session(self.users[email.lower()])
+            session = self._session(self.users[email.lower()], lifetime=lifetime)
         name = f"sb-{urlsplit(self.url).hostname.split('.')[0]}-auth-token"  # type: ignore[union-attr]
         value = "base64-" + _b64url(json.dumps(session).encode())
         if len(value) <= 3180:
@@ -159,7 +160,9 @@ class AuthStandIn:
 
     # -- tokens ------------------------------------------------------------
 
-    def _session(self, user: User, session_id: str | None = None) -> dict[str, Any]:
+    def _session(
+        self, user: User, session_id: str | None = None, lifetime: int = ACCESS_TOKEN_SECONDS
+    ) -> dict[str, Any]:
         session_id = session_id or str(uuid.uuid4())
         now = int(time.time())
         access = sign_jwt(
@@ -177,7 +180,7 @@ class AuthStandIn:
                 "session_id": session_id,
                 "is_anonymous": False,
                 "iat": now,
-                "exp": now + ACCESS_TOKEN_SECONDS,
+                "exp": now + lifetime,
             },
             self.jwt_secret,
         )
@@ -187,8 +190,8 @@ class AuthStandIn:
         return {
             "access_token": access,
             "token_type": "bearer",
-            "expires_in": ACCESS_TOKEN_SECONDS,
-            "expires_at": now + ACCESS_TOKEN_SECONDS,
+            "expires_in": lifetime,
+            "expires_at": now + lifetime,
             "refresh_token": refresh,
             "user": user.json(),
         }

@@ -117,6 +117,30 @@ def test_basic_auth_is_a_read_only_view(cloud_stack: CloudStack) -> None:
     assert "Your role (viewer) cannot claim bridges" in refused.text.replace("<!-- -->", "")
 
 
+def test_the_proxy_refreshes_a_session_about_to_expire(cloud_stack: CloudStack) -> None:
+    cloud_stack.reset()
+    cloud_stack.person("viewer@example.com", "viewer")
+    before = len(cloud_stack.auth.seen)
+    session = requests.Session()
+    # 60 s left: inside auth-js's expiry margin, so the library refreshes it first
+    session.cookies.update(cloud_stack.auth.session_cookies("viewer@example.com", lifetime=60))
+    page = session.get(f"{cloud_stack.base_url}/bridges", allow_redirects=False, timeout=TIMEOUT)
+    assert page.status_code == 200, page.headers
+    assert 'data-person="viewer@example.com"' in page.text
+    grants = [c["query"] for c in cloud_stack.auth.seen[before:] if c["path"] == "/auth/v1/token"]
+    assert "grant_type=refresh_token" in grants
+    refreshed = [
+        c for c in page.raw.headers.getlist("Set-Cookie") if c.startswith("sb-127-auth-token")
+    ]
+    assert refreshed, page.headers  # the new session goes back to the browser
+    # an expired session that cannot be refreshed any more is a signed-out visitor
+    stale = requests.Session()
+    stale.cookies.update(cloud_stack.auth.session_cookies("viewer@example.com", lifetime=-10))
+    cloud_stack.auth.refresh_tokens.clear()
+    answer = stale.get(f"{cloud_stack.base_url}/bridges", allow_redirects=False, timeout=TIMEOUT)
+    assert answer.status_code == 307 and "/sign-in?next=" in answer.headers["Location"]
+
+
 def test_sign_in_and_roles_in_chromium(cloud_stack: CloudStack) -> None:
     if not os.path.exists(CHROMIUM):
         pytest.skip("chromium is not installed (./provision.sh --dev --test-tools installs it)")
