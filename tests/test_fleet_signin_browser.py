@@ -156,6 +156,7 @@ def test_sign_in_and_roles_in_chromium(cloud_stack: CloudStack) -> None:
     installer = cloud_stack.person("installer@example.com", "installer")
     admin = cloud_stack.person("Admin@Example.com", "admin")
     magic = cloud_stack.person("magic@example.com", "viewer")
+    cloud_stack.person("leaver@example.com", "viewer")
     stranger = ("stranger@example.com", "stranger-pw-1")
     cloud_stack.auth.add_user(*stranger)
     env = {
@@ -171,6 +172,7 @@ def test_sign_in_and_roles_in_chromium(cloud_stack: CloudStack) -> None:
         "ADMIN": ":".join(admin),
         "STRANGER": ":".join(stranger),
         "INVITE": "new.person@example.com",
+        "LEAVER": "leaver@example.com",
         "MAGIC": magic[0],
         "CHROMIUM": CHROMIUM,
     }
@@ -234,6 +236,9 @@ def test_sign_in_and_roles_in_chromium(cloud_stack: CloudStack) -> None:
     assert members["viewer@example.com"].startswith("installer")
     assert members["admin@example.com"].startswith("admin")
     assert dict(seen["members"])["admin@example.com"] == "admin"
+    assert "leaver@example.com removed" in seen["removed"]
+    assert "leaver@example.com" not in members and "leaver@example.com" not in dict(seen["members"])
+    assert seen["ownRemoveForms"] == 0  # an admin is not offered to remove themselves
 
     # magic link: one mail, lands where they were going, signed in
     assert seen["magicMail"] == 1

@@ -4,7 +4,7 @@
 // tests/test_fleet_signin_browser.py to judge.
 //
 //   BASE_URL=.. AUTH_URL=.. BRIDGE=<id> CODE=.. CODE2=.. CLAIM_FIELD='$ACTION_ID_..' VIEWER=email:password INSTALLER=.. ADMIN=..
-//   STRANGER=email:password INVITE=email MAGIC=email node scripts/signin-browser.mjs
+//   STRANGER=email:password INVITE=email LEAVER=email MAGIC=email node scripts/signin-browser.mjs
 
 import { chromium } from "playwright-core";
 import { signIn } from "./sign-in.mjs";
@@ -120,6 +120,12 @@ try {
   await admin.click(`[data-role-form='${adminEmail}'] button[type=submit]`);
   await admin.waitForSelector("[data-people-error]", { timeout: 30000 });
   seen.lastAdmin = await admin.textContent("[data-people-error]");
+  await admin.click(`[data-remove-form='${process.env.LEAVER}'] button[type=submit]`);
+  await admin.waitForFunction(() => document.querySelector("[data-people-done]")?.textContent?.includes("removed"), null, {
+    timeout: 30000,
+  });
+  seen.removed = await admin.textContent("[data-people-done]");
+  seen.ownRemoveForms = await admin.locator(`[data-remove-form='${adminEmail}']`).count();
   seen.members = await admin.$$eval("tr[data-member]", (rows) => rows.map((r) => [r.dataset.member, r.dataset.role]));
 
   // magic link: asked on the sign-in page, opened from the mailbox, lands where they were going
