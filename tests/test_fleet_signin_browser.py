@@ -289,3 +289,19 @@ def test_member_cli_keeps_an_admin(cloud_stack: CloudStack) -> None:
     assert cloud_stack.pg.query("select email, role from fleet_members") == [
         ("boss@example.com", "admin")
     ]
+
+
+@pytest.mark.parametrize("role", ["anon", "authenticated"])
+def test_a_projects_other_users_cannot_read_or_change_the_people(
+    cloud_stack: CloudStack, role: str
+) -> None:
+    cloud_stack.reset()
+    cloud_stack.bridges("member", "add", "boss@example.com", "--role", "admin")
+    for sql in (
+        "select email from public.fleet_members;",
+        "insert into public.fleet_members (email, role, invited_by) values ('me@example.com', 'admin', 'me');",
+        "select public.fleet_member_put('me@example.com', 'admin', 'me');",
+    ):
+        run = cloud_stack.pg.psql(f"set role {role};\n{sql}", check=False)
+        assert run.returncode != 0 and "permission denied" in run.stderr, (sql, run.stderr)
+    assert cloud_stack.pg.query("select email from fleet_members") == [("boss@example.com",)]
