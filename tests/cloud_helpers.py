@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from auth_standin import AuthStandIn
 
 REPO = Path(__file__).resolve().parents[1]
 CLOUD = REPO / "cloud"
@@ -389,7 +391,17 @@ def built_app(app: Path = NEXTJS) -> NextBuild:
 
 def clean_env() -> dict[str, str]:
     """The environment without anything the app reads, so each server gets only what it is given."""
-    prefixes = ("DATABASE_", "BRIDGE_", "ALERT_", "FLEET_", "CRON_SECRET", "STATUS_TOKEN", "PG")
+    prefixes = (
+        "DATABASE_",
+        "BRIDGE_",
+        "ALERT_",
+        "FLEET_",
+        "CRON_SECRET",
+        "STATUS_TOKEN",
+        "PG",
+        "NEXT_PUBLIC_SUPABASE_",
+        "SUPABASE_",
+    )
     return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
 
 
@@ -495,25 +507,49 @@ class CloudApi:
 
 
 class CloudStack:
-    """PostgreSQL with the migration applied plus the route server in front of it."""
+    """PostgreSQL with the migration applied plus the route server in front of it.
+
+    The fleet page's sign-in goes to ``auth`` (tests/auth_standin.py), a
+    loopback stand-in for Supabase's auth server; ``person(email, role)``
+    makes a signed-up user who is one of the fleet's people.
+    """
 
     def __init__(self, *, fast: bool = True, server_env: Mapping[str, str] | None = None) -> None:
         self.pg = ThrowawayPostgres(fast=fast)
+        self.auth = AuthStandIn()
         self.cron_secret = secrets.token_urlsafe(16)
         self.fleet_auth = (
             "fleet",
             secrets.token_urlsafe(12),
-        )  # FLEET_USER, FLEET_PASSWORD of the fleet page
+        )  # FLEET_USER, FLEET_PASSWORD: the read-only view of the fleet page
         self.server_env = {
             "CRON_SECRET": self.cron_secret,
             "FLEET_USER": self.fleet_auth[0],
             "FLEET_PASSWORD": self.fleet_auth[1],
+            "NEXT_PUBLIC_SUPABASE_URL": self.auth.url,
+            "NEXT_PUBLIC_SUPABASE_ANON_KEY": self.auth.anon_key,
+            "SUPABASE_SERVICE_ROLE_KEY": self.auth.service_key,
             **(server_env or {}),
         }
         self.server: NextServer | None = None
 
+    def person(self, email: str, role: str, password: str | None = None) -> tuple[str, str]:
+        """A Supabase user with a password who is one of the fleet's people as ``role``: (email, password)."""
+        password = password or secrets.token_urlsafe(12)
+        self.auth.add_user(email, password)
+        self.bridges("member", "add", email, "--role", role)
+        return email, password
+
+    def signed_in(self, email: str, role: str) -> requests.Session:
+        """A requests session signed in as a new person of ``role`` (the cookies @supabase/ssr keeps)."""
+        self.person(email, role)
+        session = requests.Session()
+        session.cookies.update(self.auth.session_cookies(email))
+        return session
+
     def start(self) -> CloudStack:
         try:
+            self.auth.start()
             self.pg.start()
             self.pg.apply_migrations()
             # The routes log in as a role that has only service_role's rights, as
@@ -546,6 +582,7 @@ class CloudStack:
             self.server.stop()
             self.server = None
         self.pg.stop()
+        self.auth.stop()
 
     @property
     def base_url(self) -> str:
@@ -587,7 +624,7 @@ class CloudStack:
         self.pg.psql(
             "truncate public.bridge_readings, public.bridge_sensors, public.bridges,"
             " public.bridge_enrollments, public.bridge_enroll_tokens, public.bridge_enroll_rate,"
-            " public.bridge_claim_attempts cascade;"
+            " public.bridge_claim_attempts, public.fleet_members cascade;"
         )
 
     def bridges(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -52,7 +52,7 @@ CREATE_FLAGS = [
     "--cache-components",
     "--yes",
 ]
-README_NPM = ["install pg", "install -D @types/pg"]
+README_NPM = ["install pg @supabase/ssr @supabase/supabase-js", "install -D @types/pg"]
 
 
 def latest_version(package: str) -> str | None:
@@ -72,7 +72,9 @@ def generated_app(flavour: str) -> Path:
             pytest.skip("npm's registry is unreachable and no generated app is cached")
         version = cached[-1].parent.name.removeprefix("create-next-app-")
     base = cache / f"create-next-app-{version}"
-    if not (base / ".ready").exists():
+    # the README's installs are part of the key: a new package means a new app
+    ready = f"{version} {'; '.join(README_NPM)}"
+    if not (base / ".ready").exists() or (base / ".ready").read_text() != ready:
         shutil.rmtree(base, ignore_errors=True)
         subprocess.run(
             ["npx", "--yes", f"create-next-app@{version}", str(base), *CREATE_FLAGS],
@@ -84,11 +86,11 @@ def generated_app(flavour: str) -> Path:
         npm(["install"], base)
         for args in README_NPM:
             npm(args.split(), base)
-        (base / ".ready").write_text(version)
+        (base / ".ready").write_text(ready)
     if flavour == "next16":
         return base
     older = cache / f"next15-from-create-next-app-{version}"
-    if not (older / ".ready").exists():
+    if not (older / ".ready").exists() or (older / ".ready").read_text() != ready:
         shutil.rmtree(older, ignore_errors=True)
         shutil.copytree(base, older, symlinks=True)
         npm(["install", "next@15"], older)
@@ -96,7 +98,7 @@ def generated_app(flavour: str) -> Path:
         (older / "next.config.ts").write_text(
             'import type { NextConfig } from "next";\n\nconst nextConfig: NextConfig = {};\n\nexport default nextConfig;\n'
         )
-        (older / ".ready").write_text(version)
+        (older / ".ready").write_text(ready)
     return older
 
 
@@ -219,10 +221,11 @@ def test_the_copied_routes_build_and_serve_in_a_generated_app(
     )
     assert stale.status_code == 200 and stale.json()["ok"] is True, stale.text
 
-    challenge = requests.get(f"{server.base_url}/bridges", timeout=TIMEOUT)
-    assert challenge.status_code == 401 and challenge.headers["WWW-Authenticate"].startswith(
-        "Basic "
-    )
+    # signed out: sent to the copied sign-in page (a basic-auth challenge before issue 24)
+    challenge = requests.get(f"{server.base_url}/bridges", timeout=TIMEOUT, allow_redirects=False)
+    assert challenge.status_code == 307, challenge.status_code
+    assert challenge.headers["Location"].endswith("/sign-in?next=%2Fbridges")
+    assert requests.get(f"{server.base_url}/sign-in", timeout=TIMEOUT).status_code == 200
     fleet = requests.get(f"{server.base_url}/bridges", auth=cloud_stack.fleet_auth, timeout=TIMEOUT)
     assert fleet.status_code == 200 and api.bridge_id in fleet.text
     assert "unexpected error" not in server.output()

@@ -41,9 +41,10 @@ def test_fleet_page_asks_for_credentials_and_shows_each_bridge(
     cloud_stack: CloudStack, cloud_api: CloudApi
 ) -> None:
     url = f"{cloud_stack.base_url}/bridges"
-    asked = requests.get(url, timeout=TIMEOUT)
-    assert asked.status_code == 401 and asked.headers["WWW-Authenticate"].startswith(
-        'Basic realm="'
+    # signed out: sent to sign in (was a basic-auth challenge before issue 24's sign-in)
+    asked = requests.get(url, timeout=TIMEOUT, allow_redirects=False)
+    assert asked.status_code == 307 and asked.headers["Location"].endswith(
+        "/sign-in?next=%2Fbridges"
     )
     assert cloud_api.bridge_id not in asked.text
     wrong = requests.get(url, auth=(cloud_stack.fleet_auth[0], "wrong"), timeout=TIMEOUT)
@@ -86,7 +87,14 @@ def test_fleet_page_is_off_without_its_environment(
     cloud_stack: CloudStack, cloud_api: CloudApi
 ) -> None:
     heartbeat(cloud_api)
-    server = cloud_stack.start_server({"FLEET_USER": "", "FLEET_PASSWORD": ""})
+    server = cloud_stack.start_server(
+        {
+            "FLEET_USER": "",
+            "FLEET_PASSWORD": "",
+            "NEXT_PUBLIC_SUPABASE_URL": "",
+            "NEXT_PUBLIC_SUPABASE_ANON_KEY": "",
+        }
+    )
     try:
         for path in ("/bridges", f"/bridges/{cloud_api.bridge_id}"):
             for auth in (None, cloud_stack.fleet_auth):
@@ -95,5 +103,24 @@ def test_fleet_page_is_off_without_its_environment(
                     path,
                     auth,
                 )
+    finally:
+        server.stop()
+
+
+def test_basic_auth_alone_is_a_read_only_view(cloud_stack: CloudStack, cloud_api: CloudApi) -> None:
+    """Without Supabase's variables, FLEET_USER/FLEET_PASSWORD still open the page, as a viewer."""
+    heartbeat(cloud_api)
+    server = cloud_stack.start_server(
+        {"NEXT_PUBLIC_SUPABASE_URL": "", "NEXT_PUBLIC_SUPABASE_ANON_KEY": ""}
+    )
+    try:
+        url = f"{server.base_url}/bridges"
+        asked = requests.get(url, timeout=TIMEOUT)
+        assert asked.status_code == 401 and asked.headers["WWW-Authenticate"].startswith("Basic ")
+        page = requests.get(url, auth=cloud_stack.fleet_auth, timeout=TIMEOUT)
+        html = page.text.replace("<!-- -->", "")  # React's markers between text pieces
+        assert page.status_code == 200 and cloud_api.bridge_id in html
+        assert f"basic auth ({cloud_stack.fleet_auth[0]})" in html and "(viewer)" in html
+        assert 'id="claim-form"' not in html
     finally:
         server.stop()

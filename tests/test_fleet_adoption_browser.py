@@ -6,6 +6,7 @@ refused with a message, the right one claims the bridge, a camera is added
 with a password, a second save without retyping it keeps it (the field is
 write-only: never filled back, never in the page), and a bad update window is
 refused naming the field. The database is then checked for what was saved.
+The installer signs in through the Supabase Auth stand-in (tests/auth_standin.py).
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ def test_claim_and_config_edit_in_chromium(cloud_stack: CloudStack) -> None:
     )
     assert enrolled.status_code == 202, enrolled.text
     camera_password = "cam-pw-" + os.urandom(6).hex()
-    user, password = cloud_stack.fleet_auth
+    user, password = cloud_stack.person("installer@example.com", "installer")
     env = {
         **os.environ,
         "BASE_URL": cloud_stack.base_url,
-        "FLEET_USER": user,
-        "FLEET_PASSWORD": password,
+        "EMAIL": user,
+        "PASSWORD": password,
         "CODE": bridge.code,
         "CAMERA_PASSWORD": camera_password,
         "CHROMIUM": CHROMIUM,

@@ -1,7 +1,8 @@
 """The fleet page in a real browser: Debian's chromium driven by playwright-core (cloud/nextjs devDependency).
 
 Runs cloud/nextjs/scripts/fleet-browser.mjs against `next start` and judges
-what it saw: a sign-in is required, a silent bridge is red with its age, a
+what it saw: a signed-out visitor is sent to /sign-in (a viewer then signs
+in through the Supabase Auth stand-in), a silent bridge is red with its age, a
 healthy one green, the bridge page's chart has one point per hour of the
 last 7 days, and the console stays clean. SENSOR_BRIDGE_SCREENSHOTS=<dir>
 also writes the README's screenshots there.
@@ -57,12 +58,12 @@ def test_fleet_pages_in_chromium(cloud_stack: CloudStack, cloud_api: CloudApi) -
     )
     assert answer.status_code == 200 and answer.json()["accepted"] == 600, answer.text
 
-    user, password = cloud_stack.fleet_auth
+    user, password = cloud_stack.person("viewer@example.com", "viewer")
     env = {
         **os.environ,
         "BASE_URL": cloud_stack.base_url,
-        "FLEET_USER": user,
-        "FLEET_PASSWORD": password,
+        "EMAIL": user,
+        "PASSWORD": password,
         "BRIDGE": cloud_api.bridge_id,
         "CHROMIUM": CHROMIUM,
     }
@@ -80,10 +81,10 @@ def test_fleet_pages_in_chromium(cloud_stack: CloudStack, cloud_api: CloudApi) -
     assert run.returncode == 0, run.stderr
     seen = json.loads(run.stdout.strip().splitlines()[-1])
 
-    assert seen["anonymous"]["status"] == 401 and seen["anonymous"]["challenge"].startswith(
-        "Basic "
-    ), seen
-    assert seen["anonymous"].get("prompted", True)
+    # was a basic-auth challenge (401); since issue 24 sign-in is Supabase Auth's page
+    assert seen["anonymous"]["url"] == f"{cloud_stack.base_url}/sign-in?next=%2Fbridges", seen
+    assert "Sign in" in seen["anonymous"]["text"]
+    assert cloud_api.bridge_id not in seen["anonymous"]["text"]
     assert seen["fleetStatus"] == 200 and seen["bridgeStatus"] == 200
     rows = {r["id"]: r for r in seen["rows"]}
     assert (

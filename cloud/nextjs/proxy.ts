@@ -1,17 +1,14 @@
-// HTTP basic auth in front of the fleet page (/bridges), from FLEET_USER and
-// FLEET_PASSWORD. A page cannot answer with `WWW-Authenticate`, a proxy can,
-// so a browser shows its sign-in prompt. Unset: /bridges answers 404.
+// The fleet page's gate (lib/fleet/proxy.ts): Supabase Auth session cookies
+// refreshed, signed-out visitors of /bridges sent to /sign-in, basic auth as
+// an opt-in read-only view.
 //
 // Next.js 16 calls this file proxy.ts; on Next.js 15 name it middleware.ts
 // (same content). Already have one? Merge it: see cloud/README.md, "Fleet page".
 
-import { NextResponse, type NextRequest } from "next/server";
-import { fleetGate } from "./lib/fleet/basic-auth";
+import { fleetProxy } from "./lib/fleet/proxy";
 
-export default function proxy(request: NextRequest): Response {
-  return fleetGate(request) ?? NextResponse.next();
-}
+export default fleetProxy;
 
 export const config = {
-  matcher: ["/bridges", "/bridges/:path*"],
+  matcher: ["/bridges", "/bridges/:path*", "/sign-in", "/not-invited", "/auth/:path*"],
 };

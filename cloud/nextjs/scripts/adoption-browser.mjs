@@ -2,9 +2,11 @@
 // (Debian's chromium, driven by playwright-core), and prints what a person
 // saw, as JSON, for tests/test_fleet_adoption_browser.py to judge.
 //
-//   BASE_URL=.. FLEET_USER=.. FLEET_PASSWORD=.. CODE=K7QM-3XPD CAMERA_PASSWORD=.. node scripts/adoption-browser.mjs
+//   BASE_URL=.. EMAIL=.. PASSWORD=.. CODE=K7QM-3XPD CAMERA_PASSWORD=.. node scripts/adoption-browser.mjs
+// (EMAIL/PASSWORD: an installer's sign-in, see scripts/sign-in.mjs)
 
 import { chromium } from "playwright-core";
+import { signIn } from "./sign-in.mjs";
 
 const base = process.env.BASE_URL;
 const shots = process.env.SCREENSHOT_DIR;
@@ -14,11 +16,8 @@ const browser = await chromium.launch({
 });
 const seen = { consoleErrors: [] };
 try {
-  const context = await browser.newContext({
-    httpCredentials: { username: process.env.FLEET_USER, password: process.env.FLEET_PASSWORD },
-    viewport: { width: 1200, height: 900 },
-  });
-  const page = await context.newPage();
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const page = await signIn(context, base, process.env.EMAIL, process.env.PASSWORD);
   page.on("console", (m) => m.type() === "error" && seen.consoleErrors.push(m.text()));
   page.on("pageerror", (e) => seen.consoleErrors.push(String(e)));
   await page.goto(`${base}/bridges`, { waitUntil: "networkidle" });

@@ -2,9 +2,11 @@
 // playwright-core) and prints what a person would see, as JSON, for
 // tests/test_fleet_browser.py to judge. Screenshots go to SCREENSHOT_DIR if set.
 //
-//   BASE_URL=http://127.0.0.1:3000 FLEET_USER=.. FLEET_PASSWORD=.. BRIDGE=<id> node scripts/fleet-browser.mjs
+//   BASE_URL=http://127.0.0.1:3000 EMAIL=.. PASSWORD=.. BRIDGE=<id> node scripts/fleet-browser.mjs
+// (EMAIL/PASSWORD: a viewer's sign-in, see scripts/sign-in.mjs)
 
 import { chromium } from "playwright-core";
+import { signIn } from "./sign-in.mjs";
 
 const base = process.env.BASE_URL;
 const shots = process.env.SCREENSHOT_DIR;
@@ -14,22 +16,13 @@ const browser = await chromium.launch({
 });
 const seen = { consoleErrors: [] };
 try {
-  // Without credentials the browser gets the challenge and would prompt;
-  // headless, the prompt is cancelled and navigation fails on purpose.
+  // Signed out, the browser is sent to the sign-in page.
   const anonymous = await browser.newPage();
-  seen.anonymous = {};
-  anonymous.on("response", (r) => {
-    seen.anonymous = { status: r.status(), challenge: r.headers()["www-authenticate"] ?? null };
-  });
-  await anonymous.goto(`${base}/bridges`).catch((e) => {
-    seen.anonymous.prompted = String(e).includes("ERR_INVALID_AUTH_CREDENTIALS");
-  });
+  const first = await anonymous.goto(`${base}/bridges`, { waitUntil: "networkidle" });
+  seen.anonymous = { status: first.status(), url: anonymous.url(), text: await anonymous.textContent("main") };
 
-  const context = await browser.newContext({
-    httpCredentials: { username: process.env.FLEET_USER, password: process.env.FLEET_PASSWORD },
-    viewport: { width: 1100, height: 420 },
-  });
-  const page = await context.newPage();
+  const context = await browser.newContext({ viewport: { width: 1100, height: 420 } });
+  const page = await signIn(context, base, process.env.EMAIL, process.env.PASSWORD);
   page.on("console", (m) => m.type() === "error" && seen.consoleErrors.push(m.text()));
   page.on("pageerror", (e) => seen.consoleErrors.push(String(e)));
   const fleet = await page.goto(`${base}/bridges`, { waitUntil: "networkidle" });

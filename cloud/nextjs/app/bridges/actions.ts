@@ -18,7 +18,7 @@ function text(form: FormData, name: string): string {
 }
 
 export async function claimAction(form: FormData): Promise<void> {
-  const { email: user, source } = await requireRole("installer");
+  const { email: user, source } = await requireRole("installer", "claim bridges");
   const code = text(form, "code").toUpperCase().replace(/[\s-]/g, "");
   const back = (query: Record<string, string>) => `/bridges?${new URLSearchParams(query).toString()}#claim`;
   if (!CODE_ALPHABET.test(code)) {
@@ -37,7 +37,7 @@ export async function claimAction(form: FormData): Promise<void> {
 }
 
 export async function saveConfigAction(form: FormData): Promise<void> {
-  const { email: user, source } = await requireRole("installer");
+  const { email: user, source } = await requireRole("installer", "edit bridges' config");
   const bridgeId = text(form, "bridge");
   const page = `/bridges/${encodeURIComponent(bridgeId)}`;
   let outcome: Record<string, string>;

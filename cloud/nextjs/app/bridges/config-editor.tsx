@@ -27,11 +27,15 @@ export function ConfigSection({
   view,
   saved,
   error,
+  role,
+  canEdit,
 }: {
   bridgeId: string;
   view: ConfigView;
   saved: string;
   error: string;
+  role: string;
+  canEdit: boolean;
 }) {
   const { desired, reported, refused } = view;
   const local = reported?.config_source === "local";
@@ -91,6 +95,10 @@ export function ConfigSection({
         <p data-managed-on-site>
           <strong>Managed on site</strong>: a config file on the bridge's card wins over the cloud. Remove the card's
           sensor-bridge.toml to manage it here.
+        </p>
+      ) : !canEdit ? (
+        <p className={styles.muted} data-no-edit>
+          Your role ({role}) cannot edit the config: an installer or an admin does that.
         </p>
       ) : (
         <form action={saveConfigAction} className={styles.editor} id="config-form" autoComplete="off">

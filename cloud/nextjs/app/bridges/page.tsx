@@ -1,11 +1,11 @@
 // /bridges: the whole fleet, one row per bridge, rendered on the server.
-// Behind HTTP basic auth (proxy.ts, FLEET_USER / FLEET_PASSWORD).
+// For the fleet's people (lib/fleet/guard.ts); claiming needs an installer.
 
 import type { Metadata } from "next";
 import Link from "next/link";
 import { Suspense } from "react";
 import { alertThresholds } from "../../lib/bridge/alert-settings";
-import { requireFleetViewer } from "../../lib/fleet/guard";
+import { allows, requireFleetViewer } from "../../lib/fleet/guard";
 import { fleetRows } from "../../lib/fleet/queries";
 import { pendingBridges } from "../../lib/fleet/adoption";
 import { age, bridgeState, utc } from "../../lib/fleet/state";
@@ -31,7 +31,7 @@ function one(value: string | string[] | undefined): string {
 }
 
 async function Fleet({ searchParams }: { searchParams: Search }) {
-  await requireFleetViewer();
+  const person = await requireFleetViewer();
   const search = await searchParams;
   const [rows, pending] = await Promise.all([fleetRows(), pendingBridges()]);
   const claimed = one(search.claimed);
@@ -113,26 +113,33 @@ async function Fleet({ searchParams }: { searchParams: Search }) {
           {claimError}
         </p>
       ) : null}
-      <form action={claimAction} className={styles.form} id="claim-form">
-        <label>
-          code <input name="code" required maxLength={12} placeholder="K7QM-3XPD" autoComplete="off" spellCheck={false} />
-        </label>
-        <label>
-          label <input name="label" required maxLength={200} placeholder="Lisbon Chiado" />
-        </label>
-        <label>
-          time zone <input name="timezone" required maxLength={64} placeholder="Europe/Lisbon" list="zones" />
-        </label>
-        <label>
-          id (optional) <input name="id" maxLength={128} placeholder="from the label" />
-        </label>
-        <datalist id="zones">
-          {Intl.supportedValuesOf("timeZone").map((z) => (
-            <option key={z} value={z} />
-          ))}
-        </datalist>
-        <button type="submit">Claim</button>
-      </form>
+      {allows(person.role, "installer") ? null : (
+        <p className={styles.muted} data-no-claim>
+          Your role ({person.role}) cannot claim bridges: an installer or an admin does that.
+        </p>
+      )}
+      {!allows(person.role, "installer") ? null : (
+        <form action={claimAction} className={styles.form} id="claim-form">
+          <label>
+            code <input name="code" required maxLength={12} placeholder="K7QM-3XPD" autoComplete="off" spellCheck={false} />
+          </label>
+          <label>
+            label <input name="label" required maxLength={200} placeholder="Lisbon Chiado" />
+          </label>
+          <label>
+            time zone <input name="timezone" required maxLength={64} placeholder="Europe/Lisbon" list="zones" />
+          </label>
+          <label>
+            id (optional) <input name="id" maxLength={128} placeholder="from the label" />
+          </label>
+          <datalist id="zones">
+            {Intl.supportedValuesOf("timeZone").map((z) => (
+              <option key={z} value={z} />
+            ))}
+          </datalist>
+          <button type="submit">Claim</button>
+        </form>
+      )}
 
       <h2>Waiting to be claimed</h2>
       {pending.length === 0 ? (

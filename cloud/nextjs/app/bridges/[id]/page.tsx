@@ -6,7 +6,7 @@ import Link from "next/link";
 import { notFound } from "next/navigation";
 import { Suspense } from "react";
 import { alertThresholds } from "../../../lib/bridge/alert-settings";
-import { requireFleetViewer } from "../../../lib/fleet/guard";
+import { allows, requireFleetViewer } from "../../../lib/fleet/guard";
 import { bridgeConfig } from "../../../lib/fleet/adoption";
 import { bridgeDetail } from "../../../lib/fleet/queries";
 import { age, bridgeState, sensorTone, utc } from "../../../lib/fleet/state";
@@ -35,7 +35,7 @@ function one(value: string | string[] | undefined): string {
 }
 
 async function Bridge({ params, searchParams }: { params: Params; searchParams: Search }) {
-  await requireFleetViewer();
+  const person = await requireFleetViewer();
   const { id } = await params;
   const search = await searchParams;
   const [detail, config] = await Promise.all([bridgeDetail(id), bridgeConfig(id)]);
@@ -92,7 +92,7 @@ async function Bridge({ params, searchParams }: { params: Params; searchParams: 
           })}
         </tbody>
       </table>
-      <ConfigSection bridgeId={bridge.id} view={config} saved={one(search.saved)} error={one(search.config_error)} />
+      <ConfigSection bridgeId={bridge.id} view={config} saved={one(search.saved)} error={one(search.config_error)} role={person.role} canEdit={allows(person.role, "installer")} />
       <ScanSection bridgeId={bridge.id} outcome={{ scan_asked: one(search.scan_asked), scan_added: one(search.scan_added), scan_error: one(search.scan_error) }} />
       <IngestLogSection bridgeId={bridge.id} search={search} />
       <AuditSection bridgeId={bridge.id} retired={bridge.retired} />
