@@ -164,12 +164,12 @@ def test_a_scan_asked_on_the_page_shows_its_devices_and_a_tick_adds_a_camera(
     )
     agent.start()
     camera_password = "cam-pw-" + os.urandom(6).hex()
-    user, password = cloud_stack.fleet_auth
+    user, password = cloud_stack.person("installer@chain.example", "installer")
     env = {
         **os.environ,
         "BASE_URL": cloud_stack.base_url,
-        "FLEET_USER": user,
-        "FLEET_PASSWORD": password,
+        "EMAIL": user,
+        "PASSWORD": password,
         "BRIDGE": bridge_id,
         "CAMERA": CAMERA,
         "OTHER": INACTIVE,

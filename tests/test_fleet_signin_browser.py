@@ -240,6 +240,19 @@ def test_sign_in_and_roles_in_chromium(cloud_stack: CloudStack) -> None:
     assert "leaver@example.com" not in members and "leaver@example.com" not in dict(seen["members"])
     assert seen["ownRemoveForms"] == 0  # an admin is not offered to remove themselves
 
+    # each change is in the audit log with the person's email, from where they acted
+    audit = cloud_stack.pg.query(
+        "select actor, action, coalesce(bridge_id, '') as bridge,"
+        " coalesce(detail ->> 'member', '') as member, source from fleet_audit_log order by id"
+    )
+    by_action = {(a, b, m): actor for actor, a, b, m, _ in audit}
+    assert "installer@example.com" in by_action[("claim", "lisbon-chiado", "")]
+    assert "installer@example.com" in by_action[("config", "lisbon-chiado", "")]
+    assert by_action[("member add", "", "new.person@example.com")] == "admin@example.com"
+    assert by_action[("member role", "", "viewer@example.com")] == "admin@example.com"
+    assert by_action[("member remove", "", "leaver@example.com")] == "admin@example.com"
+    assert all(source for actor, *_, source in audit if "example.com" in actor)
+
     # magic link: one mail, lands where they were going, signed in
     assert seen["magicMail"] == 1
     assert seen["magic"]["url"] == f"{base}/bridges/{shown.bridge_id}"

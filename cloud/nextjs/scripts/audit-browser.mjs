@@ -3,9 +3,10 @@
 // audit log on both bridges' pages and on /bridges/audit, and prints what a
 // person saw, as JSON, for tests/test_fleet_audit_browser.py to judge.
 //
-//   BASE_URL=.. FLEET_USER=.. FLEET_PASSWORD=.. RETIRE=<bridge id> ROTATE=<bridge id> node scripts/audit-browser.mjs
+//   BASE_URL=.. EMAIL=.. PASSWORD=.. FLEET_USER=.. FLEET_PASSWORD=.. RETIRE=<bridge id> ROTATE=<bridge id> node scripts/audit-browser.mjs
 
 import { chromium, request as playwrightRequest } from "playwright-core";
+import { signIn } from "./sign-in.mjs";
 
 const base = process.env.BASE_URL;
 const shots = process.env.SCREENSHOT_DIR;
@@ -30,11 +31,8 @@ async function auditRows(page) {
 }
 
 try {
-  const context = await browser.newContext({
-    httpCredentials: { username: process.env.FLEET_USER, password: process.env.FLEET_PASSWORD },
-    viewport: { width: 1200, height: 900 },
-  });
-  const page = await context.newPage();
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const page = await signIn(context, base, process.env.EMAIL, process.env.PASSWORD);
   page.on("console", (m) => m.type() === "error" && seen.consoleErrors.push(m.text()));
   page.on("pageerror", (e) => seen.consoleErrors.push(String(e)));
 
@@ -64,15 +62,17 @@ try {
   seen.newKey = await page.textContent("[data-new-key] code");
   seen.urlAfterRotate = page.url();
   if (shots) await page.screenshot({ path: `${shots}/rotate.png`, fullPage: true });
-  // the same request replayed without the admin's sign-in: refused on the server, nothing rotated
+  // the same request replayed by a viewer (basic auth's read-only view): refused on the server, nothing rotated
   const stranger = await playwrightRequest.newContext();
-  const { authorization: _dropped, ...forgedHeaders } = rotateRequest.headers();
+  const viewer = `Basic ${Buffer.from(`${process.env.FLEET_USER}:${process.env.FLEET_PASSWORD}`).toString("base64")}`;
   const forged = await stranger.post(rotateRequest.url(), {
-    headers: forgedHeaders,
+    headers: { ...rotateRequest.headers(), authorization: viewer },
     data: rotateRequest.postDataBuffer(),
     maxRedirects: 0,
   });
   seen.forgedStatus = forged.status();
+  // a client-side action's redirect travels in its answer: a 303 Location, or x-action-redirect on a 200
+  seen.forgedLocation = forged.headers()["location"] ?? forged.headers()["x-action-redirect"] ?? "";
   seen.forgedGotKey = (await forged.text()).includes("sbk_");
   await stranger.dispose();
 

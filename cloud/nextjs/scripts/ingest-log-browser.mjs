@@ -1,16 +1,18 @@
 // Looks at a bridge's "Data received" on its fleet page in a real browser
 // (Debian's chromium, driven by playwright-core), sets the ingest log's
 // retention with the admin form, then replays that form's server action by
-// hand with a wrong password (a forged request). Prints JSON for
+// hand by a viewer (a forged request). Prints JSON for
 // tests/test_ingest_log_app.py to judge.
 //
-//   BASE_URL=.. FLEET_USER=.. FLEET_PASSWORD=.. BRIDGE=<id> node scripts/ingest-log-browser.mjs
+//   BASE_URL=.. EMAIL=.. PASSWORD=.. FLEET_USER=.. FLEET_PASSWORD=.. BRIDGE=<id> node scripts/ingest-log-browser.mjs
 
 import { chromium } from "playwright-core";
+import { signIn } from "./sign-in.mjs";
 
 const base = process.env.BASE_URL;
-const user = process.env.FLEET_USER;
-const password = process.env.FLEET_PASSWORD;
+// basic auth: the fleet's read-only view (a viewer), used below to forge the admin's action
+const viewerUser = process.env.FLEET_USER;
+const viewerPassword = process.env.FLEET_PASSWORD;
 const shots = process.env.SCREENSHOT_DIR;
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
@@ -18,11 +20,8 @@ const browser = await chromium.launch({
 });
 const seen = { consoleErrors: [] };
 try {
-  const context = await browser.newContext({
-    httpCredentials: { username: user, password },
-    viewport: { width: 1200, height: 900 },
-  });
-  const page = await context.newPage();
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const page = await signIn(context, base, process.env.EMAIL, process.env.PASSWORD);
   page.on("console", (m) => m.type() === "error" && seen.consoleErrors.push(m.text()));
   page.on("pageerror", (e) => seen.consoleErrors.push(String(e)));
   let action = null;
@@ -64,12 +63,12 @@ try {
   seen.keepError = await page.textContent("[data-keep-error]");
   seen.keepDaysAfterError = await page.getAttribute("#data-received", "data-keep-days");
 
-  // the same action, asking for 7 days, replayed by hand with a wrong password
+  // the same action, asking for 7 days, replayed by hand by a viewer (basic auth's read-only view)
   seen.actionCaptured = action !== null;
   if (action) {
     const body = action.body.replace(/(name="[^"]*keep_days"\r\n\r\n)\d+\r\n/, "$17\r\n");
     seen.bodyEdited = body !== action.body;
-    const wrong = `Basic ${Buffer.from(`${user}:not-the-password`).toString("base64")}`;
+    const viewer = `Basic ${Buffer.from(`${viewerUser}:${viewerPassword}`).toString("base64")}`;
     const forged = await fetch(page.url(), {
       method: "POST",
       headers: {
@@ -77,12 +76,14 @@ try {
         "next-action": action.headers["next-action"],
         accept: "text/x-component",
         origin: base,
-        authorization: wrong,
+        authorization: viewer,
       },
       body,
       redirect: "manual",
     });
     seen.forgedStatus = forged.status;
+    // a client-side action's redirect travels in its answer: a 303 Location, or x-action-redirect on a 200
+    seen.forgedLocation = forged.headers.get("location") ?? forged.headers.get("x-action-redirect") ?? "";
     await page.reload({ waitUntil: "networkidle" });
     seen.keepDaysAfterForged = await page.getAttribute("#data-received", "data-keep-days");
   }

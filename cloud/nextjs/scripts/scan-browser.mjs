@@ -3,10 +3,11 @@
 // password, in a real browser (Debian's chromium, driven by playwright-core).
 // Prints what a person saw, as JSON, for tests/test_fleet_scan_browser.py.
 //
-//   BASE_URL=.. FLEET_USER=.. FLEET_PASSWORD=.. BRIDGE=.. CAMERA=<address> OTHER=<address>
+//   BASE_URL=.. EMAIL=.. PASSWORD=.. BRIDGE=.. CAMERA=<address> OTHER=<address>
 //   CAMERA_PASSWORD=.. node scripts/scan-browser.mjs
 
 import { chromium } from "playwright-core";
+import { signIn } from "./sign-in.mjs";
 
 const base = process.env.BASE_URL;
 const shots = process.env.SCREENSHOT_DIR;
@@ -18,11 +19,8 @@ const browser = await chromium.launch({
 });
 const seen = { consoleErrors: [] };
 try {
-  const context = await browser.newContext({
-    httpCredentials: { username: process.env.FLEET_USER, password: process.env.FLEET_PASSWORD },
-    viewport: { width: 1400, height: 900 },
-  });
-  const page = await context.newPage();
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await signIn(context, base, process.env.EMAIL, process.env.PASSWORD);
   page.on("console", (m) => m.type() === "error" && seen.consoleErrors.push(m.text()));
   page.on("pageerror", (e) => seen.consoleErrors.push(String(e)));
   const bridgePage = `${base}/bridges/${encodeURIComponent(process.env.BRIDGE)}`;

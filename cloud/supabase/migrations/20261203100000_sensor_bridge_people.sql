@@ -57,7 +57,9 @@ end
 $$;
 
 -- Add a person or change their role; returns 'added' or 'changed' (or 'unchanged').
-create or replace function public.fleet_member_put(p_email text, p_role text, p_by text)
+-- Each change is a row of the audit log (fleet_audit_record, from the audit
+-- migration that follows this one: looked up when called, not when made).
+create or replace function public.fleet_member_put(p_email text, p_role text, p_by text, p_source text default '')
 returns text
 language plpgsql
 as $$
@@ -75,6 +77,8 @@ begin
   select role into v_old from public.fleet_members where email = v_email;
   if v_old is null then
     insert into public.fleet_members (email, role, invited_by) values (v_email, p_role, p_by);
+    perform public.fleet_audit_record(p_by, p_source, 'member add', null,
+                                      jsonb_build_object('member', v_email, 'after', p_role));
     return 'added';
   end if;
   if v_old = p_role then
@@ -82,22 +86,28 @@ begin
   end if;
   update public.fleet_members set role = p_role where email = v_email;
   perform public.fleet_members_keep_an_admin();
+  perform public.fleet_audit_record(p_by, p_source, 'member role', null,
+                                    jsonb_build_object('member', v_email, 'before', v_old, 'after', p_role));
   return 'changed';
 end
 $$;
 
 -- Remove a person; false when there was nobody of that email.
-create or replace function public.fleet_member_remove(p_email text)
+create or replace function public.fleet_member_remove(p_email text, p_by text, p_source text default '')
 returns boolean
 language plpgsql
 as $$
+declare
+  v_old text;
 begin
   lock table public.fleet_members in share row exclusive mode;
-  delete from public.fleet_members where email = lower(btrim(p_email));
+  delete from public.fleet_members where email = lower(btrim(p_email)) returning role into v_old;
   if not found then
     return false;
   end if;
   perform public.fleet_members_keep_an_admin();
+  perform public.fleet_audit_record(p_by, p_source, 'member remove', null,
+                                    jsonb_build_object('member', lower(btrim(p_email)), 'before', v_old));
   return true;
 end
 $$;
@@ -111,9 +121,9 @@ create policy fleet_members_service_role on public.fleet_members for all to serv
 
 revoke all on function public.fleet_member_signed_in(uuid, text) from public, anon, authenticated;
 revoke all on function public.fleet_members_keep_an_admin() from public, anon, authenticated;
-revoke all on function public.fleet_member_put(text, text, text) from public, anon, authenticated;
-revoke all on function public.fleet_member_remove(text) from public, anon, authenticated;
+revoke all on function public.fleet_member_put(text, text, text, text) from public, anon, authenticated;
+revoke all on function public.fleet_member_remove(text, text, text) from public, anon, authenticated;
 grant execute on function public.fleet_member_signed_in(uuid, text) to service_role;
 grant execute on function public.fleet_members_keep_an_admin() to service_role;
-grant execute on function public.fleet_member_put(text, text, text) to service_role;
-grant execute on function public.fleet_member_remove(text) to service_role;
+grant execute on function public.fleet_member_put(text, text, text, text) to service_role;
+grant execute on function public.fleet_member_remove(text, text, text) to service_role;

@@ -30,13 +30,18 @@ export async function members(): Promise<Member[]> {
 }
 
 /** Add a person or change their role: "added", "changed" or "unchanged"; a clear Error when refused. */
-export async function putMember(email: string, role: string, by: string): Promise<string> {
-  const rows = await query<{ outcome: string }>("select public.fleet_member_put($1, $2, $3) as outcome", [email, role, by]);
+export async function putMember(email: string, role: string, by: string, source: string): Promise<string> {
+  const rows = await query<{ outcome: string }>("select public.fleet_member_put($1, $2, $3, $4) as outcome", [
+    email,
+    role,
+    by,
+    source,
+  ]);
   return rows[0]?.outcome ?? "unchanged";
 }
 
-/** Remove a person; false when nobody has that email; a clear Error for the last admin. */
-export async function removeMember(email: string): Promise<boolean> {
-  const rows = await query<{ removed: boolean }>("select public.fleet_member_remove($1) as removed", [email]);
+/** Remove a person (recorded in the audit log as `by`'s); false when nobody has that email; a clear Error for the last admin. */
+export async function removeMember(email: string, by: string, source: string): Promise<boolean> {
+  const rows = await query<{ removed: boolean }>("select public.fleet_member_remove($1, $2, $3) as removed", [email, by, source]);
   return rows[0]?.removed ?? false;
 }

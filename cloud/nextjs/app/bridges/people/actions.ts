@@ -32,7 +32,7 @@ export async function inviteAction(form: FormData): Promise<void> {
   const role = text(form, "role");
   let outcome: string;
   try {
-    outcome = await putMember(email, role, person.email);
+    outcome = await putMember(email, role, person.email, person.source);
   } catch (err) {
     back({ error: refusal(err) });
   }
@@ -58,24 +58,24 @@ export async function changeRoleAction(form: FormData): Promise<void> {
   const role = text(form, "role");
   let outcome: string;
   try {
-    outcome = await putMember(email, role, person.email);
+    outcome = await putMember(email, role, person.email, person.source);
   } catch (err) {
     back({ error: refusal(err) });
   }
   if (outcome === "added") {
     // removed meanwhile by another admin: a role change does not bring them back
-    await removeMember(email);
+    await removeMember(email, person.email, person.source);
     back({ error: `${email} is no longer one of the fleet's people` });
   }
   back({ done: outcome === "changed" ? `${email} is now ${role}` : `${email} already was ${role}` });
 }
 
 export async function removeAction(form: FormData): Promise<void> {
-  await requireRole("admin", "remove people");
+  const person = await requireRole("admin", "remove people");
   const email = text(form, "email");
   let removed: boolean;
   try {
-    removed = await removeMember(email);
+    removed = await removeMember(email, person.email, person.source);
   } catch (err) {
     back({ error: refusal(err) });
   }
