@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import requests
 from cloud_helpers import (
+    ADD_BRIDGE,
     BRIDGES_CLI,
     CloudStack,
     FakeAdoptee,
@@ -534,3 +535,35 @@ def test_bridges_help_needs_no_database() -> None:
     assert run.returncode == 0
     for words in ("enroll-token new", "claim CODE", "config set BRIDGE FILE.toml", "config show"):
         assert words in run.stdout
+
+
+def test_no_new_bridge_takes_the_name_of_a_fleet_page(stack: CloudStack) -> None:
+    # /bridges/audit, /bridges/people and /bridges/refused are the fleet page's own
+    # pages: a bridge with such an id could never have its page opened
+    _, from_label = adopted(stack, "Audit")
+    assert from_label == "audit-2"
+    bridge = FakeAdoptee()
+    assert enroll(stack.base_url, new_token(stack), bridge.body()).status_code == 202
+    named = stack.bridges(
+        "claim",
+        bridge.code,
+        "--label",
+        "Back office",
+        "--timezone",
+        "Europe/Lisbon",
+        "--id",
+        "people",
+        check=False,
+    )
+    assert named.returncode != 0 and "bridges_id_is_not_a_fleet_page" in named.stderr
+    by_hand = subprocess.run(
+        ["bash", str(ADD_BRIDGE), "refused"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DATABASE_URL": stack.pg.url()},
+    )
+    assert by_hand.returncode == 2 and "is the name of a fleet page" in by_hand.stderr
+    assert stack.pg.query(
+        "select count(*) from bridges where id in ('audit', 'people', 'refused')"
+    ) == [(0,)]

@@ -127,3 +127,38 @@ grant execute on function public.fleet_member_signed_in(uuid, text) to service_r
 grant execute on function public.fleet_members_keep_an_admin() to service_role;
 grant execute on function public.fleet_member_put(text, text, text, text) to service_role;
 grant execute on function public.fleet_member_remove(text, text, text) to service_role;
+
+-- ---------------------------------------------------------------------------
+-- The fleet page's own pages live beside the bridges' (/bridges/audit,
+-- /bridges/people, /bridges/refused) and win over a bridge of the same id,
+-- whose page could never be opened: no new bridge takes one of those ids.
+-- NOT VALID: a bridge that already has one keeps it (and is still reachable
+-- from a shell); a label that would make one gets a number instead.
+-- ---------------------------------------------------------------------------
+do $$
+begin
+  if not exists (select 1 from pg_constraint where conname = 'bridges_id_is_not_a_fleet_page') then
+    alter table public.bridges add constraint bridges_id_is_not_a_fleet_page
+      check (id not in ('audit', 'people', 'refused')) not valid;
+  end if;
+end
+$$;
+
+create or replace function public.bridge_id_from_label(p_label text)
+returns text language plpgsql stable security invoker
+set search_path = public, pg_temp
+as $$
+declare
+  v_base text := left(trim(both '-' from regexp_replace(lower(p_label), '[^a-z0-9]+', '-', 'g')), 60);
+  v_id   text;
+  v_n    int := 1;
+begin
+  if v_base = '' then v_base := 'bridge'; end if;
+  v_id := v_base;
+  while v_id in ('audit', 'people', 'refused') or exists (select 1 from public.bridges where id = v_id) loop
+    v_n := v_n + 1;
+    v_id := v_base || '-' || v_n;
+  end loop;
+  return v_id;
+end
+$$;
