@@ -398,3 +398,29 @@ def test_the_shell_records_a_sensor_retired_and_watched_and_a_time_zone(audit_db
             {"before": {"timezone": None}, "after": {"timezone": "Europe/Lisbon"}},
         ),
     ]
+
+
+def test_a_tokens_id_never_also_names_a_token_whose_hash_starts_with_it(
+    audit_db: AuditDb,
+) -> None:
+    # make tokens until one's hash starts with the digits of another's id: a short
+    # number is an id only (the old rule read it as a hash prefix too, and refused)
+    made: dict[int, str] = {}
+    for _ in range(200):
+        token = audit_db.bridges("enroll-token", "new").stdout.strip()
+        row = audit_db.pg.query(
+            "select id, token_sha256 from bridge_enroll_tokens"
+            f" where token_sha256 = {sql_literal(sha256_hex(token))}"
+        )[0]
+        made[row[0]] = row[1]
+        clash = [i for i in made if any(h.startswith(str(i)) for j, h in made.items() if j != i)]
+        if clash:
+            break
+    assert clash, "no hash began with another token's id in 200 tokens"
+    target = clash[0]
+    audit_db.bridges("enroll-token", "revoke", str(target))
+    revoked = audit_db.pg.query(
+        "select id from bridge_enroll_tokens where revoked_at is not null"
+        f" and id = any(array[{','.join(str(i) for i in made)}])"
+    )
+    assert revoked == [(target,)]

@@ -297,6 +297,8 @@ end
 $$;
 
 -- Returns {"ok": true, "id", "already": bool} or {"ok": false, "error"}.
+-- A short number is a token's id only: as a hash prefix it would also name one
+-- token in sixteen (a prefix is 6+ hex digits, as `enroll-token list` shows).
 create or replace function public.revoke_enroll_token(p_ref text, p_who text, p_source text)
 returns jsonb
 language plpgsql volatile security invoker
@@ -311,12 +313,12 @@ begin
       'error', 'give the token''s ID or a hash prefix (6+ hex digits) from ''enroll-token list''');
   end if;
   select count(*) into v_count from public.bridge_enroll_tokens
-   where id::text = p_ref or token_sha256 like p_ref || '%';
+   where id::text = p_ref or (length(p_ref) >= 6 and token_sha256 like p_ref || '%');
   if v_count <> 1 then
     return jsonb_build_object('ok', false, 'error', format('%s names %s tokens (see: enroll-token list)', p_ref, v_count));
   end if;
   select * into v_token from public.bridge_enroll_tokens
-   where id::text = p_ref or token_sha256 like p_ref || '%' for update;
+   where id::text = p_ref or (length(p_ref) >= 6 and token_sha256 like p_ref || '%') for update;
   if v_token.revoked_at is not null then
     return jsonb_build_object('ok', true, 'id', v_token.id, 'already', true);
   end if;
