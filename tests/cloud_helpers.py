@@ -490,6 +490,22 @@ class NextServer:
 # --------------------------------------------------------------------------
 
 
+def cloud_tool(
+    pg: ThrowawayPostgres, script: Path, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run a cloud/bin shell tool against ``pg``; RuntimeError with its stderr when ``check`` and it fails."""
+    run = subprocess.run(
+        ["bash", str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DATABASE_URL": pg.url(), "PATH": f"{pg.bindir}:{os.environ['PATH']}"},
+    )
+    if check and run.returncode != 0:
+        raise RuntimeError(f"{script.name} {' '.join(args)} failed: {run.stderr}")
+    return run
+
+
 @dataclass
 class CloudApi:
     """One registered bridge and where to send its requests."""
@@ -629,20 +645,7 @@ class CloudStack:
 
     def bridges(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run cloud/bin/bridges against this database; RuntimeError with its stderr when ``check`` and it fails."""
-        run = subprocess.run(
-            ["bash", str(BRIDGES_CLI), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={
-                **os.environ,
-                "DATABASE_URL": self.pg.url(),
-                "PATH": f"{self.pg.bindir}:{os.environ['PATH']}",
-            },
-        )
-        if check and run.returncode != 0:
-            raise RuntimeError(f"bridges {' '.join(args)} failed: {run.stderr}")
-        return run
+        return cloud_tool(self.pg, BRIDGES_CLI, *args, check=check)
 
     def ingest_sql(self, bridge_id: str, batch: Mapping[str, Any] | str) -> dict[str, Any]:
         """Call ingest_bridge_batch directly (one psql session), as the routes' role."""

@@ -24,6 +24,7 @@ from cloud_helpers import (
     BRIDGES_CLI,
     CloudStack,
     FakeAdoptee,
+    cloud_tool,
     contract_headers,
     encode_body,
     make_batch,
@@ -556,13 +557,7 @@ def test_no_new_bridge_takes_the_name_of_a_fleet_page(stack: CloudStack) -> None
         check=False,
     )
     assert named.returncode != 0 and "bridges_id_is_not_a_fleet_page" in named.stderr
-    by_hand = subprocess.run(
-        ["bash", str(ADD_BRIDGE), "refused"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "DATABASE_URL": stack.pg.url()},
-    )
+    by_hand = cloud_tool(stack.pg, ADD_BRIDGE, "refused", check=False)
     assert by_hand.returncode == 2 and "is the name of a fleet page" in by_hand.stderr
     assert stack.pg.query(
         "select count(*) from bridges where id in ('audit', 'people', 'refused')"

@@ -26,6 +26,7 @@ from cloud_helpers import (
     FakeAdoptee,
     PsqlError,
     ThrowawayPostgres,
+    cloud_tool,
     dollar_quoted,
     missing_tools,
     sha256_hex,
@@ -73,20 +74,7 @@ class AuditDb:
     def tool(
         self, script: Path, *args: str, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        run = subprocess.run(
-            ["bash", str(script), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={
-                **os.environ,
-                "DATABASE_URL": self.pg.url(),
-                "PATH": f"{self.pg.bindir}:{os.environ['PATH']}",
-            },
-        )
-        if check and run.returncode != 0:
-            raise RuntimeError(f"{script.name} {' '.join(args)} failed: {run.stderr}")
-        return run
+        return cloud_tool(self.pg, script, *args, check=check)
 
     def bridges(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.tool(BRIDGES_CLI, *args, check=check)
